@@ -1,0 +1,77 @@
+"""The ``harness`` command line.
+
+Subcommands live in :mod:`harness.commands`, one module each, each exposing ``command``.
+A :class:`~harness.errors.HarnessError` is printed as one line (``error: ...``) with exit code 2,
+never as a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import sys
+
+import click
+
+from harness import __version__
+from harness.errors import HarnessError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except HarnessError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, prog_name="harness")
+def cli() -> None:
+    """Train, sweep, evaluate and serve GAN super-resolution models.
+
+    Losses, generators, discriminators and schedules are plugins (entry-point group "harness");
+    an experiment is a TOML file naming them. Start with:
+
+    \b
+      harness plugins                          what is installed
+      harness show experiments/quickstart.toml the resolved experiment
+    """
+
+
+def _load_commands() -> None:
+    from harness import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"harness.commands.{info.name}")
+        command = getattr(module, "command", None)
+        if isinstance(command, click.Command):
+            cli.add_command(command)
+
+
+_load_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point."""
+    try:
+        cli.main(args=argv, prog_name="harness", standalone_mode=True)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except HarnessError as exc:  # raised outside a subcommand (e.g. while loading)
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""``harness show``: the fully resolved experiment, itself a valid experiment file."""
+
+from __future__ import annotations
+
+import click
+
+from harness import config
+
+
+@click.command("show")
+@click.argument("experiment", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="TABLE.KEY=VALUE",
+    help="Override a value (TOML syntax), e.g. --set train.steps=100. Repeatable.",
+)
+@click.option("--flat", is_flag=True, help="Print dotted keys (the MLflow parameter names).")
+def command(experiment: str | None, overrides: tuple[str, ...], flat: bool) -> None:
+    """Validate EXPERIMENT and print it with every default filled in.
+
+    Without EXPERIMENT, prints the built-in defaults.
+    """
+    exp = config.load(experiment, overrides)
+    if flat:
+        for key, value in exp.flat_params().items():
+            click.echo(f"{key} = {value}")
+    else:
+        click.echo(exp.to_toml(), nl=False)

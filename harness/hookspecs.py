@@ -1,0 +1,100 @@
+"""Every hook a harness plugin can implement.
+
+Each ``harness_register_*`` hook is called once, when the registry is first built, on every
+plugin that implements it. It returns a mapping ``name -> factory``; the registry merges the
+mappings of all plugins, remembers which distribution provided each name and refuses a name
+registered twice. Names are lowercase ``snake_case``.
+
+A factory is a callable taking keyword arguments only. Its keyword parameters (with type
+annotations and defaults) *are* the plugin's configuration: the TOML table that names the plugin
+is checked against the signature (unknown keys and wrong types are errors) and the defaults
+appear in ``harness show`` and in MLflow. Value conventions, shared by every kind:
+
+- Images are NHWC tensors. LR input is in ``[0, 1]``; HR targets and SR outputs are in
+  ``[-1, 1]``. Under mixed precision the tensors a loss receives may be ``bfloat16`` or
+  ``float16``; losses should compute in float32 (``tf.cast``) and return a float32 scalar.
+- A loss computes a value; the host multiplies it by the term's weight, which may follow a
+  schedule. Never store a weight inside a loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from harness import hookspec
+
+Factory = Callable[..., Any]
+
+
+@hookspec
+def harness_register_content_losses() -> Mapping[str, Factory]:
+    """Register content (reconstruction) losses, computed on SR versus HR.
+
+    Called once when the registry is built. Each factory returns a callable
+    ``loss(sr, hr) -> scalar`` taking two NHWC tensors in ``[-1, 1]`` of equal shape and
+    returning a float32 scalar tensor that is differentiable with respect to ``sr``.
+
+    A factory may instead return a :class:`harness.losses.Composite`: several named sub-terms,
+    each with its own weight schedule (the seed's Per-Pix loss is one). The trainer expands it
+    into ordinary terms, multiplying each sub-term's weight by the outer weight.
+    """
+
+
+@hookspec
+def harness_register_adversarial_losses() -> Mapping[str, Factory]:
+    """Register adversarial (GAN) losses.
+
+    Called once when the registry is built. Each factory returns an object with
+
+    - ``generator_loss(fake_logits) -> scalar``;
+    - ``discriminator_loss(real_logits, fake_logits) -> scalar``;
+    - optionally ``penalty(discriminator, hr, sr) -> scalar``, added to the discriminator loss
+      (for example a gradient penalty).
+
+    Logits are float32 tensors of shape ``(batch, 1)``: the discriminator's raw output, no
+    sigmoid applied.
+    """
+
+
+@hookspec
+def harness_register_generators() -> Mapping[str, Factory]:
+    """Register generator architectures.
+
+    Called once when the registry is built. Each factory is called as
+    ``factory(scale=..., **params)`` and returns a ``keras.Model`` mapping an NHWC LR batch in
+    ``[0, 1]`` of any spatial size to an NHWC SR batch in ``[-1, 1]`` exactly ``scale`` times
+    larger. Custom layers must be registered Keras serializables (no ``Lambda``), so the model
+    can be saved, exported and served.
+    """
+
+
+@hookspec
+def harness_register_discriminators() -> Mapping[str, Factory]:
+    """Register discriminator architectures.
+
+    Called once when the registry is built. Each factory is called as
+    ``factory(patch=..., **params)`` and returns a ``keras.Model`` mapping an NHWC batch in
+    ``[-1, 1]`` of ``patch`` x ``patch`` pixels to float32 logits of shape ``(batch, 1)``.
+    """
+
+
+@hookspec
+def harness_register_schedules() -> Mapping[str, Factory]:
+    """Register schedules: values that follow the training step.
+
+    Called once when the registry is built. Each factory returns a pure function
+    ``schedule(step: int) -> float``, finite for every step ``>= 0``. Any loss weight and any
+    learning rate accepts ``{schedule = "<name>", ...factory params}`` in place of a number.
+    """
+
+
+@hookspec
+def harness_register_metrics() -> Mapping[str, Factory]:
+    """Register image-quality metrics reported by validation and ``harness evaluate``.
+
+    Called once when the registry is built. Each factory returns a callable
+    ``metric(sr, hr) -> float`` on two ``uint8`` RGB arrays of shape ``(H, W, 3)`` (one image,
+    already border-cropped by the evaluation protocol). The factory object may carry an attribute
+    ``higher_is_better`` (default ``True``) used by sweeps.
+    """

@@ -1,0 +1,204 @@
+"""Plugin manager: entry points in group ``harness`` -> a registry of named factories.
+
+Every plugin, first-party included, is found through the ``harness`` entry-point group, loaded,
+registered with pluggy and asked for its names through the ``harness_register_*`` hooks
+(:mod:`harness.hookspecs`). The registry remembers which distribution provided each name.
+
+Environment switches (as pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``):
+
+- ``HARNESS_DISABLE_PLUGINS=name1,name2``: skip these entry points (by entry-point name or by
+  distribution name).
+- ``HARNESS_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry point at all (hermetic tests register
+  plugin objects explicitly with :func:`build_registry`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata as md
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from harness import PROJECT, hookspecs
+from harness.errors import PluginError
+
+DISABLE_ENV = "HARNESS_DISABLE_PLUGINS"
+NO_AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
+
+KINDS: dict[str, str] = {
+    "content_loss": "harness_register_content_losses",
+    "adversarial_loss": "harness_register_adversarial_losses",
+    "generator": "harness_register_generators",
+    "discriminator": "harness_register_discriminators",
+    "schedule": "harness_register_schedules",
+    "metric": "harness_register_metrics",
+}
+"""Registry kind -> the hook that fills it."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered name and where it came from."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    plugin: str
+    distribution: str
+    version: str
+
+    @property
+    def provenance(self) -> str:
+        return f"{self.distribution} {self.version}".strip()
+
+
+class Registry:
+    """Names -> factories, per kind, with provenance."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+
+    def add(self, entry: Entry) -> None:
+        table = self._entries[entry.kind]
+        if entry.name in table:
+            other = table[entry.name]
+            raise PluginError(
+                f'{entry.kind.replace("_", " ")} "{entry.name}" is registered twice: by plugin '
+                f'"{other.plugin}" (from {other.provenance}) and by plugin "{entry.plugin}" '
+                f"(from {entry.provenance}). Uninstall one of them, or disable one with "
+                f"{DISABLE_ENV}={entry.plugin}."
+            )
+        table[entry.name] = entry
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._entries[kind])
+
+    def entries(self) -> list[Entry]:
+        return [e for kind in KINDS for _, e in sorted(self._entries[kind].items())]
+
+    def get(self, kind: str, name: str, where: str = "") -> Entry:
+        """The entry ``name`` of ``kind``; an unknown name is an error listing the known ones."""
+        table = self._entries[kind]
+        if name in table:
+            return table[name]
+        label = kind.replace("_", " ")
+        close = difflib.get_close_matches(name, list(table), n=1)
+        hint = f' Did you mean "{close[0]}"?' if close else ""
+        known = ", ".join(f"{n} (from {e.provenance})" for n, e in sorted(table.items()))
+        where = f" in {where}" if where else ""
+        raise PluginError(
+            f'unknown {label} "{name}"{where}.{hint} Known: {known or "none"}. '
+            "`harness plugins` lists everything installed; a plugin package adds more."
+        )
+
+    def factory(self, kind: str, name: str, where: str = "") -> Callable[..., Any]:
+        return self.get(kind, name, where).factory
+
+
+def _disabled() -> set[str]:
+    raw = os.environ.get(DISABLE_ENV, "")
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _autoload_off() -> bool:
+    return os.environ.get(NO_AUTOLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _entry_points() -> Iterable[md.EntryPoint]:
+    return md.entry_points(group=PROJECT)
+
+
+def plugin_manager(
+    extra: Iterable[tuple[object, str, str]] = (), *, autoload: bool | None = None
+) -> tuple[pluggy.PluginManager, dict[str, tuple[str, str]]]:
+    """A pluggy manager with every enabled entry point (and ``extra``) registered.
+
+    ``extra`` holds ``(plugin_object, plugin_name, distribution_label)`` triples, for tests and
+    for embedding. Returns the manager and ``plugin_name -> (distribution, version)``.
+    """
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(hookspecs)
+    origin: dict[str, tuple[str, str]] = {}
+    disabled = _disabled()
+    if autoload is None:
+        autoload = not _autoload_off()
+    if autoload:
+        for ep in _entry_points():
+            dist = ep.dist.name if ep.dist else "unknown distribution"
+            version = ep.dist.version if ep.dist else ""
+            if ep.name in disabled or dist in disabled:
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:  # any import failure becomes one clear message
+                raise PluginError(
+                    f'plugin entry point "{ep.name} = {ep.value}" (group "{PROJECT}") from '
+                    f"distribution {dist} {version} failed to import: "
+                    f"{type(exc).__name__}: {exc}. Fix or uninstall {dist}, or skip it with "
+                    f"{DISABLE_ENV}={ep.name}."
+                ) from exc
+            if pm.is_registered(module):
+                continue
+            pm.register(module, name=ep.name)
+            origin[ep.name] = (dist, version)
+    for obj, name, dist in extra:
+        if name in disabled:
+            continue
+        pm.register(obj, name=name)
+        origin[name] = (dist, "")
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(
+            f"{exc}. Hook names must be one of: {', '.join(KINDS.values())}."
+        ) from exc
+    return pm, origin
+
+
+def build_registry(
+    extra: Iterable[tuple[object, str, str]] = (), *, autoload: bool | None = None
+) -> Registry:
+    """Load plugins and collect every ``harness_register_*`` mapping into a :class:`Registry`."""
+    pm, origin = plugin_manager(extra, autoload=autoload)
+    registry = Registry()
+    for kind, hook_name in KINDS.items():
+        hook = getattr(pm.hook, hook_name)
+        for impl in hook.get_hookimpls():
+            mapping = impl.function()
+            if mapping is None:
+                continue
+            if not isinstance(mapping, Mapping):
+                raise PluginError(
+                    f'plugin "{impl.plugin_name}" hook {hook_name} returned '
+                    f"{type(mapping).__name__}; it must return a mapping name -> factory."
+                )
+            dist, version = origin.get(impl.plugin_name, ("unknown distribution", ""))
+            for name, factory in mapping.items():
+                if not callable(factory):
+                    raise PluginError(
+                        f'plugin "{impl.plugin_name}" registered {kind} "{name}" with a '
+                        f"{type(factory).__name__}, which is not callable; register a factory."
+                    )
+                registry.add(Entry(kind, name, factory, impl.plugin_name, dist, version))
+    return registry
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = build_registry()
+    return _REGISTRY
+
+
+def set_registry(registry: Registry | None) -> None:
+    """Replace (or with ``None`` reset) the process-wide registry; for tests and embedding."""
+    global _REGISTRY
+    _REGISTRY = registry

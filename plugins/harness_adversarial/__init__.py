@@ -1,0 +1,1 @@
+"""First-party adversarial plugin (filled in by its own module)."""

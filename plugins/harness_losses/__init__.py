@@ -1,0 +1,1 @@
+"""First-party losses plugin (filled in by its own module)."""

@@ -1,0 +1,1 @@
+"""First-party models plugin (filled in by its own module)."""
