@@ -1,0 +1,322 @@
+"""Image folders -> tf.data training batches, and validation images.
+
+Training samples follow SRGAN: a random ``patch`` x ``patch`` HR crop, optionally flipped and
+rotated by a multiple of 90 degrees, and its LR made by MATLAB-compatible bicubic downsampling
+(the same weights as :mod:`harness.metrics`, applied as two small matrix products), rounded to
+8 bits. LR is in ``[0, 1]``, HR in ``[-1, 1]``.
+
+The pipeline decodes each image once (in parallel) and caches the decoded images in memory or in
+a cache file; crops then come from the cache. Randomness is stateless and keyed by the seed and
+the sample's position in the stream, so a seed gives the same batches on every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from harness import images as imageio
+from harness.config import DataConfig
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+SKIMAGE = "skimage"
+"""The folder spec meaning the real photographs shipped inside scikit-image's wheel."""
+
+SKIMAGE_PHOTOS: tuple[str, ...] = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "hubble_deep_field.jpg",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "rocket.jpg",
+)
+"""The natural colour photographs among scikit-image's data files (offline default data)."""
+
+
+class DataError(HarnessError):
+    """Training or validation data cannot be found or read."""
+
+
+class DataWarning(UserWarning):
+    """Some images were skipped (unreadable or too small)."""
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def skimage_folder() -> Path:
+    """The folder of scikit-image's bundled data files."""
+    import skimage.data
+
+    return Path(skimage.data.__file__).parent
+
+
+def _download_hint(folder: Path) -> str:
+    from harness.datasets import DATASETS
+
+    key = folder.name.lower().replace("-", "_")
+    aliases = {"b100": "bsd100", "div2k_train_hr": "div2k", "div2k_valid_hr": "div2k_valid"}
+    key = aliases.get(key, key)
+    if key in DATASETS:
+        return f"Get it with `harness data download {key} --dest {folder.parent}`."
+    known = ", ".join(sorted(DATASETS))
+    return (
+        f"Check the path, or fetch a public data set with `harness data download NAME --dest DIR` "
+        f'(NAME one of {known}), or use "{SKIMAGE}" for the photos shipped with scikit-image.'
+    )
+
+
+def resolve(spec: str) -> list[Path]:
+    """The image files of one folder spec (a path, or ``"skimage"``), sorted by name."""
+    if spec == SKIMAGE:
+        base = skimage_folder()
+        return [base / name for name in SKIMAGE_PHOTOS if (base / name).is_file()]
+    folder = Path(spec).expanduser()
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise DataError(f"data folder {folder} {what}. {_download_hint(folder)}")
+    return imageio.list_images(folder)
+
+
+def folder_label(spec: str) -> str:
+    """A short name for a folder spec (its last path component)."""
+    return SKIMAGE if spec == SKIMAGE else Path(spec).expanduser().resolve().name or spec
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """One usable image file and its header facts."""
+
+    path: Path
+    width: int
+    height: int
+    mode: str
+
+
+def _probe(path: Path) -> ImageInfo | str:
+    try:
+        w, h, mode = imageio.probe_image(path)
+    except imageio.ImageReadError as exc:
+        return str(exc)
+    return ImageInfo(path, w, h, mode)
+
+
+def scan(specs: Sequence[str], min_side: int, purpose: str = "training") -> list[ImageInfo]:
+    """The readable images of ``specs`` with both sides at least ``min_side``.
+
+    Skipped files are reported in one :class:`DataWarning` that counts and names them; no image
+    at all is a :class:`DataError` naming the folders read.
+    """
+    if not specs:
+        raise DataError(f"no {purpose} data folders given: list at least one in [data].")
+    paths: list[Path] = []
+    for spec in specs:
+        paths.extend(resolve(spec))
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        probed = list(pool.map(_probe, paths))
+    usable: list[ImageInfo] = []
+    unreadable: list[str] = []
+    small: list[str] = []
+    for path, info in zip(paths, probed, strict=True):
+        if isinstance(info, str):
+            unreadable.append(path.name)
+        elif min(info.width, info.height) < min_side:
+            small.append(f"{path.name} ({info.width}x{info.height})")
+        else:
+            usable.append(info)
+    if unreadable or small:
+        parts = []
+        if unreadable:
+            parts.append(f"{len(unreadable)} unreadable: {imageio.describe(unreadable)}")
+        if small:
+            parts.append(
+                f"{len(small)} smaller than {min_side} px on a side: {imageio.describe(small)}"
+            )
+        warnings.warn(
+            f"skipped {len(unreadable) + len(small)} of {len(paths)} {purpose} images in "
+            f"{', '.join(specs)}: " + "; ".join(parts) + ".",
+            DataWarning,
+            stacklevel=3,
+        )
+    if not usable:
+        raise DataError(
+            f"no usable {purpose} images in {', '.join(specs)} ({len(paths)} files with suffixes "
+            f"{', '.join(imageio.IMAGE_SUFFIXES)} found; each needs sides of at least "
+            f"{min_side} px). Point [data] at folders of images."
+        )
+    return usable
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _cache_path(cache: str, infos: Sequence[ImageInfo]) -> str:
+    """A cache file name that changes whenever the list of files (or their contents) changes."""
+    digest = hashlib.sha256()
+    for info in infos:
+        st = info.path.stat()
+        digest.update(f"{info.path.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    path = Path(cache).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"{path}.{digest.hexdigest()[:12]}"
+
+
+def _decode(path: bytes) -> np.ndarray:
+    try:
+        return imageio.read_image(path.decode())
+    except imageio.ImageReadError as exc:
+        warnings.warn(f"skipped while decoding: {exc}", DataWarning, stacklevel=2)
+        return np.zeros((0, 0, 3), np.uint8)
+
+
+def decoded_images(
+    infos: Sequence[ImageInfo], cache: str = "memory", min_side: int = 1
+) -> tf.data.Dataset:
+    """A dataset of decoded uint8 ``(H, W, 3)`` images, decoded once and cached.
+
+    ``cache`` is ``"memory"``, ``"none"`` or a file path (a suffix keyed by the file list is
+    added, so a changed folder never reads a stale cache).
+    """
+    import tensorflow as tf
+
+    paths = tf.data.Dataset.from_tensor_slices([str(i.path) for i in infos])
+    ds = paths.map(
+        lambda p: tf.ensure_shape(tf.numpy_function(_decode, [p], tf.uint8), [None, None, 3]),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    ds = ds.filter(lambda img: tf.reduce_min(tf.shape(img)[:2]) >= min_side)
+    if cache == "memory":
+        ds = ds.cache()
+    elif cache not in ("none", ""):
+        ds = ds.cache(_cache_path(cache, infos))
+    return ds
+
+
+def _random_patch(
+    image: tf.Tensor, index: tf.Tensor, seed: int, patch: int, augment: bool
+) -> tf.Tensor:
+    import tensorflow as tf
+
+    key = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)])
+    shape = tf.shape(image)
+    top = tf.random.stateless_uniform(
+        [], key, minval=0, maxval=shape[0] - patch + 1, dtype=tf.int32
+    )
+    left = tf.random.stateless_uniform(
+        [], key + [0, 1 << 40], minval=0, maxval=shape[1] - patch + 1, dtype=tf.int32
+    )
+    hr = image[top : top + patch, left : left + patch]
+    if augment:
+        choice = tf.random.stateless_uniform(
+            [2], key + [0, 2 << 40], minval=0, maxval=4, dtype=tf.int32
+        )
+        hr = tf.cond(choice[0] >= 2, lambda: tf.reverse(hr, axis=[1]), lambda: hr)
+        hr = tf.image.rot90(hr, k=choice[1])
+    return tf.ensure_shape(hr, [patch, patch, 3])
+
+
+def downsample_batch(hr_uint8: tf.Tensor, scale: int) -> tf.Tensor:
+    """MATLAB-compatible bicubic LR of a uint8 ``(B, P, P, 3)`` batch, float32 ``[0, 1]``.
+
+    Rounded to 8-bit levels, as the evaluation protocol's LR is.
+    """
+    import tensorflow as tf
+
+    from harness.metrics import resize_matrix
+
+    h, w = hr_uint8.shape[1], hr_uint8.shape[2]
+    rows = tf.constant(resize_matrix(h, h // scale, 1.0 / scale), tf.float32)
+    cols = tf.constant(resize_matrix(w, w // scale, 1.0 / scale), tf.float32)
+    x = tf.cast(hr_uint8, tf.float32)
+    x = tf.einsum("oh,bhwc->bowc", rows, x)
+    x = tf.einsum("pw,bowc->bopc", cols, x)
+    return tf.clip_by_value(tf.floor(x + 0.5), 0.0, 255.0) / 255.0
+
+
+def training_dataset(data: DataConfig, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Infinite ``(lr, hr)`` batches: float32 ``(B, p/s, p/s, 3)`` in ``[0, 1]`` and
+    ``(B, p, p, 3)`` in ``[-1, 1]``; the same batches for the same seed.
+
+    Folders in ``data.train`` are merged. Images smaller than ``data.patch`` are skipped with a
+    warning; missing folders and empty results are :class:`DataError`.
+    """
+    import tensorflow as tf
+
+    if data.patch % data.scale:
+        raise DataError(f"[data] patch {data.patch} must be a multiple of scale {data.scale}.")
+    if batch_size < 1:
+        raise DataError(f"batch size must be at least 1, not {batch_size}.")
+    infos = scan(data.train, data.patch, "training")
+    images = decoded_images(infos, data.cache, data.patch)
+    shuffled = images.repeat().shuffle(
+        min(len(infos), 256), seed=seed, reshuffle_each_iteration=True
+    )
+    patch, augment, scale = data.patch, data.augment, data.scale
+    ds = shuffled.enumerate().map(
+        lambda i, img: _random_patch(img, i, seed, patch, augment),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.map(
+        lambda hr: (
+            downsample_batch(hr, scale),
+            tf.cast(hr, tf.float32) / 127.5 - 1.0,
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    options = tf.data.Options()
+    options.deterministic = True
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def load_folder(
+    spec: str, scale: int, max_side: int = 0, limit: int = 0, prefix: bool = False
+) -> list[tuple[str, np.ndarray]]:
+    """``(name, uint8 HR)`` for the images of one folder spec, cropped to multiples of ``scale``.
+
+    Unreadable or tiny images (under ``2 * scale + 11`` px, too small for SSIM after the border
+    crop) are skipped with one warning.
+    """
+    infos = scan([spec], 2 * scale + 11, "evaluation")
+    if limit > 0:
+        infos = infos[:limit]
+    label = folder_label(spec)
+    out = []
+    for info in infos:
+        img = imageio.read_image(info.path)
+        img = imageio.centre_crop(img, max_side, scale) if max_side else imageio.modcrop(img, scale)
+        name = f"{label}/{info.path.stem}" if prefix else info.path.stem
+        out.append((name, img))
+    return out
+
+
+def validation_images(data: DataConfig) -> list[tuple[str, np.ndarray]]:
+    """``(name, uint8 HR (H, W, 3))`` for every validation image, H and W multiples of scale.
+
+    Names are ``<folder>/<file stem>``. ``data.val_limit`` keeps the first N (by folder, then
+    name); ``data.val_max_side`` centre-crops each to at most that many pixels a side.
+    """
+    out: list[tuple[str, np.ndarray]] = []
+    for spec in data.val:
+        out.extend(load_folder(spec, data.scale, data.val_max_side, prefix=True))
+    if data.val_limit > 0:
+        out = out[: data.val_limit]
+    return out

@@ -1,0 +1,345 @@
+"""The super-resolution literature's evaluation protocol.
+
+As in the SRGAN, EDSR and RCAN papers (and their MATLAB scripts):
+
+1. the HR image is cropped to a multiple of the scale (bottom/right edges);
+2. its LR is made by MATLAB ``imresize(hr, 1/scale, 'bicubic')``: the cubic kernel (a = -0.5),
+   widened by the scale for antialiasing, symmetric edge handling, rounded to 8 bits;
+3. the model's output is clipped and rounded to 8 bits;
+4. PSNR and SSIM are computed on the Y channel of ITU-R BT.601 YCbCr (studio swing, 16..235,
+   not rounded), after cropping ``scale`` pixels from each border; RGB PSNR is also reported.
+
+SSIM is Wang et al.'s Gaussian-window SSIM (11x11, sigma 1.5, K1 0.01, K2 0.03, L 255), the mean of
+the "valid" SSIM map. The resize here is a port of MATLAB's ``imresize`` algorithm as separable
+weight matrices, so the same weights serve NumPy evaluation and the tf.data training pipeline.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.errors import HarnessError
+
+Upscaler = Callable[[np.ndarray], np.ndarray]
+"""``upscale(lr float32 (N, h, w, 3) in [0, 1]) -> float32 (N, h*s, w*s, 3) in [0, 1]``."""
+
+# --------------------------------------------------------------------------- MATLAB imresize
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
+    """Keys' cubic kernel with a = -0.5 (MATLAB's ``cubic``)."""
+    ax = np.abs(x)
+    ax2, ax3 = ax * ax, ax * ax * ax
+    return (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * (
+        (ax > 1) & (ax <= 2)
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def resize_matrix(in_len: int, out_len: int, scale: float) -> np.ndarray:
+    """The ``(out_len, in_len)`` float64 matrix of MATLAB ``imresize`` along one axis.
+
+    ``scale`` is out/in (0.25 to downsample 4x). Mirrors MATLAB's ``contributions``: kernel width
+    4, widened by ``1/scale`` when shrinking (antialiasing), weights normalised per output pixel,
+    out-of-range taps folded back symmetrically.
+    """
+    kernel_width = 4.0
+    if scale < 1:
+
+        def kernel(x: np.ndarray) -> np.ndarray:
+            return scale * _cubic(scale * x)
+
+        kernel_width /= scale
+    else:
+        kernel = _cubic
+    x = np.arange(1, out_len + 1, dtype=np.float64)
+    u = x / scale + 0.5 * (1.0 - 1.0 / scale)
+    left = np.floor(u - kernel_width / 2.0)
+    taps = int(math.ceil(kernel_width)) + 2
+    indices = left[:, None] + np.arange(taps)[None, :]
+    weights = kernel(u[:, None] - indices)
+    weights /= weights.sum(axis=1, keepdims=True)
+    mirror = np.concatenate([np.arange(in_len), np.arange(in_len - 1, -1, -1)])
+    folded = mirror[np.mod(indices.astype(np.int64) - 1, 2 * in_len)]
+    matrix = np.zeros((out_len, in_len), dtype=np.float64)
+    rows = np.repeat(np.arange(out_len), taps)
+    np.add.at(matrix, (rows, folded.ravel()), weights.ravel())
+    matrix.setflags(write=False)
+    return matrix
+
+
+def imresize(image: np.ndarray, scale: float, out_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """MATLAB ``imresize(image, scale, 'bicubic')`` on float data, no rounding or clipping.
+
+    ``image`` is ``(H, W, C)`` or ``(N, H, W, C)``; returns float64 of the same rank.
+    """
+    arr = np.asarray(image, dtype=np.float64)
+    squeeze = arr.ndim == 3
+    if squeeze:
+        arr = arr[None]
+    if arr.ndim != 4:
+        raise HarnessError(f"imresize expects (H, W, C) or (N, H, W, C), not shape {arr.shape}.")
+    h, w = arr.shape[1:3]
+    oh, ow = out_hw or (int(math.ceil(h * scale)), int(math.ceil(w * scale)))
+    rows = resize_matrix(h, oh, float(scale))
+    cols = resize_matrix(w, ow, float(scale))
+    out = np.einsum("oh,nhwc->nowc", rows, arr, optimize=True)
+    out = np.einsum("pw,nowc->nopc", cols, out, optimize=True)
+    return out[0] if squeeze else out
+
+
+def _check_divisible(shape: Sequence[int], scale: int) -> None:
+    h, w = shape
+    if h % scale or w % scale:
+        raise HarnessError(
+            f"an HR image of {w}x{h} pixels is not a multiple of scale {scale}; crop it first "
+            "(harness.images.modcrop)."
+        )
+
+
+def bicubic_downsample(hr_uint8: np.ndarray, scale: int, quantize: bool = True) -> np.ndarray:
+    """LR float32 in ``[0, 1]`` from a uint8 HR by MATLAB bicubic ``imresize(hr, 1/scale)``.
+
+    ``hr_uint8`` is ``(H, W, 3)`` or ``(N, H, W, 3)`` with H, W multiples of ``scale``. With
+    ``quantize`` (the protocol, and how LR test sets are distributed) the LR is rounded to 8-bit
+    levels first, as MATLAB does for uint8 input.
+    """
+    hr = np.asarray(hr_uint8)
+    _check_divisible(hr.shape[-3:-1], scale)
+    h, w = hr.shape[-3:-1]
+    lr = imresize(hr.astype(np.float64), 1.0 / scale, (h // scale, w // scale))
+    if quantize:
+        return (to_uint8(lr / 255.0).astype(np.float32)) / np.float32(255.0)
+    return np.clip(lr / 255.0, 0.0, 1.0).astype(np.float32)
+
+
+def bicubic_upsample(lr_float: np.ndarray, scale: int) -> np.ndarray:
+    """MATLAB bicubic ``imresize(lr, scale)`` of float ``[0, 1]`` images, clipped to ``[0, 1]``.
+
+    ``(h, w, 3)`` or ``(N, h, w, 3)`` -> float32 of the same rank, ``scale`` times larger: the
+    bicubic baseline as an upscaler.
+    """
+    lr = np.asarray(lr_float, dtype=np.float64)
+    h, w = lr.shape[-3:-1]
+    sr = imresize(lr, float(scale), (h * scale, w * scale))
+    return np.clip(sr, 0.0, 1.0).astype(np.float32)
+
+
+def bicubic_upscaler(scale: int) -> Upscaler:
+    """The bicubic baseline as an upscaler (float32 NHWC ``[0, 1]`` in and out)."""
+
+    def upscale(lr: np.ndarray) -> np.ndarray:
+        return bicubic_upsample(lr, scale)
+
+    upscale.scale = scale  # type: ignore[attr-defined]
+    return upscale
+
+
+def to_uint8(x_float01: np.ndarray) -> np.ndarray:
+    """Float ``[0, 1]`` -> uint8, clipped and rounded half up (as MATLAB's ``uint8(...)``)."""
+    x = np.asarray(x_float01, dtype=np.float64) * 255.0
+    return np.clip(np.floor(x + 0.5), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- measures
+
+
+def rgb_to_y(image: np.ndarray) -> np.ndarray:
+    """The BT.601 studio-swing luma (16..235) of RGB in 0..255, float64, not rounded.
+
+    Equal to MATLAB ``rgb2ycbcr`` on double input (times 255), as EDSR/BasicSR compute it.
+    """
+    rgb = np.asarray(image, dtype=np.float64)
+    return 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
+
+
+def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
+    """Peak signal-to-noise ratio in dB (``inf`` for identical images)."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    mse = float(np.mean(diff * diff))
+    if mse == 0.0:
+        return math.inf
+    return 10.0 * math.log10(data_range * data_range / mse)
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    g = np.exp(-(x * x) / (2.0 * sigma * sigma))
+    return g / g.sum()
+
+
+def _filter_valid(img: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Separable 'valid' correlation of a 2-D image with the 1-D window ``g`` on both axes."""
+    k = g.size
+    h, w = img.shape
+    rows = sum(g[i] * img[i : h - k + 1 + i, :] for i in range(k))
+    return sum(g[i] * rows[:, i : w - k + 1 + i] for i in range(k))
+
+
+def ssim(
+    a: np.ndarray,
+    b: np.ndarray,
+    data_range: float = 255.0,
+    window: int = 11,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> float:
+    """Wang et al. (2004) SSIM of two 2-D images: Gaussian window, mean of the valid map."""
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 2:
+        raise HarnessError(f"ssim needs two 2-D images of equal shape, got {x.shape}, {y.shape}.")
+    if min(x.shape) < window:
+        raise HarnessError(
+            f"ssim needs images of at least {window}x{window} pixels (after the border crop), "
+            f"got {x.shape[1]}x{x.shape[0]}."
+        )
+    g = _gaussian_window(window, sigma)
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    mu_x, mu_y = _filter_valid(x, g), _filter_valid(y, g)
+    sxx = _filter_valid(x * x, g) - mu_x * mu_x
+    syy = _filter_valid(y * y, g) - mu_y * mu_y
+    sxy = _filter_valid(x * y, g) - mu_x * mu_y
+    num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
+    den = (mu_x * mu_x + mu_y * mu_y + c1) * (sxx + syy + c2)
+    return float(np.mean(num / den))
+
+
+def crop_border(image: np.ndarray, border: int) -> np.ndarray:
+    """``image`` without ``border`` pixels on each side."""
+    if border <= 0:
+        return image
+    return image[border:-border, border:-border]
+
+
+# --------------------------------------------------------------------------- evaluation
+
+MEASURES: tuple[str, ...] = ("psnr_y", "ssim_y", "psnr_rgb")
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """The protocol's figures for one image (plus any extra metrics by name)."""
+
+    name: str
+    psnr_y: float
+    ssim_y: float
+    psnr_rgb: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "psnr_y": self.psnr_y,
+            "ssim_y": self.ssim_y,
+            "psnr_rgb": self.psnr_rgb,
+            **self.extra,
+        }
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Per-image scores and their means."""
+
+    images: tuple[ImageScore, ...]
+    scale: int
+    border: int
+
+    @property
+    def measures(self) -> tuple[str, ...]:
+        extra = list(self.images[0].extra) if self.images else []
+        return (*MEASURES, *extra)
+
+    def mean(self, measure: str) -> float:
+        """The mean of ``measure`` over the images (PSNR of identical images counts as inf)."""
+        values = [s.as_dict()[measure] for s in self.images]
+        return float(np.mean(values)) if values else math.nan
+
+    @property
+    def psnr_y(self) -> float:
+        return self.mean("psnr_y")
+
+    @property
+    def ssim_y(self) -> float:
+        return self.mean("ssim_y")
+
+    @property
+    def psnr_rgb(self) -> float:
+        return self.mean("psnr_rgb")
+
+    def means(self) -> dict[str, float]:
+        return {m: self.mean(m) for m in self.measures}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scale": self.scale,
+            "border": self.border,
+            "count": len(self.images),
+            "mean": self.means(),
+            "images": [s.as_dict() for s in self.images],
+        }
+
+
+def score(
+    sr_uint8: np.ndarray,
+    hr_uint8: np.ndarray,
+    border: int,
+    extra: Mapping[str, Callable[[np.ndarray, np.ndarray], float]] | None = None,
+    name: str = "",
+) -> ImageScore:
+    """The protocol's figures for one 8-bit SR image against its HR (same shape)."""
+    if sr_uint8.shape != hr_uint8.shape:
+        raise HarnessError(
+            f"{name or 'image'}: SR shape {sr_uint8.shape} differs from HR shape {hr_uint8.shape}."
+        )
+    sr = crop_border(sr_uint8, border)
+    hr = crop_border(hr_uint8, border)
+    sr_y, hr_y = rgb_to_y(sr), rgb_to_y(hr)
+    extras = {key: float(fn(sr, hr)) for key, fn in (extra or {}).items()}
+    return ImageScore(
+        name=name,
+        psnr_y=psnr(sr_y, hr_y),
+        ssim_y=ssim(sr_y, hr_y),
+        psnr_rgb=psnr(sr, hr),
+        extra=extras,
+    )
+
+
+def evaluate(
+    upscale: Upscaler,
+    images: Iterable[tuple[str, np.ndarray]],
+    scale: int,
+    border: int | None = None,
+    extra: Mapping[str, Callable[[np.ndarray, np.ndarray], float]] | None = None,
+) -> EvalResult:
+    """Run the protocol: ``upscale`` each image's bicubic LR and score it against its HR.
+
+    ``images`` holds ``(name, uint8 HR (H, W, 3))``; HR is cropped to a multiple of ``scale``
+    here. ``border`` defaults to ``scale``. ``extra`` adds metrics ``fn(sr, hr) -> float`` on the
+    border-cropped uint8 images (the registered ``metric`` plugins have this signature).
+    """
+    border = scale if border is None else border
+    scores = []
+    for name, hr in images:
+        hr = np.asarray(hr)
+        if hr.dtype != np.uint8 or hr.ndim != 3 or hr.shape[2] != 3:
+            raise HarnessError(
+                f"{name}: evaluation needs uint8 (H, W, 3) HR images, not {hr.dtype} {hr.shape}."
+            )
+        hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
+        lr = bicubic_downsample(hr, scale)
+        sr = np.asarray(upscale(lr[None]))
+        if sr.ndim != 4 or sr.shape[1:] != hr.shape:
+            raise HarnessError(
+                f"{name}: the model returned shape {tuple(sr.shape)} for an LR of shape "
+                f"{(1, *lr.shape)}; expected {(1, *hr.shape)} (scale {scale}). Is --scale right?"
+            )
+        scores.append(score(to_uint8(sr[0]), hr, border, extra, name))
+    return EvalResult(tuple(scores), scale, border)
