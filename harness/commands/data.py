@@ -1,0 +1,136 @@
+"""``harness data``: fetch public data sets and check image folders."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from harness.errors import HarnessError
+
+
+@click.group("data")
+def command() -> None:
+    """Fetch public super-resolution data sets and check image folders."""
+
+
+@command.command("list")
+def list_command() -> None:
+    """The data sets `harness data download` knows, with their sources."""
+    from harness.datasets import DATASETS
+
+    for ds in DATASETS.values():
+        digest = ds.sha256 or "not published (pin with --sha256)"
+        click.echo(f"{ds.name:12s} {ds.description}\n{'':12s} {ds.url}\n{'':12s} sha256: {digest}")
+
+
+@command.command("download")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.option(
+    "--dest",
+    default="data",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder receiving <dest>/<name>/ (archives are kept in <dest>/.downloads).",
+)
+@click.option("--url", default=None, help="Fetch the archive from this URL instead (one NAME).")
+@click.option("--sha256", default=None, help="Expected sha256 of the archive (one NAME).")
+@click.option("--force", is_flag=True, help="Replace an existing <dest>/<name>.")
+def download_command(
+    names: tuple[str, ...], dest: str, url: str | None, sha256: str | None, force: bool
+) -> None:
+    """Fetch, verify and extract public data sets (div2k, set5, set14, bsd100, urban100, ...).
+
+    Safe to interrupt: a re-run resumes the download. $HARNESS_DATA_MIRROR=http://host/dir
+    fetches <mirror>/<archive name> instead of the original host.
+    """
+    from harness import datasets
+
+    if (url or sha256) and len(names) > 1:
+        raise HarnessError("--url and --sha256 apply to one data set; name only one.")
+    for name in names:
+        datasets.get(name)  # every name checked before anything is fetched
+    state = {"shown": -1}
+
+    def progress(done: int, total: int | None) -> None:
+        mb = done >> 20
+        if mb // 16 != state["shown"]:
+            state["shown"] = mb // 16
+            of = f" of {total >> 20}" if total else ""
+            click.echo(f"  {mb}{of} MiB", err=True)
+
+    for name in names:
+        folder = datasets.download(
+            name, dest, url=url, sha256=sha256, force=force, progress=progress, log=click.echo
+        )
+        click.echo(f"{name}: {folder}")
+
+
+@command.command("check")
+@click.argument("folders", nargs=-1, required=True, metavar="DIR...")
+@click.option("--min-side", type=int, default=96, show_default=True, help="Smallest usable side.")
+@click.option("--scale", type=int, default=4, show_default=True, help="Flag sides not a multiple.")
+def check_command(folders: tuple[str, ...], min_side: int, scale: int) -> None:
+    """Report count, sizes, modes and problems of image folders (or "skimage")."""
+    from harness import data, images
+
+    failed = False
+    for spec in folders:
+        files = data.resolve(spec)
+        label = spec if spec == data.SKIMAGE else str(Path(spec))
+        others = []
+        if spec != data.SKIMAGE:
+            others = [
+                p.name
+                for p in Path(spec).expanduser().iterdir()
+                if p.is_file() and not images.is_image_file(p) and not p.name.startswith(".")
+            ]
+        sizes: Counter[tuple[int, int]] = Counter()
+        modes: Counter[str] = Counter()
+        kinds: Counter[str] = Counter()
+        unreadable: list[str] = []
+        small: list[str] = []
+        not_multiple = 0
+        for path in files:
+            kinds[path.suffix.lower().lstrip(".")] += 1
+            try:
+                w, h, mode = images.probe_image(path)
+                images.read_image(path)
+            except images.ImageReadError as exc:
+                unreadable.append(f"{path.name}: {exc}")
+                continue
+            sizes[(w, h)] += 1
+            modes[mode] += 1
+            if min(w, h) < min_side:
+                small.append(f"{path.name} ({w}x{h})")
+            if w % scale or h % scale:
+                not_multiple += 1
+        click.echo(
+            f"{label}: {len(files)} images ({', '.join(f'{k} {n}' for k, n in kinds.items())})"
+        )
+        if sizes:
+            widths = [w for w, _ in sizes.elements()]
+            heights = [h for _, h in sizes.elements()]
+            common = ", ".join(f"{w}x{h} ({n})" for (w, h), n in sizes.most_common(3))
+            click.echo(
+                f"  sizes: {min(widths)}..{max(widths)} x {min(heights)}..{max(heights)} px, "
+                f"{len(sizes)} distinct; most common {common}"
+            )
+            click.echo(f"  modes: {', '.join(f'{m} {n}' for m, n in modes.most_common())}")
+            click.echo(
+                f"  {not_multiple} not a multiple of {scale} (cropped at evaluation)"
+                if not_multiple
+                else f"  all sides multiples of {scale}"
+            )
+        problems = [*(f"unreadable {u}" for u in unreadable)]
+        problems += [f"smaller than {min_side} px: {s}" for s in small]
+        problems += [f"not an image (ignored): {o}" for o in sorted(others)]
+        if not files:
+            problems.append("no images")
+        click.echo(f"  problems: {len(problems)}" if problems else "  problems: none")
+        for p in problems:
+            click.echo(f"    {p}")
+        failed = failed or bool(unreadable) or not files
+    if failed:
+        raise click.exceptions.Exit(1)
