@@ -1,0 +1,62 @@
+"""``harness sweep``: run (or show) an Optuna study over an experiment's dotted keys."""
+
+from __future__ import annotations
+
+import click
+
+from harness import sweep as sweeps
+
+
+@click.command("sweep")
+@click.argument("file", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option(
+    "--trials", "-n", type=int, help="Trials in the study in all (default [sweep].trials)."
+)
+@click.option("--jobs", "-j", type=int, help="Trial processes at once (default [sweep].jobs).")
+@click.option(
+    "--storage",
+    metavar="URL",
+    help="Optuna storage (default [sweep].storage, else sqlite:///optuna.db); "
+    "postgresql://user@host/db lets workers on many machines share the study.",
+)
+@click.option("--study", "study_name", metavar="NAME", help="Study name (default [sweep].study).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="TABLE.KEY=VALUE",
+    help="Override a value of FILE (TOML syntax) for every trial. Repeatable.",
+)
+@click.option("--show", is_flag=True, help="Print the best trials from the storage and exit.")
+@click.option("--top", type=int, default=10, show_default=True, help="Rows --show prints.")
+def command(
+    file: str,
+    trials: int | None,
+    jobs: int | None,
+    storage: str | None,
+    study_name: str | None,
+    overrides: tuple[str, ...],
+    show: bool,
+    top: int,
+) -> None:
+    """Run the [sweep] of FILE: each trial trains in its own process, tracked in MLflow.
+
+    Running it again resumes the study (trials count across runs and workers); start it on
+    several machines with one --storage postgresql://... to share the work. A trial's
+    parameters are applied as --set overrides, so they are checked like any other value.
+
+    \b
+      harness sweep experiments/perpix_sweep.toml --trials 40 --jobs 2
+      harness sweep --show experiments/perpix_sweep.toml
+      optuna-dashboard sqlite:///optuna.db
+    """
+    p = sweeps.plan(file, overrides, trials=trials, jobs=jobs, storage=storage, study=study_name)
+    if show:
+        click.echo(sweeps.show(p, top=top))
+        return
+    result = sweeps.run(p, echo=lambda line: click.echo(line, err=False))
+    click.echo(
+        f'sweep "{result.study_name}": {len(result.ran)} trials run here; MLflow parent run '
+        f"{result.parent_run_id}"
+    )
+    click.echo(sweeps.show(p, top=top))
