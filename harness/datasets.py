@@ -207,7 +207,9 @@ def extract(archive: Path, dest: Path) -> None:
             with tarfile.open(archive) as tf:
                 tf.extractall(dest, filter="data")
         else:
-            raise DownloadError(f"{archive} is neither a zip nor a tar archive.")
+            raise DownloadError(
+                f"{archive} is not a readable zip or tar archive: corrupt or truncated."
+            )
     except DownloadError:
         raise
     except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, ValueError) as exc:
