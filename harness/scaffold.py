@@ -116,9 +116,6 @@ test = ["pytest>=8"]
 # The harness finds plugins through the "harness" entry-point group: <name> = "<module>".
 [project.entry-points.harness]
 $name = "$module"
-
-[tool.setuptools]
-packages = ["$module"]
 """)
 
 _LOSS = Template('''\
