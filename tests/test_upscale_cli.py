@@ -1,0 +1,156 @@
+"""``harness upscale`` and ``harness export`` through the real command line (in process)."""
+
+from __future__ import annotations
+
+import functools
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+from PIL import Image
+
+from harness import video
+from harness.cli import cli
+from harness.images import list_images, read_image
+from harness.inference import load_upscaler, to_uint8
+from harness.plugins import get_registry
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    """A tiny trained-looking generator saved as .keras (1 block, 8 filters)."""
+    tf.keras.utils.set_random_seed(11)
+    generator = get_registry().factory("generator", "srresnet")(scale=4, blocks=1, filters=8)
+    path = tmp_path_factory.mktemp("model") / "generator.keras"
+    generator.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def frames(shared_data: Path) -> list[np.ndarray]:
+    """Four small crops of Vid4 calendar frames (24 x 32 LR)."""
+    files = list_images(shared_data / "vid4" / "calendar")[:4]
+    if len(files) < 4:
+        pytest.skip(f"vid4/calendar frames missing under {shared_data}")
+    return [read_image(f)[100:124, 200:232] for f in files]
+
+
+def run(*args: str) -> object:
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+@functools.cache
+def _upscaler(model_file: Path):
+    return load_upscaler(model_file)
+
+
+def expected(model_file: Path, image: np.ndarray) -> np.ndarray:
+    upscaler = _upscaler(model_file)
+    return to_uint8(upscaler(image.astype(np.float32)[None] / 255.0)[0])
+
+
+def test_image_with_compare(model_file, frames, tmp_path) -> None:
+    source = tmp_path / "in.png"
+    Image.fromarray(frames[0]).save(source)
+    out = tmp_path / "out" / "sr.png"
+    result = run("upscale", source, "-o", out, "--model", model_file, "--compare", "-q")
+    assert result.exit_code == 0, result.output
+    sr = read_image(out)
+    assert sr.shape == (96, 128, 3)
+    np.testing.assert_array_equal(sr, expected(model_file, frames[0]))
+    side = read_image(out.with_name("sr_compare.png"))
+    assert side.shape == (96, 256, 3)
+    np.testing.assert_array_equal(side[:, 128:], sr)
+    bicubic = np.asarray(Image.fromarray(frames[0]).resize((128, 96), Image.BICUBIC))
+    np.testing.assert_array_equal(side[:, :128], bicubic)
+
+
+def test_tiled_cli_output_matches_whole(model_file, shared_data, tmp_path) -> None:
+    source = tmp_path / "big.png"
+    Image.fromarray(read_image(shared_data / "set5" / "baby.png")[:60, :70]).save(source)
+    whole, tiled = tmp_path / "whole.png", tmp_path / "tiled.png"
+    assert run("upscale", source, "-o", whole, "-m", model_file, "-q").exit_code == 0
+    result = run("upscale", source, "-o", tiled, "-m", model_file, "--tile", "16", "-q")
+    assert result.exit_code == 0, result.output
+    diff = np.abs(read_image(whole).astype(int) - read_image(tiled).astype(int))
+    assert diff.max() <= 1
+
+
+def test_folder_keeps_names_and_formats(model_file, frames, tmp_path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(frames[:3]):
+        Image.fromarray(frame).save(folder / f"frame_{i:03d}.png")
+    Image.fromarray(frames[3]).save(folder / "frame_003.jpg", quality=95)
+    out = tmp_path / "sr_frames"
+    result = run("upscale", folder, "-o", out, "-m", model_file, "--batch", "2", "--compare")
+    assert result.exit_code == 0, result.output
+    assert "4 images" in result.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["frame_000.png", "frame_001.png", "frame_002.png", "frame_003.jpg"]
+    assert Image.open(out / "frame_003.jpg").format == "JPEG"
+    # Batched frames give what a single frame gives.
+    np.testing.assert_array_equal(
+        read_image(out / "frame_001.png"), expected(model_file, frames[1])
+    )
+    assert len(list((tmp_path / "sr_frames_compare").iterdir())) == 4
+
+
+def test_video_keeps_frame_rate(model_file, frames, tmp_path) -> None:
+    source = tmp_path / "clip.mp4"
+    fps = Fraction(30000, 1001)
+    with video.VideoWriter(source, fps) as writer:
+        for frame in frames:
+            writer.write(frame)
+    out = tmp_path / "clip_sr.mp4"
+    result = run("upscale", source, "-o", out, "-m", model_file, "--batch", "3", "--compare")
+    assert result.exit_code == 0, result.output
+    info = video.probe(out)
+    assert info.fps == fps
+    assert (info.width, info.height) == (128, 96)
+    decoded_in = list(video.read_frames(source))
+    decoded_out = list(video.read_frames(out))
+    assert len(decoded_out) == len(frames)
+    # Lossy H.264 both ways: compare with the model's output on the decoded input frame.
+    want = expected(model_file, decoded_in[2]).astype(float)
+    error = np.abs(decoded_out[2] - want).mean()
+    bicubic = np.asarray(Image.fromarray(decoded_in[2]).resize((128, 96), Image.BICUBIC))
+    assert error < 10
+    assert error < 0.5 * np.abs(decoded_out[2] - bicubic.astype(float)).mean()
+    assert video.probe(out.with_name("clip_sr_compare.mp4")).width == 256
+
+
+def test_export_cli_then_upscale_with_the_export(model_file, frames, tmp_path) -> None:
+    base = tmp_path / "serving" / "srgan"
+    result = run("export", model_file, "-o", base, "--version", "1")
+    assert result.exit_code == 0, result.output
+    assert (base / "1" / "saved_model.pb").is_file()
+    source = tmp_path / "in.png"
+    Image.fromarray(frames[0]).save(source)
+    out = tmp_path / "sr.png"
+    assert run("upscale", source, "-o", out, "-m", base / "1", "-q").exit_code == 0
+    diff = np.abs(read_image(out).astype(int) - expected(model_file, frames[0]).astype(int))
+    assert diff.max() <= 1
+
+
+def test_errors_are_one_line(model_file, tmp_path) -> None:
+    source = tmp_path / "in.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(source)
+    result = run("upscale", source, "-o", tmp_path / "o.png", "-m", tmp_path / "nope")
+    assert result.exit_code == 2
+    assert "error: cannot load a model from" in result.output
+    assert "Traceback" not in result.output
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    result = run("upscale", notes, "-o", tmp_path / "o.txt", "-m", model_file)
+    assert result.exit_code == 2
+    assert "neither an image" in result.output
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    result = run("upscale", broken, "-o", tmp_path / "b.png", "-m", model_file)
+    assert result.exit_code == 2
+    assert "cannot read image" in result.output
