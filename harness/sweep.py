@@ -132,6 +132,8 @@ def plan(
         )
         for o in (sweep.objectives or (DEFAULT_OBJECTIVE,))
     )
+    if sweep.sampler == "grid":
+        grid(sweep)  # every parameter must have a finite set of values
     n = sweep.trials if trials is None else trials
     j = sweep.jobs if jobs is None else jobs
     if n < 1 or j < 1:
@@ -562,10 +564,13 @@ def save_plots(study: optuna.Study, objectives: Sequence[Objective], folder: Pat
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import optuna
     import optuna.visualization.matplotlib as vis
 
     _quiet_optuna()
     folder.mkdir(parents=True, exist_ok=True)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     names = [o.metric for o in objectives]
     jobs: list[tuple[str, Any]] = []
     if len(objectives) == 1:
@@ -609,6 +614,7 @@ def save_plots(study: optuna.Study, objectives: Sequence[Objective], folder: Pat
             continue
         finally:
             plt.close("all")
+    optuna.logging.set_verbosity(verbosity)
     return saved
 
 
