@@ -17,6 +17,7 @@ A broken contract raises :class:`ContractError` naming the plugin and what faile
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -326,6 +327,11 @@ def check_entry(entry: Entry, params: Mapping[str, Any] | None = None) -> None:
         check(entry.factory, params, name=entry.name)
     except HarnessError as exc:
         raise ContractError(f"{exc} (plugin {entry.plugin!r} from {entry.provenance})") from exc
+
+
+def _normalise(dist: str) -> str:
+    """A distribution name as pip compares it (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", dist).lower()
 
 
 def check_distribution(

@@ -23,7 +23,7 @@ def test_registered_plugin_keeps_its_contract(entry: Entry) -> None:
 
 def test_first_party_distribution_is_checked_as_a_whole() -> None:
     checked = contracts.check_distribution(
-        "srgan-harness", params={"generator:srresnet": {"blocks": 1, "filters": 4}}
+        "SRGAN_harness", params={"generator:srresnet": {"blocks": 1, "filters": 4}}
     )
     names = {(e.kind, e.name) for e in checked}
     assert {
