@@ -1,0 +1,201 @@
+"""MLflow tracking for training runs.
+
+Where runs go: ``[tracking].uri`` if set, else ``$MLFLOW_TRACKING_URI``, else
+``sqlite:///mlflow.db`` in the working directory (browse it with
+``mlflow ui --backend-store-uri sqlite:///mlflow.db``). The MLflow experiment is
+``[tracking].experiment`` or the experiment's name.
+
+Names (see docs/architecture.md): parameters are the dotted keys of ``Experiment.flat_params()``;
+metrics ``loss/<term>``, ``weight/<term>``, ``loss/d``, ``loss/g_total``, ``train/img_per_s``,
+``train/learning_rate``, ``val/<metric>``; artifacts ``experiment.toml``, ``samples/step_<N>.png``
+and the generator as an MLflow model named ``generator``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from harness import __version__
+from harness.config import Experiment
+from harness.errors import HarnessError
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+PARENT_TAG = "mlflow.parentRunId"
+MAX_BATCH = 100  # MLflow accepts at most 100 params per log_batch call
+
+
+class TrackingError(HarnessError):
+    """The MLflow store cannot be reached or refuses a run."""
+
+
+def tracking_uri(exp: Experiment) -> str:
+    """The tracking URI this experiment logs to."""
+    return exp.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI", "") or DEFAULT_URI
+
+
+def experiment_name(exp: Experiment) -> str:
+    """The MLflow experiment runs of ``exp`` are grouped under."""
+    return exp.tracking.experiment or exp.experiment.name
+
+
+class Tracker:
+    """One MLflow run: created, or continued when ``run_id`` names an existing run.
+
+    All logging goes through an explicit :class:`MlflowClient`, so an active fluent run of the
+    caller (a sweep's parent run, say) is never touched.
+    """
+
+    def __init__(
+        self,
+        exp: Experiment,
+        *,
+        run_id: str | None = None,
+        parent_run_id: str | None = None,
+        run_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        self.uri = tracking_uri(exp)
+        # log_model goes through MLflow's fluent layer, which reads the global URI.
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.resumed = False
+        try:
+            if run_id and self._exists(run_id):
+                self.run_id = run_id
+                self.resumed = True
+                self.client.update_run(run_id, status="RUNNING")
+            else:
+                self.run_id = self._create(exp, parent_run_id, run_name, tags)
+        except MlflowException as exc:
+            raise TrackingError(
+                f"MLflow tracking store {self.uri} failed: {exc}. Check [tracking].uri or "
+                "MLFLOW_TRACKING_URI."
+            ) from exc
+        self.ended = False
+
+    def _exists(self, run_id: str) -> bool:
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        return run.info.lifecycle_stage == "active"
+
+    def _create(
+        self,
+        exp: Experiment,
+        parent_run_id: str | None,
+        run_name: str | None,
+        tags: Mapping[str, str] | None,
+    ) -> str:
+        name = experiment_name(exp)
+        found = self.client.get_experiment_by_name(name)
+        if found is None:
+            experiment_id = self.client.create_experiment(name)
+        else:
+            if found.lifecycle_stage != "active":
+                self.client.restore_experiment(found.experiment_id)
+            experiment_id = found.experiment_id
+        all_tags = {"harness.version": __version__, "harness.source": exp.source}
+        all_tags.update(tags or {})
+        if parent_run_id:
+            all_tags[PARENT_TAG] = parent_run_id
+        run = self.client.create_run(
+            experiment_id, tags=all_tags, run_name=run_name or exp.experiment.name
+        )
+        return run.info.run_id
+
+    # ------------------------------------------------------------------ logging
+
+    def log_params(self, params: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+        """Log parameters; on a resumed run only new ones (MLflow parameters are immutable).
+
+        Returns ``key -> (logged value, new value)`` for parameters that changed since the run
+        was created; they are recorded as ``resume.<key>`` tags instead.
+        """
+        existing = self.client.get_run(self.run_id).data.params if self.resumed else {}
+        changed = {
+            k: (existing[k], str(v))
+            for k, v in params.items()
+            if k in existing and existing[k] != str(v)
+        }
+        new = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in existing]
+        for i in range(0, len(new), MAX_BATCH):
+            self.client.log_batch(self.run_id, params=new[i : i + MAX_BATCH])
+        for key, (_, value) in changed.items():
+            self.set_tag(f"resume.{key}", value)
+        return changed
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
+        for i in range(0, len(batch), MAX_BATCH * 10):
+            self.client.log_batch(self.run_id, metrics=batch[i : i + MAX_BATCH * 10])
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self.client.set_tag(self.run_id, key, str(value)[:5000])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_bytes(self, data: bytes, artifact_file: str) -> None:
+        """Log ``data`` as the artifact ``artifact_file`` (``dir/name.ext``)."""
+        folder, _, name = artifact_file.rpartition("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            self.client.log_artifact(self.run_id, str(path), folder or None)
+
+    def log_generator(self, model: Any, step: int) -> str:
+        """Log the generator as the MLflow model ``generator``; returns its model URI.
+
+        The signature takes any batch of any spatial size: ``(-1, -1, -1, 3)`` float32 in
+        ``[0, 1]`` -> ``(-1, -1, -1, 3)`` float32 in ``[-1, 1]``. Requirements are given
+        explicitly so MLflow does not spend a subprocess inferring them.
+        """
+        import keras
+        import mlflow.tensorflow
+        import numpy as np
+        import tensorflow as tf
+        from mlflow.models.signature import ModelSignature
+        from mlflow.types.schema import Schema, TensorSpec
+
+        spec = TensorSpec(np.dtype(np.float32), (-1, -1, -1, 3))
+        signature = ModelSignature(inputs=Schema([spec]), outputs=Schema([spec]))
+        requirements = [
+            f"tensorflow=={tf.__version__}",
+            f"keras=={keras.__version__}",
+            f"srgan-harness=={__version__}",
+        ]
+        info = mlflow.tensorflow.log_model(
+            model,
+            name="generator",
+            signature=signature,
+            pip_requirements=requirements,
+            run_id=self.run_id,
+            step=int(step),
+        )
+        return info.model_uri
+
+    def end(self, status: str = "FINISHED", error: str | None = None) -> None:
+        """Mark the run FINISHED, FAILED (with the error as the ``error`` tag) or KILLED."""
+        if self.ended:
+            return
+        if error:
+            self.set_tag("error", error)
+        self.client.set_terminated(
+            self.run_id, status=RunStatus.to_string(RunStatus.from_string(status))
+        )
+        self.ended = True

@@ -1,0 +1,282 @@
+"""The trainer: scheduled weights without retracing, phases, EMA, loss scaling, checkpoints,
+callbacks, precision choice and a two-device MirroredStrategy run (in its own process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from mlflow.tracking import MlflowClient
+
+from harness import config, precision
+from harness.train import (
+    StopTraining,
+    Trainer,
+    TrainResult,
+    make_strategy,
+    sample_grid,
+    train,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(tmp_path: Path, **tables: dict) -> config.Experiment:
+    """A tiny experiment: a 1-block, 8-filter SRResNet on 32 px skimage patches."""
+    raw: dict = {
+        "experiment": {"name": "tiny", "runs_dir": str(tmp_path / "runs")},
+        "data": {"patch": 32, "val_limit": 1, "val_max_side": 32},
+        "generator": {"name": "srresnet", "blocks": 1, "filters": 8},
+        "discriminator": {"name": "srgan", "filters": 8, "dense": 16},
+        "losses": {"mse": {}},
+        "train": {"steps": 3, "batch_size": 2, "quiet": True, "precision": "float32"},
+        "validation": {"every": 0, "samples": 1},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "log_model": False},
+    }
+    for table, values in tables.items():
+        if values is None:
+            raw.pop(table, None)
+        else:
+            raw.setdefault(table, {}).update(values)
+    return config.from_dict(raw)
+
+
+def fixed_batches(batch: int = 2, patch: int = 32, scale: int = 4) -> tf.data.Dataset:
+    """Deterministic (lr, hr) batches without reading any image."""
+    rng = np.random.default_rng(0)
+    hr = rng.uniform(-1, 1, (batch, patch, patch, 3)).astype(np.float32)
+    lr = rng.uniform(0, 1, (batch, patch // scale, patch // scale, 3)).astype(np.float32)
+    return tf.data.Dataset.from_tensors((lr, hr)).repeat()
+
+
+def test_weight_change_does_not_retrace(tmp_path):
+    weight = {"schedule": "piecewise", "boundaries": [1, 2], "values": [1.0, 5.0, 0.5]}
+    exp = tiny(tmp_path, losses={"mse": {"weight": weight}}, adversarial=None)
+    trainer = Trainer(exp)
+    trainer.start_data(fixed_batches())
+    seen = []
+    for _ in range(3):
+        out = trainer.train_step()
+        seen.append(out["g_total"] / out["mse"])
+    assert seen == pytest.approx([1.0, 5.0, 0.5], rel=1e-5)
+    assert trainer._content_step.experimental_get_tracing_count() == 1
+    assert float(trainer.terms[0].variable.numpy()) == 0.5
+
+
+def test_gan_phase_after_pretraining_and_adversarial_weight_schedule(tmp_path):
+    adv_weight = {"schedule": "piecewise", "boundaries": [2], "values": [1e-3, 1e-1]}
+    exp = tiny(
+        tmp_path,
+        adversarial={"name": "modified", "weight": adv_weight},
+        train={"steps": 4, "pretrain_steps": 1, "d_steps": 2},
+    )
+    trainer = Trainer(exp)
+    trainer.start_data(fixed_batches())
+    d_before = [w.numpy().copy() for w in trainer.discriminator.trainable_variables]
+    first = trainer.train_step()
+    assert trainer.phase(0) == "pretrain" and "d" not in first
+    # no discriminator update while pre-training
+    for before, w in zip(d_before, trainer.discriminator.trainable_variables, strict=True):
+        np.testing.assert_array_equal(before, w.numpy())
+    outs = [trainer.train_step() for _ in range(3)]
+    assert all(trainer.phase(s) == "gan" for s in (1, 2, 3))
+    for step, out in zip((1, 2, 3), outs, strict=True):
+        w = 1e-3 if step < 2 else 1e-1
+        assert out["g_total"] == pytest.approx(out["mse"] + w * out["adversarial"], rel=1e-4)
+        assert np.isfinite(out["d"])
+    assert trainer._gan_step.experimental_get_tracing_count() == 1
+    # d_steps = 2: one extra discriminator-only step per generator step
+    assert trainer._d_step.experimental_get_tracing_count() == 1
+    assert int(trainer.d_optimizer.iterations.numpy()) == 3 * 2
+
+
+def test_learning_rate_follows_its_schedule(tmp_path):
+    lr = {"schedule": "piecewise", "boundaries": [1], "values": [1e-3, 0.0]}
+    exp = tiny(tmp_path, train={"learning_rate": lr}, adversarial=None)
+    trainer = Trainer(exp)
+    trainer.start_data(fixed_batches())
+    trainer.train_step()
+    after_first = [w.numpy().copy() for w in trainer.generator.trainable_variables]
+    trainer.train_step()  # learning rate 0: Adam moves nothing
+    assert float(trainer.g_optimizer.learning_rate.numpy()) == 0.0
+    for before, w in zip(after_first, trainer.generator.trainable_variables, strict=True):
+        np.testing.assert_allclose(before, w.numpy(), atol=0)
+
+
+def test_ema_generator_is_the_running_average(tmp_path):
+    exp = tiny(tmp_path, train={"ema": 0.75}, adversarial=None)
+    trainer = Trainer(exp)
+    trainer.start_data(fixed_batches())
+    w0 = trainer.generator.trainable_variables[0].numpy().copy()
+    trainer.train_step()
+    w1 = trainer.generator.trainable_variables[0].numpy()
+    ema = trainer.ema_generator.trainable_variables[0].numpy()
+    assert not np.allclose(w0, w1)
+    np.testing.assert_allclose(ema, 0.75 * w0 + 0.25 * w1, rtol=1e-5, atol=1e-7)
+    assert trainer.final_generator is trainer.ema_generator
+
+
+def test_float16_policy_uses_loss_scaling_and_float32_outputs(tmp_path):
+    exp = tiny(tmp_path, train={"precision": "mixed_float16"}, adversarial={"name": "modified"})
+    trainer = Trainer(exp)
+    assert trainer.loss_scaling
+    assert "LossScaleOptimizer" in type(trainer.g_optimizer).__name__
+    assert trainer.generator.layers[1].compute_dtype == "float16"
+    trainer.start_data(fixed_batches())
+    outs = [trainer.train_step() for _ in range(2)]
+    assert all(np.isfinite(v) for out in outs for v in out.values())
+    lr = np.zeros((1, 8, 8, 3), np.float32)
+    assert trainer.generator(lr).dtype == tf.float32
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after building
+
+
+def test_auto_precision_choice():
+    assert precision.auto_policy([], {"avx2", "amx_bf16"}) == "mixed_bfloat16"
+    assert precision.auto_policy([], {"avx512_bf16"}) == "mixed_bfloat16"
+    assert precision.auto_policy([], {"avx2"}) == "float32"
+    assert precision.auto_policy([(7, 0)], set()) == "mixed_float16"
+    assert precision.auto_policy([(8, 0), (9, 0)], set()) == "mixed_bfloat16"
+    assert precision.resolve("float32") == "float32"
+    assert precision.needs_loss_scaling("mixed_float16")
+    assert not precision.needs_loss_scaling("mixed_bfloat16")
+
+
+def test_cpu_flags_reads_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor : 0\nflags : fpu sse avx512_bf16 amx_bf16\n")
+    assert {"avx512_bf16", "amx_bf16", "fpu"} <= precision.cpu_flags(info)
+    assert precision.cpu_flags(tmp_path / "missing") == set()
+
+
+class _StopAt:
+    def __init__(self, step: int):
+        self.step = step
+        self.calls: list[tuple[int, dict]] = []
+
+    def on_validation(self, step: int, metrics: dict[str, float]) -> None:
+        self.calls.append((step, metrics))
+        if step >= self.step:
+            raise StopTraining(f"pruned at {step}")
+
+
+def test_stop_training_saves_checkpoint_kills_run_and_reraises(tmp_path):
+    exp = tiny(
+        tmp_path,
+        adversarial={"name": "modified"},
+        train={"steps": 6, "pretrain_steps": 1, "checkpoint_every": 100},
+        validation={"every": 2},
+    )
+    stop = _StopAt(4)
+    with pytest.raises(StopTraining):
+        train(exp, callbacks=[stop], run_name="trial-1", tags={"trial": "1"})
+    assert [s for s, _ in stop.calls] == [2, 4]
+    assert {"val/psnr_y", "val/ssim_y", "val/psnr_rgb"} <= set(stop.calls[0][1])
+    ckpt = tf.train.latest_checkpoint(str(exp.run_dir / "checkpoints"))
+    assert ckpt is not None and ckpt.endswith("-4")
+    names = {name.split("/")[0] for name, _ in tf.train.list_variables(ckpt)}
+    assert {"generator", "discriminator", "g_optimizer", "d_optimizer", "step", "phase"} <= names
+    assert "rng" in names and "ema_generator" not in names
+    run_id = (exp.run_dir / "mlflow_run_id").read_text().strip()
+    run = MlflowClient(exp.tracking.uri).get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.info.run_name == "trial-1" and run.data.tags["trial"] == "1"
+
+
+def test_train_returns_result_with_history(tmp_path):
+    exp = tiny(tmp_path, adversarial=None, train={"steps": 4}, validation={"every": 2})
+    result = train(exp)
+    assert isinstance(result, TrainResult)
+    assert result.steps == 4
+    assert [h["step"] for h in result.history] == [2.0, 4.0]
+    assert result.final_metrics == {k: v for k, v in result.history[-1].items() if k != "step"}
+    assert result.best_metrics["val/psnr_y"] == max(h["val/psnr_y"] for h in result.history)
+    assert result.bicubic_metrics["val/bicubic_psnr_y"] > 10
+    assert (exp.run_dir / "generator.keras").is_file()
+
+
+def test_sample_grid_has_four_columns():
+    import io
+
+    from PIL import Image
+
+    hr = np.random.default_rng(0).integers(0, 255, (32, 40, 3), np.uint8)
+
+    def upscale(lr: np.ndarray) -> np.ndarray:
+        return np.repeat(np.repeat(lr, 4, axis=1), 4, axis=2)
+
+    png = sample_grid(upscale, [("a", hr), ("b", hr[:16])], 4)
+    image = Image.open(io.BytesIO(png))
+    assert image.size == (4 * 40 + 3 * 4, 32 + 4 + 16)
+
+
+def test_unknown_strategy_is_a_config_error():
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="multi_worker"):
+        make_strategy("ring")
+
+
+MIRRORED = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+    from harness import config
+    from harness.train import train
+    raw = json.loads(sys.argv[1])
+    result = train(config.from_dict(raw))
+    print("RESULT", json.dumps({"steps": result.steps, "run_id": result.run_id}))
+    """
+)
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    raw = {
+        "experiment": {"name": "mirrored", "runs_dir": str(tmp_path / "runs")},
+        "data": {"patch": 32, "val_limit": 1, "val_max_side": 32},
+        "generator": {"name": "srresnet", "blocks": 1, "filters": 8},
+        "discriminator": {"name": "srgan", "filters": 8, "dense": 16},
+        "losses": {"mse": {}},
+        "adversarial": {"name": "modified"},
+        "train": {
+            "steps": 3,
+            "pretrain_steps": 1,
+            "batch_size": 4,
+            "strategy": "mirrored",
+            "quiet": True,
+            "log_every": 1,
+        },
+        "validation": {"every": 0, "samples": 1},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "log_model": False},
+    }
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run(
+        [sys.executable, "-c", MIRRORED, json.dumps(raw)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
+    result = json.loads(line.split(" ", 1)[1])
+    assert result["steps"] == 3
+    client = MlflowClient(raw["tracking"]["uri"])
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["replicas"] == "2"
+    history = client.get_metric_history(result["run_id"], "loss/d")
+    assert [m.step for m in history] == [2, 3] and all(np.isfinite(m.value) for m in history)
