@@ -222,3 +222,15 @@ def test_validation_on_shared_set5(shared_data):
     out = data.validation_images(DataConfig(val=(str(shared_data / "set5"),), val_limit=3))
     assert len(out) == 3 and out[0][0] == "set5/baby"
     assert all(im.shape[0] % 4 == 0 and im.shape[1] % 4 == 0 for _, im in out)
+
+
+def test_an_image_that_fails_to_decode_is_dropped_with_a_warning(tmp_path):
+    folder = _folder(tmp_path / "a", [(40, 40), (44, 40)])
+    whole = tmp_path / "whole.jpg"
+    Image.fromarray(PHOTO).save(whole, quality=90)
+    (folder / "cut.jpg").write_bytes(whole.read_bytes()[:400])  # header fine, pixels missing
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        batches = _first(_cfg(folder, augment=False), batch=4, n=2)
+    assert any("while decoding" in str(w.message) and "cut.jpg" in str(w.message) for w in caught)
+    assert all(hr.shape == (4, 16, 16, 3) for _, hr in batches)
