@@ -1,0 +1,420 @@
+"""A REST prediction server for an upscaler, on the conventions clients already speak.
+
+Routes (``<name>`` is the served model's name, ``srgan`` by default):
+
+- ``POST /v1/models/<name>:predict`` (also ``/v1/models/<name>/versions/<n>:predict``): TF
+  Serving's REST API. Row format ``{"instances": [...]}`` -> ``{"predictions": [...]}``, each
+  instance an ``(h, w, 3)`` image or ``{"lr": image}``; columnar ``{"inputs": ...}`` ->
+  ``{"outputs": ...}``.
+- ``POST /invocations``: MLflow's scoring protocol, ``{"inputs": tensor}`` (or ``instances``)
+  -> ``{"predictions": tensor}``.
+- ``POST /upscale``: one PNG/JPEG image, as a multipart upload (any file field), as the raw
+  body (``Content-Type: image/...``) or as JSON ``{"image": "<base64>"}``; returns a PNG.
+- ``GET /v1/models/<name>`` (TF Serving's model status), ``GET /v1/models/<name>/metadata``,
+  ``GET /health``.
+
+Tensors are float32 NHWC in ``[0, 1]`` (LR in, SR out). Every bad request gets a 4xx with
+``{"error": "..."}`` naming the problem (TF Serving's error shape); bodies over ``max_bytes``
+get 413 before they are read in full.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import threading
+from typing import Any
+
+import numpy as np
+from fastapi import Request  # module level: FastAPI resolves handler annotations here
+
+from harness.errors import HarnessError
+from harness.inference import Upscaler, to_uint8
+
+DEFAULT_MAX_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 4096 * 4096  # LR pixels per request (all images of a batch together)
+INPUT_NAME = "lr"
+
+
+class RequestError(Exception):
+    """A client error: HTTP ``status`` and a message naming the problem."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# --------------------------------------------------------------------------- request parsing
+
+
+def parse_tensor(value: Any, what: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A JSON value -> float32 ``(N, h, w, 3)`` in ``[0, 1]``, or a :class:`RequestError`."""
+    if value is None:
+        raise RequestError(400, f'"{what}" is missing or null.')
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (ValueError, TypeError) as exc:
+        if "inhomogeneous" in str(exc) or "sequence" in str(exc):
+            raise RequestError(
+                400,
+                f'"{what}" is ragged: every image must have the same height, width and 3 '
+                "channels (send different sizes in separate requests).",
+            ) from None
+        raise RequestError(400, f'"{what}" holds non-numeric values ({exc}).') from None
+    if array.ndim != 4:
+        raise RequestError(
+            400,
+            f'"{what}" must be a 4-D tensor [batch, height, width, 3] (a list of HxWx3 '
+            f"images); got rank {array.ndim} with shape {list(array.shape)}.",
+        )
+    if array.shape[-1] != 3:
+        raise RequestError(
+            400, f'"{what}" must have 3 channels (RGB) last; got shape {list(array.shape)}.'
+        )
+    if 0 in array.shape:
+        raise RequestError(400, f'"{what}" is empty: shape {list(array.shape)}.')
+    pixels = array.shape[0] * array.shape[1] * array.shape[2]
+    if pixels > max_pixels:
+        raise RequestError(
+            413,
+            f'"{what}" has {pixels} pixels, over the server\'s limit of {max_pixels} per '
+            "request; send fewer or smaller images (or start the server with a larger "
+            "--max-pixels).",
+        )
+    if not np.all(np.isfinite(array)):
+        raise RequestError(400, f'"{what}" holds NaN or infinite values.')
+    low, high = float(array.min()), float(array.max())
+    if low < 0.0 or high > 1.0:
+        raise RequestError(
+            400,
+            f'"{what}" values must lie in [0, 1] (float RGB); found min {low:g}, max {high:g}. '
+            "Divide 8-bit pixels by 255.",
+        )
+    return array
+
+
+def _instances(value: Any) -> Any:
+    """TF Serving row format: instances may be bare tensors or ``{"lr": tensor}`` objects."""
+    if not isinstance(value, list) or not value:
+        raise RequestError(400, '"instances" must be a non-empty list of HxWx3 images.')
+    if all(isinstance(v, dict) for v in value):
+        try:
+            return [v[INPUT_NAME] for v in value]
+        except KeyError:
+            raise RequestError(
+                400, f'each instance object must have the input "{INPUT_NAME}".'
+            ) from None
+    return value
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """PNG/JPEG/... bytes -> uint8 RGB ``(h, w, 3)``, or a :class:`RequestError`."""
+    from PIL import Image
+
+    from harness.images import to_rgb8
+
+    if not data:
+        raise RequestError(400, "the image is empty.")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > max_pixels:
+                raise RequestError(
+                    413,
+                    f"the image has {img.width * img.height} pixels, over the limit of "
+                    f"{max_pixels}.",
+                )
+            img.load()
+            return to_rgb8(img)
+    except RequestError:
+        raise
+    except Exception as exc:  # UnidentifiedImageError, truncated data, decompression bomb
+        raise RequestError(
+            400, f"the image could not be decoded ({exc}); send a PNG or JPEG."
+        ) from None
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- the application
+
+
+class _BodyLimit:
+    """ASGI middleware: 413 for bodies over ``max_bytes``, by header or by counting."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _text(self, size: str) -> str:
+        return (
+            f"request body {size} exceeds the server's limit of {self.max_bytes} bytes; send a "
+            "smaller payload (or start the server with a larger --max-bytes)."
+        )
+
+    async def _reject(self, send: Any, size: str) -> None:
+        body = json.dumps({"error": self._text(size)}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._reject(send, f"of {int(length)} bytes")
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise RequestError(413, self._text(f"of more than {self.max_bytes} bytes"))
+            return message
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except RequestError:
+            if not started:
+                await self._reject(send, f"of more than {self.max_bytes} bytes")
+
+
+def create_app(
+    upscaler: Upscaler,
+    *,
+    name: str = "srgan",
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Any:
+    """The ASGI application serving ``upscaler`` as model ``name``."""
+    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+
+    app = FastAPI(
+        title="srgan-harness upscaler",
+        description=__doc__,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    lock = threading.Lock()  # one forward pass at a time keeps memory bounded
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.exception_handler(RequestError)
+    async def _request_error(_: Request, exc: RequestError) -> JSONResponse:
+        return error(exc.status, exc.message)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error(422, str(exc))
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        return error(500, f"the model failed: {type(exc).__name__}: {exc}")
+
+    def run(lr: np.ndarray) -> np.ndarray:
+        with lock:
+            try:
+                return upscaler(lr)
+            except HarnessError as exc:
+                raise RequestError(400, str(exc)) from None
+
+    async def read_json(request: Request) -> dict:
+        body = await request.body()
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RequestError(400, f"the body is not valid JSON ({exc}).") from None
+        if not isinstance(payload, dict):
+            raise RequestError(400, "the body must be a JSON object.")
+        return payload
+
+    def json_response(payload: dict) -> Response:
+        return Response(json.dumps(payload), media_type="application/json")
+
+    def status() -> dict:
+        return {
+            "model_version_status": [
+                {
+                    "version": "1",
+                    "state": "AVAILABLE",
+                    "status": {"error_code": "OK", "error_message": ""},
+                }
+            ]
+        }
+
+    def check_name(model: str) -> None:
+        if model != name:
+            raise RequestError(
+                404,
+                f'Servable not found for request: model "{model}"; this server serves "{name}".',
+            )
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "model": name, "scale": upscaler.scale}
+
+    @app.get("/v1/models/{model}")
+    def model_status(model: str) -> dict:
+        check_name(model)
+        return status()
+
+    @app.get("/v1/models/{model}/metadata")
+    def model_metadata(model: str) -> dict:
+        check_name(model)
+        tensor = {
+            "dtype": "DT_FLOAT",
+            "tensor_shape": {"dim": [{"size": "-1"}] * 3 + [{"size": "3"}]},
+        }
+        return {
+            "model_spec": {"name": name, "signature_name": "", "version": "1"},
+            "metadata": {
+                "signature_def": {
+                    "signature_def": {
+                        "serving_default": {
+                            "inputs": {INPUT_NAME: {**tensor, "name": INPUT_NAME}},
+                            "outputs": {"sr": {**tensor, "name": "sr"}},
+                            "method_name": "tensorflow/serving/predict",
+                        }
+                    }
+                },
+                "scale": upscaler.scale,
+            },
+        }
+
+    @app.post("/v1/models/{target:path}")
+    async def tf_serving_predict(target: str, request: Request) -> Response:
+        model, sep, verb = target.rpartition(":")
+        if not sep:
+            raise RequestError(
+                404, f"unknown route /v1/models/{target}; use /v1/models/{name}:predict."
+            )
+        model = model.split("/versions/")[0].split("/labels/")[0]
+        check_name(model)
+        if verb != "predict":
+            raise RequestError(400, f'"{verb}" is not supported; this model answers ":predict".')
+        payload = await read_json(request)
+        if "instances" in payload:
+            lr = parse_tensor(_instances(payload["instances"]), "instances", max_pixels)
+            key = "predictions"
+        elif "inputs" in payload:
+            inputs = payload["inputs"]
+            if isinstance(inputs, dict):
+                inputs = inputs.get(INPUT_NAME)
+            lr = parse_tensor(inputs, "inputs", max_pixels)
+            key = "outputs"
+        else:
+            raise RequestError(400, 'the body must have "instances" (row format) or "inputs".')
+        sr = await run_in_threadpool(run, lr)
+        return json_response({key: sr.tolist()})
+
+    @app.post("/invocations")
+    async def mlflow_invocations(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "application/json").split(";")[0]
+        if content_type.strip() != "application/json":
+            raise RequestError(
+                415, f'/invocations takes application/json ({{"inputs": ...}}), not {content_type}.'
+            )
+        payload = await read_json(request)
+        for key in ("inputs", "instances"):
+            if key in payload:
+                value = payload[key]
+                if isinstance(value, dict):
+                    value = value.get(INPUT_NAME)
+                lr = parse_tensor(value, key, max_pixels)
+                break
+        else:
+            raise RequestError(
+                400,
+                'the body must have "inputs" (a 4-D tensor); dataframe formats are not '
+                "accepted for images.",
+            )
+        sr = await run_in_threadpool(run, lr)
+        return json_response({"predictions": sr.tolist()})
+
+    @app.post("/upscale")
+    async def upscale_image(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == "multipart/form-data":
+            form = await request.form()
+            files = [v for v in form.values() if hasattr(v, "read")]
+            if not files:
+                raise RequestError(
+                    400, 'the multipart form has no file; send the image as "image".'
+                )
+            data = await files[0].read()
+        elif content_type == "application/json":
+            payload = await read_json(request)
+            text = payload.get("image", payload.get("b64"))
+            if not isinstance(text, str):
+                raise RequestError(400, 'the JSON body must have "image": a base64 string.')
+            try:
+                data = base64.b64decode(text.split(",", 1)[-1], validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise RequestError(400, f'"image" is not valid base64 ({exc}).') from None
+        elif content_type.startswith("image/") or content_type == "application/octet-stream":
+            data = await request.body()
+        else:
+            raise RequestError(
+                415,
+                "send the image as multipart/form-data, as an image/* body, or as JSON "
+                f'{{"image": "<base64>"}}; got Content-Type {content_type or "(none)"}.',
+            )
+        image = decode_image(data, max_pixels)
+        sr = await run_in_threadpool(run, image.astype(np.float32)[None] / 255.0)
+        png = encode_png(to_uint8(sr[0]))
+        return Response(png, media_type="image/png")
+
+    return _BodyLimit(app, max_bytes)
+
+
+def parse_size(text: str) -> int:
+    """``"16MB"``, ``"512k"``, ``"1GiB"``, ``"1000"`` -> bytes (binary multiples)."""
+    raw = str(text).strip().lower().removesuffix("ib").removesuffix("b")
+    factor = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(raw[-1:], 1)
+    number = raw[:-1] if factor > 1 else raw
+    try:
+        value = int(float(number) * factor)
+    except ValueError:
+        raise HarnessError(f'"{text}" is not a size; write e.g. 16MB, 512KB or 1000000.') from None
+    if value <= 0:
+        raise HarnessError(f"the size limit must be positive, got {text}.")
+    return value
