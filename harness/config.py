@@ -467,6 +467,8 @@ def check_params(
 
 
 def _toml_representable(value: Any) -> bool:
+    if isinstance(value, ScheduleSpec):
+        return _toml_representable(value.params)
     if isinstance(value, bool | int | float | str):
         return True
     if isinstance(value, list | tuple):
@@ -586,10 +588,7 @@ def load(
     source = str(path) if path is not None else "<defaults>"
     if not isinstance(overrides, Mapping):
         overrides = parse_overrides(overrides)
-    shown = {
-        k: tomli_w.dumps({"v": v})[4:].strip() if v is not None else ""
-        for k, v in overrides.items()
-    }
+    shown = {k: inline(v) for k, v in overrides.items()}
     for key, value in overrides.items():
         try:
             set_dotted(raw, key, value)
@@ -750,11 +749,26 @@ def flatten(raw: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         dotted = f"{prefix}{key}"
         if isinstance(value, Mapping):
             out.update(flatten(value, dotted + "."))
-        elif isinstance(value, list | tuple):
-            out[dotted] = tomli_w.dumps({"v": list(value)})[4:].strip()
         else:
-            out[dotted] = str(value)
+            out[dotted] = inline(value)
     return out
+
+
+def inline(value: Any) -> str:
+    """A value as one line of TOML-like text (``[10, 10, 1]``, ``1e-3``, ``modified``)."""
+    if isinstance(value, ScheduleSpec):
+        value = value.to_toml()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_inline_item(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {_inline_item(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _inline_item(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else inline(value)
 
 
 # --------------------------------------------------------------------------- [sweep]
