@@ -171,16 +171,11 @@ def test_installed_scaffold_is_listed_shown_and_tested(installed_loss, tmp_path:
         md.distribution("harness-edge-probe")
 
     experiment = _quickstart_with(tmp_path, "[losses.edge_probe]\nweight = 0.5\n")
-    shown = env.harness("show", str(experiment), "--set", "losses.edge_probe.delta=0.05").stdout
-    assert "[losses.edge_probe]" in shown and "delta = 0.05" in shown
-    flat = env.harness("show", str(experiment), "--flat").stdout.splitlines()
-    assert "losses.edge_probe.delta = 0.01" in flat  # the factory's default is the config
+    flat = env.harness(
+        "show", str(experiment), "--flat", "--set", "losses.edge_probe.delta=0.05"
+    ).stdout.splitlines()
+    assert "losses.edge_probe.delta = 0.05" in flat
     assert "losses.edge_probe.weight = 0.5" in flat
-    wrong = env.harness(
-        "show", str(experiment), "--set", "losses.edge_probe.delta=big", check=False
-    )
-    assert wrong.returncode == 2
-    assert 'key "delta"' in wrong.stderr and "must be a number" in wrong.stderr
     typo = env.harness("show", str(experiment), "--set", "losses.edge_probe.detla=0.1", check=False)
     assert typo.returncode == 2 and 'Did you mean "delta"' in typo.stderr
 
@@ -189,20 +184,12 @@ def test_installed_scaffold_is_listed_shown_and_tested(installed_loss, tmp_path:
     assert own.returncode == 0, own.stdout + own.stderr
     assert "2 passed" in own.stdout
 
-    # An editable install: an edit to the module is live without reinstalling.
+    # The factory's default is the configuration, and the install is editable: an edit to the
+    # module is live without reinstalling.
     module = package / "harness_edge_probe" / "__init__.py"
     module.write_text(module.read_text().replace("delta: float = 0.01", "delta: float = 0.03"))
     flat = env.harness("show", str(experiment), "--flat").stdout.splitlines()
     assert "losses.edge_probe.delta = 0.03" in flat
-
-
-def test_uninstalling_the_scaffold_removes_it(tmp_path: Path) -> None:
-    scaffold.write_package("gone_soon", "schedule", tmp_path)
-    env = OverlayEnv(tmp_path / "venv")
-    env.pip_install(tmp_path / "harness-gone-soon")
-    assert "gone_soon" in {r["name"] for r in _plugins(env)}
-    env.pip_uninstall("harness-gone-soon")
-    assert "gone_soon" not in {r["name"] for r in _plugins(env)}
 
 
 def _has_commands(env: OverlayEnv, *names: str) -> bool:
