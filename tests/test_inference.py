@@ -125,21 +125,28 @@ def test_keras_file_and_run_dir_with_generator_keras(tmp_path, lr) -> None:
 def test_mlflow_uri_and_bare_run_id(tmp_path, monkeypatch, lr) -> None:
     import mlflow
     import mlflow.tensorflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous = tracking_utils._tracking_uri
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     generator = tiny_generator(5)
-    with mlflow.start_run() as run:
-        mlflow.tensorflow.log_model(generator, name="generator", pip_requirements=["tensorflow"])
-    run_id = run.info.run_id
-    for ref in (f"runs:/{run_id}/generator", run_id):
-        np.testing.assert_allclose(sr(load_generator(ref), lr), sr(generator, lr), atol=1e-6)
-    # The SavedModel exported from the run's MLflow model is the same network.
-    exported = load_upscaler(export_saved_model(load_generator(run_id), tmp_path / "export"))
-    np.testing.assert_allclose(exported(lr), sr(generator, lr), atol=1e-6)
-    with pytest.raises(ModelReferenceError, match="MLflow could not load"):
-        load_generator("0" * 32)
+    try:
+        with mlflow.start_run() as run:
+            mlflow.tensorflow.log_model(
+                generator, name="generator", pip_requirements=["tensorflow"]
+            )
+        run_id = run.info.run_id
+        for ref in (f"runs:/{run_id}/generator", run_id):
+            np.testing.assert_allclose(sr(load_generator(ref), lr), sr(generator, lr), atol=1e-6)
+        # The SavedModel exported from the run's MLflow model is the same network.
+        exported = load_upscaler(export_saved_model(load_generator(run_id), tmp_path / "export"))
+        np.testing.assert_allclose(exported(lr), sr(generator, lr), atol=1e-6)
+        with pytest.raises(ModelReferenceError, match="MLflow could not load"):
+            load_generator("0" * 32)
+    finally:
+        mlflow.set_tracking_uri(previous)  # leave the process-wide URI as it was
 
 
 @pytest.mark.parametrize(
