@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -154,16 +153,6 @@ def test_clear_errors() -> None:
 
 # --------------------------------------------------------------------------- real weights
 
-DATA = Path(os.environ.get("HARNESS_TEST_DATA", "/work/shared/data"))
-
-
-@pytest.fixture
-def set5_dir() -> Path:
-    folder = DATA / "set5"
-    if not any(folder.glob("*.png")):
-        pytest.skip(f"Set5 is not at {folder} (set HARNESS_TEST_DATA to the data folder)")
-    return folder
-
 
 def _real_weights(net: str) -> dict[str, np.ndarray]:
     try:
@@ -182,12 +171,13 @@ def test_real_weights_match_numpy_forward(net: str, size: int) -> None:
     assert all(np.all(w[f"NetLinLayer_{j}/Conv_0/kernel"] >= 0) for j in range(5))
 
 
-def test_real_metric_orders_degradations(set5_dir) -> None:
+def test_real_metric_orders_degradations(shared_data: Path) -> None:
     """On a real photo, more noise is perceptually further: LPIPS orders it as a person would."""
     from PIL import Image
 
     _real_weights("alex")
-    hr = np.asarray(Image.open(sorted(set5_dir.glob("*.png"))[0]).convert("RGB"))[:96, :96]
+    first = sorted((shared_data / "set5").glob("*.png"))[0]
+    hr = np.asarray(Image.open(first).convert("RGB"))[:96, :96]
     rng = np.random.default_rng(0)
     light = np.clip(hr + rng.normal(0, 4, hr.shape), 0, 255).astype(np.uint8)
     heavy = np.clip(hr + rng.normal(0, 25, hr.shape), 0, 255).astype(np.uint8)
