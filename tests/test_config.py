@@ -1,0 +1,269 @@
+"""Experiment files: unknown keys and wrong types, --set, `harness show` round trips, extends.
+
+A small hermetic registry (no entry points) stands in for the installed plugins, with the names
+the default experiment needs (srresnet, srgan, mse) and the first-party schedules.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import harness_schedules
+import pytest
+from click.testing import CliRunner
+
+from harness import config, hookimpl, plugins
+from harness.cli import cli
+from harness.config import ConfigError, ScheduleSpec
+from harness.plugins import build_registry
+
+
+def srresnet(scale: int = 4, blocks: int = 16, filters: int = 64, act: str = "prelu"):
+    return (scale, blocks, filters, act)
+
+
+def srgan(patch: int = 96, filters: int = 64, dense: int = 1024):
+    return (patch, filters, dense)
+
+
+def mse():
+    return lambda sr, hr: 0.0
+
+
+def charb(eps: float = 1e-3, mode: Literal["mean", "sum"] = "mean", taps: tuple[int, ...] = (1,)):
+    return lambda sr, hr: 0.0
+
+
+class Modified:
+    def __init__(self, smoothing: float = 0.0) -> None:
+        self.smoothing = smoothing
+
+
+class _TestPlugin:
+    @hookimpl
+    def harness_register_generators(self):
+        return {"srresnet": srresnet}
+
+    @hookimpl
+    def harness_register_discriminators(self):
+        return {"srgan": srgan}
+
+    @hookimpl
+    def harness_register_content_losses(self):
+        return {"mse": mse, "charb": charb}
+
+    @hookimpl
+    def harness_register_adversarial_losses(self):
+        return {"modified": Modified}
+
+
+@pytest.fixture(scope="module")
+def registry() -> plugins.Registry:
+    return build_registry(
+        extra=[(_TestPlugin(), "test", "tests"), (harness_schedules, "schedules", "tests")],
+        autoload=False,
+    )
+
+
+@pytest.fixture
+def with_registry(registry: plugins.Registry):
+    """The process-wide registry replaced for CLI tests, restored afterwards."""
+    plugins.set_registry(registry)
+    yield registry
+    plugins.set_registry(None)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _error(path: Path | None, registry, overrides=()) -> str:
+    with pytest.raises(ConfigError) as info:
+        config.load(path, overrides, registry=registry)
+    return str(info.value)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_unknown_key_in_a_fixed_table_names_file_table_key_and_suggests(tmp_path, registry):
+    path = _write(tmp_path / "x.toml", "[train]\nstpes = 10\n")
+    message = _error(path, registry)
+    assert 'unknown key "stpes" in [train]' in message
+    assert str(path) in message and 'Did you mean "steps"?' in message
+
+
+def test_unknown_top_level_table(tmp_path, registry):
+    message = _error(_write(tmp_path / "x.toml", "[trian]\nsteps = 1\n"), registry)
+    assert '"trian"' in message and 'Did you mean "train"?' in message
+
+
+def test_unknown_plugin_parameter_suggests(tmp_path, registry):
+    path = _write(tmp_path / "x.toml", "[losses.charb]\nesp = 0.1\n")
+    message = _error(path, registry)
+    assert "[losses]" in message and str(path) in message
+    assert 'unknown key "esp"' in message and 'Did you mean "eps"?' in message
+
+
+def test_unknown_plugin_name_lists_known(tmp_path, registry):
+    message = _error(_write(tmp_path / "x.toml", "[losses.chrab]\nweight = 1\n"), registry)
+    assert 'unknown content loss "chrab"' in message and 'Did you mean "charb"?' in message
+    assert "mse (from tests)" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[train]\nsteps = "many"\n', 'key "steps" in [train]'),
+        ("[train]\nsteps = 1.5\n", "an integer"),
+        ("[data]\naugment = 1\n", "true or false"),
+        ('[train]\nprecision = "fp8"\n', "one of 'auto'"),
+        ('[losses.charb]\neps = "small"\n', "must be a number"),
+        ('[losses.charb]\nmode = "max"\n', "one of 'mean', 'sum'"),
+        ("[losses.charb]\ntaps = 3\n", "a list of an integer"),
+        ('[generator]\nblocks = "x"\n', 'key "blocks"'),
+        ('[losses.mse]\nweight = "heavy"\n', 'key "mse.weight" in [losses]'),
+    ],
+)
+def test_wrong_types_are_errors_naming_the_key(tmp_path, registry, text, expected):
+    path = _write(tmp_path / "x.toml", text)
+    message = _error(path, registry)
+    assert expected in message and str(path) in message
+
+
+def test_host_supplied_parameters_are_not_settable(tmp_path, registry):
+    message = _error(_write(tmp_path / "x.toml", "[generator]\nscale = 2\n"), registry)
+    assert 'unknown key "scale"' in message
+
+
+def test_unknown_schedule_and_bad_schedule_params(tmp_path, registry):
+    path = _write(tmp_path / "x.toml", '[losses.mse]\nweight = { schedule = "cosnie" }\n')
+    assert 'Did you mean "cosine"?' in _error(path, registry)
+    path = _write(
+        tmp_path / "y.toml",
+        '[losses.mse]\nweight = { schedule = "piecewise", boundaries = [10], values = [1] }\n',
+    )
+    assert "one more value than boundaries" in _error(path, registry)
+
+
+# --------------------------------------------------------------------------- --set
+
+
+def test_set_overrides_with_type_checks(tmp_path, registry):
+    path = _write(tmp_path / "x.toml", "[train]\nsteps = 10\n\n[losses.charb]\neps = 0.1\n")
+    exp = config.load(
+        path,
+        [
+            "train.steps=20",
+            "losses.charb.eps=1",  # an integer where a float is expected is widened
+            "losses.charb.weight={schedule = 'linear', start = 0, end = 2, steps = 50}",
+            "generator.blocks=2",
+            "data.train=['a', 'b']",
+        ],
+        registry=registry,
+    )
+    assert exp.train.steps == 20
+    (term,) = exp.losses
+    assert term.params["eps"] == 1.0 and isinstance(term.params["eps"], float)
+    assert isinstance(term.weight, ScheduleSpec) and term.weight.schedule == "linear"
+    assert term.weight.params["end"] == 2.0 and term.weight.params["steps"] == 50
+    assert exp.generator.params["blocks"] == 2
+    assert exp.data.train == ("a", "b")
+    message = _error(path, registry, ["train.steps=lots"])
+    assert 'key "steps" in [train]' in message and "--set train.steps" in message
+    assert "unknown" in _error(path, registry, ["train.stepz=3"])
+    with pytest.raises(ConfigError, match="table.key=value"):
+        config.load(path, ["train.steps"], registry=registry)
+
+
+def test_set_can_change_a_schedule_parameter(tmp_path, registry):
+    path = _write(
+        tmp_path / "x.toml",
+        '[losses.mse]\nweight = { schedule = "piecewise", boundaries = [5], values = [1, 2] }\n',
+    )
+    exp = config.load(path, ["losses.mse.weight.values.1=7"], registry=registry)
+    assert exp.losses[0].weight.params["values"] == (1.0, 7.0)
+
+
+# --------------------------------------------------------------------------- show round trip
+
+
+def test_show_output_is_a_valid_experiment_that_loads_equal(tmp_path, with_registry):
+    path = _write(
+        tmp_path / "x.toml",
+        """
+[experiment]
+name = "roundtrip"
+
+[generator]
+blocks = 2
+
+[losses.charb]
+weight = { schedule = "piecewise", boundaries = [10, 20], values = [1.0, 2.0, 3.0] }
+eps = 0.01
+
+[losses.second]
+plugin = "charb"
+mode = "sum"
+
+[adversarial]
+name = "modified"
+weight = { schedule = "linear", end = 1e-3, steps = 100 }
+""",
+    )
+    result = CliRunner().invoke(cli, ["show", str(path), "--set", "train.steps=77"])
+    assert result.exit_code == 0, result.output
+    shown = _write(tmp_path / "shown.toml", result.output)
+    original = config.load(path, ["train.steps=77"], registry=with_registry)
+    again = config.load(shown, registry=with_registry)
+    assert again == original
+    assert again.train.steps == 77 and again.losses[1].plugin == "charb"
+    # And showing the shown file gives the same text: the output is a fixed point.
+    assert CliRunner().invoke(cli, ["show", str(shown)]).output == result.output
+
+
+def test_show_defaults_round_trip(tmp_path, with_registry):
+    result = CliRunner().invoke(cli, ["show"])
+    assert result.exit_code == 0, result.output
+    shown = _write(tmp_path / "defaults.toml", result.output)
+    assert config.load(shown, registry=with_registry) == config.load(registry=with_registry)
+
+
+def test_show_reports_errors_without_traceback(tmp_path, with_registry):
+    path = _write(tmp_path / "x.toml", "[train]\nstpes = 1\n")
+    result = CliRunner().invoke(cli, ["show", str(path)])
+    assert result.exit_code == 2
+    assert "error:" in result.output and 'Did you mean "steps"?' in result.output
+
+
+# --------------------------------------------------------------------------- extends
+
+
+def test_extends_merges_key_by_key(tmp_path, registry):
+    _write(
+        tmp_path / "base.toml",
+        "[train]\nsteps = 10\nbatch_size = 4\n\n[losses.mse]\nweight = 2.0\n\n"
+        '[losses.charb]\nweight = { schedule = "constant", value = 3.0 }\n',
+    )
+    (tmp_path / "sub").mkdir()
+    child = _write(
+        tmp_path / "sub" / "child.toml",
+        'extends = "../base.toml"\n\n[train]\nsteps = 20\n\n'
+        '[losses.charb]\nweight = { schedule = "linear", end = 1.0 }\n',
+    )
+    exp = config.load(child, registry=registry)
+    assert (exp.train.steps, exp.train.batch_size) == (20, 4)
+    weights = {t.key: t.weight for t in exp.losses}
+    assert weights["mse"] == 2.0
+    # A schedule table replaces the base's schedule whole (no mixing of two schedules' keys).
+    assert weights["charb"].schedule == "linear" and "value" not in weights["charb"].params
+
+
+def test_extends_cycle_and_missing_base(tmp_path, registry):
+    _write(tmp_path / "a.toml", 'extends = "b.toml"\n')
+    _write(tmp_path / "b.toml", 'extends = "a.toml"\n')
+    assert "cycle" in _error(tmp_path / "a.toml", registry)
+    _write(tmp_path / "c.toml", 'extends = "nope.toml"\n')
+    assert "does not exist" in _error(tmp_path / "c.toml", registry)
