@@ -27,6 +27,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -185,17 +186,42 @@ def open_storage(url: str, sweep: SweepConfig | None = None) -> optuna.storages.
             "grace_period": grace_period(sweep),
         }
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
-    except ModuleNotFoundError as exc:
+        for attempt in range(3):
+            try:
+                return optuna.storages.RDBStorage(
+                    database_url(url), engine_kwargs=engine_kwargs, **beat
+                )
+            except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError):
+                if attempt == 2:  # workers creating the tables at once may collide: retry
+                    raise
+                time.sleep(0.5 + random.random() * 2)
+        raise AssertionError("unreachable")
+    except ImportError as exc:
         raise SweepError(
-            f"sweep storage {redact(url)} needs the database driver {exc.name!r}: "
-            'pip install "srgan-harness[postgres]" (psycopg2-binary) for PostgreSQL.'
+            f"sweep storage {redact(url)} needs a database driver that is not installed "
+            f'({exc.__cause__ or exc}): pip install "srgan-harness[postgres]" '
+            "(psycopg2-binary) for PostgreSQL."
         ) from None
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         raise SweepError(
             f"cannot open the sweep storage {redact(url)}: {exc}. Check --storage or "
             "[sweep].storage, and that the database server is running."
         ) from None
+
+
+def database_url(url: str) -> str:
+    """``url`` with a PostgreSQL driver that is installed.
+
+    SQLAlchemy 2.1 reads a bare ``postgresql://`` as psycopg 3; the ``postgres`` extra installs
+    psycopg2-binary, so without psycopg 3 the URL is sent to psycopg2.
+    """
+    if not url.startswith(("postgresql://", "postgres://")):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
 
 
 def grace_period(sweep: SweepConfig) -> int:
@@ -445,7 +471,7 @@ class ParentRun:
 
         from harness import tracking
 
-        self.uri = tracking.tracking_uri(p.exp)
+        self.uri = database_url(tracking.tracking_uri(p.exp))
         self.experiment = tracking.experiment_name(p.exp)
         self.client = MlflowClient(tracking_uri=self.uri)
         try:
@@ -863,9 +889,15 @@ def _finish(p: Plan, study: optuna.Study, parent: ParentRun, child: _Child, echo
         # Its heartbeat was late and another worker failed it; it is run again there.
         echo(f"trial {trial.number}: already failed as lost by another worker; result dropped")
     if run_id:
+        from mlflow.entities import Param
+
         with contextlib.suppress(Exception):
             state_name = study._storage.get_trial(trial._trial_id).state.name
             parent.client.set_tag(run_id, "optuna.state", state_name)
+            # the swept values under their own dotted keys (the run's parameters hold the
+            # lists they sit in, e.g. losses.perpix.w1.values)
+            params = [Param(k, str(v)) for k, v in trial.params.items()]
+            parent.client.log_batch(run_id, params=params)
             parent.client.log_artifact(run_id, str(child.log), "logs")
 
 
@@ -940,7 +972,7 @@ def run_trial(job: Mapping[str, Any]) -> dict[str, Any]:
         **trial.params,
         "experiment.runs_dir": job["runs_dir"],
         "experiment.name": name,
-        "tracking.uri": tracking.tracking_uri(base),
+        "tracking.uri": database_url(tracking.tracking_uri(base)),
         "tracking.experiment": tracking.experiment_name(base),
     }
     print(f"trial {number}: {_params_text(trial.params)}", flush=True)
