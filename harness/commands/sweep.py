@@ -8,7 +8,7 @@ from harness import sweep as sweeps
 
 
 @click.command("sweep")
-@click.argument("file", metavar="FILE", type=click.Path(dir_okay=False))
+@click.argument("args", metavar="[show] FILE", nargs=-1, required=True)
 @click.option(
     "--trials", "-n", type=int, help="Trials in the study in all (default [sweep].trials)."
 )
@@ -30,7 +30,7 @@ from harness import sweep as sweeps
 @click.option("--show", is_flag=True, help="Print the best trials from the storage and exit.")
 @click.option("--top", type=int, default=10, show_default=True, help="Rows --show prints.")
 def command(
-    file: str,
+    args: tuple[str, ...],
     trials: int | None,
     jobs: int | None,
     storage: str | None,
@@ -47,9 +47,14 @@ def command(
 
     \b
       harness sweep experiments/perpix_sweep.toml --trials 40 --jobs 2
-      harness sweep --show experiments/perpix_sweep.toml
+      harness sweep --show experiments/perpix_sweep.toml   (or: harness sweep show FILE)
       optuna-dashboard sqlite:///optuna.db
     """
+    if len(args) == 2 and args[0] == "show":
+        show, args = True, args[1:]
+    if len(args) != 1:
+        raise click.UsageError("give one sweep FILE (or: harness sweep show FILE).")
+    file = args[0]
     p = sweeps.plan(file, overrides, trials=trials, jobs=jobs, storage=storage, study=study_name)
     if show:
         click.echo(sweeps.show(p, top=top))
