@@ -65,22 +65,22 @@ class Tracker:
         tags: Mapping[str, str] | None = None,
     ) -> None:
         self.uri = tracking_uri(exp)
-        # log_model goes through MLflow's fluent layer, which reads the global URI.
-        mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
         self.resumed = False
         try:
+            self.client = MlflowClient(tracking_uri=self.uri)
             if run_id and self._exists(run_id):
                 self.run_id = run_id
                 self.resumed = True
                 self.client.update_run(run_id, status="RUNNING")
             else:
                 self.run_id = self._create(exp, parent_run_id, run_name, tags)
-        except MlflowException as exc:
+        except (MlflowException, ValueError) as exc:
             raise TrackingError(
                 f"MLflow tracking store {self.uri} failed: {exc}. Check [tracking].uri or "
                 "MLFLOW_TRACKING_URI."
             ) from exc
+        # log_model goes through MLflow's fluent layer, which reads the global URI.
+        mlflow.set_tracking_uri(self.uri)
         self.ended = False
 
     def _exists(self, run_id: str) -> bool:
@@ -179,12 +179,22 @@ class Tracker:
             f"keras=={keras.__version__}",
             f"srgan-harness=={__version__}",
         ]
+        # Created here so the model lands in the run's MLflow experiment (MLflow would otherwise
+        # file it under the caller's active experiment).
+        run = self.client.get_run(self.run_id)
+        logged = self.client.create_logged_model(
+            run.info.experiment_id,
+            name="generator",
+            source_run_id=self.run_id,
+            params=dict(run.data.params),
+        )
         info = mlflow.tensorflow.log_model(
             model,
             name="generator",
             signature=signature,
             pip_requirements=requirements,
             run_id=self.run_id,
+            model_id=logged.model_id,
             step=int(step),
         )
         return info.model_uri

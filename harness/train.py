@@ -99,6 +99,7 @@ class _Term:
     loss: Callable[[Any, Any], Any]
     weight: Callable[[int], float]
     variable: tf.Variable
+    scheduled: bool = True  # may reach 0: then the compiled step skips computing it
     last: float = float("nan")
 
     def assign(self, step: int) -> float:
@@ -260,7 +261,9 @@ class Trainer:
                     name = f"{cfg.key}/{sub.name}"
                     terms.append(_Term(name, sub.loss, weight, self._weight_var(name)))
             else:
-                terms.append(_Term(cfg.key, built, outer, self._weight_var(cfg.key)))
+                scheduled = not isinstance(cfg.weight, int | float)
+                var = self._weight_var(cfg.key)
+                terms.append(_Term(cfg.key, built, outer, var, scheduled))
         return terms
 
     @staticmethod
@@ -294,7 +297,18 @@ class Trainer:
         optimizer.apply_gradients(zip(grads, variables, strict=True))
 
     def _content(self, sr: tf.Tensor, hr: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        losses = {t.name: _float32(t.loss(sr, hr)) for t in self.terms}
+        """Unweighted content losses and their weighted sum. A scheduled term whose weight is
+        0 now (VGG54 during MSE pre-training, say) is not computed: it reads as 0."""
+        losses = {}
+        for t in self.terms:
+            if t.scheduled:
+                losses[t.name] = tf.cond(
+                    tf.not_equal(t.variable, 0.0),
+                    lambda t=t: _float32(t.loss(sr, hr)),
+                    lambda: tf.constant(0.0, tf.float32),
+                )
+            else:
+                losses[t.name] = _float32(t.loss(sr, hr))
         total = tf.add_n([t.variable * losses[t.name] for t in self.terms])
         return losses, total
 
@@ -466,9 +480,13 @@ def _mean_metrics(result: Any, prefix: str = "val/") -> dict[str, float]:
 
 
 def validation_extras(exp: Experiment, registry: Registry) -> dict[str, Callable[..., float]]:
-    """Metrics measured beside PSNR/SSIM: every registered ``metric`` plugin, and LPIPS when
-    ``validation.lpips`` is on."""
-    extras = {name: registry.factory("metric", name)() for name in registry.names("metric")}
+    """Metrics measured beside PSNR/SSIM: every registered ``metric`` plugin, except LPIPS
+    (a network per image) unless ``validation.lpips`` is on."""
+    extras = {
+        name: registry.factory("metric", name)()
+        for name in registry.names("metric")
+        if name != "lpips" or exp.validation.lpips
+    }
     if exp.validation.lpips and "lpips" not in extras:
         from harness.lpips import lpips_metric
 
@@ -732,6 +750,8 @@ def _run(
                 phase = trainer.phase(step0)
                 losses = trainer.train_step()
                 step = trainer.step
+                # a term weighted 0 was not computed: nothing to log for it
+                losses = {k: x for k, x in losses.items() if weights.get(k, 1.0) != 0.0}
                 for name, value in losses.items():
                     if not math.isfinite(value):
                         kept = f"step {last_saved}" if last_saved >= 0 else "none written yet"
@@ -790,6 +810,7 @@ def _run(
         result.model_path = path
         if exp.tracking.log_model:
             result.model_uri = tracker.log_generator(model, step=trainer.step)
+            tracker.set_tag("generator_model_uri", result.model_uri)
     return result
 
 

@@ -28,6 +28,12 @@ from harness.train import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    """One SQLite MLflow store for the module (creating its tables takes seconds)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
 def tiny(tmp_path: Path, **tables: dict) -> config.Experiment:
     """A tiny experiment: a 1-block, 8-filter SRResNet on 32 px skimage patches."""
     raw: dict = {
@@ -38,7 +44,7 @@ def tiny(tmp_path: Path, **tables: dict) -> config.Experiment:
         "losses": {"mse": {}},
         "train": {"steps": 3, "batch_size": 2, "quiet": True, "precision": "float32"},
         "validation": {"every": 0, "samples": 1},
-        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "log_model": False},
+        "tracking": {"log_model": False},
     }
     for table, values in tables.items():
         if values is None:
@@ -68,6 +74,17 @@ def test_weight_change_does_not_retrace(tmp_path):
     assert seen == pytest.approx([1.0, 5.0, 0.5], rel=1e-5)
     assert trainer._content_step.experimental_get_tracing_count() == 1
     assert float(trainer.terms[0].variable.numpy()) == 0.5
+
+
+def test_term_weighted_zero_is_skipped(tmp_path):
+    weight = {"schedule": "piecewise", "boundaries": [1], "values": [0.0, 2.0]}
+    exp = tiny(tmp_path, losses={"mse": {"weight": weight}}, adversarial=None)
+    trainer = Trainer(exp)
+    trainer.start_data(fixed_batches())
+    first, second = trainer.train_step(), trainer.train_step()
+    assert first["mse"] == 0.0 and first["g_total"] == 0.0  # not computed at weight 0
+    assert second["mse"] > 0 and second["g_total"] == pytest.approx(2 * second["mse"])
+    assert trainer._content_step.experimental_get_tracing_count() == 1
 
 
 def test_gan_phase_after_pretraining_and_adversarial_weight_schedule(tmp_path):
@@ -168,9 +185,10 @@ class _StopAt:
             raise StopTraining(f"pruned at {step}")
 
 
-def test_stop_training_saves_checkpoint_kills_run_and_reraises(tmp_path):
+def test_stop_training_saves_checkpoint_kills_run_and_reraises(tmp_path, store):
     exp = tiny(
         tmp_path,
+        tracking={"uri": store},
         adversarial={"name": "modified"},
         train={"steps": 6, "pretrain_steps": 1, "checkpoint_every": 100},
         validation={"every": 2},
@@ -191,8 +209,14 @@ def test_stop_training_saves_checkpoint_kills_run_and_reraises(tmp_path):
     assert run.info.run_name == "trial-1" and run.data.tags["trial"] == "1"
 
 
-def test_train_returns_result_with_history(tmp_path):
-    exp = tiny(tmp_path, adversarial=None, train={"steps": 4}, validation={"every": 2})
+def test_train_returns_result_with_history(tmp_path, store):
+    exp = tiny(
+        tmp_path,
+        adversarial=None,
+        train={"steps": 4},
+        validation={"every": 2},
+        tracking={"uri": store},
+    )
     result = train(exp)
     assert isinstance(result, TrainResult)
     assert result.steps == 4
@@ -242,7 +266,7 @@ MIRRORED = textwrap.dedent(
 )
 
 
-def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path, store):
     raw = {
         "experiment": {"name": "mirrored", "runs_dir": str(tmp_path / "runs")},
         "data": {"patch": 32, "val_limit": 1, "val_max_side": 32},
@@ -259,7 +283,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
             "log_every": 1,
         },
         "validation": {"every": 0, "samples": 1},
-        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "log_model": False},
+        "tracking": {"uri": store, "log_model": False},
     }
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run(

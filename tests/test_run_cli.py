@@ -1,0 +1,234 @@
+"""``harness run`` through the real CLI: a tiny run logged to MLflow, resume after a stop in the
+GAN phase, a NaN loss that fails the run, and the shipped experiment files."""
+
+from __future__ import annotations
+
+import filecmp
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from harness import config, hookimpl, plugins, schedules
+from harness.cli import cli
+from harness.commands.run import quickstart_path
+from harness.train import StopTraining, train
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "experiments"
+
+
+def tiny_overrides(tmp_path: Path, steps: int = 4, pretrain: int = 2) -> list[str]:
+    """--set overrides that shrink the quickstart to a few seconds."""
+    sets = {
+        "experiment.runs_dir": f'"{tmp_path / "runs"}"',
+        "data.patch": "32",
+        "data.val_limit": "1",
+        "data.val_max_side": "32",
+        "generator.blocks": "1",
+        "generator.filters": "8",
+        "discriminator.filters": "8",
+        "discriminator.dense": "16",
+        "train.steps": str(steps),
+        "train.pretrain_steps": str(pretrain),
+        "train.batch_size": "2",
+        "train.log_every": "1",
+        "train.checkpoint_every": "2",
+        "train.learning_rate": "1e-4",
+        "validation.every": "2",
+        "validation.samples": "1",
+    }
+    out = []
+    for key, value in sets.items():
+        out += ["--set", f"{key}={value}"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def module_store(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def store(module_store, monkeypatch) -> str:
+    """The module's MLflow store, given to the CLI as MLFLOW_TRACKING_URI (creating a store's
+    tables takes seconds, so the module shares one)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", module_store)
+    return module_store
+
+
+def run_id_of(tmp_path: Path, name: str = "quickstart") -> str:
+    return (tmp_path / "runs" / name / "mlflow_run_id").read_text().strip()
+
+
+def invoke(args: list[str]):
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def test_tiny_run_through_cli_logs_everything(tmp_path, monkeypatch, store):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["run", *tiny_overrides(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "validation PSNR-Y" in result.output and "vs bicubic" in result.output
+    client = MlflowClient(store)
+    run_id = run_id_of(tmp_path)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["train.steps"] == "4" and params["generator.name"] == "srresnet"
+    assert params["adversarial.name"] == "modified" and params["losses.mse.weight"] == "1.0"
+    assert run.data.tags["harness.source"] == quickstart_path()
+    metrics = run.data.metrics
+    for key in (
+        "loss/mse",
+        "loss/d",
+        "loss/adversarial",
+        "loss/g_total",
+        "weight/mse",
+        "weight/adversarial",
+        "train/img_per_s",
+        "train/learning_rate",
+        "val/psnr_y",
+        "val/ssim_y",
+        "val/psnr_rgb",
+        "val/bicubic_psnr_y",
+    ):
+        assert key in metrics, key
+    assert [m.step for m in client.get_metric_history(run_id, "loss/mse")] == [1, 2, 3, 4]
+    assert [m.step for m in client.get_metric_history(run_id, "loss/d")] == [3, 4]
+    assert [m.step for m in client.get_metric_history(run_id, "val/psnr_y")] == [2, 4]
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert "experiment.toml" in artifacts
+    samples = {a.path for a in client.list_artifacts(run_id, "samples")}
+    assert samples == {"samples/step_2.png", "samples/step_4.png"}
+    # the resolved experiment artifact is itself a loadable experiment with the overrides
+    toml = Path(client.download_artifacts(run_id, "experiment.toml", str(tmp_path)))
+    assert config.load(toml).train.steps == 4
+    # the generator as an MLflow model: loadable and a 4x upscaler
+    import mlflow.tensorflow
+
+    models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    models = [m for m in models if m.source_run_id == run_id]
+    assert [m.name for m in models] == ["generator"]
+    assert run.data.tags["generator_model_uri"] == models[0].model_uri
+    model = mlflow.tensorflow.load_model(models[0].model_uri)
+    sr = np.asarray(model(np.zeros((1, 6, 5, 3), np.float32)))
+    assert sr.shape == (1, 24, 20, 3)
+    run_dir = tmp_path / "runs" / "quickstart"
+    assert (run_dir / "generator.keras").is_file() and (run_dir / "experiment.toml").is_file()
+
+
+class _StopAt:
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_validation(self, step: int, metrics: dict[str, float]) -> None:
+        if step >= self.step:
+            raise StopTraining(f"stopped at {step}")
+
+
+def test_resume_in_gan_phase_continues_the_same_mlflow_run(tmp_path, monkeypatch, store):
+    monkeypatch.chdir(tmp_path)
+    sets = tiny_overrides(tmp_path, steps=6, pretrain=1)
+    sets += ["--set", "tracking.log_model=false"]
+    exp = config.load(quickstart_path(), [s for s in sets if s != "--set"])
+    with pytest.raises(StopTraining):
+        train(exp, callbacks=[_StopAt(4)])  # stops in the GAN phase, after step 4
+    run_id = run_id_of(tmp_path)
+    client = MlflowClient(store)
+    assert client.get_run(run_id).info.status == "KILLED"
+    ckpt = tf.train.latest_checkpoint(str(exp.run_dir / "checkpoints"))
+    assert ckpt.endswith("-4")
+    phase = dict(tf.train.list_variables(ckpt))
+    assert "phase/.ATTRIBUTES/VARIABLE_VALUE" in phase
+
+    result = invoke(["run", *sets])
+    assert result.exit_code == 0, result.output
+    assert "resuming quickstart at step 4 (gan phase)" in result.output
+    assert run_id_of(tmp_path) == run_id
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run_id, "loss/d")]
+    assert steps == [2, 3, 4, 5, 6]  # no step repeated, none lost
+    assert [m.step for m in client.get_metric_history(run_id, "val/psnr_y")] == [2, 4, 6]
+
+    # --fresh starts over in a new MLflow run
+    result = invoke(["run", *sets, "--set", "train.steps=2", "--fresh"])
+    assert result.exit_code == 0, result.output
+    assert run_id_of(tmp_path) != run_id
+    assert "resuming" not in result.output
+
+
+class NanAtStep2:
+    """A content loss that is the MSE at step 1 and NaN from step 2 on."""
+
+    def __init__(self) -> None:
+        self.calls = tf.Variable(0, trainable=False)
+
+    def __call__(self, sr, hr):
+        self.calls.assign_add(1)
+        mse = tf.reduce_mean(tf.square(tf.cast(sr, tf.float32) - hr))
+        return tf.where(self.calls >= 2, tf.constant(np.nan, tf.float32), mse)
+
+
+class _NanPlugin:
+    @staticmethod
+    @hookimpl
+    def harness_register_content_losses():
+        return {"nan_at_step_2": NanAtStep2}
+
+
+@pytest.fixture
+def nan_registry():
+    plugins.set_registry(plugins.build_registry(extra=[(_NanPlugin, "nan_test", "tests")]))
+    yield
+    plugins.set_registry(None)
+
+
+def test_nan_loss_fails_the_run_naming_step_and_term(tmp_path, monkeypatch, nan_registry, store):
+    monkeypatch.chdir(tmp_path)
+    sets = tiny_overrides(tmp_path, steps=4, pretrain=4)
+    sets += ["--set", "losses.nan={plugin = 'nan_at_step_2'}", "--set", "train.checkpoint_every=1"]
+    result = CliRunner().invoke(cli, ["run", *sets])
+    assert result.exit_code == 2, result.output
+    assert 'loss term "nan" is nan at step 2' in result.output
+    assert "last good checkpoint (step 1)" in result.output
+    run = MlflowClient(store).get_run(run_id_of(tmp_path))
+    assert run.info.status == "FAILED"
+    assert "step 2" in run.data.tags["error"]
+    ckpt = tf.train.latest_checkpoint(str(tmp_path / "runs" / "quickstart" / "checkpoints"))
+    assert ckpt.endswith("-1")  # the NaN step wrote nothing
+
+
+def test_embedded_quickstart_is_the_shipped_file():
+    assert filecmp.cmp(EXPERIMENTS / "quickstart.toml", quickstart_path(), shallow=False)
+
+
+def test_shipped_experiments_load_and_follow_their_recipes():
+    perpix = config.load(EXPERIMENTS / "perpix.toml")
+    assert perpix.data.patch == 96 and perpix.train.batch_size == 16
+    assert perpix.train.steps == 35000 and perpix.train.learning_rate == 1e-4
+    assert perpix.train.pretrain_steps == 0
+    assert [loss.plugin for loss in perpix.losses] == ["perpix"]
+    assert perpix.adversarial.name == "modified" and perpix.adversarial.weight == 1e-3
+    w1 = perpix.losses[0].params["w1"]
+    assert w1.params["boundaries"] == (15000, 20000)
+    assert "DIV2K_train_HR" in perpix.data.train[0]
+
+    mse = config.load(EXPERIMENTS / "mse.toml")
+    assert mse.adversarial is None and [loss.plugin for loss in mse.losses] == ["mse"]
+
+    ledig = config.load(EXPERIMENTS / "srgan_vgg54.toml")
+    assert 0 < ledig.train.pretrain_steps < ledig.train.steps
+    assert [loss.plugin for loss in ledig.losses] == ["mse", "vgg54"]
+    mse_w, vgg_w = (schedules.build(loss.weight) for loss in ledig.losses)
+    switch = ledig.train.pretrain_steps
+    assert (mse_w(switch - 1), vgg_w(switch - 1)) == (1.0, 0.0)  # MSE pre-training
+    assert (mse_w(switch), vgg_w(switch)) == (0.0, 1.0)  # then VGG54 + adversarial
+    assert ledig.adversarial.weight == 1e-3
+
+    quick = config.load(EXPERIMENTS / "quickstart.toml")
+    assert quick.data.train == ("skimage",) and quick.adversarial is not None

@@ -1,0 +1,95 @@
+"""MLflow tracking: where runs go, resumed runs, parent runs, and terminal statuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from harness import config
+from harness.tracking import DEFAULT_URI, Tracker, TrackingError, experiment_name, tracking_uri
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    """One SQLite store for the module (creating its tables takes seconds)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+def exp_with(tmp_path: Path, uri: str, **tracking: object) -> config.Experiment:
+    return config.from_dict(
+        {
+            "experiment": {"name": "track", "runs_dir": str(tmp_path / "runs")},
+            "tracking": {"uri": uri, **tracking},
+        }
+    )
+
+
+def test_uri_precedence(tmp_path, monkeypatch, store):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri(config.from_dict({})) == DEFAULT_URI == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
+    assert tracking_uri(config.from_dict({})) == "sqlite:///from-env.db"
+    exp = exp_with(tmp_path, store)
+    assert tracking_uri(exp) == store
+    assert experiment_name(exp) == "track"
+    assert experiment_name(exp_with(tmp_path, store, experiment="other")) == "other"
+
+
+def test_run_lifecycle_resume_and_changed_params(tmp_path, store):
+    exp = exp_with(tmp_path, store, experiment="lifecycle")
+    client = MlflowClient(exp.tracking.uri)
+    parent = Tracker(exp, run_name="parent")
+    child = Tracker(exp, parent_run_id=parent.run_id, run_name="child", tags={"trial": "3"})
+    assert not child.resumed
+    child.log_params({"train.steps": "10", "data.patch": "32"})
+    child.log_metrics({"loss/mse": 0.5, "val/psnr_y": 20.0}, step=3)
+    child.log_bytes(b"\x89PNG fake", "samples/step_3.png")
+    child.end("KILLED")
+
+    again = Tracker(exp, run_id=child.run_id)
+    assert again.resumed and again.run_id == child.run_id
+    assert client.get_run(child.run_id).info.status == "RUNNING"
+    changed = again.log_params({"train.steps": "20", "data.patch": "32", "train.ema": "0.0"})
+    assert changed == {"train.steps": ("10", "20")}
+    again.end("FAILED", error="NonFiniteLoss: boom")
+
+    run = client.get_run(child.run_id)
+    assert run.info.status == "FAILED"
+    assert run.info.run_name == "child"
+    assert run.data.tags["mlflow.parentRunId"] == parent.run_id
+    assert run.data.tags["trial"] == "3"
+    assert run.data.tags["error"] == "NonFiniteLoss: boom"
+    assert run.data.tags["resume.train.steps"] == "20"
+    assert run.data.params == {"train.steps": "10", "data.patch": "32", "train.ema": "0.0"}
+    assert run.data.metrics == {"loss/mse": 0.5, "val/psnr_y": 20.0}
+    assert [a.path for a in client.list_artifacts(child.run_id, "samples")] == [
+        "samples/step_3.png"
+    ]
+    assert client.get_experiment(run.info.experiment_id).name == "lifecycle"
+    parent.end()
+    assert client.get_run(parent.run_id).info.status == "FINISHED"
+
+
+def test_unknown_run_id_starts_a_new_run(tmp_path, store):
+    exp = exp_with(tmp_path, store)
+    tracker = Tracker(exp, run_id="0123456789abcdef0123456789abcdef")
+    assert not tracker.resumed and tracker.run_id != "0123456789abcdef0123456789abcdef"
+    tracker.end()
+
+
+def test_active_fluent_run_of_the_caller_is_untouched(tmp_path, store):
+    exp = exp_with(tmp_path, store)
+    mlflow.set_tracking_uri(exp.tracking.uri)
+    with mlflow.start_run() as outer:
+        tracker = Tracker(exp, parent_run_id=outer.info.run_id)
+        tracker.end()
+        assert mlflow.active_run().info.run_id == outer.info.run_id
+
+
+def test_unusable_store_is_a_clear_error(tmp_path):
+    bad = config.from_dict({"tracking": {"uri": "bogus://nowhere"}})
+    with pytest.raises(TrackingError, match="bogus://nowhere"):
+        Tracker(bad)
