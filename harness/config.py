@@ -318,7 +318,10 @@ def coerce(value: Any, annotation: Any, registry: Registry | None = None) -> Any
             return _schedule_spec(value, registry)
         if isinstance(value, ScheduleSpec):
             return value
-        return coerce(value, float)
+        try:
+            return coerce(value, float)
+        except _Mismatch:
+            raise _Mismatch(_type_name(Schedulable)) from None
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is Literal:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import importlib.metadata as md
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from harness import PROJECT, hookspecs
 from harness.errors import PluginError
 
 DISABLE_ENV = "HARNESS_DISABLE_PLUGINS"
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
 NO_AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
 
 KINDS: dict[str, str] = {
@@ -63,6 +65,13 @@ class Registry:
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
 
     def add(self, entry: Entry) -> None:
+        if not _NAME.fullmatch(entry.name):
+            raise PluginError(
+                f'plugin "{entry.plugin}" (from {entry.provenance}) registered '
+                f'{entry.kind.replace("_", " ")} "{entry.name}": names must be lowercase '
+                "snake_case (letters, digits, underscores; starting with a letter), because "
+                "they become TOML keys and dotted --set keys."
+            )
         table = self._entries[entry.kind]
         if entry.name in table:
             other = table[entry.name]

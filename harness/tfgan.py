@@ -14,6 +14,7 @@ If ``tensorflow_gan`` imports normally (a future release), that import is used a
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -42,6 +43,8 @@ def losses_impl() -> types.ModuleType:
         if name not in sys.modules:
             module = types.ModuleType(name)
             module.__path__ = [str(folder)]  # a package, but its __init__ is never executed
+            module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            module.__spec__.submodule_search_locations = [str(folder)]
             module.__file__ = str(folder / "__init__.py")
             module.__package__ = name
             sys.modules[name] = module

@@ -125,6 +125,7 @@ def test_unknown_plugin_name_lists_known(tmp_path, registry):
         ("[losses.charb]\ntaps = 3\n", "a list of an integer"),
         ('[generator]\nblocks = "x"\n', 'key "blocks"'),
         ('[losses.mse]\nweight = "heavy"\n', 'key "mse.weight" in [losses]'),
+        ('[losses.mse]\nweight = "heavy"\n', "a number or a schedule table"),
     ],
 )
 def test_wrong_types_are_errors_naming_the_key(tmp_path, registry, text, expected):

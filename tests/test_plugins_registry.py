@@ -48,6 +48,22 @@ def test_same_name_from_two_plugins_is_an_error_naming_both() -> None:
         assert part in message
 
 
+@pytest.mark.parametrize("name", ["Ramp", "my.ramp", "2ramp", "ramp-up", ""])
+def test_names_must_be_snake_case(name: str) -> None:
+    p = _plugin(harness_register_schedules={name: _schedule})
+    with pytest.raises(PluginError, match="snake_case") as info:
+        build_registry(extra=[(p, "p", "harness-p")], autoload=False)
+    assert f'"{name}"' in str(info.value) and "harness-p" in str(info.value)
+
+
+def test_tfgan_loader_leaves_importlib_working() -> None:
+    import importlib.util
+
+    tfgan.losses_impl()
+    spec = importlib.util.find_spec("tensorflow_gan")
+    assert spec is not None and spec.submodule_search_locations
+
+
 def test_same_name_in_two_kinds_is_allowed() -> None:
     p = _plugin(
         harness_register_schedules={"charb": _schedule},
