@@ -281,7 +281,7 @@ def grid(sweep: SweepConfig) -> dict[str, list[Any]]:
                 )
             step = 1
         n = int(math.floor((spec["high"] - spec["low"]) / step + 1e-9)) + 1
-        values = [spec["low"] + i * step for i in range(n)]
+        values = [round(spec["low"] + i * step, 12) for i in range(n)]
         out[key] = [int(v) for v in values] if spec["type"] == "int" else values
     return out
 

@@ -87,17 +87,15 @@ def test_no_sweep_table_is_a_clear_error():
 def test_grid_space_and_the_command_line_overrides(tmp_path):
     path = tmp_path / "grid.toml"
     path.write_text(
-        f'extends = "{(REPO / "experiments" / "quickstart.toml").as_posix()}"\n'
-        '[sweep]\nsampler = "grid"\ntrials = 99\n'
-        '[sweep.params."train.learning_rate"]\ntype = "float"\nlow = 0.5\nhigh = 1.5\n'
-        "step = 0.5\n"
+        '[sweep]\nsampler = "grid"\ntrials = 99\n'  # over the built-in defaults
+        '[sweep.params."train.beta1"]\ntype = "float"\nlow = 0.5\nhigh = 0.9\nstep = 0.2\n'
         '[sweep.params."generator.blocks"]\ntype = "int"\nlow = 1\nhigh = 2\n',
         encoding="utf-8",
     )
     p = sweep.plan(path, ["sweep.jobs=2"], trials=7, storage="sqlite:///x.db", study="s1")
     assert (p.trials, p.jobs, p.storage_url, p.study_name) == (7, 2, "sqlite:///x.db", "s1")
     space = sweep.grid(p.sweep)
-    assert space == {"train.learning_rate": [0.5, 1.0, 1.5], "generator.blocks": [1, 2]}
+    assert space == {"train.beta1": [0.5, 0.7, 0.9], "generator.blocks": [1, 2]}
     assert isinstance(sweep.make_sampler(p.sweep), optuna.samplers.GridSampler)
     # a float without a step has no grid: said when the sweep is planned, not at trial time
     with pytest.raises(ConfigError, match='needs a "step"'):
