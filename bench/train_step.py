@@ -1,0 +1,258 @@
+"""Milliseconds per training step: the harness trainer against a bare ``tf.function`` step.
+
+Both sides train the same model with the same losses, optimizer and precision policy, in the
+same process, on the same in-memory batch (so data loading is not measured). Timings alternate
+between the two sides in rounds, and the median step of each side is compared (the target is
+harness >= 0.97x the bare speed). Cases:
+
+- ``mse``: SRResNet-16 (64 filters), MSE, batch 16, 96 px HR (24 px LR);
+- ``perpix``: the seed's full GAN step: SRResNet-16 + SRGAN discriminator, Per-Pix (MSE + VGG54
+  with random VGG weights: the same compute as ImageNet weights), ``modified`` adversarial loss;
+- ``torch``: the ``mse`` step in PyTorch (float32, channels_last), when torch is installed.
+
+    python bench/train_step.py                 # all cases
+    python bench/train_step.py --case mse --steps 20 --json /tmp/bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from harness import config, precision  # noqa: E402
+from harness.losses import Composite  # noqa: E402
+from harness.plugins import get_registry  # noqa: E402
+from harness.train import Trainer  # noqa: E402
+
+
+def experiment(case: str, args: argparse.Namespace) -> config.Experiment:
+    raw: dict[str, Any] = {
+        "experiment": {"name": f"bench_{case}"},
+        "data": {"patch": args.patch},
+        "generator": {"name": "srresnet", "blocks": args.blocks, "filters": 64},
+        "train": {"batch_size": args.batch, "precision": args.precision, "steps": 10**6},
+    }
+    if case == "mse":
+        raw["losses"] = {"mse": {}}
+    else:
+        raw["losses"] = {"perpix": {"weights": "none"}}
+        raw["adversarial"] = {"name": "modified", "weight": 1e-3}
+        raw["discriminator"] = {"name": "srgan"}
+    return config.from_dict(raw)
+
+
+def batch(args: argparse.Namespace) -> tuple[tf.Tensor, tf.Tensor]:
+    rng = np.random.default_rng(0)
+    p, s = args.patch, 4
+    lr = rng.uniform(0, 1, (args.batch, p // s, p // s, 3)).astype(np.float32)
+    hr = rng.uniform(-1, 1, (args.batch, p, p, 3)).astype(np.float32)
+    return tf.constant(lr), tf.constant(hr)
+
+
+def bare_step(exp: config.Experiment) -> Callable[[tf.Tensor, tf.Tensor], Any]:
+    """The step a user would write by hand for ``exp``: no schedules, no strategy."""
+    registry = get_registry()
+    policy = precision.resolve(exp.train.precision)
+    scaling = precision.needs_loss_scaling(policy)
+    with precision.policy_scope(policy):
+        g = registry.factory("generator", "srresnet")(scale=4, **exp.generator.params)
+        cfg = exp.losses[0]
+        built = registry.factory("content_loss", cfg.plugin)(**cfg.params)
+        if isinstance(built, Composite):
+            terms = [(t.loss, float(t.weight(0))) for t in built.terms]
+        else:
+            terms = [(built, 1.0)]
+
+        def adam():
+            opt = keras.optimizers.Adam(1e-4, beta_1=0.9)
+            return keras.mixed_precision.LossScaleOptimizer(opt) if scaling else opt
+
+        g_opt = adam()
+        g_opt.build(g.trainable_variables)
+        if exp.adversarial is None:
+
+            @tf.function
+            def step(lr, hr):
+                with tf.GradientTape() as tape:
+                    sr = g(lr, training=True)
+                    loss = tf.add_n([w * tf.cast(f(sr, hr), tf.float32) for f, w in terms])
+                    scaled = g_opt.scale_loss(loss) if scaling else loss
+                grads = tape.gradient(scaled, g.trainable_variables)
+                g_opt.apply_gradients(zip(grads, g.trainable_variables, strict=True))
+                return loss
+
+            return step
+
+        d = registry.factory("discriminator", "srgan")(patch=exp.data.patch)
+        adv = registry.factory("adversarial_loss", "modified")()
+        d_opt = adam()
+        d_opt.build(d.trainable_variables)
+
+        @tf.function
+        def gan_step(lr, hr):
+            with tf.GradientTape() as g_tape:
+                sr = g(lr, training=True)
+                with g_tape.stop_recording(), tf.GradientTape() as d_tape:
+                    fixed = tf.stop_gradient(sr)
+                    d_loss = adv.discriminator_loss(d(hr, training=True), d(fixed, training=True))
+                    d_scaled = d_opt.scale_loss(d_loss) if scaling else d_loss
+                d_grads = d_tape.gradient(d_scaled, d.trainable_variables)
+                d_opt.apply_gradients(zip(d_grads, d.trainable_variables, strict=True))
+                content = tf.add_n([w * tf.cast(f(sr, hr), tf.float32) for f, w in terms])
+                loss = content + 1e-3 * adv.generator_loss(d(sr, training=True))
+                scaled = g_opt.scale_loss(loss) if scaling else loss
+            grads = g_tape.gradient(scaled, g.trainable_variables)
+            g_opt.apply_gradients(zip(grads, g.trainable_variables, strict=True))
+            return loss
+
+        return gan_step
+
+
+def timed(fn: Callable[[], Any], steps: int) -> list[float]:
+    out = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000.0)
+    return out
+
+
+def bench_tf(case: str, args: argparse.Namespace) -> dict[str, Any]:
+    exp = experiment(case, args)
+    lr, hr = batch(args)
+    trainer = Trainer(exp)
+    trainer.start_data(tf.data.Dataset.from_tensors((lr, hr)).repeat())
+    trainer.step = exp.train.pretrain_steps  # the GAN phase from the first step
+    bare = bare_step(exp)
+
+    def harness_once() -> None:
+        trainer.train_step()
+
+    def bare_once() -> None:
+        float(bare(lr, hr))
+
+    for _ in range(args.warmup):
+        harness_once()
+        bare_once()
+    times: dict[str, list[float]] = {"harness": [], "bare": []}
+    for _ in range(args.rounds):
+        times["harness"] += timed(harness_once, args.steps)
+        times["bare"] += timed(bare_once, args.steps)
+    h, b = statistics.median(times["harness"]), statistics.median(times["bare"])
+    return {
+        "case": case,
+        "precision": trainer.policy,
+        "batch": args.batch,
+        "patch": args.patch,
+        "harness_ms": round(h, 1),
+        "bare_ms": round(b, 1),
+        "harness_speed_vs_bare": round(b / h, 3),
+        "steps_each": len(times["harness"]),
+    }
+
+
+def bench_torch(args: argparse.Namespace) -> dict[str, Any] | None:
+    try:
+        import torch
+        from torch import nn
+    except ImportError:
+        return None
+
+    class Block(nn.Module):
+        def __init__(self, f: int):
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Conv2d(f, f, 3, padding=1),
+                nn.BatchNorm2d(f, momentum=0.1),
+                nn.PReLU(f),
+                nn.Conv2d(f, f, 3, padding=1),
+                nn.BatchNorm2d(f, momentum=0.1),
+            )
+
+        def forward(self, x):
+            return x + self.body(x)
+
+    class SRResNet(nn.Module):
+        def __init__(self, blocks: int, f: int = 64):
+            super().__init__()
+            self.head = nn.Sequential(nn.Conv2d(3, f, 9, padding=4), nn.PReLU(f))
+            self.blocks = nn.Sequential(*[Block(f) for _ in range(blocks)])
+            self.body = nn.Sequential(nn.Conv2d(f, f, 3, padding=1), nn.BatchNorm2d(f))
+            up = []
+            for _ in range(2):
+                up += [nn.Conv2d(f, 4 * f, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(f)]
+            self.up = nn.Sequential(*up)
+            self.tail = nn.Conv2d(f, 3, 9, padding=4)
+
+        def forward(self, x):
+            h = self.head(x)
+            return torch.tanh(self.tail(self.up(h + self.body(self.blocks(h)))))
+
+    torch.manual_seed(0)
+    model = SRResNet(args.blocks).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.999))
+    p = args.patch
+    lr = torch.rand(args.batch, 3, p // 4, p // 4).to(memory_format=torch.channels_last)
+    hr = (torch.rand(args.batch, 3, p, p) * 2 - 1).to(memory_format=torch.channels_last)
+
+    def once() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = torch.mean((model(lr) - hr) ** 2)
+        loss.backward()
+        opt.step()
+        float(loss)
+
+    for _ in range(args.warmup):
+        once()
+    times = timed(once, args.steps * args.rounds)
+    return {
+        "case": "torch_mse",
+        "precision": "float32 channels_last",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "torch_ms": round(statistics.median(times), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--case", choices=["all", "mse", "perpix", "torch"], default="all")
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per side per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--patch", type=int, default=96)
+    parser.add_argument("--blocks", type=int, default=16)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    results = []
+    for case in ("mse", "perpix"):
+        if args.case in ("all", case):
+            results.append(bench_tf(case, args))
+            print(json.dumps(results[-1]), flush=True)
+    if args.case in ("all", "torch"):
+        torch_result = bench_torch(args)
+        if torch_result is None:
+            print('{"case": "torch_mse", "skipped": "torch is not installed"}')
+        else:
+            results.append(torch_result)
+            print(json.dumps(torch_result), flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
