@@ -628,6 +628,8 @@ def from_dict(
         kwargs["losses"] = _losses({"mse": {}}, where, registry)
     exp = Experiment(**kwargs)
     _check_consistency(exp, where)
+    if exp.sweep is not None:
+        check_sweep(exp)
     return exp
 
 
