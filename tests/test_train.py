@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -304,3 +305,32 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, store):
     assert run.data.tags["replicas"] == "2"
     history = client.get_metric_history(result["run_id"], "loss/d")
     assert [m.step for m in history] == [2, 3] and all(np.isfinite(m.value) for m in history)
+
+
+class _SignalAt:
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_validation(self, step: int, metrics: dict[str, float]) -> None:
+        if step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_sigint_checkpoints_after_the_step_and_kills_the_run(tmp_path, store):
+    from harness.train import TrainingInterrupted
+
+    exp = tiny(
+        tmp_path,
+        adversarial=None,
+        train={"steps": 6, "checkpoint_every": 100},
+        validation={"every": 2},
+        tracking={"uri": store},
+    )
+    previous = signal.getsignal(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted, match="SIGINT at step 3: checkpoint saved"):
+        train(exp, callbacks=[_SignalAt(2)])
+    assert signal.getsignal(signal.SIGINT) is previous  # handler restored
+    ckpt = tf.train.latest_checkpoint(str(exp.run_dir / "checkpoints"))
+    assert ckpt.endswith("-3")
+    run_id = (exp.run_dir / "mlflow_run_id").read_text().strip()
+    assert MlflowClient(store).get_run(run_id).info.status == "KILLED"
