@@ -47,7 +47,10 @@ def harness_register_adversarial_losses() -> Mapping[str, Factory]:
 
     Called once when the registry is built. Each factory returns an object with
 
-    - ``generator_loss(fake_logits) -> scalar``;
+    - ``generator_loss(fake_logits) -> scalar``, or
+      ``generator_loss(fake_logits, real_logits=None) -> scalar``: when the method declares a
+      ``real_logits`` parameter the trainer passes the discriminator's logits on the HR batch
+      (gradient stopped), as relativistic losses need;
     - ``discriminator_loss(real_logits, fake_logits) -> scalar``;
     - optionally ``penalty(discriminator, hr, sr) -> scalar``, added to the discriminator loss
       (for example a gradient penalty).

@@ -19,6 +19,7 @@ step, so a changing weight never retraces the compiled step.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import math
 import os
@@ -190,6 +191,9 @@ class Trainer:
                     **exp.adversarial.params
                 )
             self.terms = self._content_terms()
+            self.adv_wants_real = self.adversarial is not None and (
+                "real_logits" in inspect.signature(self.adversarial.generator_loss).parameters
+            )
             self.adv_term = None
             if self.adversarial is not None:
                 assert exp.adversarial is not None
@@ -357,7 +361,11 @@ class Trainer:
                 d_loss = self._d_update(hr, tf.stop_gradient(sr))
             losses, content_total = self._content(sr, hr)
             fake = _float32(self.discriminator(sr, training=True))
-            adv = _float32(self.adv_term.loss(fake))
+            if self.adv_wants_real:  # relativistic losses compare fake with real logits
+                real = tf.stop_gradient(_float32(self.discriminator(hr, training=True)))
+                adv = _float32(self.adv_term.loss(fake, real_logits=real))
+            else:
+                adv = _float32(self.adv_term.loss(fake))
             total = content_total + self.adv_term.variable * adv
             scaled = self._scaled(total, self.g_optimizer)
         self._apply(self.g_optimizer, tape, scaled, self.generator)

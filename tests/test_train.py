@@ -334,3 +334,38 @@ def test_sigint_checkpoints_after_the_step_and_kills_the_run(tmp_path, store):
     assert ckpt.endswith("-3")
     run_id = (exp.run_dir / "mlflow_run_id").read_text().strip()
     assert MlflowClient(store).get_run(run_id).info.status == "KILLED"
+
+
+class _Relativistic:
+    """A relativistic-style adversarial loss: its generator side needs the real logits."""
+
+    calls: list[bool] = []
+
+    def generator_loss(self, fake_logits, real_logits=None):
+        _Relativistic.calls.append(real_logits is not None)
+        return tf.reduce_mean(tf.nn.softplus(tf.reduce_mean(real_logits) - fake_logits))
+
+    def discriminator_loss(self, real_logits, fake_logits):
+        return tf.reduce_mean(tf.nn.softplus(tf.reduce_mean(fake_logits) - real_logits))
+
+
+def test_generator_loss_declaring_real_logits_receives_them(tmp_path):
+    from harness import hookimpl
+    from harness.plugins import build_registry
+
+    class Plugin:
+        @hookimpl
+        def harness_register_adversarial_losses(self):
+            return {"rel_probe": _Relativistic}
+
+    registry = build_registry(extra=[(Plugin(), "rel", "tests")])
+    exp = tiny(tmp_path, adversarial=None)
+    raw = exp.to_toml_dict()
+    raw["adversarial"] = {"name": "rel_probe", "weight": 0.5}
+    exp = config.from_dict(raw, registry=registry)
+    trainer = Trainer(exp, registry=registry)
+    trainer.start_data(fixed_batches())
+    _Relativistic.calls.clear()
+    out = trainer.train_step()
+    assert _Relativistic.calls and all(_Relativistic.calls)  # traced with real logits
+    assert out["g_total"] == pytest.approx(out["mse"] + 0.5 * out["adversarial"], rel=1e-4)
