@@ -185,6 +185,8 @@ def open_storage(url: str, sweep: SweepConfig | None = None) -> optuna.storages.
             "heartbeat_interval": sweep.heartbeat_interval,
             "grace_period": grace_period(sweep),
         }
+    from harness.tracking import database_url  # mlflow is imported only when a sweep runs
+
     try:
         for attempt in range(3):
             try:
@@ -207,21 +209,6 @@ def open_storage(url: str, sweep: SweepConfig | None = None) -> optuna.storages.
             f"cannot open the sweep storage {redact(url)}: {exc}. Check --storage or "
             "[sweep].storage, and that the database server is running."
         ) from None
-
-
-def database_url(url: str) -> str:
-    """``url`` with a PostgreSQL driver that is installed.
-
-    SQLAlchemy 2.1 reads a bare ``postgresql://`` as psycopg 3; the ``postgres`` extra installs
-    psycopg2-binary, so without psycopg 3 the URL is sent to psycopg2.
-    """
-    if not url.startswith(("postgresql://", "postgres://")):
-        return url
-    import importlib.util
-
-    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
-        return "postgresql+psycopg2://" + url.split("://", 1)[1]
-    return url
 
 
 def grace_period(sweep: SweepConfig) -> int:
@@ -471,7 +458,7 @@ class ParentRun:
 
         from harness import tracking
 
-        self.uri = database_url(tracking.tracking_uri(p.exp))
+        self.uri = tracking.tracking_uri(p.exp)
         self.experiment = tracking.experiment_name(p.exp)
         self.client = MlflowClient(tracking_uri=self.uri)
         try:
@@ -972,7 +959,7 @@ def run_trial(job: Mapping[str, Any]) -> dict[str, Any]:
         **trial.params,
         "experiment.runs_dir": job["runs_dir"],
         "experiment.name": name,
-        "tracking.uri": database_url(tracking.tracking_uri(base)),
+        "tracking.uri": tracking.tracking_uri(base),
         "tracking.experiment": tracking.experiment_name(base),
     }
     print(f"trial {number}: {_params_text(trial.params)}", flush=True)

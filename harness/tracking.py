@@ -40,7 +40,24 @@ class TrackingError(HarnessError):
 
 def tracking_uri(exp: Experiment) -> str:
     """The tracking URI this experiment logs to."""
-    return exp.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI", "") or DEFAULT_URI
+    return database_url(
+        exp.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI", "") or DEFAULT_URI
+    )
+
+
+def database_url(url: str) -> str:
+    """``url`` with a PostgreSQL driver that is installed.
+
+    SQLAlchemy 2.1 reads a bare ``postgresql://`` as psycopg 3; the ``postgres`` extra installs
+    psycopg2-binary, so without psycopg 3 the URL is sent to psycopg2.
+    """
+    if not url.startswith(("postgresql://", "postgres://")):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
 
 
 def experiment_name(exp: Experiment) -> str:

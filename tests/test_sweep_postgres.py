@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import sweep
+from harness import sweep, tracking
 
 POSTGRES_ENV = "HARNESS_TEST_POSTGRES_URL"
 REPO = Path(__file__).resolve().parent.parent
@@ -59,7 +59,7 @@ def test_two_workers_share_one_study(tmp_path, shared_data, databases):
     from optuna.trial import TrialState
 
     optuna_url, mlflow_url = databases
-    mlflow_url = sweep.database_url(mlflow_url)  # MLflow itself takes the URL as given
+    mlflow_url = tracking.database_url(mlflow_url)  # MLflow itself takes the URL as given
     MlflowClient(tracking_uri=mlflow_url).search_experiments()  # the tracking server's tables
     set5 = (shared_data / "set5").as_posix()
     cmd = [
@@ -98,7 +98,7 @@ def test_two_workers_share_one_study(tmp_path, shared_data, databases):
     ran = [int(re.search(r"(\d+) trials run here", out).group(1)) for out in outputs]
     assert sum(ran) == 3 and min(ran) >= 1, outputs  # both workers took trials
 
-    storage = sweep.database_url(optuna_url)
+    storage = tracking.database_url(optuna_url)
     study = optuna.load_study(study_name="quickstart_w1_w2", storage=storage)
     trials = study.get_trials()
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
