@@ -7,6 +7,7 @@ from importlib import resources
 import click
 
 from harness import config
+from harness.commands._options import overrides_option
 
 
 def quickstart_path() -> str:
@@ -16,13 +17,7 @@ def quickstart_path() -> str:
 
 @click.command("run")
 @click.argument("experiment", required=False, type=click.Path(dir_okay=False))
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="TABLE.KEY=VALUE",
-    help="Override a value (TOML syntax), e.g. --set train.steps=100. Repeatable.",
-)
+@overrides_option()
 @click.option("--quiet", is_flag=True, help="No progress bar or messages (train.quiet = true).")
 @click.option(
     "--fresh",

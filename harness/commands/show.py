@@ -5,17 +5,12 @@ from __future__ import annotations
 import click
 
 from harness import config
+from harness.commands._options import overrides_option
 
 
 @click.command("show")
 @click.argument("experiment", required=False, type=click.Path(dir_okay=False))
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="TABLE.KEY=VALUE",
-    help="Override a value (TOML syntax), e.g. --set train.steps=100. Repeatable.",
-)
+@overrides_option()
 @click.option("--flat", is_flag=True, help="Print dotted keys (the MLflow parameter names).")
 def command(experiment: str | None, overrides: tuple[str, ...], flat: bool) -> None:
     """Validate EXPERIMENT and print it with every default filled in.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from harness import sweep as sweeps
+from harness.commands._options import overrides_option
 
 
 @click.command("sweep")
@@ -20,13 +21,7 @@ from harness import sweep as sweeps
     "postgresql://user@host/db lets workers on many machines share the study.",
 )
 @click.option("--study", "study_name", metavar="NAME", help="Study name (default [sweep].study).")
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="TABLE.KEY=VALUE",
-    help="Override a value of FILE (TOML syntax) for every trial. Repeatable.",
-)
+@overrides_option("Override a value of FILE (TOML syntax) for every trial. Repeatable.")
 @click.option("--show", is_flag=True, help="Print the best trials from the storage and exit.")
 @click.option("--top", type=int, default=10, show_default=True, help="Rows --show prints.")
 def command(
