@@ -216,7 +216,7 @@ def test_shipped_experiments_load_and_follow_their_recipes():
     assert perpix.adversarial.name == "modified" and perpix.adversarial.weight == 1e-3
     w1 = perpix.losses[0].params["w1"]
     assert w1.params["boundaries"] == (15000, 20000)
-    assert "DIV2K_train_HR" in perpix.data.train[0]
+    assert perpix.data.train == ("data/div2k",)
 
     mse = config.load(EXPERIMENTS / "mse.toml")
     assert mse.adversarial is None and [loss.plugin for loss in mse.losses] == ["mse"]
