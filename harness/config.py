@@ -142,7 +142,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of an EMA of generator weights (0: off), e.g. 0.999
     log_every: int = 100
     checkpoint_every: int = 1000
-    quiet: bool = False
+    quiet: bool = False  # no progress bar: plain log lines every log_every steps
 
 
 @dataclass(frozen=True)

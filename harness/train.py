@@ -576,11 +576,16 @@ def _atomic_write(path: Path, data: str) -> None:
 
 
 class _Progress:
-    """A tqdm bar (or nothing when quiet) with step, phase, losses, img/s and ETA."""
+    """A tqdm bar with step, phase, losses, img/s and ETA; when quiet (for logs), no bar but one
+    plain line every ``log_every`` steps with the same fields."""
 
-    def __init__(self, total: int, initial: int, quiet: bool) -> None:
+    def __init__(self, total: int, initial: int, quiet: bool, log_every: int = 100) -> None:
         from tqdm.auto import tqdm
 
+        self.quiet = quiet
+        self.total, self.step, self.first = total, initial, initial
+        self.log_every = max(1, log_every)
+        self.started = time.monotonic()
         self.bar = tqdm(
             total=total,
             initial=initial,
@@ -597,11 +602,24 @@ class _Progress:
                 shown[key] = f"{losses[key]:.4g}"
         if img_per_s:
             shown["img/s"] = f"{img_per_s:.1f}"
-        self.bar.set_postfix(shown, refresh=False)
-        self.bar.update(1)
+        self.step += 1
+        if not self.quiet:
+            self.bar.set_postfix(shown, refresh=False)
+            self.bar.update(1)
+        elif self.step % self.log_every == 0 or self.step == self.total:
+            per_step = (time.monotonic() - self.started) / max(1, self.step - self.first)
+            eta = int(per_step * (self.total - self.step))
+            fields = " ".join(f"{k}={v}" for k, v in shown.items())
+            self.write(
+                f"step {self.step}/{self.total} {fields} "
+                f"eta {eta // 3600}:{eta // 60 % 60:02d}:{eta % 60:02d}"
+            )
 
     def write(self, text: str) -> None:
-        self.bar.write(text) if not self.bar.disable else None
+        if self.quiet:
+            print(text, flush=True)
+        else:
+            self.bar.write(text)
 
     def close(self) -> None:
         self.bar.close()
@@ -702,8 +720,8 @@ def _run(
     last_saved = trainer.step if resumed else -1
     result = TrainResult(run_id=tracker.run_id, run_dir=run_dir, steps=trainer.step)
     quiet = t.quiet
-    progress = _Progress(t.steps, trainer.step, quiet)
-    say = progress.write if not quiet else (lambda text: None)
+    progress = _Progress(t.steps, trainer.step, quiet, t.log_every)
+    say = progress.write
     if resumed:
         say(f"resuming {exp.experiment.name} at step {trainer.step} ({trainer.phase()} phase)")
     say(f"precision {trainer.policy}, {trainer.replicas} replica(s); run dir {run_dir}")

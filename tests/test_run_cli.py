@@ -287,3 +287,15 @@ def test_sigkill_loses_at_most_one_checkpoint_interval(tmp_path, store):
     steps = sorted(m.step for m in client.get_metric_history(run_id, "loss/g_total"))
     # the killed process logged 1..logged; the resumed one redid saved+1.. and went on to the end
     assert steps == sorted([*range(1, logged + 1), *range(saved + 1, total + 1)])
+
+
+def test_quiet_run_prints_plain_log_lines(tmp_path, monkeypatch, store):
+    monkeypatch.chdir(tmp_path)
+    sets = tiny_overrides(tmp_path, steps=2, pretrain=1) + ["--set", "tracking.log_model=false"]
+    result = invoke(["run", *sets, "--quiet"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("step 1/2 phase=pretrain g_total=") for line in lines)
+    assert any(line.startswith("step 2/2 phase=gan") and " d=" in line for line in lines)
+    assert "step/s" not in result.output  # no progress bar
+    assert "done: 2 steps" in result.output

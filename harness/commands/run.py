@@ -18,7 +18,11 @@ def quickstart_path() -> str:
 @click.command("run")
 @click.argument("experiment", required=False, type=click.Path(dir_okay=False))
 @overrides_option()
-@click.option("--quiet", is_flag=True, help="No progress bar or messages (train.quiet = true).")
+@click.option(
+    "--quiet",
+    is_flag=True,
+    help="No progress bar: one plain line per log interval, for log files (train.quiet = true).",
+)
 @click.option(
     "--fresh",
     is_flag=True,
@@ -42,8 +46,6 @@ def command(experiment: str | None, overrides: tuple[str, ...], quiet: bool, fre
     except StopTraining as exc:
         click.echo(f"stopped: {exc}", err=True)
         raise SystemExit(1) from None
-    if exp.train.quiet:
-        return
     final = result.final_metrics
     base = result.bicubic_metrics.get("val/bicubic_psnr_y")
     line = f"done: {result.steps} steps, run {result.run_id}"
