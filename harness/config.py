@@ -513,7 +513,7 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     """Set ``a.b.c`` in a nested dict (list indices allowed), creating tables as needed."""
     parts = key.split(".")
     node: Any = raw
-    for i, part in enumerate(parts[:-1]):
+    for part in parts[:-1]:
         if isinstance(node, list):
             node = node[_index(part, key)]
             continue
@@ -523,7 +523,6 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
             nxt = {}
             node[part] = nxt
         node = nxt
-        del i
     last = parts[-1]
     if isinstance(node, list):
         node[_index(last, key)] = value
