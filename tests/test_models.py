@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from harness_models import PixelShuffle, edsr, srgan, srresnet
+from harness_models import PixelShuffle, edsr, msrresnet, srgan, srresnet
 
 from harness.errors import ConfigError
 
@@ -57,7 +57,7 @@ def test_generators_output_float32_under_mixed_precision() -> None:
     before = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        for factory in (srresnet, edsr):
+        for factory in (srresnet, edsr, msrresnet):
             model = factory(scale=2, blocks=1, filters=8)
             assert model(_lr(5, 5)).dtype == "float32"
         assert srgan(patch=16, filters=4, dense=8)(np.zeros((1, 16, 16, 3))).dtype == "float32"
@@ -92,6 +92,41 @@ def test_edsr_variant_has_no_batch_norm_and_scales_residuals() -> None:
     assert scales == [0.1, 0.1]
 
 
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_msrresnet_starts_as_the_interpolated_input(scale: int) -> None:
+    """With BasicSR's 0.1-scaled initial weights the body's residual is tiny, so an untrained
+    MSRResNet outputs (close to) the bilinear upscale of its input, in [-1, 1]."""
+    import tensorflow as tf
+
+    lr = _lr(7, 9)
+    sr = np.asarray(msrresnet(scale=scale, blocks=2, filters=16)(lr))
+    assert sr.shape == (2, 7 * scale, 9 * scale, 3) and sr.dtype == np.float32
+    assert sr.min() >= -1.0 and sr.max() <= 1.0
+    bilinear = np.asarray(tf.image.resize(lr, (7 * scale, 9 * scale), "bilinear")) * 2 - 1
+    assert np.abs(sr - bilinear).max() < 0.05
+    # Without the scaled initialisation the same model is far from the interpolation.
+    big = np.asarray(msrresnet(scale=scale, blocks=2, filters=16, init_scale=10.0)(lr))
+    assert np.abs(big - bilinear).mean() > 0.1
+
+
+def test_msrresnet_has_basicsrs_parameter_count_and_no_batch_norm() -> None:
+    f = 64
+    conv = lambda cin, cout: 9 * cin * cout + cout  # noqa: E731 (3x3 convolutions only)
+    expected = conv(3, f) + 16 * 2 * conv(f, f) + 2 * conv(f, 4 * f) + conv(f, f) + conv(f, 3)
+    model = msrresnet(scale=4)
+    assert model.count_params() == expected == 1_517_571
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    assert model.get_layer("skip").method == "bilinear"
+
+
+def test_msrresnet_saves_and_loads_in_safe_mode(tmp_path) -> None:
+    model = msrresnet(scale=4, blocks=1, filters=8, skip="bicubic")
+    lr = _lr(5, 7)
+    model.save(tmp_path / "g.keras")
+    loaded = keras.models.load_model(tmp_path / "g.keras", safe_mode=True)
+    assert np.allclose(np.asarray(loaded(lr)), np.asarray(model(lr)), atol=1e-6)
+
+
 def test_srgan_discriminator_layout_and_logits() -> None:
     model = srgan(patch=32, filters=4, dense=8)
     logits = model(np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 3)))
@@ -113,3 +148,5 @@ def test_bad_sizes_are_config_errors() -> None:
         srgan(patch=40)
     with pytest.raises(ConfigError, match="blocks"):
         edsr(scale=2, blocks=0)
+    with pytest.raises(ConfigError, match='generator.skip of "msrresnet" must be one of'):
+        msrresnet(scale=4, skip="lanczos")

@@ -1,4 +1,4 @@
-"""First-party models: the SRResNet and EDSR generators, the SRGAN discriminator.
+"""First-party models: the SRResNet, MSRResNet and EDSR generators, the SRGAN discriminator.
 
 Registered through the ``harness`` entry points exactly as a third-party package would be.
 Importing this package also registers its custom Keras layers (see :mod:`harness_models.layers`),
@@ -9,21 +9,23 @@ from __future__ import annotations
 
 from harness import hookimpl
 from harness_models.edsr import edsr
-from harness_models.layers import PixelShuffle
+from harness_models.layers import Interpolate, PixelShuffle
+from harness_models.msrresnet import msrresnet
 from harness_models.srgan import srgan
 from harness_models.srresnet import srresnet
 
-__all__ = ["PixelShuffle", "edsr", "srgan", "srresnet"]
+__all__ = ["Interpolate", "PixelShuffle", "edsr", "msrresnet", "srgan", "srresnet"]
 
 # Cheap parameters for the contract checks (harness.contracts) and tests.
 srresnet.contract_params = {"blocks": 1, "filters": 8}
 edsr.contract_params = {"blocks": 1, "filters": 8}
+msrresnet.contract_params = {"blocks": 1, "filters": 8}
 srgan.contract_params = {"filters": 8, "dense": 16}
 
 
 @hookimpl
 def harness_register_generators():
-    return {"srresnet": srresnet, "edsr": edsr}
+    return {"srresnet": srresnet, "msrresnet": msrresnet, "edsr": edsr}
 
 
 @hookimpl

@@ -26,13 +26,28 @@ def positive(model: str, **values: int | float) -> None:
             raise ConfigError(f'generator.{key} of "{model}" must be positive, not {value}.')
 
 
-def upsampler(x, filters: int, scale: int, model: str, activation: str | None, prefix: str):
-    """conv -> pixel shuffle (-> activation) per stage (SRResNet's sub-pixel blocks)."""
+def upsampler(
+    x,
+    filters: int,
+    scale: int,
+    model: str,
+    activation: str | None,
+    prefix: str,
+    initializer: str | keras.initializers.Initializer = "glorot_uniform",
+):
+    """conv -> pixel shuffle (-> ``prelu`` or ``lrelu`` activation) per stage (SRResNet's
+    sub-pixel blocks)."""
     for i, factor in enumerate(upsample_factors(scale, model)):
         x = keras.layers.Conv2D(
-            filters * factor * factor, 3, padding="same", name=f"{prefix}{i}_conv"
+            filters * factor * factor,
+            3,
+            padding="same",
+            kernel_initializer=initializer,
+            name=f"{prefix}{i}_conv",
         )(x)
         x = PixelShuffle(factor, name=f"{prefix}{i}_shuffle")(x)
         if activation == "prelu":
             x = keras.layers.PReLU(shared_axes=[1, 2], name=f"{prefix}{i}_prelu")(x)
+        elif activation == "lrelu":
+            x = keras.layers.LeakyReLU(negative_slope=0.1, name=f"{prefix}{i}_lrelu")(x)
     return x
