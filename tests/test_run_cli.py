@@ -233,6 +233,15 @@ def test_shipped_experiments_load_and_follow_their_recipes():
     quick = config.load(EXPERIMENTS / "quickstart.toml")
     assert quick.data.train == ("skimage",) and quick.adversarial is not None
 
+    # the one-CPU-hour quality runs: MSE only, T91 + BSD200, validated on Set5
+    for name, generator in (("msrresnet_mse_291.toml", "msrresnet"), ("mse_291.toml", "srresnet")):
+        run = config.load(EXPERIMENTS / name)
+        assert run.generator.name == generator and run.adversarial is None
+        assert [loss.plugin for loss in run.losses] == ["mse"]
+        assert run.data.train == ("../shared/data/t91", "../shared/data/bsd200")
+        assert run.data.val == ("../shared/data/set5",)
+        assert (run.data.patch, run.train.batch_size) == (96, 16)
+
 
 def _checkpoint_step(ckpt_dir: Path) -> int:
     ckpt = tf.train.latest_checkpoint(str(ckpt_dir))
