@@ -78,7 +78,7 @@ def test_tiny_run_through_cli_logs_everything(tmp_path, monkeypatch, store):
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     params = run.data.params
-    assert params["train.steps"] == "4" and params["generator.name"] == "srresnet"
+    assert params["train.steps"] == "4" and params["generator.name"] == "msrresnet"
     assert params["adversarial.name"] == "modified" and params["losses.mse.weight"] == "1.0"
     assert run.data.tags["harness.source"] == quickstart_path()
     metrics = run.data.metrics
