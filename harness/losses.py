@@ -8,6 +8,7 @@ weight times the sub-term's own schedule, so each appears separately in MLflow.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,3 +31,9 @@ class Composite:
     """A content loss made of several weighted terms."""
 
     terms: tuple[Term, ...]
+
+
+def wants_real_logits(adversarial: Any) -> bool:
+    """Whether an adversarial loss's ``generator_loss`` declares ``real_logits`` (relativistic
+    losses): the trainer then passes the discriminator's logits on the HR batch."""
+    return "real_logits" in inspect.signature(adversarial.generator_loss).parameters

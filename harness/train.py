@@ -19,7 +19,6 @@ step, so a changing weight never retraces the compiled step.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import io
 import math
 import os
@@ -40,7 +39,7 @@ import tensorflow as tf
 from harness import precision, schedules
 from harness.config import Experiment
 from harness.errors import ConfigError, HarnessError
-from harness.losses import Composite
+from harness.losses import Composite, wants_real_logits
 from harness.plugins import Registry, get_registry
 
 PHASES = ("pretrain", "gan", "content")
@@ -191,8 +190,8 @@ class Trainer:
                     **exp.adversarial.params
                 )
             self.terms = self._content_terms()
-            self.adv_wants_real = self.adversarial is not None and (
-                "real_logits" in inspect.signature(self.adversarial.generator_loss).parameters
+            self.adv_wants_real = self.adversarial is not None and wants_real_logits(
+                self.adversarial
             )
             self.adv_term = None
             if self.adversarial is not None:
