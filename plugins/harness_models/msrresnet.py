@@ -4,20 +4,24 @@ residual over an interpolated copy of the input."""
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import keras
 
 from harness.errors import ConfigError
 from harness_models._common import positive, upsampler
 from harness_models.layers import Interpolate
 
-SKIPS = ("bilinear", "bicubic", "nearest")
+Skip = Literal["bilinear", "bicubic", "nearest"]
+SKIPS = typing.get_args(Skip)
 
 
 def msrresnet(
     scale: int = 4,
     blocks: int = 16,
     filters: int = 64,
-    skip: str = "bilinear",
+    skip: Skip = "bilinear",
     init_scale: float = 0.1,
 ) -> keras.Model:
     """MSRResNet: 3x3 conv + LeakyReLU(0.1), ``blocks`` x (conv-ReLU-conv + skip), sub-pixel
@@ -43,7 +47,7 @@ def msrresnet(
             f'generator.skip of "msrresnet" must be one of {", ".join(SKIPS)}, not "{skip}".'
         )
     init = keras.initializers.VarianceScaling(
-        scale=2.0 * init_scale**2, mode="fan_in", distribution="untruncated_normal", seed=None
+        scale=2.0 * init_scale**2, mode="fan_in", distribution="untruncated_normal"
     )
 
     def conv(n: int, name: str, activation: str | None = None) -> keras.layers.Conv2D:
