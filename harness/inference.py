@@ -34,6 +34,7 @@ from harness.errors import HarnessError
 ACCEPTED = (
     "a run directory (holding generator.keras, or experiment.toml and checkpoints/); "
     "a checkpoints/ directory or a checkpoint prefix such as runs/x/checkpoints/ckpt-12; "
+    "a run directory with @best_psnr_y (or another kept generator: @best_lpips, @generator); "
     "a .keras file; a SavedModel directory from `harness export`; "
     "an MLflow model URI (runs:/<run_id>/generator, models:/<name>/<version>, models:/<id>), "
     "a local MLflow model folder (holding MLmodel), or a bare MLflow run id"
@@ -103,10 +104,9 @@ def _restore_checkpoint(prefix: Path, experiment: Path, ref: str) -> Any:
     registry = get_registry()
     exp = config.load(experiment, registry=registry)
     factory = registry.factory("generator", exp.generator.name, f"[generator] ({experiment})")
-    names = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(str(prefix))}
-    attributes = [a for a in ("ema_generator", "generator") if a in names]
-    if not attributes:
-        raise _bad_ref(ref, f"checkpoint {prefix} holds no generator (found: {sorted(names)})")
+    # Variables are keyed by the first path TF finds to them (often through the optimizer:
+    # g_optimizer/_trainable_variables/N), so try each attribute through the object graph.
+    attributes = ("ema_generator", "generator")
     errors = []
     for attribute in attributes:
         model = factory(scale=exp.data.scale, **exp.generator.params)
@@ -122,6 +122,29 @@ def _restore_checkpoint(prefix: Path, experiment: Path, ref: str) -> Any:
         f"checkpoint {prefix} does not fit the generator described by {experiment} "
         f"({'; '.join(errors)}); was experiment.toml edited after training?",
     )
+
+
+KEPT_SUFFIX = ".keras"
+
+
+def _kept_model(ref: str) -> Path | None:
+    """``runs/x@best_lpips`` -> ``runs/x/best_lpips.keras`` (a generator a run kept besides its
+    last one: ``best_<metric>`` by validation, ``generator`` = the final one)."""
+    if "@" not in ref or ref.startswith(("runs:/", "models:/")):
+        return None
+    run, _, name = ref.rpartition("@")
+    folder = Path(run).expanduser()
+    if not folder.is_dir():
+        return None
+    path = folder / f"{name}{KEPT_SUFFIX}"
+    if not path.is_file():
+        kept = sorted(p.stem for p in folder.glob(f"*{KEPT_SUFFIX}"))
+        raise _bad_ref(
+            ref,
+            f"{folder} kept no generator named {name} (it holds: {', '.join(kept) or 'none'}; "
+            "best_<metric> files are written at validations)",
+        )
+    return path
 
 
 def _load_mlflow(uri: str, ref: str) -> Any:
@@ -150,6 +173,9 @@ def load_generator(ref: str | Path) -> Any:
     """
     _registry()
     text = str(ref)
+    kept = _kept_model(text)
+    if kept is not None:
+        return _load_keras_file(kept)
     path = Path(text).expanduser()
     if path.exists() or Path(text + ".index").is_file():
         if path.is_file():

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.metrics import MetricProtocol
 
 Net = Literal["vgg", "alex"]
 
@@ -190,10 +191,18 @@ def _shared(net: str) -> LPIPS:
     return LPIPS(net)  # type: ignore[arg-type]
 
 
+PROTOCOL = MetricProtocol(
+    crop_border=False, color="rgb", higher_is_better=False, decimals=4, in_validation=False
+)
+"""LPIPS as the perceptual-SR papers report it (SPSR, LDL, traiNNer-redux): the whole image (no
+border crop), RGB scaled to ``[-1, 1]``, AlexNet with the v0.1 linear heads by default."""
+
+
 def lpips_metric(net: Net = "alex") -> Callable[[np.ndarray, np.ndarray], float]:
     """A metric plugin factory: ``metric(sr, hr)`` on two uint8 RGB ``(H, W, 3)`` images.
 
-    Lower is better (``higher_is_better = False``). The network is built once per process.
+    Lower is better; the protocol is :data:`PROTOCOL` (whole image, RGB in ``[-1, 1]``). The
+    network is built once per process.
     """
     _check_net(net)
 
@@ -204,7 +213,9 @@ def lpips_metric(net: Net = "alex") -> Callable[[np.ndarray, np.ndarray], float]
         return float(model(a, b)[0])
 
     metric.higher_is_better = False  # type: ignore[attr-defined]
+    metric.protocol = PROTOCOL  # type: ignore[attr-defined]
     return metric
 
 
 lpips_metric.higher_is_better = False  # type: ignore[attr-defined]
+lpips_metric.protocol = PROTOCOL  # type: ignore[attr-defined]

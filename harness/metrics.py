@@ -20,7 +20,7 @@ import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -219,6 +219,96 @@ def crop_border(image: np.ndarray, border: int) -> np.ndarray:
     return image[border:-border, border:-border]
 
 
+# --------------------------------------------------------------------------- metric protocols
+
+
+@dataclass(frozen=True)
+class MetricProtocol:
+    """How the evaluation hands images to a metric plugin, declared by the plugin itself.
+
+    Perceptual metrics are reported on a different protocol from PSNR/SSIM: the perceptual-SR
+    papers (SPSR, LDL, traiNNer-redux) compute LPIPS on the whole RGB image, while PSNR/SSIM crop
+    ``scale`` pixels from each border and use the BT.601 Y channel. A metric declares which it
+    wants, and ``harness evaluate``, validation, sweeps and ``harness report`` all follow it.
+
+    Attributes:
+        crop_border: crop the protocol's border (``scale`` pixels) from each side first.
+        color: ``"rgb"``: uint8 ``(H, W, 3)``; ``"y"``: the BT.601 luma, float64 ``(H, W)`` in
+            16..235 (:func:`rgb_to_y`).
+        higher_is_better: the metric's direction (sweeps, best checkpoints, reports).
+        decimals: digits printed in tables.
+        in_validation: measured at every validation by default; a costly metric (a network per
+            image) says ``False`` and runs only when ``[validation] metrics`` lists it.
+    """
+
+    crop_border: bool = True
+    color: Literal["rgb", "y"] = "rgb"
+    higher_is_better: bool = True
+    decimals: int = 4
+    in_validation: bool = True
+
+    def __post_init__(self) -> None:
+        if self.color not in ("rgb", "y"):
+            raise HarnessError(f'a metric protocol\'s color is "rgb" or "y", not "{self.color}".')
+
+    def describe(self) -> str:
+        """A short text for tables and reports, e.g. ``RGB, whole image, lower is better``."""
+        crop = "border cropped" if self.crop_border else "whole image"
+        better = "higher" if self.higher_is_better else "lower"
+        return f"{self.color.upper()}, {crop}, {better} is better"
+
+
+def metric_protocol(metric: Any) -> MetricProtocol:
+    """The protocol a metric plugin (its factory or the built metric) declares.
+
+    ``protocol = MetricProtocol(...)`` on the object wins; a bare ``higher_is_better``
+    attribute (the older declaration) is honoured; otherwise the PSNR protocol's defaults.
+    """
+    declared = getattr(metric, "protocol", None)
+    if isinstance(declared, MetricProtocol):
+        return declared
+    if declared is not None:
+        raise HarnessError(
+            f"{getattr(metric, '__name__', metric)!r} declares protocol = {declared!r}; it must "
+            "be a harness.metrics.MetricProtocol."
+        )
+    return MetricProtocol(higher_is_better=bool(getattr(metric, "higher_is_better", True)))
+
+
+def build_metric(factory: Callable[..., Any], **params: Any) -> Callable[..., float]:
+    """``factory(**params)`` carrying the factory's protocol when the metric declares none."""
+    metric = factory(**params)
+    if getattr(metric, "protocol", None) is None:
+        protocol = metric_protocol(factory)
+        try:
+            metric.protocol = protocol
+        except AttributeError:  # a callable that takes no attributes: wrap it
+            inner = metric
+
+            def metric(sr: np.ndarray, hr: np.ndarray) -> float:
+                return inner(sr, hr)
+
+            metric.protocol = protocol  # type: ignore[attr-defined]
+    return metric
+
+
+PROTOCOL_MEASURES: dict[str, MetricProtocol] = {
+    "psnr_y": MetricProtocol(True, "y", True, 2),
+    "ssim_y": MetricProtocol(True, "y", True, 4),
+    "psnr_rgb": MetricProtocol(True, "rgb", True, 2),
+}
+"""The protocol's own measures, with the same declaration as plugins."""
+
+
+def format_value(value: float, protocol: MetricProtocol | None = None) -> str:
+    """A table cell: ``inf`` or the value with the protocol's decimals (4 by default)."""
+    if math.isinf(value):
+        return "inf"
+    if math.isnan(value):
+        return "nan"
+    return f"{value:.{(protocol or MetricProtocol()).decimals}f}"
+
+
 # --------------------------------------------------------------------------- evaluation
 
 MEASURES: tuple[str, ...] = ("psnr_y", "ssim_y", "psnr_rgb")
@@ -302,7 +392,13 @@ def score(
     sr = crop_border(sr_uint8, border)
     hr = crop_border(hr_uint8, border)
     sr_y, hr_y = rgb_to_y(sr), rgb_to_y(hr)
-    extras = {key: float(fn(sr, hr)) for key, fn in (extra or {}).items()}
+    extras = {}
+    for key, fn in (extra or {}).items():
+        protocol = metric_protocol(fn)
+        a, b = (sr, hr) if protocol.crop_border else (sr_uint8, hr_uint8)
+        if protocol.color == "y":
+            a, b = (sr_y, hr_y) if protocol.crop_border else (rgb_to_y(a), rgb_to_y(b))
+        extras[key] = float(fn(a, b))
     return ImageScore(
         name=name,
         psnr_y=psnr(sr_y, hr_y),
@@ -323,7 +419,8 @@ def evaluate(
 
     ``images`` holds ``(name, uint8 HR (H, W, 3))``; HR is cropped to a multiple of ``scale``
     here. ``border`` defaults to ``scale``. ``extra`` adds metrics ``fn(sr, hr) -> float`` on the
-    border-cropped uint8 images (the registered ``metric`` plugins have this signature).
+    images each metric's :class:`MetricProtocol` asks for (the registered ``metric`` plugins
+    have this signature): cropped or whole, RGB or Y.
     """
     border = scale if border is None else border
     scores = []

@@ -110,6 +110,21 @@ class Plan:
         return self.exp.run_dir / self.study_name
 
 
+def _default_direction(metric: str) -> str:
+    """``val/<name>``: the direction the metric plugin ``<name>`` declares (maximize else)."""
+    from harness.metrics import PROTOCOL_MEASURES, metric_protocol
+    from harness.plugins import get_registry
+
+    name = metric.removeprefix("val/")
+    if name in PROTOCOL_MEASURES:
+        return "maximize"
+    registry = get_registry()
+    if name not in registry.names("metric"):
+        return "maximize"
+    protocol = metric_protocol(registry.factory("metric", name))
+    return "maximize" if protocol.higher_is_better else "minimize"
+
+
 def plan(
     path: str | Path,
     overrides: Mapping[str, Any] | Sequence[str] = (),
@@ -128,7 +143,7 @@ def plan(
     objectives = tuple(
         Objective(
             metric=o["metric"],
-            direction=o.get("direction", "minimize" if "lpips" in o["metric"] else "maximize"),
+            direction=o.get("direction", _default_direction(o["metric"])),
             reduce=o.get("reduce", "best"),
         )
         for o in (sweep.objectives or (DEFAULT_OBJECTIVE,))

@@ -175,8 +175,32 @@ class Tracker:
             path.write_bytes(data)
             self.client.log_artifact(self.run_id, str(path), folder or None)
 
-    def log_generator(self, model: Any, step: int) -> str:
-        """Log the generator as the MLflow model ``generator``; returns its model URI.
+    def log_lineage(self, source: Any) -> None:
+        """Record a warm start (:class:`harness.warmstart.Source`): the reference as the
+        ``init.<network>`` tag, the source's MLflow run as ``init.<network>_run`` (the
+        comparison reads these to show that variants share a start), and the source run's logged
+        model as an input model of this run where MLflow has it."""
+        tags = {f"harness.init.{source.network}": source.ref}
+        if source.run_id:
+            tags[f"harness.init.{source.network}_run"] = source.run_id
+        self.set_tags(tags)
+        if not source.run_id:
+            return
+        try:
+            from mlflow.entities import LoggedModelInput
+
+            src = self.client.get_run(source.run_id)
+            models = self.client.search_logged_models(
+                experiment_ids=[src.info.experiment_id],
+                filter_string=f"source_run_id = '{source.run_id}' AND name = 'generator'",
+            )
+            if models:
+                self.client.log_inputs(self.run_id, models=[LoggedModelInput(models[0].model_id)])
+        except Exception:  # lineage as tags is enough where the store lacks logged models
+            pass
+
+    def log_generator(self, model: Any, step: int, name: str = "generator") -> str:
+        """Log the generator as the MLflow model ``name``; returns its model URI.
 
         The signature takes any batch of any spatial size: ``(-1, -1, -1, 3)`` float32 in
         ``[0, 1]`` -> ``(-1, -1, -1, 3)`` float32 in ``[-1, 1]``. Requirements are given
@@ -201,13 +225,13 @@ class Tracker:
         run = self.client.get_run(self.run_id)
         logged = self.client.create_logged_model(
             run.info.experiment_id,
-            name="generator",
+            name=name,
             source_run_id=self.run_id,
             params=dict(run.data.params),
         )
         info = mlflow.tensorflow.log_model(
             model,
-            name="generator",
+            name=name,
             signature=signature,
             pip_requirements=requirements,
             run_id=self.run_id,

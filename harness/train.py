@@ -36,15 +36,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from harness import metrics as metrics_mod
 from harness import precision, schedules
 from harness.config import Experiment
 from harness.errors import ConfigError, HarnessError
 from harness.losses import Composite, wants_real_logits
 from harness.plugins import Registry, get_registry
+from harness.train_kept import KeptGenerators
 
 PHASES = ("pretrain", "gan", "content")
 RUN_ID_FILE = "mlflow_run_id"
 MODEL_FILE = "generator.keras"
+DISCRIMINATOR_FILE = "discriminator.keras"
 CHECKPOINTS = "checkpoints"
 VAL_KEYS = ("psnr_y", "ssim_y", "psnr_rgb", "lpips")
 
@@ -86,6 +89,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     model_path: Path | None = None
     model_uri: str | None = None
+    kept: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -139,6 +143,11 @@ def _is_chief(strategy: tf.distribute.Strategy) -> bool:
     task_type, task_id = resolver.task_type, resolver.task_id
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
+
+
+def config_text(params: Mapping[str, Any]) -> str:
+    """``blocks=16, filters=64``: a plugin table's parameters for messages."""
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "defaults"
 
 
 def _float32(x: Any) -> tf.Tensor:
@@ -228,6 +237,7 @@ class Trainer:
             objects["d_optimizer"] = self.d_optimizer
         if self.ema_generator is not None:
             objects["ema_generator"] = self.ema_generator
+        self.objects = objects
         self.checkpoint = tf.train.Checkpoint(**objects)
 
         self._content_step = self._compile(self._content_replica)
@@ -253,6 +263,8 @@ class Trainer:
     def _content_terms(self) -> list[_Term]:
         terms = []
         for cfg in self.exp.losses:
+            if isinstance(cfg.weight, int | float) and cfg.weight == 0:
+                continue  # switched off (e.g. an inherited [losses.mse] in a fine-tune)
             built = self.registry.factory("content_loss", cfg.plugin)(**cfg.params)
             outer = schedules.build(cfg.weight, self.registry)
             # Only a term whose configured weight is a schedule is wrapped in a tf.cond that
@@ -291,6 +303,45 @@ class Trainer:
 
         return tf.function(step, jit_compile=bool(self.exp.train.xla))
 
+    def warm_start(self) -> list[Any]:
+        """Copy ``[generator] init`` / ``[discriminator] init`` weights into the fresh networks
+        (a new run only). Returns the :class:`harness.warmstart.Source` s used."""
+        from harness import warmstart
+
+        exp, sources = self.exp, []
+        if exp.generator.init:
+            source = warmstart.load_generator(exp.generator.init)
+            desc = f"[generator] {exp.generator.name} ({config_text(exp.generator.params)})"
+            warmstart.copy_weights(self.generator, source, "generator", exp.generator.init, desc)
+            if self.ema_generator is not None:
+                self.ema_generator.set_weights(self.generator.get_weights())
+            sources.append(
+                warmstart.Source(
+                    "generator", exp.generator.init, warmstart.lineage(exp.generator.init)
+                )
+            )
+        if exp.discriminator.init and self.discriminator is not None:
+            d_factory = self.registry.factory("discriminator", exp.discriminator.name)
+
+            def build() -> Any:
+                with precision.policy_scope(self.policy):
+                    return d_factory(patch=exp.data.patch, **exp.discriminator.params)
+
+            source = warmstart.load_discriminator(exp.discriminator.init, build)
+            params = config_text(exp.discriminator.params)
+            desc = f"[discriminator] {exp.discriminator.name} ({params})"
+            warmstart.copy_weights(
+                self.discriminator, source, "discriminator", exp.discriminator.init, desc
+            )
+            sources.append(
+                warmstart.Source(
+                    "discriminator",
+                    exp.discriminator.init,
+                    warmstart.lineage(exp.discriminator.init),
+                )
+            )
+        return sources
+
     # ------------------------------------------------------------------ per-replica maths
 
     def _scaled(self, loss: tf.Tensor, optimizer: Any) -> tf.Tensor:
@@ -315,6 +366,8 @@ class Trainer:
                 )
             else:
                 losses[t.name] = _float32(t.loss(sr, hr))
+        if not self.terms:
+            return losses, tf.constant(0.0, tf.float32)
         total = tf.add_n([t.variable * losses[t.name] for t in self.terms])
         return losses, total
 
@@ -465,20 +518,95 @@ class Trainer:
         self.phase_var.assign(PHASES.index(self.phase()))
         return manager.save(checkpoint_number=self.step)
 
-    def restore(self, manager: tf.train.CheckpointManager) -> bool:
-        """Restore the latest checkpoint, if any; ``True`` when one was restored."""
+    def restore(self, manager: tf.train.CheckpointManager, previous: str = "") -> bool:
+        """Restore the latest checkpoint, if any; ``True`` when one was restored.
+
+        ``previous`` is the run's earlier ``experiment.toml`` (its text), used to say which
+        settings changed when the checkpoint does not fit this experiment.
+        """
         path = manager.latest_checkpoint
         if path is None:
             return False
         try:
             self.checkpoint.restore(path).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as exc:
-            raise HarnessError(
-                f"checkpoint {path} does not match this experiment ({exc}). Run with --fresh "
-                "to start over, or give the experiment another [experiment].name."
-            ) from None
+        except (AssertionError, ValueError, tf.errors.OpError):
+            raise HarnessError(self._mismatch(path, previous)) from None
         self.step = int(self.step_var.numpy())
         return True
+
+    def _mismatch(self, path: str, previous: str) -> str:
+        """Why checkpoint ``path`` does not fit: the objects that differ, not their values."""
+        saved = checkpoint_objects(path)
+        missing = [n for n in self.objects if saved and n not in saved]
+        extra = [n for n in saved if n not in self.objects]
+        differ = []
+        for name, obj in self.objects.items():
+            if name in missing:
+                continue
+            try:
+                status = tf.train.Checkpoint(**{name: obj}).read(path).expect_partial()
+                status.assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError):
+                differ.append(name)
+        parts = []
+        if extra:
+            parts.append(f"in the checkpoint, not in this experiment: {', '.join(extra)}")
+        if missing:
+            parts.append(f"in this experiment, not in the checkpoint: {', '.join(missing)}")
+        if differ:
+            parts.append(f"of another shape or structure: {', '.join(differ)}")
+        changed = changed_settings(previous, self.exp) if previous else []
+        if changed:
+            shown = ", ".join(changed[:8]) + (
+                f" and {len(changed) - 8} more" if len(changed) > 8 else ""
+            )
+            parts.append(f"settings changed since the run was started: {shown}")
+        run_dir = self.exp.run_dir
+        return (
+            f"checkpoint {path} was written by a different experiment "
+            f"({'; '.join(parts) or 'its objects do not match'}). To start a new run from this "
+            f"one's weights, give the experiment another [experiment] name and set [generator] "
+            f'init = "{run_dir}"; to start this run over, run with --fresh.'
+        )
+
+
+def checkpoint_objects(path: str) -> list[str]:
+    """The top-level object names saved in checkpoint ``path`` (``generator``, ...)."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    try:
+        reader = tf.train.load_checkpoint(path)
+        graph = trackable_object_graph_pb2.TrackableObjectGraph()
+        graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    except Exception:  # an unreadable checkpoint: the caller says what does not match
+        return []
+    return [
+        child.local_name for child in graph.nodes[0].children if child.local_name != "save_counter"
+    ]
+
+
+def changed_settings(previous_toml: str, exp: Experiment) -> list[str]:
+    """Dotted keys whose values differ between a run's saved experiment and ``exp``."""
+    import tomllib
+
+    from harness.config import flatten
+
+    try:
+        before = flatten(tomllib.loads(previous_toml))
+    except tomllib.TOMLDecodeError:
+        return []
+    now = exp.flat_params()
+    keys = sorted(set(before) | set(now))
+    out = []
+    for key in keys:
+        if key.startswith(("experiment.description", "train.quiet")):
+            continue
+        a, b = before.get(key), now.get(key)
+        if a != b:
+            out.append(
+                f"{key} ({a if a is not None else 'unset'} -> {b if b is not None else 'unset'})"
+            )
+    return out
 
 
 # --------------------------------------------------------------------------- validation
@@ -490,17 +618,27 @@ def _mean_metrics(result: Any, prefix: str = "val/") -> dict[str, float]:
 
 
 def validation_extras(exp: Experiment, registry: Registry) -> dict[str, Callable[..., float]]:
-    """Metrics measured beside PSNR/SSIM: every registered ``metric`` plugin, except LPIPS
-    (a network per image) unless ``validation.lpips`` is on."""
-    extras = {
-        name: registry.factory("metric", name)()
-        for name in registry.names("metric")
-        if name != "lpips" or exp.validation.lpips
-    }
-    if exp.validation.lpips and "lpips" not in extras:
-        from harness.lpips import lpips_metric
+    """Metrics measured beside PSNR/SSIM: every registered ``metric`` plugin whose protocol is
+    ``in_validation`` (cheap ones), plus those ``[validation] metrics`` lists (``lpips = true``
+    lists LPIPS). Each is measured on the protocol it declares (:class:`MetricProtocol`)."""
+    listed = list(exp.validation.metrics)
+    if exp.validation.lpips and "lpips" not in listed:
+        listed.append("lpips")
+    extras = {}
+    for name in registry.names("metric"):
+        factory = registry.factory("metric", name)
+        if name in listed or metrics_mod.metric_protocol(factory).in_validation:
+            extras[name] = metrics_mod.build_metric(factory)
+    for name in listed:
+        if name not in extras:
+            if name == "lpips":  # the first-party plugins may be disabled; LPIPS is in the host
+                from harness.lpips import lpips_metric
 
-        extras["lpips"] = lpips_metric()
+                extras["lpips"] = lpips_metric()
+            else:
+                extras[name] = metrics_mod.build_metric(
+                    registry.factory("metric", name, where="[validation] metrics")
+                )
     return extras
 
 
@@ -704,18 +842,22 @@ def _run(
     t, v = exp.train, exp.validation
     run_dir = exp.run_dir
     toml_path = run_dir / "experiment.toml"
+    previous = toml_path.read_text(encoding="utf-8") if toml_path.is_file() else ""
+
+    trainer = Trainer(exp, registry, strategy)
+    if not chief:  # every worker must save (collectively); only the chief's copy is kept
+        ckpt_dir = Path(tempfile.mkdtemp(prefix="harness-worker-ckpt-"))
+    manager = trainer.manager(ckpt_dir)
+    resumed = trainer.restore(manager, previous)
+    sources = [] if resumed else trainer.warm_start()
     if chief:
         _atomic_write(toml_path, exp.to_toml())
         tracker.log_params(exp.flat_params())
         tracker.log_artifact(toml_path)
-
-    trainer = Trainer(exp, registry, strategy)
-    if chief:
         tracker.set_tags({"precision": trainer.policy, "replicas": trainer.replicas})
-    if not chief:  # every worker must save (collectively); only the chief's copy is kept
-        ckpt_dir = Path(tempfile.mkdtemp(prefix="harness-worker-ckpt-"))
-    manager = trainer.manager(ckpt_dir)
-    resumed = trainer.restore(manager)
+        for source in sources:
+            tracker.log_lineage(source)
+    kept = KeptGenerators(run_dir, exp, registry, enabled=chief, resumed=resumed)
     last_saved = trainer.step if resumed else -1
     result = TrainResult(run_id=tracker.run_id, run_dir=run_dir, steps=trainer.step)
     quiet = t.quiet
@@ -747,6 +889,8 @@ def _run(
             )
         result.history.append({"step": float(step), **scores})
         result.final_metrics = scores
+        for name in kept.update(trainer.final_generator, step, scores):
+            say(f"step {step}: best {name.removeprefix('best_')} so far, kept as {name}.keras")
         best = result.best_metrics.get("val/psnr_y", -math.inf)
         if scores.get("val/psnr_y", -math.inf) > best:
             result.best_metrics, result.best_step = dict(scores), step
@@ -836,9 +980,18 @@ def _run(
         model.save(tmp)
         os.replace(tmp, path)
         result.model_path = path
+        if trainer.discriminator is not None:
+            d_path = run_dir / DISCRIMINATOR_FILE
+            d_tmp = d_path.with_name("discriminator.tmp.keras")
+            trainer.discriminator.save(d_tmp)
+            os.replace(d_tmp, d_path)
+        result.kept = kept.summary()
         if exp.tracking.log_model:
             result.model_uri = tracker.log_generator(model, step=trainer.step)
             tracker.set_tag("generator_model_uri", result.model_uri)
+            for name, info in kept.load_all():
+                uri = tracker.log_generator(info.model, step=info.step, name=name)
+                tracker.set_tag(f"{name}_model_uri", uri)
     return result
 
 

@@ -8,6 +8,7 @@ pixels cropped, RGB PSNR too.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -83,10 +84,11 @@ def metric_key(label: str, measure: str) -> str:
     return f"eval/{safe}/{measure}"
 
 
-def _fmt(value: float, measure: str) -> str:
-    if math.isinf(value):
-        return "inf"
-    return f"{value:.4f}" if measure.startswith("ssim") else f"{value:.2f}"
+def _fmt(value: float, measure: str, protocols: Mapping[str, Any] | None = None) -> str:
+    from harness import metrics
+
+    protocol = {**metrics.PROTOCOL_MEASURES, **(protocols or {})}.get(measure)
+    return metrics.format_value(value, protocol)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -121,10 +123,14 @@ def _load_model(ref: str, scale: int | None, tile: int) -> tuple[Callable[..., A
 def _extra_metrics(names: Sequence[str]) -> dict[str, Callable[[Any, Any], float]]:
     if not names:
         return {}
+    from harness import metrics
     from harness.plugins import get_registry
 
     registry = get_registry()
-    return {name: registry.factory("metric", name, where="--metric")() for name in names}
+    return {
+        name: metrics.build_metric(registry.factory("metric", name, where="--metric"))
+        for name in names
+    }
 
 
 def _log_mlflow(run_id: str, uri: str, values: Mapping[str, float], report: dict) -> None:
@@ -233,6 +239,7 @@ def command(
     upscale, scale = _load_model(model_ref, scale, tile)
     border = scale if border is None else border
     extra = _extra_metrics(metric_names)
+    protocols = {name: metrics.metric_protocol(fn) for name, fn in extra.items()}
 
     results: dict[str, metrics.EvalResult] = {}
     for suite in suites:
@@ -251,24 +258,31 @@ def command(
     if not summary:
         for label, res in results.items():
             click.echo(f"{label}  ({len(res.images)} images, scale {scale}, border {border})")
-            rows = [[s.name, *(_fmt(s.as_dict()[m], m) for m in measures)] for s in res.images]
-            rows.append(["mean", *(_fmt(res.mean(m), m) for m in measures)])
+            rows = [
+                [s.name, *(_fmt(s.as_dict()[m], m, protocols) for m in measures)]
+                for s in res.images
+            ]
+            rows.append(["mean", *(_fmt(res.mean(m), m, protocols) for m in measures)])
             click.echo(_table(header, rows))
             click.echo("")
     rows = [
-        [label, str(len(res.images)), *(_fmt(res.mean(m), m) for m in measures)]
+        [label, str(len(res.images)), *(_fmt(res.mean(m), m, protocols) for m in measures)]
         for label, res in results.items()
     ]
     rows += [
-        [f"{g} (mean of clips)", "", *(_fmt(v[m], m) for m in measures)] for g, v in groups.items()
+        [f"{g} (mean of clips)", "", *(_fmt(v[m], m, protocols) for m in measures)]
+        for g, v in groups.items()
     ]
     click.echo(f"model: {model_ref}  scale {scale}  border {border}  (Y: BT.601 16..235)")
+    for name, protocol in protocols.items():
+        click.echo(f"{name}: {protocol.describe()}")
     click.echo(_table(["data set", "images", *measures], rows))
 
     report: dict[str, Any] = {
         "model": model_ref,
         "scale": scale,
         "border": border,
+        "protocols": {name: dataclasses.asdict(p) for name, p in protocols.items()},
         "datasets": {label: res.to_dict() for label, res in results.items()},
         "groups": groups,
     }

@@ -1,0 +1,77 @@
+"""``harness compare``: run a set of experiments in dependency order, then report them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from harness.commands._options import overrides_option
+
+
+@click.command("compare")
+@click.argument("experiments", nargs=-1, required=True, metavar="DIR|FILE...")
+@overrides_option(
+    help="Override a value in every experiment (TOML syntax), e.g. --set train.steps=10. "
+    "Repeatable."
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Report folder [default: reports/<name of the first folder or file>].",
+)
+@click.option(
+    "--data",
+    "data_specs",
+    multiple=True,
+    metavar="DIR",
+    help="Benchmark folders for the report (repeatable) [default: data/set5 data/set14 "
+    "data/bsd100].",
+)
+@click.option("--report/--no-report", default=True, help="Write the report after training.")
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow store for the report [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].",
+)
+def command(
+    experiments: tuple[str, ...],
+    overrides: tuple[str, ...],
+    out: str | None,
+    data_specs: tuple[str, ...],
+    report: bool,
+    tracking_uri: str | None,
+) -> None:
+    """Train every experiment of DIR (its *.toml files; _*.toml are shared bases) or the FILEs
+    given, each after the runs its [generator] init names, then `harness report` them.
+
+    Each experiment trains in its own process; running the command again skips finished runs
+    and resumes an interrupted one.
+
+    \b
+      harness compare experiments/compare --data ../shared/data/set5 ../shared/data/set14
+      harness compare experiments/compare --no-report
+    """
+    from harness import compare
+
+    planned = compare.plan(experiments, overrides)
+    click.echo("the comparison, in order:")
+    for p in planned:
+        init = f"  (init: {p.exp.generator.init})" if p.exp.generator.init else ""
+        click.echo(f"  {p.path} -> {p.run_dir}{init}")
+    compare.run_all(planned, overrides, say=click.echo)
+    if not report:
+        return
+    from harness.report import DEFAULT_DATA, write_report
+
+    folder = Path(out) if out else Path("reports") / Path(experiments[0]).stem
+    result = write_report(
+        [str(p.run_dir) for p in planned],
+        folder,
+        data=list(data_specs) or list(DEFAULT_DATA),
+        tracking_uri=tracking_uri,
+        say=click.echo,
+    )
+    click.echo(f"report: {result.markdown}")

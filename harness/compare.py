@@ -1,0 +1,133 @@
+"""A comparison: several experiments run one after another in dependency order, then reported.
+
+``harness compare experiments/compare`` trains every experiment of the folder (files starting
+with ``_`` are shared bases, not experiments), an experiment whose ``[generator] init`` or
+``[discriminator] init`` names another one's run directory after that one, and then writes
+``harness report`` over all their runs. Each training is its own ``harness run`` process (as a
+sweep trial is), so a failure stops the chain with that run's message and a restart resumes:
+finished runs are skipped, an interrupted one continues from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import config
+from harness.errors import HarnessError
+from harness.warmstart import run_dir_of
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One experiment of a comparison."""
+
+    path: Path
+    exp: config.Experiment
+
+    @property
+    def run_dir(self) -> Path:
+        return self.exp.run_dir
+
+
+def experiment_files(specs: Sequence[str]) -> list[Path]:
+    """Folders -> their ``*.toml`` files (sorted, ``_*.toml`` bases skipped); files as given."""
+    files: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            found = sorted(p for p in path.glob("*.toml") if not p.name.startswith("_"))
+            if not found:
+                raise HarnessError(
+                    f"{path} holds no experiment files (*.toml not starting with _)."
+                )
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise HarnessError(f"{spec} is neither an experiment file nor a folder of them.")
+    return files
+
+
+def plan(specs: Sequence[str], overrides: Sequence[str] = ()) -> list[Planned]:
+    """The experiments of ``specs`` (loaded with ``overrides``), each after its init sources."""
+    planned = [Planned(p, config.load(p, list(overrides))) for p in experiment_files(specs)]
+    dirs = {p.run_dir.resolve(): p for p in planned}
+    names = [p.run_dir.resolve() for p in planned]
+    if len(set(names)) != len(names):
+        raise HarnessError(
+            "two experiments of the comparison write the same run directory; give each its own "
+            "[experiment] name."
+        )
+
+    def sources(p: Planned) -> list[Planned]:
+        out = []
+        for ref in (p.exp.generator.init, p.exp.discriminator.init):
+            if not ref:
+                continue
+            found = run_dir_of(ref)
+            target = (found or Path(ref.split("@", 1)[0])).expanduser().resolve()
+            if target in dirs and dirs[target] is not p:
+                out.append(dirs[target])
+        return out
+
+    ordered: list[Planned] = []
+    visiting: set[Path] = set()
+
+    def visit(p: Planned) -> None:
+        if p in ordered:
+            return
+        if p.path in visiting:
+            raise HarnessError(f"{p.path}: its init sources form a cycle.")
+        visiting.add(p.path)
+        for source in sources(p):
+            visit(source)
+        visiting.discard(p.path)
+        ordered.append(p)
+
+    for p in planned:
+        visit(p)
+    return ordered
+
+
+def finished(p: Planned) -> bool:
+    """The run reached ``train.steps`` and wrote its final generator."""
+    import tensorflow as tf
+
+    from harness.train import CHECKPOINTS, MODEL_FILE
+
+    latest = tf.train.latest_checkpoint(str(p.run_dir / CHECKPOINTS))
+    if latest is None or not (p.run_dir / MODEL_FILE).is_file():
+        return False
+    return int(latest.rsplit("-", 1)[-1]) >= p.exp.train.steps
+
+
+def run_all(
+    planned: Sequence[Planned], overrides: Sequence[str] = (), say=print, quiet: bool = True
+) -> None:
+    """Train each planned experiment that is not finished, one process each, in order."""
+    for i, p in enumerate(planned, 1):
+        head = f"[{i}/{len(planned)}] {p.path} -> {p.run_dir}"
+        if finished(p):
+            say(f"{head}: finished, skipped")
+            continue
+        say(f"{head}: training")
+        cmd = [sys.executable, "-m", "harness.cli", "run", str(p.path)]
+        for item in overrides:
+            cmd += ["--set", item]
+        if quiet:
+            cmd.append("--quiet")
+        done = subprocess.run(cmd, env=dict(os.environ))
+        if done.returncode != 0:
+            raise HarnessError(
+                f"{p.path} stopped with exit code {done.returncode} (its message is above). "
+                "Fix it and run the same command again: finished runs are skipped and this one "
+                "resumes from its checkpoint."
+            )
+
+
+__all__ = ["Planned", "experiment_files", "finished", "plan", "run_all"]

@@ -1,0 +1,150 @@
+"""Warm starts: a new run's networks start from another run's weights.
+
+``[generator] init = "runs/base"`` (and ``[discriminator] init``) is BasicSR's
+``pretrain_network_g`` / ``pretrain_network_d``: the weights are copied into the freshly built
+network before the first step of a *new* run; the optimizer, the step counter and the schedules
+start afresh. A resumed run restores its own checkpoint instead and never reads ``init``.
+
+A source is any model reference (:data:`harness.inference.ACCEPTED`): a run directory, with
+``@best_psnr_y`` or another kept generator after it, a checkpoint, a ``.keras`` file or an
+MLflow model. For a discriminator, a run directory (its ``discriminator.keras``, else its latest
+checkpoint), a checkpoint or a ``.keras`` file. The shapes must agree weight by weight; a
+mismatch is one error naming both models. :func:`lineage` says which MLflow run a source came
+from, so the comparison of several fine-tunes can show that they share a start.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+DISCRIMINATOR_FILE = "discriminator.keras"
+RUN_ID_FILE = "mlflow_run_id"
+_MLFLOW_RUN = re.compile(r"^runs:/([0-9a-zA-Z]+)(/.*)?$")
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class WarmStartError(HarnessError):
+    """An ``init`` source cannot be loaded or does not fit the network."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a warm start came from: the reference as written and its MLflow run, if known."""
+
+    network: str  # "generator" or "discriminator"
+    ref: str
+    run_id: str = ""
+
+
+def run_dir_of(ref: str) -> Path | None:
+    """The run directory a path reference lies in (``runs/x``, ``runs/x@best_lpips``,
+    ``runs/x/generator.keras``, ``runs/x/checkpoints/ckpt-3``), or ``None``."""
+    path = Path(ref.split("@", 1)[0]).expanduser()
+    for candidate in (path, *path.parents):
+        if (candidate / RUN_ID_FILE).is_file() or (candidate / "experiment.toml").is_file():
+            return candidate
+        if candidate == Path(candidate.anchor) or str(candidate) in ("", "."):
+            break
+    return None
+
+
+def lineage(ref: str) -> str:
+    """The MLflow run id a model reference belongs to ("" when it cannot be told)."""
+    match = _MLFLOW_RUN.match(ref)
+    if match:
+        return match.group(1)
+    if _RUN_ID.match(ref) and not Path(ref).exists():
+        return ref
+    run_dir = run_dir_of(ref)
+    if run_dir is not None and (run_dir / RUN_ID_FILE).is_file():
+        return (run_dir / RUN_ID_FILE).read_text().strip()
+    return ""
+
+
+def _describe(model: Any) -> str:
+    return f'"{model.name}" ({len(model.weights)} weights, {model.count_params():,} parameters)'
+
+
+def copy_weights(target: Any, source: Any, network: str, ref: str, target_desc: str) -> None:
+    """Copy ``source``'s weights into ``target`` (same architecture), or raise naming both."""
+    t_weights, s_weights = target.weights, source.weights
+    problem = ""
+    if len(t_weights) != len(s_weights):
+        problem = f"{len(s_weights)} weights against {len(t_weights)}"
+    else:
+        for tw, sw in zip(t_weights, s_weights, strict=True):
+            if tuple(tw.shape) != tuple(sw.shape):
+                problem = (
+                    f"first difference: {sw.path} has shape {tuple(sw.shape)} in the source, "
+                    f"{tw.path} has {tuple(tw.shape)} here"
+                )
+                break
+    if problem:
+        raise WarmStartError(
+            f"[{network}] init: the {network} in {ref} is {_describe(source)}, but this "
+            f"experiment builds {target_desc}, {_describe(target)}; {problem}. Give an init "
+            f"source trained with the same [{network}] table, or change [{network}] to match it."
+        )
+    target.set_weights(source.get_weights())
+
+
+def load_generator(ref: str) -> Any:
+    """The generator ``ref`` names (any model reference)."""
+    from harness.inference import ModelReferenceError, load_generator
+
+    try:
+        return load_generator(ref)
+    except ModelReferenceError as exc:
+        raise WarmStartError(f"[generator] init: {exc}") from None
+
+
+def load_discriminator(ref: str, build: Any) -> Any:
+    """The discriminator ``ref`` names; ``build()`` makes an empty one to restore a checkpoint
+    into."""
+    import tensorflow as tf
+
+    from harness.inference import _load_keras_file
+
+    path = Path(ref).expanduser()
+    if path.is_file() and path.suffix == ".keras":
+        return _load_keras_file(path)
+    if path.is_dir() and (path / DISCRIMINATOR_FILE).is_file():
+        return _load_keras_file(path / DISCRIMINATOR_FILE)
+    prefix = None
+    if Path(str(path) + ".index").is_file():
+        prefix = str(path)
+    elif path.is_dir():
+        prefix = tf.train.latest_checkpoint(
+            str(path / "checkpoints")
+        ) or tf.train.latest_checkpoint(str(path))
+    if prefix is None:
+        raise WarmStartError(
+            f'[discriminator] init: "{ref}" is neither a run directory (with '
+            f"{DISCRIMINATOR_FILE} or checkpoints/), a checkpoint nor a .keras file."
+        )
+    model = build()
+    try:
+        status = tf.train.Checkpoint(discriminator=model).read(prefix).expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError) as exc:
+        raise WarmStartError(
+            f"[discriminator] init: checkpoint {prefix} holds no discriminator that fits "
+            f"{_describe(model)} ({str(exc).splitlines()[0][:200]})."
+        ) from None
+    return model
+
+
+__all__ = [
+    "Source",
+    "WarmStartError",
+    "copy_weights",
+    "lineage",
+    "load_discriminator",
+    "load_generator",
+    "run_dir_of",
+]

@@ -1,0 +1,99 @@
+"""``harness compare``: the shipped loss comparison, CPU-sized, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from harness import compare
+from harness.errors import HarnessError
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "experiments" / "compare"
+
+CPU_SIZED = [
+    'data.train=["skimage"]',
+    'data.val=["skimage"]',
+    "data.val_limit=1",
+    "data.val_max_side=48",
+    "data.patch=32",
+    "generator.blocks=1",
+    "generator.filters=8",
+    "discriminator.filters=8",
+    "discriminator.dense=16",
+    "train.steps=2",
+    "train.batch_size=2",
+    'train.precision="float32"',
+    "validation.every=1",
+    "validation.samples=1",
+    "tracking.log_model=false",
+]
+"""The shipped comparison made tiny: same files, same losses, a 1-block model for 2 steps."""
+
+
+def test_the_shipped_comparison_orders_the_base_first():
+    planned = compare.plan([str(SHIPPED)])
+    names = [p.exp.experiment.name for p in planned]
+    assert names[0] == "compare_base_mse"
+    assert set(names) == {
+        "compare_base_mse",
+        "compare_ft_mse",
+        "compare_ft_srgan",
+        "compare_ft_perpix",
+        "compare_ft_lsgan",
+    }
+    for p in planned[1:]:
+        assert p.exp.generator.init == "runs/compare_base_mse"
+        assert p.exp.train.steps == 1000 and p.exp.generator == planned[0].exp.generator.__class__(
+            planned[0].exp.generator.name, planned[0].exp.generator.params, p.exp.generator.init
+        )
+    losses = {
+        p.exp.experiment.name: {c.key for c in p.exp.losses if c.weight != 0} for p in planned
+    }
+    assert losses["compare_ft_srgan"] == {"vgg54"} and losses["compare_ft_perpix"] == {"perpix"}
+    adversarial = {p.exp.experiment.name: p.exp.adversarial for p in planned}
+    assert adversarial["compare_ft_mse"] is None and adversarial["compare_base_mse"] is None
+    assert adversarial["compare_ft_lsgan"].name == "least_squares"
+    assert adversarial["compare_ft_srgan"].name == "modified"
+
+
+def test_a_cycle_of_init_sources_is_refused(tmp_path):
+    for a, b in (("a", "b"), ("b", "a")):
+        (tmp_path / f"{a}.toml").write_text(
+            f'[experiment]\nname = "{a}"\n[generator]\ninit = "runs/{b}"\n'
+        )
+    with pytest.raises(HarnessError, match="cycle"):
+        compare.plan([str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_the_cpu_sized_comparison_trains_every_variant_from_the_base(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [sys.executable, "-m", "harness.cli", "compare", str(SHIPPED), "--no-report"]
+    for item in [*CPU_SIZED, f'tracking.uri="{store}"']:
+        args += ["--set", item]
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    runs = tmp_path / "runs"
+    base_id = (runs / "compare_base_mse" / "mlflow_run_id").read_text().strip()
+    client = MlflowClient(store)
+    for name in ("compare_ft_mse", "compare_ft_srgan", "compare_ft_perpix", "compare_ft_lsgan"):
+        run = client.get_run((runs / name / "mlflow_run_id").read_text().strip())
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["harness.init.generator_run"] == base_id
+        kept = json.loads((runs / name / "kept.json").read_text())
+        assert {"best_psnr_y", "best_lpips"} <= set(kept)
+        assert "val/lpips" in run.data.metrics
+    adversarial = client.get_run((runs / "compare_ft_srgan" / "mlflow_run_id").read_text().strip())
+    assert (
+        "loss/adversarial" in adversarial.data.metrics and "loss/vgg54" in adversarial.data.metrics
+    )
+    # a second call trains nothing: every run is finished
+    again = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("finished, skipped") == 5

@@ -1,0 +1,153 @@
+"""Warm starts (``[generator] init``), kept best generators, and the resume-mismatch message."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from test_train import tiny
+
+from harness import inference
+from harness.errors import HarnessError
+from harness.train import Trainer, train
+from harness.warmstart import WarmStartError, lineage
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, store):
+    """A finished tiny GAN run (generator.keras and discriminator.keras written)."""
+    root = tmp_path_factory.mktemp("base")
+    exp = tiny(
+        root,
+        experiment={"name": "base"},
+        adversarial={"name": "modified"},
+        train={"steps": 2},
+        tracking={"uri": store, "log_model": True},
+    )
+    result = train(exp)
+    return exp, result
+
+
+def _weights(model) -> list[np.ndarray]:
+    return [np.asarray(w) for w in model.get_weights()]
+
+
+def test_generator_and_discriminator_start_from_another_run(tmp_path, base):
+    base_exp, _ = base
+    run = str(base_exp.run_dir)
+    exp = tiny(
+        tmp_path,
+        experiment={"name": "ft"},
+        generator={"init": run},
+        discriminator={"init": run},
+        adversarial={"name": "least_squares"},
+    )
+    trainer = Trainer(exp)
+    fresh = _weights(trainer.generator)
+    sources = trainer.warm_start()
+    assert [s.network for s in sources] == ["generator", "discriminator"]
+    assert sources[0].run_id == (base_exp.run_dir / "mlflow_run_id").read_text().strip()
+    source_g = inference.load_generator(base_exp.run_dir / "generator.keras")
+    for mine, theirs in zip(_weights(trainer.generator), _weights(source_g), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    assert any(not np.array_equal(a, b) for a, b in zip(fresh, _weights(source_g), strict=True))
+    source_d = inference._load_keras_file(base_exp.run_dir / "discriminator.keras")
+    for mine, theirs in zip(_weights(trainer.discriminator), _weights(source_d), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_a_shape_mismatch_names_both_models(tmp_path, base):
+    base_exp, _ = base
+    exp = tiny(
+        tmp_path,
+        generator={"filters": 16, "init": str(base_exp.run_dir)},
+        adversarial=None,
+    )
+    with pytest.raises(WarmStartError) as err:
+        Trainer(exp).warm_start()
+    text = str(err.value)
+    assert "[generator] init" in text and str(base_exp.run_dir) in text
+    assert "filters=16" in text and "shape" in text
+    assert text.count('"') >= 4  # both models' names are quoted
+
+
+def test_the_fine_tune_records_its_source_in_mlflow(tmp_path, base, store):
+    base_exp, base_result = base
+    exp = tiny(
+        tmp_path,
+        experiment={"name": "ft_tracked"},
+        generator={"init": str(base_exp.run_dir)},
+        adversarial=None,
+        train={"steps": 1},
+        tracking={"uri": store},
+    )
+    result = train(exp)
+    run = MlflowClient(store).get_run(result.run_id)
+    assert run.data.params["generator.init"] == str(base_exp.run_dir)
+    assert run.data.tags["harness.init.generator"] == str(base_exp.run_dir)
+    assert run.data.tags["harness.init.generator_run"] == base_result.run_id
+    assert lineage(f"runs:/{base_result.run_id}/generator") == base_result.run_id
+
+
+def test_init_is_not_read_when_the_run_resumes(tmp_path, base, store):
+    base_exp, _ = base
+    exp = tiny(tmp_path, experiment={"name": "resumed"}, adversarial=None, train={"steps": 1})
+    train(exp)
+    bad = tiny(
+        tmp_path,
+        experiment={"name": "resumed"},
+        generator={"init": str(tmp_path / "nowhere")},
+        adversarial=None,
+        train={"steps": 2},
+    )
+    assert train(bad).steps == 2  # the run's own checkpoint wins; init is never loaded
+
+
+def test_resuming_with_a_changed_experiment_names_the_objects_not_values(tmp_path):
+    exp = tiny(tmp_path, experiment={"name": "grown"}, adversarial=None, train={"steps": 1})
+    train(exp)
+    grown = tiny(
+        tmp_path,
+        experiment={"name": "grown"},
+        adversarial={"name": "modified"},
+        train={"steps": 2},
+    )
+    with pytest.raises(HarnessError) as err:
+        train(grown)
+    text = str(err.value)
+    assert "not in the checkpoint: discriminator, d_optimizer" in text
+    assert "adversarial.name (unset -> modified)" in text
+    assert "[generator] init" in text and "--fresh" in text
+    assert "numpy=" not in text and len(text) < 1200
+
+
+def test_best_generators_are_kept_and_named_by_reference(tmp_path, store):
+    exp = tiny(
+        tmp_path,
+        experiment={"name": "kept"},
+        adversarial=None,
+        train={"steps": 3, "learning_rate": 1e-2},
+        validation={"every": 1, "metrics": ["lpips"]},
+        tracking={"uri": store, "log_model": True},
+    )
+    result = train(exp)
+    state = json.loads((exp.run_dir / "kept.json").read_text())
+    assert set(state) == {"best_psnr_y", "best_lpips"}
+    psnr = {int(h["step"]): h["val/psnr_y"] for h in result.history}
+    lpips = {int(h["step"]): h["val/lpips"] for h in result.history}
+    assert state["best_psnr_y"]["step"] == max(psnr, key=lambda s: (psnr[s], -s))
+    assert state["best_lpips"]["step"] == min(lpips, key=lambda s: (lpips[s], s))
+    assert state["best_lpips"]["value"] == pytest.approx(min(lpips.values()))
+    model = inference.load_generator(f"{exp.run_dir}@best_lpips")
+    assert model.count_params() == inference.load_generator(exp.run_dir).count_params()
+    with pytest.raises(inference.ModelReferenceError, match="best_lpips, best_psnr_y"):
+        inference.load_generator(f"{exp.run_dir}@best_dists")
+    run = MlflowClient(store).get_run(result.run_id)
+    assert run.data.tags["best_lpips_model_uri"].startswith("models:/")
