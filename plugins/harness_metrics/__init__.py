@@ -1,4 +1,5 @@
-"""First-party metric plugins: LPIPS (Zhang et al. 2018) with the AlexNet or VGG16 backbone.
+"""First-party metric plugins: LPIPS (Zhang et al. 2018) with the AlexNet or VGG16 backbone, and
+DISTS (Ding et al. 2020) on VGG16.
 
 PSNR and SSIM are the evaluation protocol itself (:mod:`harness.metrics`); the metrics here are
 extra columns for ``harness evaluate --metric NAME``, validation and sweep objectives.
@@ -12,13 +13,17 @@ from typing import Literal
 import numpy as np
 
 from harness import hookimpl
+from harness.dists import PROTOCOL as DISTS_PROTOCOL
+from harness.dists import dists_metric
+from harness.lpips import PROTOCOL as LPIPS_PROTOCOL
 from harness.lpips import lpips_metric
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
 
 def lpips(net: Literal["alex", "vgg"] = "alex") -> Metric:
-    """LPIPS distance between SR and HR (lower is better).
+    """LPIPS distance between SR and HR (lower is better), on the whole RGB image scaled to
+    [-1, 1], as the perceptual-SR papers report it.
 
     Args:
         net: the backbone, "alex" (the paper's default) or "vgg".
@@ -27,8 +32,23 @@ def lpips(net: Literal["alex", "vgg"] = "alex") -> Metric:
 
 
 lpips.higher_is_better = False  # type: ignore[attr-defined]
+lpips.protocol = LPIPS_PROTOCOL  # type: ignore[attr-defined]
+
+
+def dists() -> Metric:
+    """DISTS distance between SR and HR (lower is better; 0 for identical images): the deep
+    image structure and texture similarity of Ding et al. (TPAMI 2020), from the means,
+    variances and covariances of L2-pooled VGG16 features, weighted by the reference package's
+    trained alpha and beta. On the whole RGB image in [0, 1], at its own size (the reference
+    demo's optional resize to 256 pixels is not used).
+    """
+    return dists_metric()
+
+
+dists.higher_is_better = False  # type: ignore[attr-defined]
+dists.protocol = DISTS_PROTOCOL  # type: ignore[attr-defined]
 
 
 @hookimpl
 def harness_register_metrics():
-    return {"lpips": lpips}
+    return {"lpips": lpips, "dists": dists}
