@@ -293,13 +293,22 @@ def check_discriminator(
 def check_metric(
     factory: Callable[..., Any], params: Mapping[str, Any] | None = None, name: str = "metric"
 ) -> None:
-    """``metric(sr, hr)`` on two uint8 ``(H, W, 3)`` images gives a finite float."""
+    """The declared protocol is a :class:`~harness.metrics.MetricProtocol`, and ``metric(sr,
+    hr)`` on two images of that protocol gives a finite float."""
+    from harness.metrics import metric_protocol, rgb_to_y
+
     what = f'metric "{name}"'
+    try:
+        protocol = metric_protocol(factory)
+    except HarnessError as exc:
+        raise _fail(what, str(exc)) from None
     metric = _build(what, factory, _params(factory, params))
     rng = np.random.default_rng(0)
     hr = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     noise = rng.integers(-20, 21, hr.shape)
     sr = np.clip(hr.astype(np.int64) + noise, 0, 255).astype(np.uint8)
+    if protocol.color == "y":
+        sr, hr = rgb_to_y(sr), rgb_to_y(hr)
     value = metric(sr, hr)
     try:
         number = float(value)

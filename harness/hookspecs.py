@@ -97,7 +97,15 @@ def harness_register_metrics() -> Mapping[str, Factory]:
     """Register image-quality metrics reported by validation and ``harness evaluate``.
 
     Called once when the registry is built. Each factory returns a callable
-    ``metric(sr, hr) -> float`` on two ``uint8`` RGB arrays of shape ``(H, W, 3)`` (one image,
-    already border-cropped by the evaluation protocol). The factory object may carry an attribute
-    ``higher_is_better`` (default ``True``) used by sweeps.
+    ``metric(sr, hr) -> float`` on one SR image and its HR. What the two arrays are is the
+    metric's own declaration: the factory carries ``protocol = harness.metrics.MetricProtocol(
+    crop_border=..., color=..., higher_is_better=..., decimals=..., in_validation=...)``. By
+    default (no ``protocol``) a metric gets the PSNR protocol's images, ``uint8`` RGB
+    ``(H, W, 3)`` with ``scale`` pixels cropped from each border; ``crop_border=False`` gives the
+    whole image (LPIPS and DISTS as the perceptual-SR papers report them), ``color="y"`` the
+    BT.601 luma as float64 ``(H, W)``. ``harness evaluate``, validation, sweeps (the default
+    direction), the kept best generators and ``harness report`` all follow it. A costly metric
+    (a network per image) sets ``in_validation=False`` and is measured at validations only when
+    ``[validation] metrics`` lists it. The older ``higher_is_better`` attribute is still read
+    when there is no ``protocol``.
     """

@@ -148,3 +148,27 @@ def test_evaluate_scores_the_rounded_output_and_extra_metrics():
 def test_evaluate_rejects_a_wrong_output_shape():
     with pytest.raises(HarnessError, match="expected .*scale 4"):
         metrics.evaluate(lambda lr: metrics.bicubic_upsample(lr, 2), _hr_set(), 4)
+
+
+def test_tables_print_each_measure_with_its_protocols_decimals():
+    from harness.commands.evaluate import _fmt
+    from harness.lpips import PROTOCOL
+
+    assert _fmt(28.4321, "psnr_y") == "28.43"
+    assert _fmt(0.81134, "ssim_y") == "0.8113"
+    assert _fmt(0.340712, "lpips", {"lpips": PROTOCOL}) == "0.3407"
+    assert _fmt(0.340712, "some_metric") == "0.3407"
+    assert _fmt(float("inf"), "psnr_y") == "inf"
+
+
+def test_a_bad_protocol_declaration_is_named():
+    from harness import metrics
+
+    def metric(sr, hr):
+        return 0.0
+
+    metric.protocol = {"crop_border": False}
+    with pytest.raises(HarnessError, match="MetricProtocol"):
+        metrics.metric_protocol(metric)
+    with pytest.raises(HarnessError, match='"rgb" or "y"'):
+        metrics.MetricProtocol(color="lab")
