@@ -1,0 +1,156 @@
+"""``harness report``: compare trained runs on benchmark sets, measured afresh, in one folder."""
+
+from __future__ import annotations
+
+import shlex
+
+import click
+
+from harness.errors import HarnessError
+
+
+def _command_line(
+    runs: tuple[str, ...],
+    out: str | None,
+    data: tuple[str, ...],
+    metrics: tuple[str, ...],
+    crops: int,
+    model_kind: str,
+    tracking_uri: str | None,
+    use_mlflow: bool,
+) -> str:
+    args = ["harness", "report", *runs]
+    if out:
+        args += ["-o", out]
+    for spec in data:
+        args += ["--data", spec]
+    for name in metrics:
+        args += ["--metric", name]
+    if crops != 2:
+        args += ["--crops", str(crops)]
+    if model_kind != "final":
+        args += ["--model-kind", model_kind]
+    if tracking_uri:
+        args += ["--tracking-uri", tracking_uri]
+    if not use_mlflow:
+        args.append("--no-mlflow")
+    return shlex.join(args)
+
+
+@click.command("report")
+@click.argument("runs", nargs=-1, metavar="RUN...")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder of the report [default: reports/<date-time>].",
+)
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    metavar="DIR",
+    help="A benchmark folder of HR images (repeatable) [default: data/set5 data/set14 "
+    "data/bsd100, where `harness data download set5 set14 bsd100 --dest data` puts them].",
+)
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="NAME",
+    help="A metric plugin to report besides PSNR-Y and SSIM-Y (repeatable) [default: those of "
+    "lpips, dists that are installed].",
+)
+@click.option(
+    "--crops",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Images per set shown as side-by-side crops.",
+)
+@click.option(
+    "--model-kind",
+    default="final",
+    show_default=True,
+    metavar="final|best_psnr_y|best_lpips|...",
+    help="Which generator of each run to evaluate; RUN@best_lpips sets it for one RUN.",
+)
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow store of the runs [default: each run's [tracking] uri, else "
+    "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].",
+)
+@click.option(
+    "--mlflow/--no-mlflow",
+    "use_mlflow",
+    default=True,
+    help="Log the report folder as the artifacts of an MLflow run named report.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def command(
+    runs: tuple[str, ...],
+    out: str | None,
+    data: tuple[str, ...],
+    metrics: tuple[str, ...],
+    crops: int,
+    model_kind: str,
+    tracking_uri: str | None,
+    use_mlflow: bool,
+    quiet: bool,
+) -> None:
+    """Evaluate RUNs and bicubic afresh on benchmark sets and write a comparison report.
+
+    A RUN is a run directory (or a folder of them), an MLflow run id (a sweep's parent run: all
+    its trials), or an MLflow experiment name or id (all its runs), tried in that order; add
+    @best_lpips (or another kept generator) to evaluate that one instead of the final one. The
+    folder gets report.md, report.html, report.json, curves.png, perception_distortion.png and
+    crops_<set>_<image>.png, and is logged to MLflow as a run named "report".
+
+    \b
+      harness report runs/compare_base_mse runs/compare_ft_srgan -o reports/losses
+      harness report loss-comparison --data data/set5 --data data/set14
+      harness report runs/srgan@best_lpips runs/srgan --metric lpips --no-mlflow
+      harness report <sweep parent run id> --tracking-uri sqlite:///mlflow.db
+    """
+    from harness import report as rep
+    from harness.commands.evaluate import _table
+
+    if not runs:
+        raise HarnessError(
+            "no RUN to report: give run directories, MLflow run ids or an MLflow experiment "
+            "name, e.g. `harness report runs/srresnet runs/srgan`."
+        )
+    line = _command_line(runs, out, data, metrics, crops, model_kind, tracking_uri, use_mlflow)
+    result = rep.write_report(
+        list(runs),
+        out,
+        data=list(data) or rep.DEFAULT_DATA,
+        metrics=list(metrics) if metrics else None,
+        tracking_uri=tracking_uri,
+        crops=crops,
+        model_kind=model_kind,
+        log_to_mlflow=use_mlflow,
+        say=click.echo,
+        command=line,
+        progress=not quiet,
+    )
+    from harness.metrics import format_value
+    from harness.report_plots import measure_name
+
+    for label, table in result.tables.items():
+        click.echo(f"\n{label}")
+        rows = [
+            [row, *(format_value(values[k], result.protocols[k]) for k in result.measures)]
+            for row, values in table.items()
+        ]
+        click.echo(_table(["", *(measure_name(k) for k in result.measures)], rows))
+    click.echo("")
+    for run in result.runs:
+        if run.init_label:
+            click.echo(f"{run.label} starts from {run.init_label}")
+    click.echo(
+        f"report: {result.markdown} (with report.html, report.json and {len(result.figures)} "
+        f"figures in {result.out})"
+    )

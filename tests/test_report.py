@@ -1,0 +1,270 @@
+"""``harness report``: two tiny runs (the second warm-started from the first) reported on small
+benchmark folders; every table number is a fresh ``harness.metrics.evaluate`` of the run's
+model, the figures are PNGs, and the folder is logged to MLflow as a run named "report"."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+from PIL import Image
+from test_train import tiny
+
+from harness import metrics
+from harness.cli import cli
+from harness.data import load_folder
+from harness.errors import HarnessError
+from harness.inference import load_upscaler
+from harness.report import ReportError, metric_functions, resolve_runs, write_report
+from harness.train import train
+
+EXPERIMENT = "report-test"
+
+
+def _write_set(folder: Path, count: int, offset: int) -> Path:
+    """``count`` 48x48 crops of scikit-image's photos (real texture, so crops are meaningful)."""
+    import skimage.data
+
+    folder.mkdir(parents=True)
+    photos = [skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee()]
+    for i in range(count):
+        photo = photos[(i + offset) % len(photos)]
+        y, x = 60 + 37 * i, 80 + 23 * (i + offset)
+        Image.fromarray(photo[y : y + 48, x : x + 48]).save(folder / f"img{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Two finished tiny runs in one MLflow experiment: ``rep_base`` (MSE, validated with LPIPS
+    at both steps) and ``rep_ft`` (GAN fine-tune whose generator starts from rep_base's)."""
+    root = tmp_path_factory.mktemp("report")
+    cwd = os.getcwd()
+    os.chdir(root)  # MLflow artifacts (./mlruns) land in the temporary folder
+    try:
+        store = f"sqlite:///{root / 'mlflow.db'}"
+        tracking = {"uri": store, "experiment": EXPERIMENT}
+        base = tiny(
+            root,
+            experiment={"name": "rep_base", "description": "MSE base"},
+            adversarial=None,
+            train={"steps": 2},
+            validation={"every": 1, "metrics": ["lpips"]},
+            tracking=tracking,
+        )
+        base_result = train(base)
+        ft = tiny(
+            root,
+            experiment={"name": "rep_ft", "description": "GAN fine-tune of the base"},
+            generator={"init": str(base.run_dir)},
+            adversarial={"name": "modified"},
+            train={"steps": 2},
+            tracking=tracking,
+        )
+        ft_result = train(ft)
+        data = [
+            str(_write_set(root / "data" / "set5", 3, 0)),
+            str(_write_set(root / "data" / "set14", 2, 1)),
+        ]
+        yield {
+            "root": root,
+            "store": store,
+            "base": base.run_dir,
+            "ft": ft.run_dir,
+            "base_id": base_result.run_id,
+            "ft_id": ft_result.run_id,
+            "data": data,
+        }
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.fixture(scope="module")
+def cli_report(env):
+    out = env["root"] / "out"
+    args = ["report", str(env["base"]), str(env["ft"]), "-o", str(out)]
+    args += [x for d in env["data"] for x in ("--data", d)]
+    args += ["--tracking-uri", env["store"]]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_every_number_is_a_fresh_evaluation(env, cli_report):
+    out, output = cli_report
+    report = json.loads((out / "report.json").read_text())
+    extra = metric_functions(None)
+    assert "lpips" in extra
+    assert report["measures"] == ["psnr_y", "ssim_y", *extra]
+    models = {
+        "bicubic": metrics.bicubic_upscaler(4),
+        "rep_base": load_upscaler(env["base"]),
+        "rep_ft": load_upscaler(env["ft"]),
+    }
+    for spec in env["data"]:
+        label = Path(spec).name
+        images = load_folder(spec, 4)
+        assert set(report["tables"][label]) == set(models)
+        for row, upscale in models.items():
+            direct = metrics.evaluate(upscale, images, 4, extra=extra)
+            for measure, value in direct.means().items():
+                if measure in report["measures"]:
+                    assert report["tables"][label][row][measure] == pytest.approx(
+                        value, rel=1e-9, abs=1e-12
+                    ), (label, row, measure)
+            per_image = report["sets"][label][row]["images"]
+            assert [s["name"] for s in per_image] == [s.name for s in direct.images]
+            cell = metrics.format_value(direct.mean("psnr_y"), metrics.PROTOCOL_MEASURES["psnr_y"])
+            assert cell in output  # the printed table uses the protocol's 2 decimals
+    assert "report:" in output and str(out / "report.md") in output
+
+
+def test_report_files_name_the_runs_and_the_shared_start(env, cli_report):
+    out, output = cli_report
+    md = (out / "report.md").read_text()
+    assert "rep_base" in md and "rep_ft" in md
+    assert "GAN fine-tune of the base" in md and "modified x 0.001" in md
+    assert f"generator from `{env['base']}` = rep_base" in md  # the init source, by its label
+    assert "harness report" in md and "RGB, whole image, lower is better" in md
+    assert "## Published references" in md and "SRResNet" in md and "32.05" in md
+    assert "rep_ft starts from rep_base" in output
+    report = json.loads((out / "report.json").read_text())
+    ft = next(r for r in report["runs"] if r["label"] == "rep_ft")
+    assert ft["init_run"] == env["base_id"] and ft["init_label"] == "rep_base"
+    assert ft["steps"] == 2 and ft["wall_s"] > 0
+    assert report["sets"]["set5"]["rep_ft"]["count"] == 3
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 + 4  # curves, plane, 2 crops x 2 sets
+
+    sizes = {}
+    for name in ["curves.png", "perception_distortion.png"] + [
+        f"crops_{s}_img{i}.png" for s in ("set5", "set14") for i in (0, 1)
+    ]:
+        assert f"({name})" in md
+        with Image.open(out / name) as img:
+            assert img.format == "PNG"
+            img.load()
+            sizes[name] = img.size
+    assert sizes["curves.png"][0] >= 1000  # two panels: PSNR-Y and LPIPS
+    width, height = sizes["crops_set5_img0.png"]
+    assert width >= 5 * 48 * 3 and height >= 48 * 3  # LR, bicubic, 2 runs, HR, zoomed
+    assert not (out / "crops_set14_img2.png").exists()
+
+
+def test_the_report_is_an_mlflow_run_with_the_files(env, cli_report):
+    client = MlflowClient(env["store"])
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    (run,) = client.search_runs([experiment.experiment_id], "tags.`harness.report` = '1'")
+    assert run.info.run_name == "report"
+    assert set(run.data.tags["harness.report.runs"].split(",")) == {env["base_id"], env["ft_id"]}
+    files = {f.path for f in client.list_artifacts(run.info.run_id)}
+    assert {"report.md", "report.json", "report.html", "curves.png"} <= files
+    assert {"perception_distortion.png", "crops_set5_img0.png"} <= files
+    report = json.loads(Path(cli_report[0], "report.json").read_text())
+    assert report["mlflow_run_id"] == run.info.run_id
+    ft = client.get_run(env["ft_id"])
+    assert ft.data.tags["harness.init.generator"] == str(env["base"])
+    assert ft.data.tags["harness.init.generator_run"] == env["base_id"]
+
+
+def test_an_experiment_name_reports_all_its_runs(env, cli_report):
+    """(After the CLI test: the earlier "report" run of the experiment is not reported.)"""
+    out = env["root"] / "by_experiment"
+    report = write_report(
+        [EXPERIMENT],
+        out,
+        data=env["data"][:1],
+        metrics=["lpips"],
+        tracking_uri=env["store"],
+        crops=0,
+        log_to_mlflow=False,
+        say=lambda _: None,
+        progress=False,
+    )
+    assert [r.label for r in report.runs] == ["rep_base", "rep_ft"]
+    assert report.runs[0].run_dir == env["base"] and report.runs[1].init_label == "rep_base"
+    assert set(report.tables["set5"]) == {"bicubic", "rep_base", "rep_ft"}
+    assert list(report.tables["set5"]["rep_ft"]) == ["psnr_y", "ssim_y", "lpips"]
+    assert report.markdown.is_file() and not list(out.glob("crops_*"))
+    assert report.mlflow_run_id == ""
+
+
+def test_run_ids_kept_generators_and_sweep_parents_resolve(env):
+    store = env["store"]
+    (run,) = resolve_runs([env["base_id"]], tracking_uri=store, say=lambda _: None)
+    assert run.run_dir == env["base"] and run.model_ref == str(env["base"])
+    (kept,) = resolve_runs([f"{env['base']}@best_lpips"], tracking_uri=store, say=lambda _: None)
+    assert kept.model_ref == f"{env['base']}@best_lpips" and kept.label == "rep_base@best_lpips"
+    assert kept.model_step in (1, 2)
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    parent = client.create_run(experiment.experiment_id, run_name="sweep").info.run_id
+    for child in (env["base_id"], env["ft_id"]):
+        client.set_tag(child, "mlflow.parentRunId", parent)
+    try:
+        runs = resolve_runs([parent], tracking_uri=store, say=lambda _: None)
+        assert [r.run_id for r in runs] == [env["base_id"], env["ft_id"]]
+    finally:
+        for child in (env["base_id"], env["ft_id"]):
+            client.delete_tag(child, "mlflow.parentRunId")
+        client.delete_run(parent)
+
+
+def test_unknown_run_is_one_line_error(env):
+    args = ["report", "no-such-run", "--data", env["data"][0], "--tracking-uri", env["store"]]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: unknown RUN "no-such-run"')
+    assert "--tracking-uri" in lines[0] and "Traceback" not in result.output
+
+
+def test_missing_data_and_missing_model_are_clear_errors(env, tmp_path):
+    result = CliRunner().invoke(
+        cli, ["report", str(env["base"]), "--data", str(tmp_path / "set5"), "--no-mlflow"]
+    )
+    assert result.exit_code == 2
+    assert "error: data folder" in result.output and "harness data download set5" in result.output
+    empty = tmp_path / "runs" / "unfinished"
+    empty.mkdir(parents=True)
+    (empty / "experiment.toml").write_text((env["base"] / "experiment.toml").read_text())
+    with pytest.raises(ReportError, match="has no final model to evaluate: .* no generator.keras"):
+        resolve_runs([empty], tracking_uri=env["store"], say=lambda _: None)
+    with pytest.raises(HarnessError, match="kept no best_dists.keras"):
+        resolve_runs([f"{env['base']}@best_dists"], tracking_uri=env["store"], say=lambda _: None)
+
+
+def test_a_run_known_only_to_mlflow_is_reported_from_its_logged_model(env, tmp_path, monkeypatch):
+    monkeypatch.chdir(env["root"])
+    exp = tiny(
+        tmp_path,
+        experiment={"name": "rep_logged"},
+        adversarial=None,
+        train={"steps": 1},
+        tracking={"uri": env["store"], "experiment": "report-logged", "log_model": True},
+    )
+    result = train(exp)
+    shutil.move(exp.run_dir, tmp_path / "moved")  # only MLflow knows the run now
+    report = write_report(
+        [result.run_id],
+        tmp_path / "out",
+        data=env["data"][:1],
+        metrics=[],
+        tracking_uri=env["store"],
+        crops=1,
+        say=lambda _: None,
+        progress=False,
+    )
+    (run,) = report.runs
+    assert run.run_dir is None and run.model_ref.startswith("models:/")
+    assert report.measures == ("psnr_y", "ssim_y")
+    direct = metrics.evaluate(load_upscaler(run.model_ref), load_folder(env["data"][0], 4), 4)
+    assert report.tables["set5"]["rep_logged"]["psnr_y"] == pytest.approx(direct.psnr_y, rel=1e-9)
+    logged = MlflowClient(env["store"]).get_run(report.mlflow_run_id)
+    assert logged.data.tags["harness.report.runs"] == result.run_id
+    assert (tmp_path / "out" / "crops_set5_img0.png").is_file()
