@@ -231,8 +231,9 @@ class Experiment:
                 out["losses"] = {loss.key: loss.to_toml() for loss in value}
             elif hasattr(value, "to_toml"):
                 out[f.name] = value.to_toml()
-            else:
-                out[f.name] = _to_toml_value(dataclasses.asdict(value))
+            else:  # not dataclasses.asdict: it would turn a ScheduleSpec into a nested table
+                fields = {g.name: getattr(value, g.name) for g in dataclasses.fields(value)}
+                out[f.name] = _to_toml_value(fields)
         return out
 
     def to_toml(self) -> str:
@@ -641,6 +642,7 @@ def from_dict(
         kwargs["losses"] = _losses({"mse": {}}, where, registry)
     exp = Experiment(**kwargs)
     _check_consistency(exp, where)
+    _check_rates_and_weights(exp, where, registry)
     for name in exp.validation.metrics:
         try:
             registry.factory("metric", name, where=f"[validation] metrics ({source})")
@@ -764,6 +766,49 @@ def _check_consistency(exp: Experiment, where: _Where) -> None:
             f"every [losses.*] weight is 0 in {where.source} and there is no [adversarial] "
             "table: nothing would train the generator. Give one loss a weight."
         )
+
+
+def _probe_steps(spec: Any, steps: int) -> list[int]:
+    """Steps at which a schedule is checked: the ends, the middle and around its boundaries."""
+    probe = {0, max(steps - 1, 0), steps // 2}
+    if isinstance(spec, ScheduleSpec):
+        for key in ("boundaries", "begin", "steps"):
+            raw = spec.params.get(key)
+            for b in raw if isinstance(raw, tuple | list) else [raw]:
+                if isinstance(b, int | float) and 0 <= b < 2**62:
+                    probe.update({int(b), int(b) + 1})
+    return sorted(probe)
+
+
+def _check_rates_and_weights(exp: Experiment, where: _Where, registry: Registry) -> None:
+    """Learning rates that are negative, NaN or infinite, and weights that are NaN or infinite,
+    are refused when the file is read, not at the step where they first apply."""
+    import math
+
+    from harness import schedules
+
+    values: list[tuple[str, Any, bool]] = [
+        ("train.learning_rate", exp.train.learning_rate, True),
+        ("train.d_learning_rate", exp.train.d_learning_rate, True),
+    ]
+    values += [(f"losses.{c.key}.weight", c.weight, False) for c in exp.losses]
+    if exp.adversarial is not None:
+        values.append(("adversarial.weight", exp.adversarial.weight, False))
+    for key, spec, is_rate in values:
+        try:
+            fn = schedules.build(spec, registry)
+        except HarnessError:
+            continue  # reported where the schedule is built
+        for step in _probe_steps(spec, exp.train.steps):
+            try:
+                value = float(fn(step))
+            except (TypeError, ValueError, OverflowError, ArithmeticError):
+                continue
+            bad = not math.isfinite(value) or (is_rate and value < 0)
+            if bad:
+                what = "a finite learning rate >= 0" if is_rate else "a finite weight"
+                at = "" if not isinstance(spec, ScheduleSpec) else f" at step {step}"
+                raise ConfigError(f"{where(key)} must be {what}, but is {value}{at}.")
 
 
 # --------------------------------------------------------------------------- output

@@ -268,3 +268,53 @@ def test_extends_cycle_and_missing_base(tmp_path, registry):
     assert "cycle" in _error(tmp_path / "a.toml", registry)
     _write(tmp_path / "c.toml", 'extends = "nope.toml"\n')
     assert "does not exist" in _error(tmp_path / "c.toml", registry)
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "experiments").rglob("*.toml"))
+SCHEDULE_PARAMS = {
+    "constant": {"value": 2e-4},
+    "piecewise": {"boundaries": [10, 20], "values": [1e-4, 5e-5, 1e-5]},
+}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.relative_to(p.parents[1]).as_posix())
+def test_every_shipped_experiment_round_trips_through_show(path, tmp_path):
+    """`harness show X > s.toml && harness show s.toml` gives X again (run directories keep the
+    shown file as experiment.toml, so it must load)."""
+    result = CliRunner().invoke(cli, ["show", str(path)])
+    assert result.exit_code == 0, result.output
+    shown = _write(tmp_path / "shown.toml", result.output)
+    registry = plugins.get_registry()
+    assert config.load(shown, registry=registry) == config.load(path, registry=registry)
+
+
+def test_every_schedule_plugin_round_trips_as_a_learning_rate(tmp_path):
+    registry = plugins.get_registry()
+    for name in registry.names("schedule"):
+        value = {"schedule": name, **SCHEDULE_PARAMS.get(name, {})}
+        exp = config.from_dict({"train": {"learning_rate": value, "d_learning_rate": value}})
+        shown = _write(tmp_path / f"{name}.toml", exp.to_toml())
+        again = config.load(shown, registry=registry)
+        assert again == exp, name
+        assert again.train.learning_rate.schedule == name
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("train.learning_rate", "-1e-4", "finite learning rate >= 0, but is -0.0001"),
+        ("train.learning_rate", "nan", "finite learning rate >= 0, but is nan"),
+        ("train.d_learning_rate", "inf", "finite learning rate >= 0, but is inf"),
+        (
+            "train.learning_rate",
+            '{schedule = "piecewise", boundaries = [5], values = [1e-4, -1.0]}',
+            "but is -1.0 at step 5",
+        ),
+        ("losses.mse.weight", "nan", "must be a finite weight, but is nan"),
+    ],
+)
+def test_bad_rates_and_weights_are_refused_when_read(key, value, message, tmp_path):
+    path = _write(tmp_path / "x.toml", "[train]\nsteps = 10\n")
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")) as err:
+        config.load(path, [f"{key}={value}"], registry=plugins.get_registry())
+    assert key.split(".")[-1] in str(err.value)
