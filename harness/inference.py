@@ -258,7 +258,14 @@ class Upscaler:
         self.tile = int(tile)
         self._overlap = overlap
         self.source = source
-        self.scale = int(scale) if scale else self._measure_scale()
+        probe = self._run(np.full((1, 8, 8, 3), 0.5, np.float32))
+        if not np.all(np.isfinite(probe)):
+            raise HarnessError(
+                f"the model {source or ''} outputs non-finite values (NaN or infinity) for a grey "
+                "8x8 input: its weights are not usable (a training run that diverged?). Use an "
+                "earlier checkpoint of the run or retrain with a lower train.learning_rate."
+            )
+        self.scale = int(scale) if scale else self._measure_scale(probe)
 
     # ------------------------------------------------------------------ constructors
 
@@ -275,6 +282,8 @@ class Upscaler:
         )
         def fn(lr):
             sr = tf.cast(generator(lr, training=False), tf.float32)
+            # NaN stays NaN through the clip (tf.clip_by_value passes NaN on), so a diverged
+            # generator is caught by the probe in Upscaler.__init__
             return tf.clip_by_value((sr + 1.0) / 2.0, 0.0, 1.0)
 
         upscaler = cls(fn, None, tile=tile, overlap=overlap, source=getattr(generator, "name", ""))
@@ -312,8 +321,7 @@ class Upscaler:
     def _run(self, lr: np.ndarray) -> np.ndarray:
         return np.asarray(self._fn(lr), np.float32)
 
-    def _measure_scale(self) -> int:
-        out = self._run(np.zeros((1, 8, 8, 3), np.float32))
+    def _measure_scale(self, out: np.ndarray) -> int:
         if out.ndim != 4 or out.shape[1] % 8 or out.shape[1] != out.shape[2]:
             raise HarnessError(
                 f"the model {self.source} maps an 8x8 input to shape {out.shape}; an upscaler "

@@ -22,7 +22,6 @@ import contextlib
 import io
 import math
 import os
-import shutil
 import signal
 import tempfile
 import threading
@@ -58,6 +57,11 @@ class StopTraining(Exception):  # noqa: N818 - a control-flow signal, named as i
 
 class NonFiniteLoss(HarnessError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class NonFiniteWeights(HarnessError):
+    """A network's weights became NaN or infinite (training diverged); nothing is written from
+    them and the last good checkpoint is kept."""
 
 
 class TrainingInterrupted(HarnessError):
@@ -247,6 +251,7 @@ class Trainer:
         self._iterator: Iterator[Any] | None = None
         self._upscalers: dict[int, Callable[[np.ndarray], np.ndarray]] = {}
         self.step = 0
+        self.restore_note = ""
         self._lr_last = (float("nan"), float("nan"))
 
     # ------------------------------------------------------------------ construction
@@ -485,6 +490,16 @@ class Trainer:
         self.step += 1
         return {k: float(v) for k, v in out.items()}
 
+    def non_finite_weight(self) -> str | None:
+        """The path of the first NaN or infinite weight of any network, or ``None``."""
+        for model in (self.generator, self.ema_generator, self.discriminator):
+            if model is None:
+                continue
+            for variable in model.weights:
+                if not bool(tf.reduce_all(tf.math.is_finite(variable))):
+                    return f"{model.name}: {variable.path}"
+        return None
+
     @property
     def final_generator(self) -> keras.Model:
         """The model validation and export use: the EMA generator when ``train.ema > 0``."""
@@ -524,15 +539,32 @@ class Trainer:
         ``previous`` is the run's earlier ``experiment.toml`` (its text), used to say which
         settings changed when the checkpoint does not fit this experiment.
         """
-        path = manager.latest_checkpoint
-        if path is None:
+        self.restore_note = ""
+        candidates = list(reversed(manager.checkpoints))  # newest first
+        if not candidates:
             return False
-        try:
-            self.checkpoint.restore(path).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError):
-            raise HarnessError(self._mismatch(path, previous)) from None
-        self.step = int(self.step_var.numpy())
-        return True
+        unreadable: list[str] = []
+        for path in candidates:
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except Exception as exc:  # TF raises OpError, IndexError, ValueError, ...
+                if _readable(path) and isinstance(exc, AssertionError | ValueError):
+                    raise HarnessError(self._mismatch(path, previous)) from None
+                # a truncated or corrupt file: fall back to the next older checkpoint
+                unreadable.append(f"{Path(path).name} ({type(exc).__name__})")
+                continue
+            self.step = int(self.step_var.numpy())
+            if unreadable:
+                self.restore_note = (
+                    f"could not read {', '.join(unreadable)}; resumed from the older "
+                    f"{Path(path).name} (the unreadable files are left in place)"
+                )
+            return True
+        raise HarnessError(
+            f"no checkpoint in {Path(candidates[0]).parent} can be read ({', '.join(unreadable)}). "
+            "The files are left as they are; `harness run --fresh` starts over and moves them "
+            "aside."
+        )
 
     def _mismatch(self, path: str, previous: str) -> str:
         """Why checkpoint ``path`` does not fit: the objects that differ, not their values."""
@@ -566,8 +598,20 @@ class Trainer:
             f"checkpoint {path} was written by a different experiment "
             f"({'; '.join(parts) or 'its objects do not match'}). To start a new run from this "
             f"one's weights, give the experiment another [experiment] name and set [generator] "
-            f'init = "{run_dir}"; to start this run over, run with --fresh.'
+            f'init = "{run_dir}"; to start this run over, run with --fresh (it moves the old '
+            "checkpoints aside)."
         )
+
+
+def _readable(path: str) -> bool:
+    """Whether every variable of checkpoint ``path`` can be read (not truncated or corrupt)."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception:  # DataLossError, NotFoundError, OutOfRangeError, ...
+        return False
+    return True
 
 
 def checkpoint_objects(path: str) -> list[str]:
@@ -762,6 +806,21 @@ class _Progress:
         self.bar.close()
 
 
+def _move_aside(run_dir: Path) -> Path | None:
+    """``--fresh``: move checkpoints, kept generators and the final model into
+    ``<run_dir>/previous-<time>/`` (never deleted); ``None`` when there was nothing."""
+    names = [CHECKPOINTS, MODEL_FILE, DISCRIMINATOR_FILE, "kept.json"]
+    found = [run_dir / n for n in names if (run_dir / n).exists()]
+    found += sorted(run_dir.glob("best_*.keras"))
+    if not found:
+        return None
+    target = run_dir / time.strftime("previous-%Y%m%d-%H%M%S")
+    target.mkdir(parents=True, exist_ok=True)
+    for path in found:
+        os.replace(path, target / path.name)
+    return target
+
+
 def train(
     exp: Experiment,
     *,
@@ -780,7 +839,8 @@ def train(
             there stops the run cleanly (checkpoint saved, MLflow run KILLED) and re-raises.
         parent_run_id: make the MLflow run a child of this run (sweeps).
         run_name, tags: the MLflow run's name (default: the experiment's name) and extra tags.
-        fresh: ignore (and delete) an existing checkpoint and start a new MLflow run.
+        fresh: move an existing checkpoint (and kept models) aside into
+            ``<run_dir>/previous-<time>/`` and start a new MLflow run.
         registry: the plugin registry (default: the process-wide one).
 
     Raises:
@@ -795,7 +855,9 @@ def train(
     ckpt_dir = run_dir / CHECKPOINTS
     run_id_file = run_dir / RUN_ID_FILE
     if fresh:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        moved = _move_aside(run_dir)
+        if moved is not None:
+            print(f"--fresh: the previous run's checkpoints and kept models are in {moved}")
         run_id_file.unlink(missing_ok=True)
     resuming = tf.train.latest_checkpoint(str(ckpt_dir)) is not None
     previous_run = run_id_file.read_text().strip() if resuming and run_id_file.exists() else None
@@ -865,6 +927,8 @@ def _run(
     say = progress.write
     if resumed:
         say(f"resuming {exp.experiment.name} at step {trainer.step} ({trainer.phase()} phase)")
+        if trainer.restore_note:
+            say(trainer.restore_note)
     say(f"precision {trainer.policy}, {trainer.replicas} replica(s); run dir {run_dir}")
 
     images = data.validation_images(exp.data)
@@ -880,6 +944,7 @@ def _run(
         )
 
     def validate(step: int) -> dict[str, float]:
+        check_weights("at a validation")
         upscale = trainer.upscaler()
         scores = _mean_metrics(metrics.evaluate(upscale, images, exp.data.scale, extra=extras))
         tracker.log_metrics(scores, step=step)
@@ -903,9 +968,23 @@ def _run(
             callback.on_validation(step, dict(scores))
         return scores
 
+    def check_weights(when: str) -> None:
+        """Refuse to go on (or to write anything) from non-finite weights."""
+        bad = trainer.non_finite_weight()
+        if bad is None:
+            return
+        kept = f"step {last_saved}" if last_saved >= 0 else "none was written yet"
+        raise NonFiniteWeights(
+            f"the weights became NaN or infinite by step {trainer.step} ({trainer.phase()} "
+            f"phase; first: {bad}), found {when}: training diverged. Nothing was written from "
+            f"them; the last good checkpoint ({kept}) is kept in {ckpt_dir}. Lower "
+            "train.learning_rate (or its schedule's peak) and resume, or start over with --fresh."
+        )
+
     def save() -> None:
         nonlocal last_saved
         if trainer.step != last_saved:
+            check_weights("before saving a checkpoint")
             trainer.save(manager)
             last_saved = trainer.step
 
@@ -936,6 +1015,7 @@ def _run(
                     sums[name] = sums.get(name, 0.0) + value
                 count += 1
                 if step % t.log_every == 0 or step == t.steps:
+                    check_weights("at a log interval")
                     now = time.perf_counter()
                     img_per_s = count * t.batch_size / max(now - tick, 1e-9)
                     logged = {f"loss/{k}": s / count for k, s in sums.items()}
@@ -973,6 +1053,7 @@ def _run(
         progress.close()
 
     result.steps = trainer.step
+    check_weights("before writing the final model")
     if chief:
         model = trainer.final_generator
         path = run_dir / MODEL_FILE
@@ -990,7 +1071,10 @@ def _run(
             result.model_uri = tracker.log_generator(model, step=trainer.step)
             tracker.set_tag("generator_model_uri", result.model_uri)
             for name, info in kept.load_all():
-                uri = tracker.log_generator(info.model, step=info.step, name=name)
+                if info.step == trainer.step:  # the final generator itself: not logged twice
+                    uri = result.model_uri
+                else:
+                    uri = tracker.log_generator(info.model, step=info.step, name=name)
                 tracker.set_tag(f"{name}_model_uri", uri)
     return result
 
@@ -998,6 +1082,7 @@ def _run(
 __all__ = [
     "Callback",
     "NonFiniteLoss",
+    "NonFiniteWeights",
     "StopTraining",
     "TrainResult",
     "Trainer",

@@ -1,0 +1,135 @@
+"""Nothing lost, nothing silent: diverged weights stop the run before anything is written from
+them, models with non-finite outputs are refused, and any run directory is a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from mlflow.tracking import MlflowClient
+from test_train import tiny
+
+from harness import inference
+from harness.errors import HarnessError
+from harness.train import NonFiniteLoss, NonFiniteWeights, train
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+class _Poison:
+    """A callback that turns one weight of the EMA generator into NaN at a validation: the
+    weights diverge while every logged loss stays finite."""
+
+    def __init__(self, model_of, at: int) -> None:
+        self.model_of, self.at = model_of, at
+
+    def on_validation(self, step: int, metrics: dict[str, float]) -> None:
+        if step == self.at:
+            variable = self.model_of().trainable_variables[0]
+            variable.assign(tf.fill(variable.shape, float("nan")))
+
+
+def test_non_finite_weights_stop_the_run_and_keep_the_last_good_checkpoint(
+    tmp_path, store, monkeypatch
+):
+    from harness import train as train_module
+
+    trainers = []
+    original = train_module.Trainer.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        trainers.append(self)
+
+    monkeypatch.setattr(train_module.Trainer, "__init__", spy)
+    exp = tiny(
+        tmp_path,
+        adversarial=None,
+        train={"steps": 6, "checkpoint_every": 2, "log_every": 1, "ema": 0.5},
+        validation={"every": 2},
+        tracking={"uri": store, "log_model": True},
+    )
+    with pytest.raises(NonFiniteWeights, match=r"by step 3 .*last good checkpoint \(step 2\)"):
+        train(exp, callbacks=[_Poison(lambda: trainers[0].ema_generator, at=2)])
+    state = tf.train.get_checkpoint_state(str(exp.run_dir / "checkpoints"))
+    ckpts = state.all_model_checkpoint_paths
+    assert [p.rsplit("-", 1)[1] for p in ckpts] == ["2"]
+    assert not (exp.run_dir / "generator.keras").exists()
+    run = MlflowClient(store).get_run((exp.run_dir / "mlflow_run_id").read_text().strip())
+    assert run.info.status == "FAILED" and "NonFiniteWeights" in run.data.tags["error"]
+    good = inference.load_generator(exp.run_dir)  # the kept checkpoint is usable as a model
+    assert all(np.all(np.isfinite(w)) for w in good.get_weights())
+
+
+def test_an_exploding_learning_rate_fails_the_run_instead_of_finishing(tmp_path, store):
+    rate = {"schedule": "piecewise", "boundaries": [2], "values": [1e-3, 1e9]}
+    exp = tiny(
+        tmp_path,
+        adversarial=None,
+        train={"steps": 8, "learning_rate": rate, "log_every": 1, "checkpoint_every": 2},
+        tracking={"uri": store, "log_model": True},
+    )
+    with pytest.raises((NonFiniteWeights, NonFiniteLoss)):
+        train(exp)
+    assert not (exp.run_dir / "generator.keras").exists()
+    run = MlflowClient(store).get_run((exp.run_dir / "mlflow_run_id").read_text().strip())
+    assert run.info.status == "FAILED"
+
+
+def test_a_model_with_non_finite_outputs_is_refused(tmp_path):
+    from harness_models.srresnet import srresnet
+
+    model = srresnet(scale=4, blocks=1, filters=8)
+    weights = model.get_weights()
+    weights[0] = np.full_like(weights[0], np.nan)
+    model.set_weights(weights)
+    path = tmp_path / "nan.keras"
+    model.save(path)
+    with pytest.raises(HarnessError, match="non-finite values"):
+        inference.load_upscaler(path)
+    with pytest.raises(HarnessError, match="non-finite values"):
+        inference.export_saved_model(model, tmp_path / "export")
+
+
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_a_run_without_its_final_model_loads_from_its_checkpoint(tmp_path, ema):
+    """A run killed before generator.keras is written is still a model reference (EMA weights
+    preferred), although TF keys its variables under the optimizer's path."""
+    exp = tiny(tmp_path, adversarial=None, train={"steps": 2, "ema": ema})
+    train(exp)
+    final = inference.load_generator(exp.run_dir / "generator.keras")
+    (exp.run_dir / "generator.keras").unlink()
+    for ref in (exp.run_dir, exp.run_dir / "checkpoints"):
+        restored = inference.load_generator(ref)
+        for a, b in zip(final.get_weights(), restored.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("damaged", [".data-00000-of-00001", ".index"])
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_older_one(tmp_path, damaged, capsys):
+    exp = tiny(tmp_path, adversarial=None, train={"steps": 4, "checkpoint_every": 2})
+    train(exp)
+    latest = exp.run_dir / "checkpoints" / "ckpt-4"
+    target = Path(str(latest) + damaged)
+    target.write_bytes(target.read_bytes()[: max(1, target.stat().st_size // 3)])
+    longer = tiny(tmp_path, adversarial=None, train={"steps": 6, "checkpoint_every": 2})
+    assert train(longer).steps == 6
+    out = capsys.readouterr().out
+    assert "resuming tiny at step 2" in out
+    assert "could not read ckpt-4" in out and "resumed from the older ckpt-2" in out
+
+
+def test_fresh_moves_the_old_checkpoints_aside(tmp_path, capsys):
+    exp = tiny(tmp_path, adversarial=None, train={"steps": 2})
+    train(exp)
+    old = sorted(p.name for p in (exp.run_dir / "checkpoints").iterdir())
+    train(exp, fresh=True)
+    aside = sorted(exp.run_dir.glob("previous-*"))
+    assert len(aside) == 1 and sorted(p.name for p in (aside[0] / "checkpoints").iterdir()) == old
+    assert (aside[0] / "generator.keras").is_file()
+    assert "moved" not in capsys.readouterr().err
