@@ -401,6 +401,9 @@ def _schedule_spec(value: Mapping[str, Any], registry: Registry | None) -> Sched
         raise _Mismatch('a number or a schedule table {schedule = "...", ...}')
     name = value["schedule"]
     params = {k: v for k, v in value.items() if k != "schedule"}
+    if set(params) == {"params"} and isinstance(params["params"], Mapping):
+        # experiment.toml files written before 0.1.1 nested a schedule's parameters
+        params = dict(params["params"])
     if registry is None:
         return ScheduleSpec(name, params)
     try:

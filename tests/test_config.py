@@ -318,3 +318,15 @@ def test_bad_rates_and_weights_are_refused_when_read(key, value, message, tmp_pa
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")) as err:
         config.load(path, [f"{key}={value}"], registry=plugins.get_registry())
     assert key.split(".")[-1] in str(err.value)
+
+
+def test_an_older_run_directorys_nested_schedule_table_still_loads(tmp_path):
+    path = _write(
+        tmp_path / "experiment.toml",
+        '[train.learning_rate]\nschedule = "cosine"\n\n'
+        "[train.learning_rate.params]\nstart = 3e-4\nend = 1e-6\nsteps = 100\n",
+    )
+    exp = config.load(path, registry=plugins.get_registry())
+    assert exp.train.learning_rate == ScheduleSpec(
+        "cosine", {"start": 3e-4, "end": 1e-6, "steps": 100, "begin": 0}
+    )
