@@ -175,7 +175,9 @@ def plot_perception_distortion(
         ax.set_ylabel(f"{y_label}, {'lower' if lower_is_better else 'higher'} is better")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-    fig.suptitle("perception-distortion plane (filled: measured here; hollow: published)")
+    fig.suptitle(
+        "perception-distortion plane\n(filled: measured here; hollow: published)", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
