@@ -71,13 +71,29 @@ def test_a_cycle_of_init_sources_is_refused(tmp_path):
         compare.plan([str(tmp_path)])
 
 
+def _tiny_set(folder: Path) -> Path:
+    """Two 64x64 crops of scikit-image photographs: a benchmark folder for the report."""
+    from PIL import Image
+
+    from harness import data
+
+    folder.mkdir(parents=True)
+    for name, hr in data.load_folder("skimage", 4, limit=2):
+        Image.fromarray(hr[:64, :64]).save(folder / f"{name}.png")
+    return folder
+
+
 @pytest.mark.slow
 def test_the_cpu_sized_comparison_trains_every_variant_from_the_base(tmp_path):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [sys.executable, "-m", "harness.cli", "compare", str(SHIPPED), "--no-report"]
+    bench = _tiny_set(tmp_path / "tinyset")
+    args = [sys.executable, "-m", "harness.cli", "compare", str(SHIPPED)]
     for item in [*CPU_SIZED, f'tracking.uri="{store}"']:
         args += ["--set", item]
-    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    report = ["--data", str(bench), "-o", str(tmp_path / "report"), "--tracking-uri", store]
+    done = subprocess.run(
+        [*args, *report], cwd=tmp_path, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     runs = tmp_path / "runs"
     base_id = (runs / "compare_base_mse" / "mlflow_run_id").read_text().strip()
@@ -93,7 +109,33 @@ def test_the_cpu_sized_comparison_trains_every_variant_from_the_base(tmp_path):
     assert (
         "loss/adversarial" in adversarial.data.metrics and "loss/vgg54" in adversarial.data.metrics
     )
+    # the report: every variant against bicubic, numbers equal to a direct evaluation
+    tables = json.loads((tmp_path / "report" / "report.json").read_text())
+    text = (tmp_path / "report" / "report.md").read_text()
+    for name in ("compare_base_mse", "compare_ft_srgan", "compare_ft_lsgan"):
+        assert name in text
+    from harness import inference, metrics
+    from harness.data import load_folder
+
+    upscaler = inference.load_upscaler(runs / "compare_ft_srgan")
+    direct = metrics.evaluate(upscaler, load_folder(str(bench), 4), 4).means()
+    row = tables["tables"]["tinyset"]["compare_ft_srgan"]
+    assert row["psnr_y"] == pytest.approx(direct["psnr_y"], abs=1e-9)
+    assert row["ssim_y"] == pytest.approx(direct["ssim_y"], abs=1e-9)
+    assert set(tables["tables"]["tinyset"]) == {
+        "bicubic",
+        "compare_base_mse",
+        "compare_ft_mse",
+        "compare_ft_srgan",
+        "compare_ft_perpix",
+        "compare_ft_lsgan",
+    }
+    for figure in ("curves.png", "perception_distortion.png"):
+        assert (tmp_path / "report" / figure).stat().st_size > 1000
+    assert list((tmp_path / "report").glob("crops_tinyset_*.png"))
     # a second call trains nothing: every run is finished
-    again = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        [*args, "--no-report"], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("finished, skipped") == 5
