@@ -177,17 +177,9 @@ class DISTS:
 
     def __call__(self, x0: Any, x1: Any) -> Any:
         """Per-image distances, shape ``(N,)``, for two NHWC RGB batches in ``[0, 1]``."""
-        import tensorflow as tf
+        from harness.lpips import image_pair
 
-        x0 = tf.convert_to_tensor(x0, tf.float32)
-        x1 = tf.convert_to_tensor(x1, tf.float32)
-        if x0.shape.rank == 3:
-            x0, x1 = x0[None], x1[None]
-        if x0.shape != x1.shape or x0.shape.rank != 4 or x0.shape[-1] != 3:
-            raise HarnessError(
-                f"DISTS needs two NHWC RGB batches of the same shape; got {tuple(x0.shape)} and "
-                f"{tuple(x1.shape)}."
-            )
+        x0, x1 = image_pair(x0, x1, "DISTS")
         if min(x0.shape[1], x0.shape[2]) < 1:
             raise HarnessError(f"DISTS got empty images of shape {tuple(x0.shape)}.")
         return self._distance(x0, x1)

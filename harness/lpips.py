@@ -167,23 +167,30 @@ class LPIPS:
 
     def __call__(self, x0: Any, x1: Any) -> Any:
         """Per-image distances, shape ``(N,)``, for two NHWC batches in ``[-1, 1]``."""
-        import tensorflow as tf
-
-        x0 = tf.convert_to_tensor(x0, tf.float32)
-        x1 = tf.convert_to_tensor(x1, tf.float32)
-        if x0.shape.rank == 3:
-            x0, x1 = x0[None], x1[None]
-        if x0.shape != x1.shape or x0.shape.rank != 4 or x0.shape[-1] != 3:
-            raise HarnessError(
-                f"LPIPS needs two NHWC RGB batches of the same shape; got {tuple(x0.shape)} and "
-                f"{tuple(x1.shape)}."
-            )
+        x0, x1 = image_pair(x0, x1, "LPIPS")
         if min(x0.shape[1], x0.shape[2]) < self.min_side:
             raise HarnessError(
                 f"LPIPS-{self.net} needs images of at least {self.min_side} x {self.min_side} "
                 f"pixels; got {x0.shape[1]} x {x0.shape[2]}."
             )
         return self._distance(x0, x1)
+
+
+def image_pair(x0: Any, x1: Any, what: str) -> tuple[Any, Any]:
+    """Two images or batches -> two float32 NHWC RGB batches of one shape, or an error naming
+    the metric (``what``) and both shapes."""
+    import tensorflow as tf
+
+    x0 = tf.convert_to_tensor(x0, tf.float32)
+    x1 = tf.convert_to_tensor(x1, tf.float32)
+    if x0.shape.rank == 3:
+        x0, x1 = x0[None], x1[None]
+    if x0.shape != x1.shape or x0.shape.rank != 4 or x0.shape[-1] != 3:
+        raise HarnessError(
+            f"{what} needs two NHWC RGB batches of the same shape; got {tuple(x0.shape)} and "
+            f"{tuple(x1.shape)}."
+        )
+    return x0, x1
 
 
 @functools.lru_cache(maxsize=4)
