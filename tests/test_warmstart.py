@@ -94,6 +94,16 @@ def test_the_fine_tune_records_its_source_in_mlflow(tmp_path, base, store):
     assert run.data.tags["harness.init.generator"] == str(base_exp.run_dir)
     assert run.data.tags["harness.init.generator_run"] == base_result.run_id
     assert lineage(f"runs:/{base_result.run_id}/generator") == base_result.run_id
+    # MLflow 3's own lineage: the source run's logged generator is an input model of this run
+    client = MlflowClient(store)
+    source_experiment = client.get_run(base_result.run_id).info.experiment_id
+    generators = [
+        m.model_id
+        for m in client.search_logged_models(experiment_ids=[source_experiment])
+        if m.source_run_id == base_result.run_id and m.name == "generator"
+    ]
+    assert len(generators) == 1
+    assert [m.model_id for m in run.inputs.model_inputs] == generators
 
 
 def test_init_is_not_read_when_the_run_resumes(tmp_path, base, store):
