@@ -30,6 +30,13 @@ from harness.commands._options import overrides_option
     help="Benchmark folders for the report (repeatable) [default: data/set5 data/set14 "
     "data/bsd100].",
 )
+@click.option(
+    "--metric",
+    "metric_names",
+    multiple=True,
+    metavar="NAME",
+    help="Perceptual metric plugins of the report (repeatable) [default: lpips and dists].",
+)
 @click.option("--report/--no-report", default=True, help="Write the report after training.")
 @click.option(
     "--tracking-uri",
@@ -41,6 +48,7 @@ def command(
     overrides: tuple[str, ...],
     out: str | None,
     data_specs: tuple[str, ...],
+    metric_names: tuple[str, ...],
     report: bool,
     tracking_uri: str | None,
 ) -> None:
@@ -71,6 +79,7 @@ def command(
         [str(p.run_dir) for p in planned],
         folder,
         data=list(data_specs) or list(DEFAULT_DATA),
+        metrics=list(metric_names) or None,
         tracking_uri=tracking_uri,
         say=click.echo,
     )
