@@ -105,11 +105,11 @@ class ImageInfo:
     mode: str
 
 
-def _probe(path: Path) -> ImageInfo | str:
+def _probe(path: Path, limit: int) -> ImageInfo | imageio.ImageReadError:
     try:
-        w, h, mode = imageio.probe_image(path)
+        w, h, mode = imageio.probe_image(path, limit)
     except imageio.ImageReadError as exc:
-        return str(exc)
+        return exc
     return ImageInfo(path, w, h, mode)
 
 
@@ -117,35 +117,46 @@ def scan(specs: Sequence[str], min_side: int, purpose: str = "training") -> list
     """The readable images of ``specs`` with both sides at least ``min_side``.
 
     Skipped files are reported in one :class:`DataWarning` that counts and names them; no image
-    at all is a :class:`DataError` naming the folders read.
+    at all is a :class:`DataError` naming the folders read. Images over the pixel limit
+    (:func:`harness.images.max_pixels`) are skipped from their header, never decoded.
     """
     if not specs:
         raise DataError(f"no {purpose} data folders given: list at least one in [data].")
     paths: list[Path] = []
     for spec in specs:
         paths.extend(resolve(spec))
+    limit = imageio.max_pixels()
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-        probed = list(pool.map(_probe, paths))
+        probed = list(pool.map(lambda p: _probe(p, limit), paths))
     usable: list[ImageInfo] = []
     unreadable: list[str] = []
+    large: list[str] = []
     small: list[str] = []
     for path, info in zip(paths, probed, strict=True):
-        if isinstance(info, str):
+        if isinstance(info, imageio.ImageTooLargeError):
+            large.append(f"{path.name} ({info.width}x{info.height})")
+        elif isinstance(info, imageio.ImageReadError):
             unreadable.append(path.name)
         elif min(info.width, info.height) < min_side:
             small.append(f"{path.name} ({info.width}x{info.height})")
         else:
             usable.append(info)
-    if unreadable or small:
+    if unreadable or large or small:
         parts = []
         if unreadable:
             parts.append(f"{len(unreadable)} unreadable: {imageio.describe(unreadable)}")
+        if large:
+            parts.append(
+                f"{len(large)} over the limit of {limit} pixels (not decoded; raise it with "
+                f"{imageio.MAX_PIXELS_ENV}=N): {imageio.describe(large)}"
+            )
         if small:
             parts.append(
                 f"{len(small)} smaller than {min_side} px on a side: {imageio.describe(small)}"
             )
+        skipped = len(unreadable) + len(large) + len(small)
         warnings.warn(
-            f"skipped {len(unreadable) + len(small)} of {len(paths)} {purpose} images in "
+            f"skipped {skipped} of {len(paths)} {purpose} images in "
             f"{', '.join(specs)}: " + "; ".join(parts) + ".",
             DataWarning,
             stacklevel=3,

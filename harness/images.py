@@ -4,6 +4,11 @@ Every part of the harness that reads a picture goes through :func:`read_image`, 
 with alpha, palette, RGBA, CMYK, 1-bit and 16-bit images all arrive as the same thing: a
 ``uint8`` array of shape ``(H, W, 3)``. Alpha is dropped (the colour channels are kept as stored);
 16-bit samples are scaled to 8 bits with rounding (``v * 255 / 65535``).
+
+Every read is guarded by :func:`check_pixels`: width x height from the file header, before any
+pixel is decoded, against :func:`max_pixels` (:data:`DEFAULT_MAX_PIXELS`, or
+``$HARNESS_MAX_IMAGE_PIXELS``). Counting pixels, not bytes, is what catches a decompression bomb:
+a 20000 x 20000 1-bit or palette PNG is about 50 KB on disk and 1.2 GB as RGB.
 """
 
 from __future__ import annotations
@@ -22,11 +27,69 @@ from harness.errors import HarnessError
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
 """File types read as images from a folder (case-insensitive)."""
 
-Image.MAX_IMAGE_PIXELS = 16384 * 16384  # large photographs are legitimate data, not a bomb
+DEFAULT_MAX_PIXELS = 16384 * 16384
+"""The most pixels (width x height) one image may have: large photographs (a 16384 x 16384 scan)
+are legitimate data; more is refused before decoding. ``$HARNESS_MAX_IMAGE_PIXELS`` changes it."""
+
+MAX_PIXELS_ENV = "HARNESS_MAX_IMAGE_PIXELS"
+
+# Pillow's own decompression-bomb check only warns at its limit and raises at twice it, and an
+# error from it loses the image's size; check_pixels replaces it on every read path.
+Image.MAX_IMAGE_PIXELS = None
 
 
 class ImageReadError(HarnessError):
     """A file could not be read as an image."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image's header announces more pixels than the limit; it was not decoded."""
+
+    def __init__(self, message: str, width: int, height: int, limit: int) -> None:
+        super().__init__(message)
+        self.width = width
+        self.height = height
+        self.limit = limit
+
+
+def max_pixels() -> int:
+    """The pixel limit per image: ``$HARNESS_MAX_IMAGE_PIXELS`` if set, else the default.
+
+    Read on every call, so a process (or a test) can change it without re-importing.
+    """
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise HarnessError(
+            f"{MAX_PIXELS_ENV}={raw!r} is not a positive number of pixels; write e.g. "
+            f"{MAX_PIXELS_ENV}={2 * DEFAULT_MAX_PIXELS}, or unset it for the default "
+            f"({DEFAULT_MAX_PIXELS})."
+        )
+    return value
+
+
+def check_pixels(width: int, height: int, name: object, limit: int | None = None) -> None:
+    """Raise :class:`ImageTooLargeError` when ``width * height`` exceeds ``limit``.
+
+    ``limit`` defaults to :func:`max_pixels`. Call it with the header's size, before decoding:
+    the pixel count is what decoding costs, whatever the mode or the file size.
+    """
+    limit = max_pixels() if limit is None else limit
+    if width * height > limit:
+        raise ImageTooLargeError(
+            f"image {name} is {width}x{height} = {width * height} pixels, over the limit of "
+            f"{limit} pixels per image, so it was not decoded (a guard against decompression "
+            f"bombs). If it is genuine, raise the limit with {MAX_PIXELS_ENV}=N, or cut the "
+            "image into smaller files.",
+            width,
+            height,
+            limit,
+        )
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:
@@ -84,6 +147,13 @@ def _png_is_16bit_colour(path: Path) -> bool:
     )
 
 
+def _png_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` from a PNG's IHDR chunk."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    return struct.unpack(">II", head[16:24])
+
+
 def _read_png16_colour(path: Path) -> np.ndarray:
     import tensorflow as tf  # only for this rare case: Pillow has no 16-bit RGB mode
 
@@ -92,18 +162,25 @@ def _read_png16_colour(path: Path) -> np.ndarray:
     return _sixteen_to_eight(arr)
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], limit: int | None = None) -> np.ndarray:
     """Read any PNG/JPEG/BMP (grey, RGBA, palette, 16-bit, ...) as ``uint8 (H, W, 3)`` RGB.
 
-    Raises :class:`ImageReadError` naming the file when it is missing, truncated or not an image.
+    Raises :class:`ImageReadError` naming the file when it is missing, truncated or not an image,
+    and :class:`ImageTooLargeError` (before decoding) when it has more than ``limit`` pixels
+    (default :func:`max_pixels`).
     """
     path = Path(path)
+    limit = max_pixels() if limit is None else limit
     try:
         if path.suffix.lower() == ".png" and _png_is_16bit_colour(path):
+            check_pixels(*_png_size(path), path, limit)
             return _read_png16_colour(path)
         with Image.open(path) as img:
+            check_pixels(img.width, img.height, path, limit)
             img.load()
             return to_rgb8(img)
+    except ImageTooLargeError:
+        raise
     except FileNotFoundError:
         raise ImageReadError(f"image {path} does not exist.") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
@@ -112,22 +189,28 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageReadError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
 
 
-def probe_image(path: str | os.PathLike[str]) -> tuple[int, int, str]:
+def probe_image(path: str | os.PathLike[str], limit: int | None = None) -> tuple[int, int, str]:
     """``(width, height, mode)`` from the file header, without decoding the pixels.
 
     PNG files also get their chunk checksums verified, which catches most truncated files.
-    Raises :class:`ImageReadError` when the header is unreadable.
+    Raises :class:`ImageReadError` when the header is unreadable, and
+    :class:`ImageTooLargeError` when the image has more than ``limit`` pixels (default
+    :func:`max_pixels`): such a file could be listed but never read.
     """
     path = Path(path)
+    limit = max_pixels() if limit is None else limit
     try:
         with Image.open(path) as img:
             size, mode, fmt = img.size, img.mode, img.format
+        check_pixels(size[0], size[1], path, limit)
         if fmt == "PNG":
             with Image.open(path) as img:
                 img.verify()
         if fmt == "PNG" and _png_is_16bit_colour(path):
             mode = "RGB;16"
         return size[0], size[1], mode
+    except ImageTooLargeError:
+        raise
     except FileNotFoundError:
         raise ImageReadError(f"image {path} does not exist.") from None
     except Exception as exc:

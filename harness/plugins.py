@@ -7,7 +7,8 @@ registered with pluggy and asked for its names through the ``harness_register_*`
 Environment switches (as pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``):
 
 - ``HARNESS_DISABLE_PLUGINS=name1,name2``: skip these entry points (by entry-point name or by
-  distribution name).
+  distribution name). A name matching no installed plugin is warned about once (a typo would
+  otherwise leave the plugin enabled without a word).
 - ``HARNESS_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry point at all (hermetic tests register
   plugin objects explicitly with :func:`build_registry`).
 """
@@ -18,6 +19,7 @@ import difflib
 import importlib.metadata as md
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,12 @@ from harness.errors import PluginError
 DISABLE_ENV = "HARNESS_DISABLE_PLUGINS"
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 NO_AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
+_WARNED_UNKNOWN: set[str] = set()  # names of HARNESS_DISABLE_PLUGINS already warned about
+
+
+class PluginWarning(UserWarning):
+    """A plugin switch names something that is not installed."""
+
 
 KINDS: dict[str, str] = {
     "content_loss": "harness_register_content_losses",
@@ -113,6 +121,22 @@ def _disabled() -> set[str]:
     return {part.strip() for part in raw.split(",") if part.strip()}
 
 
+def _warn_unknown_disabled(disabled: set[str], known: set[str]) -> None:
+    """Warn once per process about each disabled name that matches no plugin."""
+    unknown = sorted(disabled - known - _WARNED_UNKNOWN)
+    if not unknown:
+        return
+    _WARNED_UNKNOWN.update(unknown)
+    listed = ", ".join(f'"{n}"' for n in unknown)
+    warnings.warn(
+        f"{DISABLE_ENV} names {listed}, which matches no installed plugin, so nothing was "
+        f"disabled by it. Known plugin names (entry points and distributions): "
+        f"{', '.join(sorted(known)) or 'none'}. `harness plugins` lists them.",
+        PluginWarning,
+        stacklevel=3,
+    )
+
+
 def _autoload_off() -> bool:
     return os.environ.get(NO_AUTOLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
@@ -135,6 +159,13 @@ def plugin_manager(
     disabled = _disabled()
     if autoload is None:
         autoload = not _autoload_off()
+    known = {name for _, name, _ in extra}
+    if disabled:
+        for ep in _entry_points():
+            known.add(ep.name)
+            if ep.dist:
+                known.add(ep.dist.name)
+        _warn_unknown_disabled(disabled, known)
     if autoload:
         for ep in _entry_points():
             dist = ep.dist.name if ep.dist else "unknown distribution"

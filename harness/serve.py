@@ -16,6 +16,13 @@ Routes (``<name>`` is the served model's name, ``srgan`` by default):
 Tensors are float32 NHWC in ``[0, 1]`` (LR in, SR out). Every bad request gets a 4xx with
 ``{"error": "..."}`` naming the problem (TF Serving's error shape); bodies over ``max_bytes``
 get 413 before they are read in full.
+
+The work per request is bounded by what it produces, not only by what it sends: at x4 each LR
+pixel of a request becomes 16 SR pixels, and each SR pixel costs about 38 bytes of JSON response
+(plus 12 for the float32 array), so a request whose output would exceed ``max_output_pixels``
+(all images together) gets 413 before the model runs. Parsing, the forward pass and encoding the
+response run in a worker thread under one lock, so one request at a time holds its arrays and
+its encoded response.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import binascii
 import io
 import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,6 +43,9 @@ from harness.inference import Upscaler, to_uint8
 
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 4096 * 4096  # LR pixels per request (all images of a batch together)
+DEFAULT_MAX_OUTPUT_PIXELS = 4096 * 4096
+"""SR pixels per request (all images together): a 4K UHD frame (3840x2160) fits; as JSON that is
+at most about 640 MB of response, as PNG 20-50 MB (docs/inference.md has the figures)."""
 INPUT_NAME = "lr"
 
 
@@ -56,6 +67,8 @@ def parse_tensor(value: Any, what: str, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise RequestError(400, f'"{what}" is missing or null.')
     try:
         array = np.asarray(value, dtype=np.float32)
+    except RecursionError:
+        raise RequestError(400, f'"{what}" is nested too deeply; send [batch, h, w, 3].') from None
     except (ValueError, TypeError) as exc:
         if "inhomogeneous" in str(exc) or "sequence" in str(exc):
             raise RequestError(
@@ -96,6 +109,65 @@ def parse_tensor(value: Any, what: str, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     return array
 
 
+def check_work(
+    shape: tuple[int, ...], scale: int, max_output_pixels: int, what: str = "the request"
+) -> None:
+    """413 when the output of an ``(N, h, w, ...)`` input at ``scale`` would exceed the limit.
+
+    Checked before the model runs: the output, not the input, is what costs memory and time.
+    """
+    n, h, w = shape[0], shape[1], shape[2]
+    pixels = n * h * w * scale * scale
+    if pixels > max_output_pixels:
+        raise RequestError(
+            413,
+            f"{what} asks for {n} image(s) of {h * scale}x{w * scale} = {pixels} output pixels, "
+            f"over the server's limit of {max_output_pixels} per request; send fewer or "
+            "smaller images (or start the server with a larger --max-output-pixels).",
+        )
+
+
+def parse_json(body: bytes) -> dict:
+    """A request body -> a JSON object, or a :class:`RequestError` (400)."""
+    try:
+        payload = json.loads(body)
+    except RecursionError:
+        raise RequestError(
+            400, "the JSON body is nested too deeply; a tensor is [batch, height, width, 3]."
+        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"the body is not valid JSON ({exc}).") from None
+    if not isinstance(payload, dict):
+        raise RequestError(400, "the body must be a JSON object.")
+    return payload
+
+
+def tensor_json(key: str, array: np.ndarray) -> bytearray:
+    """``{key: array}`` as JSON bytes, for a float ``(N, H, W, C)`` array.
+
+    Written one image row at a time with ``%.9g`` (nine significant digits give back the same
+    float32), so no nested Python list of the whole output is ever built: about 38 bytes per
+    RGB pixel and a third of the time of ``json.dumps(array.tolist())``. A ``bytearray``, sent
+    as it is (a copy to ``bytes`` would double the peak).
+    """
+    array = np.asarray(array, np.float32)
+    if not np.all(np.isfinite(array)):
+        raise RequestError(500, "the model produced NaN or infinite values for this input.")
+    n, h, w, c = array.shape
+    pixel = "[" + ",".join(["%.9g"] * c) + "]"
+    row = ("[" + ",".join([pixel] * w) + "]").encode()
+    out = bytearray(b"{" + json.dumps(key).encode() + b":[")
+    for i in range(n):
+        out += b"[" if i == 0 else b",["
+        for y in range(h):
+            if y:
+                out += b","
+            out += row % tuple(array[i, y].ravel().tolist())
+        out += b"]"
+    out += b"]}"
+    return out
+
+
 def _instances(value: Any) -> Any:
     """TF Serving row format: instances may be bare tensors or ``{"lr": tensor}`` objects."""
     if not isinstance(value, list) or not value:
@@ -110,11 +182,22 @@ def _instances(value: Any) -> Any:
     return value
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """PNG/JPEG/... bytes -> uint8 RGB ``(h, w, 3)``, or a :class:`RequestError`."""
+def decode_image(
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    *,
+    scale: int = 1,
+    max_output_pixels: int | None = None,
+) -> np.ndarray:
+    """PNG/JPEG/... bytes -> uint8 RGB ``(h, w, 3)``, or a :class:`RequestError`.
+
+    The size is checked from the header, before decoding, against ``max_pixels`` (LR), the
+    output limit at ``scale`` and the per-image limit of every read
+    (:func:`harness.images.check_pixels`): a 1-bit PNG of a few KB can hold 400 M pixels.
+    """
     from PIL import Image
 
-    from harness.images import to_rgb8
+    from harness.images import ImageTooLargeError, check_pixels, to_rgb8
 
     if not data:
         raise RequestError(400, "the image is empty.")
@@ -123,11 +206,17 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
             if img.width * img.height > max_pixels:
                 raise RequestError(
                     413,
-                    f"the image has {img.width * img.height} pixels, over the limit of "
-                    f"{max_pixels}.",
+                    f"the image is {img.width}x{img.height} = {img.width * img.height} pixels, "
+                    f"over the server's limit of {max_pixels} per request; send a smaller image "
+                    "(or start the server with a larger --max-pixels).",
                 )
+            if max_output_pixels is not None:
+                check_work((1, img.height, img.width), scale, max_output_pixels, "the image")
+            check_pixels(img.width, img.height, "in the request")
             img.load()
             return to_rgb8(img)
+    except ImageTooLargeError as exc:
+        raise RequestError(413, str(exc)) from None
     except RequestError:
         raise
     except Exception as exc:  # UnidentifiedImageError, truncated data, decompression bomb
@@ -137,6 +226,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
 
 
 def encode_png(image: np.ndarray) -> bytes:
+    """A uint8 ``(h, w, 3)`` array as PNG bytes."""
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -215,8 +305,13 @@ def create_app(
     name: str = "srgan",
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
 ) -> Any:
-    """The ASGI application serving ``upscaler`` as model ``name``."""
+    """The ASGI application serving ``upscaler`` as model ``name``.
+
+    ``max_pixels`` bounds the LR pixels and ``max_output_pixels`` the SR pixels of one request
+    (all its images together); larger requests get 413 before the model runs.
+    """
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
@@ -229,7 +324,8 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
     )
-    lock = threading.Lock()  # one forward pass at a time keeps memory bounded
+    lock = threading.Lock()  # one request's parse, forward pass and encoding at a time
+    scale = int(upscaler.scale)
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
@@ -250,25 +346,21 @@ def create_app(
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
         return error(500, f"the model failed: {type(exc).__name__}: {exc}")
 
-    def run(lr: np.ndarray) -> np.ndarray:
+    def locked(work: Callable[[], bytes | bytearray]) -> bytes | bytearray:
+        """Run one request's work (parse, upscale, encode) in a worker thread under the lock,
+        so the event loop stays free and only one request's arrays exist at a time."""
         with lock:
             try:
-                return upscaler(lr)
+                return work()
             except HarnessError as exc:
                 raise RequestError(400, str(exc)) from None
 
-    async def read_json(request: Request) -> dict:
-        body = await request.body()
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RequestError(400, f"the body is not valid JSON ({exc}).") from None
-        if not isinstance(payload, dict):
-            raise RequestError(400, "the body must be a JSON object.")
-        return payload
+    def upscale_tensor(lr: np.ndarray, key: str) -> bytearray:
+        check_work(lr.shape, scale, max_output_pixels)
+        return tensor_json(key, upscaler(lr))
 
-    def json_response(payload: dict) -> Response:
-        return Response(json.dumps(payload), media_type="application/json")
+    def json_response(body: bytes | bytearray) -> Response:
+        return Response(memoryview(body), media_type="application/json")
 
     def status() -> dict:
         return {
@@ -331,20 +423,21 @@ def create_app(
         check_name(model)
         if verb != "predict":
             raise RequestError(400, f'"{verb}" is not supported; this model answers ":predict".')
-        payload = await read_json(request)
-        if "instances" in payload:
-            lr = parse_tensor(_instances(payload["instances"]), "instances", max_pixels)
-            key = "predictions"
-        elif "inputs" in payload:
-            inputs = payload["inputs"]
-            if isinstance(inputs, dict):
-                inputs = inputs.get(INPUT_NAME)
-            lr = parse_tensor(inputs, "inputs", max_pixels)
-            key = "outputs"
-        else:
+        body = await request.body()
+
+        def work() -> bytearray:
+            payload = parse_json(body)
+            if "instances" in payload:
+                lr = parse_tensor(_instances(payload["instances"]), "instances", max_pixels)
+                return upscale_tensor(lr, "predictions")
+            if "inputs" in payload:
+                inputs = payload["inputs"]
+                if isinstance(inputs, dict):
+                    inputs = inputs.get(INPUT_NAME)
+                return upscale_tensor(parse_tensor(inputs, "inputs", max_pixels), "outputs")
             raise RequestError(400, 'the body must have "instances" (row format) or "inputs".')
-        sr = await run_in_threadpool(run, lr)
-        return json_response({key: sr.tolist()})
+
+        return json_response(await run_in_threadpool(locked, work))
 
     @app.post("/invocations")
     async def mlflow_invocations(request: Request) -> Response:
@@ -353,22 +446,23 @@ def create_app(
             raise RequestError(
                 415, f'/invocations takes application/json ({{"inputs": ...}}), not {content_type}.'
             )
-        payload = await read_json(request)
-        for key in ("inputs", "instances"):
-            if key in payload:
-                value = payload[key]
-                if isinstance(value, dict):
-                    value = value.get(INPUT_NAME)
-                lr = parse_tensor(value, key, max_pixels)
-                break
-        else:
+        body = await request.body()
+
+        def work() -> bytearray:
+            payload = parse_json(body)
+            for key in ("inputs", "instances"):
+                if key in payload:
+                    value = payload[key]
+                    if isinstance(value, dict):
+                        value = value.get(INPUT_NAME)
+                    return upscale_tensor(parse_tensor(value, key, max_pixels), "predictions")
             raise RequestError(
                 400,
                 'the body must have "inputs" (a 4-D tensor); dataframe formats are not '
                 "accepted for images.",
             )
-        sr = await run_in_threadpool(run, lr)
-        return json_response({"predictions": sr.tolist()})
+
+        return json_response(await run_in_threadpool(locked, work))
 
     @app.post("/upscale")
     async def upscale_image(request: Request) -> Response:
@@ -382,7 +476,7 @@ def create_app(
                 )
             data = await files[0].read()
         elif content_type == "application/json":
-            payload = await read_json(request)
+            payload = parse_json(await request.body())
             text = payload.get("image", payload.get("b64"))
             if not isinstance(text, str):
                 raise RequestError(400, 'the JSON body must have "image": a base64 string.')
@@ -398,9 +492,13 @@ def create_app(
                 "send the image as multipart/form-data, as an image/* body, or as JSON "
                 f'{{"image": "<base64>"}}; got Content-Type {content_type or "(none)"}.',
             )
-        image = decode_image(data, max_pixels)
-        sr = await run_in_threadpool(run, image.astype(np.float32)[None] / 255.0)
-        png = encode_png(to_uint8(sr[0]))
+
+        def work() -> bytes:
+            image = decode_image(data, max_pixels, scale=scale, max_output_pixels=max_output_pixels)
+            sr = upscaler(image.astype(np.float32)[None] / 255.0)
+            return encode_png(to_uint8(sr[0]))
+
+        png = await run_in_threadpool(locked, work)
         return Response(png, media_type="image/png")
 
     return _BodyLimit(app, max_bytes)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,18 @@ from harness.errors import HarnessError
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
+RESUMED_FROM_TAG = "harness.resumed_from_run"
+"""Set on a new run that continues a checkpoint whose MLflow run is gone (the old run id)."""
+ERROR_TAG = "error"
 MAX_BATCH = 100  # MLflow accepts at most 100 params per log_batch call
 
 
 class TrackingError(HarnessError):
     """The MLflow store cannot be reached or refuses a run."""
+
+
+class TrackingWarning(UserWarning):
+    """Tracking goes on, but not where the run's history says it should."""
 
 
 def tracking_uri(exp: Experiment) -> str:
@@ -68,6 +76,11 @@ def experiment_name(exp: Experiment) -> str:
 class Tracker:
     """One MLflow run: created, or continued when ``run_id`` names an existing run.
 
+    When ``run_id`` names a run the store no longer has (``mlflow.db`` deleted, the run deleted,
+    another store), a new run is created with a :class:`TrackingWarning` naming the old id, and
+    the new run carries it as the ``harness.resumed_from_run`` tag, so the two halves of the
+    training can still be joined.
+
     All logging goes through an explicit :class:`MlflowClient`, so an active fluent run of the
     caller (a sweep's parent run, say) is never touched.
     """
@@ -85,12 +98,26 @@ class Tracker:
         self.resumed = False
         try:
             self.client = MlflowClient(tracking_uri=self.uri)
-            if run_id and self._exists(run_id):
+            missing = self._missing(run_id) if run_id else None
+            if run_id and missing is None:
                 self.run_id = run_id
                 self.resumed = True
                 self.client.update_run(run_id, status="RUNNING")
             else:
-                self.run_id = self._create(exp, parent_run_id, run_name, tags)
+                extra = dict(tags or {})
+                if run_id:
+                    extra[RESUMED_FROM_TAG] = run_id
+                self.run_id = self._create(exp, parent_run_id, run_name, extra)
+                if run_id:
+                    warnings.warn(
+                        f"the MLflow run {run_id} this training continues {missing} in "
+                        f"{self.uri}; logging to a new run {self.run_id} instead, tagged "
+                        f"{RESUMED_FROM_TAG}={run_id}. Its metrics start at the resumed step; "
+                        "point [tracking].uri or MLFLOW_TRACKING_URI at the old store to keep "
+                        "one run.",
+                        TrackingWarning,
+                        stacklevel=2,
+                    )
         except (MlflowException, ValueError) as exc:
             raise TrackingError(
                 f"MLflow tracking store {self.uri} failed: {exc}. Check [tracking].uri or "
@@ -100,12 +127,14 @@ class Tracker:
         mlflow.set_tracking_uri(self.uri)
         self.ended = False
 
-    def _exists(self, run_id: str) -> bool:
+    def _missing(self, run_id: str) -> str | None:
+        """Why ``run_id`` cannot be continued (``"does not exist"``, ``"was deleted"``), or
+        ``None`` when it can."""
         try:
             run = self.client.get_run(run_id)
         except MlflowException:
-            return False
-        return run.info.lifecycle_stage == "active"
+            return "does not exist"
+        return None if run.info.lifecycle_stage == "active" else "was deleted"
 
     def _create(
         self,
@@ -241,11 +270,21 @@ class Tracker:
         return info.model_uri
 
     def end(self, status: str = "FINISHED", error: str | None = None) -> None:
-        """Mark the run FINISHED, FAILED (with the error as the ``error`` tag) or KILLED."""
+        """Mark the run FINISHED, FAILED (with the error as the ``error`` tag) or KILLED.
+
+        A resumed run that ends FINISHED loses the ``error`` tag an earlier attempt left, so a
+        finished run never reads as failed.
+        """
         if self.ended:
             return
         if error:
-            self.set_tag("error", error)
+            self.set_tag(ERROR_TAG, error)
+        elif (
+            status == "FINISHED"
+            and self.resumed
+            and ERROR_TAG in self.client.get_run(self.run_id).data.tags
+        ):
+            self.client.delete_tag(self.run_id, ERROR_TAG)
         self.client.set_terminated(
             self.run_id, status=RunStatus.to_string(RunStatus.from_string(status))
         )

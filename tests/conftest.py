@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -22,3 +24,49 @@ def shared_data() -> Path:
             "set5/, set14/, t91/, ...)"
         )
     return path
+
+
+BOMB_SIDE = 20000
+"""The side of :func:`bomb_png`: 400 M pixels, over the default limit of 16384 x 16384."""
+
+
+def write_bomb_png(path: Path, side: int = BOMB_SIDE) -> Path:
+    """A valid all-black 1-bit ``side`` x ``side`` PNG, written row by row (about 50 KB on disk,
+    1.2 GB as RGB): the decompression bomb every image read path must refuse from its header."""
+    row = b"\x00" * (1 + (side + 7) // 8)  # filter byte 0, then the packed bits
+    deflate = zlib.compressobj(9)
+    idat = b"".join(deflate.compress(row * 1000) for _ in range(side // 1000))
+    idat += deflate.compress(row * (side % 1000)) + deflate.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit grey: Pillow mode "1"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def bomb_png(tmp_path_factory) -> Path:
+    """:func:`write_bomb_png` once per session; copy it where a test needs it."""
+    return write_bomb_png(tmp_path_factory.mktemp("bomb") / "bomb.png")
+
+
+@pytest.fixture
+def no_big_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make Pillow refuse to decode anything over a million pixels, to show that a path turns
+    :func:`bomb_png` away from its header alone (small images still decode)."""
+    from PIL import ImageFile
+
+    load = ImageFile.ImageFile.load
+
+    def guarded(self, *args, **kwargs):
+        if self.size[0] * self.size[1] > 1_000_000:
+            raise AssertionError(f"Pillow was asked to decode {self.size[0]}x{self.size[1]} pixels")
+        return load(self, *args, **kwargs)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", guarded)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from harness import data, images, metrics
 from harness.config import DataConfig
+from harness.errors import HarnessError
 
 RNG = np.random.default_rng(0)
 PHOTO = RNG.integers(0, 256, (40, 52, 3)).astype(np.uint8)
@@ -74,6 +75,41 @@ def test_read_image_errors_name_the_file(tmp_path):
         images.read_image(cut)
     with pytest.raises(images.ImageReadError, match="does not exist"):
         images.read_image(tmp_path / "missing.png")
+
+
+def test_images_over_the_pixel_limit_are_refused_from_the_header(bomb_png, no_big_decodes):
+    # 20000 x 20000 1-bit: about 50 KB on disk, 1.2 GB as RGB. Pillow alone only warns.
+    for read in (images.read_image, images.probe_image):
+        with pytest.raises(images.ImageTooLargeError) as caught:
+            read(bomb_png)
+        message = str(caught.value)
+        assert "bomb.png is 20000x20000 = 400000000 pixels" in message
+        assert str(images.DEFAULT_MAX_PIXELS) in message and images.MAX_PIXELS_ENV in message
+        assert (caught.value.width, caught.value.height) == (20000, 20000)
+
+
+def test_the_pixel_limit_applies_to_every_mode_and_can_be_changed(tmp_path, monkeypatch):
+    files = {
+        "rgb.png": Image.fromarray(PHOTO),
+        "bits.png": Image.fromarray(PHOTO[:, :, 0] > 128),
+        "palette.png": Image.fromarray(PHOTO).convert("P"),
+        "photo.jpg": Image.fromarray(PHOTO),
+    }
+    for name, img in files.items():
+        img.save(tmp_path / name)
+    (tmp_path / "deep.png").write_bytes(images.encode_png16(PHOTO.astype(np.uint16) * 257))
+    monkeypatch.setenv(images.MAX_PIXELS_ENV, str(40 * 52 - 1))
+    for name in [*files, "deep.png"]:
+        with pytest.raises(images.ImageTooLargeError, match=f"{name} is 52x40 = 2080 pixels"):
+            images.read_image(tmp_path / name)
+        with pytest.raises(images.ImageTooLargeError, match="over the limit of 2079"):
+            images.probe_image(tmp_path / name)
+    monkeypatch.setenv(images.MAX_PIXELS_ENV, str(40 * 52))
+    assert all(images.read_image(tmp_path / n).shape == (40, 52, 3) for n in [*files, "deep.png"])
+    assert images.read_image(tmp_path / "rgb.png", limit=10**6).shape == (40, 52, 3)
+    monkeypatch.setenv(images.MAX_PIXELS_ENV, "lots")
+    with pytest.raises(HarnessError, match=f"{images.MAX_PIXELS_ENV}='lots' is not a positive"):
+        images.read_image(tmp_path / "rgb.png")
 
 
 # --------------------------------------------------------------------------- training data
@@ -235,3 +271,23 @@ def test_an_image_that_fails_to_decode_is_dropped_with_a_warning(tmp_path):
         batches = _first(_cfg(folder, augment=False), batch=4, n=2)
     assert any("while decoding" in str(w.message) and "cut.jpg" in str(w.message) for w in caught)
     assert all(hr.shape == (4, 16, 16, 3) for _, hr in batches)
+
+
+def test_training_and_validation_skip_an_image_over_the_limit_unread(
+    tmp_path, bomb_png, no_big_decodes
+):
+    folder = _folder(tmp_path / "mixed", [(40, 40), (44, 40)])
+    (folder / "bomb.png").write_bytes(bomb_png.read_bytes())
+    with pytest.warns(data.DataWarning) as caught:
+        infos = data.scan([str(folder)], 16)
+    assert [i.path.name for i in infos] == ["img00.png", "img01.png"]
+    (message,) = [str(w.message) for w in caught if issubclass(w.category, data.DataWarning)]
+    assert "skipped 1 of 3" in message and "bomb.png (20000x20000)" in message
+    assert f"over the limit of {images.DEFAULT_MAX_PIXELS} pixels" in message
+    assert images.MAX_PIXELS_ENV in message
+    with pytest.warns(data.DataWarning, match="bomb.png"):
+        ((_, hr),) = _first(_cfg(folder, augment=False))
+    assert hr.shape == (4, 16, 16, 3)
+    with pytest.warns(data.DataWarning, match="bomb.png"):
+        loaded = data.load_folder(str(folder), 4)
+    assert [name for name, _ in loaded] == ["img00", "img01"]

@@ -210,8 +210,11 @@ def test_cli_download_and_check(server, tmp_path):
     assert "sha256" in result.output and "3 images" in result.output
     folder = tmp_path / "set5"
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(folder / "grey.png")
-    result = runner.invoke(cli, ["data", "check", str(folder), "--min-side", "16"])
+    result = runner.invoke(cli, ["data", "check", str(folder), "--min-side", "8"])
     assert result.exit_code == 0, result.output
+    assert "problems: none" in result.output
+    result = runner.invoke(cli, ["data", "check", str(folder), "--min-side", "16"])
+    assert result.exit_code == 1, result.output  # a listed problem fails the check
     assert "4 images" in result.output and "RGB 3" in result.output and "L 1" in result.output
     assert "smaller than 16 px: grey.png (10x10)" in result.output
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 nope")
@@ -219,3 +222,15 @@ def test_cli_download_and_check(server, tmp_path):
     assert result.exit_code == 1 and "unreadable broken.jpg" in result.output
     result = runner.invoke(cli, ["data", "download", "set5", "set14", "--url", "http://x"])
     assert result.exit_code == 2 and "apply to one data set" in result.output
+
+
+def test_cli_check_reports_an_image_over_the_pixel_limit_unread(tmp_path, bomb_png, no_big_decodes):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "fine.png").write_bytes(_png(1, (100, 100)))
+    (folder / "bomb.png").write_bytes(bomb_png.read_bytes())
+    result = CliRunner().invoke(cli, ["data", "check", str(folder), "--min-side", "16"])
+    assert result.exit_code == 1, result.output
+    assert "2 images" in result.output and "problems: 1" in result.output
+    assert "over the limit of 268435456 pixels" in result.output
+    assert "HARNESS_MAX_IMAGE_PIXELS=N): bomb.png (20000x20000)" in result.output

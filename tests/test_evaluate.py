@@ -153,3 +153,19 @@ def test_a_saved_keras_generator_end_to_end(tmp_path):
     assert report["scale"] == 4
     score = report["datasets"]["imgs"]["images"][0]
     assert 5 < score["psnr_y"] < 40 and 0 < score["ssim_y"] < 1
+
+
+def test_an_image_over_the_pixel_limit_is_skipped_unread(tmp_path, bomb_png, no_big_decodes):
+    from harness.data import DataWarning
+
+    _frames(tmp_path / "imgs", 1, 4)
+    (tmp_path / "imgs" / "bomb.png").write_bytes(bomb_png.read_bytes())
+    out = tmp_path / "r.json"
+    with pytest.warns(DataWarning, match=r"bomb.png \(20000x20000\)"):
+        result = _run("--data", str(tmp_path / "imgs"), "--json", str(out), "--summary")
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["datasets"]["imgs"]["count"] == 1
+    (tmp_path / "imgs" / "000.png").unlink()
+    with pytest.warns(DataWarning, match="HARNESS_MAX_IMAGE_PIXELS"):
+        result = _run("--data", str(tmp_path / "imgs"))
+    assert result.exit_code == 2 and "no usable evaluation images" in result.output

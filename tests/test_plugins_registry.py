@@ -9,11 +9,12 @@ from __future__ import annotations
 import importlib.metadata as md
 import json
 import types
+import warnings
 from pathlib import Path
 
 import pytest
 
-from harness import hookimpl, tfgan
+from harness import hookimpl, plugins, tfgan
 from harness.errors import PluginError
 from harness.plugins import (
     DISABLE_ENV,
@@ -131,6 +132,26 @@ def test_disable_by_entry_point_or_distribution(monkeypatch: pytest.MonkeyPatch)
     assert partial.names("content_loss") == full.names("content_loss")
     monkeypatch.setenv(DISABLE_ENV, "srgan-harness")
     assert build_registry().entries() == []
+
+
+def test_unknown_disabled_names_are_warned_about_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plugins, "_WARNED_UNKNOWN", set())
+    monkeypatch.setenv(DISABLE_ENV, "schedules,shedules")
+    with pytest.warns(plugins.PluginWarning) as caught:
+        registry = build_registry()
+    assert registry.names("schedule") == []  # the right name still works
+    (message,) = [str(w.message) for w in caught]
+    assert f'{DISABLE_ENV} names "shedules", which matches no installed plugin' in message
+    known = message.split("Known plugin names (entry points and distributions): ")[1]
+    assert "schedules" in known and "srgan-harness" in known and "losses" in known
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_registry()  # once: the same name is not warned about again
+    p = _plugin(harness_register_schedules={"only": _schedule})
+    monkeypatch.setenv(DISABLE_ENV, "mine")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a plugin given in extra is a known name too
+        assert build_registry(extra=[(p, "mine", "x")], autoload=False).entries() == []
 
 
 def test_tfgan_losses_are_the_installed_package() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -43,11 +45,10 @@ def upscaler(generator) -> Upscaler:
     return Upscaler.from_generator(generator, tile=12)
 
 
-@pytest.fixture(scope="module")
-def server(upscaler):
-    """uvicorn in a thread, serving the tiny generator as "srgan"."""
+@contextlib.contextmanager
+def serving(app) -> Iterator[httpx.Client]:
+    """``app`` on uvicorn in a thread; a client for it."""
     port = free_port()
-    app = create_app(upscaler, name="srgan", max_bytes=MAX_BYTES, max_pixels=64 * 64)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -57,10 +58,20 @@ def server(upscaler):
         if time.time() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            yield client
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(upscaler):
+    """uvicorn in a thread, serving the tiny generator as "srgan"."""
+    app = create_app(upscaler, name="srgan", max_bytes=MAX_BYTES, max_pixels=64 * 64)
+    with serving(app) as client:
         yield client
-    srv.should_exit = True
-    thread.join(10)
 
 
 def lr_batch(n: int = 2, h: int = 10, w: int = 14, seed: int = 0) -> np.ndarray:
@@ -234,3 +245,123 @@ def test_harness_serve_subprocess(tmp_path, generator) -> None:
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+class _Counting:
+    """An upscaler that counts its calls (to show a refused request never reaches the model)."""
+
+    def __init__(self, upscaler: Upscaler) -> None:
+        self.upscaler, self.scale, self.calls = upscaler, upscaler.scale, 0
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return self.upscaler(lr)
+
+
+def _client(upscaler, **limits):
+    return serving(create_app(upscaler, name="srgan", **limits))
+
+
+def test_work_is_bounded_by_output_pixels_before_the_model_runs(upscaler) -> None:
+    counting = _Counting(upscaler)
+    lr = lr_batch(2, 10, 14)  # 280 LR pixels -> 2 x 40 x 56 = 4480 SR pixels
+    with _client(counting, max_pixels=64 * 64, max_output_pixels=4479) as client:
+        for route in ("/v1/models/srgan:predict", "/invocations"):
+            response = client.post(route, json={"instances": lr.tolist()})
+            assert response.status_code == 413, response.text
+            error = response.json()["error"]
+            assert "4480 output pixels" in error and "limit of 4479" in error
+            assert "--max-output-pixels" in error
+        png = io.BytesIO()
+        Image.fromarray(np.zeros((12, 24, 3), np.uint8)).save(png, format="PNG")  # 48x96 out
+        response = client.post(
+            "/upscale", content=png.getvalue(), headers={"content-type": "image/png"}
+        )
+        assert response.status_code == 413 and "4608 output pixels" in response.json()["error"]
+        assert counting.calls == 0
+    with _client(counting, max_output_pixels=4480) as client:
+        response = client.post("/invocations", json={"inputs": lr.tolist()})
+        assert response.status_code == 200 and counting.calls == 1
+
+
+def test_json_responses_are_compact_and_exact(upscaler) -> None:
+    lr = lr_batch(1, 10, 14, seed=7)
+    want = upscaler(lr)
+    with _client(upscaler) as client:
+        for route, key in (
+            ("/invocations", "predictions"),
+            ("/v1/models/srgan:predict", "outputs"),
+        ):
+            response = client.post(route, json={"inputs": lr.tolist()})
+            assert response.status_code == 200, response.text
+            assert response.headers["content-type"] == "application/json"
+            got = np.asarray(response.json()[key], np.float32)
+            np.testing.assert_array_equal(got, want)  # float32 round-trips exactly
+            # json.dumps(sr.tolist()) spends about 62 bytes per output pixel
+            assert len(response.content) <= 40 * want.size // 3, len(response.content)
+
+
+def test_parsing_upscaling_and_encoding_run_one_request_at_a_time(upscaler, monkeypatch) -> None:
+    import harness.serve
+
+    active, seen = [0], []
+
+    def exclusive(fn):
+        def wrapped(*args):
+            active[0] += 1
+            seen.append(active[0])
+            time.sleep(0.02)
+            try:
+                return fn(*args)
+            finally:
+                active[0] -= 1
+
+        return wrapped
+
+    for name in ("parse_json", "tensor_json"):
+        monkeypatch.setattr(harness.serve, name, exclusive(getattr(harness.serve, name)))
+    model = _Counting(upscaler)
+    model.upscaler = exclusive(upscaler)
+    body = {"instances": lr_batch(1, 4, 4).tolist()}
+    codes: list[int] = []
+    with _client(model) as client:
+
+        def post() -> None:
+            codes.append(client.post("/v1/models/srgan:predict", json=body).status_code)
+
+        threads = [threading.Thread(target=post) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert codes == [200] * 4
+    assert len(seen) == 12 and max(seen) == 1, seen  # never two at once
+
+
+@pytest.mark.parametrize("route", ["/v1/models/srgan:predict", "/invocations", "/upscale"])
+def test_deeply_nested_json_is_a_400(upscaler, route) -> None:
+    deep = b'{"instances": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    with _client(upscaler) as client:
+        response = client.post(route, content=deep, headers={"content-type": "application/json"})
+        assert response.status_code == 400, response.text
+        assert "nested too deeply" in response.json()["error"]
+        nested = {"inputs": [[[[[[[[[0.5]]]]]]]]]}  # within the parser's depth, not a tensor
+        response = client.post("/invocations", json=nested)
+        assert response.status_code == 400 and "4-D tensor" in response.json()["error"]
+
+
+def test_an_upload_over_the_pixel_limit_is_refused_unread(upscaler, bomb_png, no_big_decodes):
+    bomb = bomb_png.read_bytes()
+    with _client(upscaler, max_pixels=10**9, max_output_pixels=10**12) as client:
+        for kwargs in (
+            {"content": bomb, "headers": {"content-type": "image/png"}},
+            {"json": {"image": base64.b64encode(bomb).decode()}},
+            {"files": {"image": ("bomb.png", bomb, "image/png")}},
+        ):
+            response = client.post("/upscale", **kwargs)
+            assert response.status_code == 413, response.text
+            error = response.json()["error"]
+            assert "20000x20000 = 400000000 pixels" in error and "HARNESS_MAX_IMAGE_PIXELS" in error
+    with _client(upscaler) as client:  # the default LR limit answers first
+        response = client.post("/upscale", content=bomb, headers={"content-type": "image/png"})
+        assert response.status_code == 413 and "--max-pixels" in response.json()["error"]

@@ -9,7 +9,15 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from harness import config
-from harness.tracking import DEFAULT_URI, Tracker, TrackingError, experiment_name, tracking_uri
+from harness.tracking import (
+    DEFAULT_URI,
+    RESUMED_FROM_TAG,
+    Tracker,
+    TrackingError,
+    TrackingWarning,
+    experiment_name,
+    tracking_uri,
+)
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +83,39 @@ def test_run_lifecycle_resume_and_changed_params(tmp_path, store):
 
 def test_unknown_run_id_starts_a_new_run(tmp_path, store):
     exp = exp_with(tmp_path, store)
-    tracker = Tracker(exp, run_id="0123456789abcdef0123456789abcdef")
-    assert not tracker.resumed and tracker.run_id != "0123456789abcdef0123456789abcdef"
+    gone = "0123456789abcdef0123456789abcdef"  # as after mlflow.db was deleted
+    with pytest.warns(TrackingWarning, match=f"MLflow run {gone} .* does not exist in sqlite"):
+        tracker = Tracker(exp, run_id=gone)
+    assert not tracker.resumed and tracker.run_id != gone
     tracker.end()
+    run = MlflowClient(store).get_run(tracker.run_id)
+    assert run.data.tags[RESUMED_FROM_TAG] == gone and run.info.status == "FINISHED"
+
+
+def test_a_deleted_run_is_named_and_linked(tmp_path, store):
+    exp = exp_with(tmp_path, store)
+    client = MlflowClient(store)
+    first = Tracker(exp)
+    first.end("KILLED")
+    client.delete_run(first.run_id)
+    with pytest.warns(TrackingWarning, match=f"{first.run_id} this training continues was del"):
+        second = Tracker(exp, run_id=first.run_id)
+    assert client.get_run(second.run_id).data.tags[RESUMED_FROM_TAG] == first.run_id
+    second.end()
+
+
+def test_a_run_that_failed_then_finished_loses_its_error_tag(tmp_path, store):
+    exp = exp_with(tmp_path, store)
+    client = MlflowClient(store)
+    first = Tracker(exp)
+    first.end("FAILED", error="NonFiniteLoss: boom")
+    assert client.get_run(first.run_id).data.tags["error"] == "NonFiniteLoss: boom"
+    again = Tracker(exp, run_id=first.run_id)
+    again.end("KILLED", error="KeyboardInterrupt")  # a failing end keeps (replaces) the tag
+    assert client.get_run(first.run_id).data.tags["error"] == "KeyboardInterrupt"
+    Tracker(exp, run_id=first.run_id).end("FINISHED")
+    run = client.get_run(first.run_id)
+    assert run.info.status == "FINISHED" and "error" not in run.data.tags
 
 
 def test_active_fluent_run_of_the_caller_is_untouched(tmp_path, store):

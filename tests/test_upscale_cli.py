@@ -154,3 +154,70 @@ def test_errors_are_one_line(model_file, tmp_path) -> None:
     result = run("upscale", broken, "-o", tmp_path / "b.png", "-m", model_file)
     assert result.exit_code == 2
     assert "cannot read image" in result.output
+
+
+def _small(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (12, 16, 3)).astype(np.uint8)
+
+
+def test_folder_skips_bad_images_finishes_the_rest_and_fails_at_the_end(
+    model_file, tmp_path, bomb_png, no_big_decodes
+) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(_small(i)).save(folder / f"frame_{i}.png")
+    (folder / "frame_1.png").write_bytes(b"\x89PNG cut short")  # between two good frames
+    (folder / "frame_3.png").write_bytes(bomb_png.read_bytes())
+    out = tmp_path / "sr"
+    result = run("upscale", folder, "-o", out, "-m", model_file, "--batch", "2")
+    assert result.exit_code == 2, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["frame_0.png", "frame_2.png"]
+    np.testing.assert_array_equal(read_image(out / "frame_2.png"), expected(model_file, _small(2)))
+    assert "upscaled x4: 2 images" in result.output
+    error = result.output.split("error: ", 1)[1]
+    assert error.startswith("2 of 4 images in") and "could not be read" in error
+    assert "frame_1.png" in error
+    assert "frame_3.png is 20000x20000 = 400000000 pixels" in error
+    assert "HARNESS_MAX_IMAGE_PIXELS" in error
+
+
+def test_an_image_over_the_pixel_limit_is_refused_unread(
+    model_file, tmp_path, bomb_png, no_big_decodes
+) -> None:
+    result = run("upscale", bomb_png, "-o", tmp_path / "sr.png", "-m", model_file)
+    assert result.exit_code == 2
+    assert "error: image" in result.output and "20000x20000" in result.output
+    assert "over the limit of 268435456 pixels" in result.output
+    assert "HARNESS_MAX_IMAGE_PIXELS" in result.output and not (tmp_path / "sr.png").exists()
+
+
+def test_an_unusable_output_is_refused_before_the_model_loads(tmp_path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    image = folder / "a.png"
+    Image.fromarray(_small(0)).save(image)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")  # never opened: the -o check comes first
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("in the way")
+    no_model = tmp_path / "no-model"  # were it loaded first, the error would be about it
+    cases = [
+        (folder, a_file, "must be a folder too"),
+        (folder, a_file / "out", f"cannot be made: {a_file} is a file"),
+        (image, a_file / "sr.png", f"its folder {a_file} is a file"),
+        (image, folder, "would overwrite INPUT"),  # frames/a.png is the input itself
+        (folder, folder, "would overwrite INPUT"),
+        (image, tmp_path / "sr.xyz", "cannot write an image as .xyz"),
+        (image, tmp_path / "sr", "cannot write an image as (no suffix)"),
+        (clip, tmp_path / "sr.png", "cannot write video as .png"),
+    ]
+    for source, output, words in cases:
+        result = run("upscale", source, "-o", output, "-m", no_model)
+        assert result.exit_code == 2, (output, result.output)
+        assert words in result.output, (output, result.output)
+        assert "cannot load a model" not in result.output
+    (tmp_path / "sr_compare").write_text("a file where --compare needs a folder")
+    result = run("upscale", folder, "-o", tmp_path / "sr", "-m", no_model, "--compare")
+    assert result.exit_code == 2 and "--compare folder" in result.output
+    assert not (tmp_path / "sr").exists()

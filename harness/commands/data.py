@@ -72,9 +72,14 @@ def download_command(
 @click.option("--min-side", type=int, default=96, show_default=True, help="Smallest usable side.")
 @click.option("--scale", type=int, default=4, show_default=True, help="Flag sides not a multiple.")
 def check_command(folders: tuple[str, ...], min_side: int, scale: int) -> None:
-    """Report count, sizes, modes and problems of image folders (or "skimage")."""
+    """Report count, sizes, modes and problems of image folders (or "skimage").
+
+    Exits 1 when any problem is listed. Images over the pixel limit ($HARNESS_MAX_IMAGE_PIXELS,
+    default 16384x16384) are reported from their header and never decoded.
+    """
     from harness import data, images
 
+    limit = images.max_pixels()
     failed = False
     for spec in folders:
         files = data.resolve(spec)
@@ -90,13 +95,17 @@ def check_command(folders: tuple[str, ...], min_side: int, scale: int) -> None:
         modes: Counter[str] = Counter()
         kinds: Counter[str] = Counter()
         unreadable: list[str] = []
+        large: list[str] = []
         small: list[str] = []
         not_multiple = 0
         for path in files:
             kinds[path.suffix.lower().lstrip(".")] += 1
             try:
-                w, h, mode = images.probe_image(path)
-                images.read_image(path)
+                w, h, mode = images.probe_image(path, limit)
+                images.read_image(path, limit)
+            except images.ImageTooLargeError as exc:
+                large.append(f"{path.name} ({exc.width}x{exc.height})")
+                continue
             except images.ImageReadError as exc:
                 unreadable.append(f"{path.name}: {exc}")
                 continue
@@ -124,6 +133,11 @@ def check_command(folders: tuple[str, ...], min_side: int, scale: int) -> None:
                 else f"  all sides multiples of {scale}"
             )
         problems = [*(f"unreadable {u}" for u in unreadable)]
+        problems += [
+            f"over the limit of {limit} pixels (not decoded; raise it with "
+            f"{images.MAX_PIXELS_ENV}=N): {g}"
+            for g in large
+        ]
         problems += [f"smaller than {min_side} px: {s}" for s in small]
         problems += [f"not an image (ignored): {o}" for o in sorted(others)]
         if not files:
@@ -131,6 +145,6 @@ def check_command(folders: tuple[str, ...], min_side: int, scale: int) -> None:
         click.echo(f"  problems: {len(problems)}" if problems else "  problems: none")
         for p in problems:
             click.echo(f"    {p}")
-        failed = failed or bool(unreadable) or not files
+        failed = failed or bool(problems)
     if failed:
         raise click.exceptions.Exit(1)

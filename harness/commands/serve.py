@@ -33,6 +33,14 @@ from harness.inference import ACCEPTED, load_upscaler
     help="Largest number of LR pixels per request (413 beyond).",
 )
 @click.option(
+    "--max-output-pixels",
+    type=click.IntRange(min=1),
+    default=4096 * 4096,
+    show_default=True,
+    help="Largest number of SR (output) pixels per request, all images together (413 beyond): "
+    "about 38 bytes of JSON response per pixel.",
+)
+@click.option(
     "--tile",
     type=click.IntRange(min=0),
     default=256,
@@ -40,7 +48,14 @@ from harness.inference import ACCEPTED, load_upscaler
     help="Upscale larger inputs in LR tiles of this side (bounded memory; 0: never tile).",
 )
 def command(
-    model: str, host: str, port: int, name: str, max_bytes: str, max_pixels: int, tile: int
+    model: str,
+    host: str,
+    port: int,
+    name: str,
+    max_bytes: str,
+    max_pixels: int,
+    max_output_pixels: int,
+    tile: int,
 ) -> None:
     """Serve MODEL over HTTP until interrupted.
 
@@ -58,7 +73,13 @@ def command(
 
     limit = parse_size(max_bytes)
     upscaler = load_upscaler(model, tile=tile)
-    app = create_app(upscaler, name=name, max_bytes=limit, max_pixels=max_pixels)
+    app = create_app(
+        upscaler,
+        name=name,
+        max_bytes=limit,
+        max_pixels=max_pixels,
+        max_output_pixels=max_output_pixels,
+    )
     click.echo(
         f'serving {model} (x{upscaler.scale}) as "{name}" on http://{host}:{port} '
         f"(POST /v1/models/{name}:predict, /invocations, /upscale)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -81,24 +82,42 @@ def upscale_image(
 
 def upscale_folder(
     upscaler: Upscaler, source: Path, target: Path, compare: bool, batch: int, quiet: bool
-) -> int:
-    """Every image of ``source`` -> same name and format in ``target``; returns the count."""
-    from harness.images import list_images, read_image
+) -> tuple[int, list[str]]:
+    """Every image of ``source`` -> same name and format in ``target``.
+
+    A file that cannot be read (damaged, not an image, over the pixel limit) is skipped so one
+    bad frame does not cost the rest of the folder. Returns the count written and one message
+    per skipped file.
+    """
+    from harness.images import ImageReadError, list_images, read_image
 
     files = list_images(source)
     if not files:
         raise HarnessError(f"{source} holds no images (.png, .jpg, .jpeg, .bmp).")
     compare_dir = target.with_name(f"{target.name}_compare")
-    items = ((f.name, read_image(f)) for f in files)
+    skipped: list[str] = []
+    written = 0
     with _progress(len(files), "img", quiet) as bar:
-        for group in _batches(items, batch):
+
+        def readable() -> Iterator[tuple[str, np.ndarray]]:
+            for f in files:
+                try:
+                    image = read_image(f)
+                except ImageReadError as exc:
+                    skipped.append(str(exc))
+                    bar.update(1)
+                    continue
+                yield f.name, image
+
+        for group in _batches(readable(), batch):
             srs = _upscale_batch(upscaler, [image for _, image in group])
             for (name, image), sr in zip(group, srs, strict=True):
                 _save_image(target / name, sr)
                 if compare:
                     _save_image(compare_dir / name, side_by_side(image, sr, upscaler.scale))
+            written += len(group)
             bar.update(len(group))
-    return len(files)
+    return written, skipped
 
 
 def upscale_video(
@@ -134,6 +153,66 @@ def upscale_video(
 def _target(source: Path, output: Path) -> Path:
     """Where a single file's result goes: ``output`` itself, or inside it when it is a folder."""
     return output / source.name if output.is_dir() else output
+
+
+def _check_folder(folder: Path, what: str) -> None:
+    """Refuse a folder that cannot hold the outputs: a file in its place or on its path, or a
+    place this user cannot write to. Nothing is created."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == folder else f"cannot be made: {existing} is a file"
+        raise HarnessError(f"{what} {folder} {where}; give -o a path in a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise HarnessError(
+            f"{what} {folder} cannot be written: {existing} is not writable by this user; give "
+            "-o a writable place."
+        )
+
+
+def _check_output(input_path: Path, output: Path, kind: str, compare: bool) -> None:
+    """Refuse an unusable ``-o`` before the model is loaded, so no work is lost to it."""
+    from PIL import Image
+
+    from harness import video
+
+    if kind == "folder":
+        if output.exists() and not output.is_dir():
+            raise HarnessError(
+                f"INPUT {input_path} is a folder, so -o {output} must be a folder too."
+            )
+        if output.exists() and output.resolve() == input_path.resolve():
+            raise HarnessError(
+                f"-o {output} is the INPUT folder: writing there would overwrite INPUT's "
+                "images; give another folder."
+            )
+        _check_folder(output, "output folder")
+        if compare:
+            _check_folder(output.with_name(f"{output.name}_compare"), "--compare folder")
+        return
+    target = _target(input_path, output)
+    if target.exists() and target.resolve() == input_path.resolve():
+        raise HarnessError(
+            f"-o {output} would overwrite INPUT {input_path} with its upscaled version; give "
+            "another file name or folder."
+        )
+    if target.is_dir():
+        raise HarnessError(f"-o {target} is a folder; give the output file's name.")
+    _check_folder(target.parent, f"-o {target}: its folder")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise HarnessError(f"-o {target} exists and is not writable; give another file name.")
+    suffix = target.suffix.lower()
+    if kind == "video" and suffix not in video.ENCODERS:
+        raise HarnessError(
+            f"-o {target}: cannot write video as {suffix or '(no suffix)'}; use one of "
+            f"{', '.join(sorted(video.ENCODERS))}."
+        )
+    if kind == "image" and Image.registered_extensions().get(suffix) not in Image.SAVE:
+        raise HarnessError(
+            f"-o {target}: cannot write an image as {suffix or '(no suffix)'}; use .png, .jpg "
+            "or .bmp."
+        )
 
 
 @click.command("upscale")
@@ -199,11 +278,11 @@ def command(
             f"{input_path} is neither an image (.png, .jpg, .jpeg, .bmp), a video "
             f"({', '.join(video.VIDEO_SUFFIXES)}) nor a folder of images."
         )
-    if kind == "folder" and output.exists() and not output.is_dir():
-        raise HarnessError(f"INPUT {input_path} is a folder, so -o {output} must be a folder too.")
+    _check_output(input_path, output, kind, compare)
     upscaler = load_upscaler(model, tile=tile, overlap=overlap)
+    skipped: list[str] = []
     if kind == "folder":
-        count = upscale_folder(upscaler, input_path, output, compare, batch, quiet)
+        count, skipped = upscale_folder(upscaler, input_path, output, compare, batch, quiet)
         what = f"{count} images -> {output}/"
     elif kind == "video":
         target = _target(input_path, output)
@@ -215,3 +294,10 @@ def command(
         what = f"{input_path.name} -> {target}"
     if not quiet:
         click.echo(f"upscaled x{upscaler.scale}: {what}")
+    if skipped:
+        raise HarnessError(
+            f"{len(skipped)} of {len(skipped) + count} images in {input_path} could not be read "
+            f"and were not upscaled (the other {count} are in {output}/): "
+            + "; ".join(m.rstrip(".") for m in skipped)
+            + ". Fix or remove those files and upscale them again."
+        )
