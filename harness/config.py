@@ -748,15 +748,36 @@ def _losses(values: Mapping[str, Any], where: _Where, registry: Registry) -> tup
     return tuple(out)
 
 
+MAX_STEPS = 2**53  # a step count a float64 schedule still tells apart
+
+
 def _check_consistency(exp: Experiment, where: _Where) -> None:
-    d, t = exp.data, exp.train
-    if d.scale < 1 or d.patch % d.scale:
+    d, t, v = exp.data, exp.train, exp.validation
+    if d.scale < 1:
+        raise ConfigError(f"{where('data.scale')} must be at least 1, not {d.scale}.")
+    if d.patch < d.scale:
+        raise ConfigError(
+            f"{where('data.patch')} must be at least the scale ({d.scale}), not {d.patch}."
+        )
+    if d.patch % d.scale:
         raise ConfigError(
             f"{where('data.patch')}: patch {d.patch} must be a multiple of scale {d.scale}."
         )
+    for key in ("val_limit", "val_max_side"):
+        if getattr(d, key) < 0:
+            raise ConfigError(f"{where(f'data.{key}')} must be 0 (no limit) or more.")
+    for key in ("every", "samples"):
+        if getattr(v, key) < 0:
+            raise ConfigError(
+                f"{where(f'validation.{key}')} must be 0 or more, not {getattr(v, key)}."
+            )
     for key in ("steps", "batch_size", "d_steps", "log_every", "checkpoint_every"):
         if getattr(t, key) < (0 if key == "steps" else 1):
             raise ConfigError(f"{where(f'train.{key}')} must be positive, not {getattr(t, key)}.")
+        if getattr(t, key) > MAX_STEPS:
+            raise ConfigError(
+                f"{where(f'train.{key}')} is {getattr(t, key)}, beyond any run ({MAX_STEPS})."
+            )
     if not 0 <= t.pretrain_steps <= t.steps:
         raise ConfigError(
             f"{where('train.pretrain_steps')} must be between 0 and train.steps ({t.steps})."

@@ -330,3 +330,21 @@ def test_an_older_run_directorys_nested_schedule_table_still_loads(tmp_path):
     assert exp.train.learning_rate == ScheduleSpec(
         "cosine", {"start": 3e-4, "end": 1e-6, "steps": 100, "begin": 0}
     )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.scale=0", 'key "scale" in [data].* must be at least 1, not 0'),
+        ("data.patch=-96", 'key "patch" in [data].* must be at least the scale'),
+        ("data.val_limit=-1", 'key "val_limit" in [data]'),
+        ("validation.every=-5", 'key "every" in [validation].* 0 or more'),
+        ("validation.samples=-1", 'key "samples" in [validation]'),
+        ("train.steps=100000000000000000000", 'key "steps" in [train].* beyond any run'),
+        ("train.batch_size=0", 'key "batch_size" in [train].* positive'),
+    ],
+)
+def test_sizes_and_counts_without_meaning_are_refused_when_read(override, message, tmp_path):
+    path = _write(tmp_path / "x.toml", "[train]\nsteps = 10\n")
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        config.load(path, [override], registry=plugins.get_registry())
