@@ -116,7 +116,9 @@ def run_all(
             say(f"{head}: finished, skipped")
             continue
         say(f"{head}: training")
-        cmd = [sys.executable, "-m", "harness.cli", "run", str(p.path)]
+        # -P: the working directory is not put first on sys.path, so a folder named like a
+        # package there (a checkout of another version, say) cannot shadow the installed one
+        cmd = [sys.executable, "-P", "-m", "harness.cli", "run", str(p.path)]
         for item in overrides:
             cmd += ["--set", item]
         if quiet:
