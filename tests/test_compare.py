@@ -49,7 +49,7 @@ def test_the_shipped_comparison_orders_the_base_first():
     }
     for p in planned[1:]:
         assert p.exp.generator.init == "runs/compare_base_mse"
-        assert p.exp.train.steps == 800 and p.exp.generator == planned[0].exp.generator.__class__(
+        assert p.exp.train.steps == 600 and p.exp.generator == planned[0].exp.generator.__class__(
             planned[0].exp.generator.name, planned[0].exp.generator.params, p.exp.generator.init
         )
     losses = {
