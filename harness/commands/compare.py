@@ -59,7 +59,7 @@ def command(
     and resumes an interrupted one.
 
     \b
-      harness compare experiments/compare --data ../shared/data/set5 ../shared/data/set14
+      harness compare experiments/compare --data ../shared/data/set5 --data ../shared/data/set14
       harness compare experiments/compare --no-report
     """
     from harness import compare
