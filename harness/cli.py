@@ -2,7 +2,7 @@
 
 Subcommands live in :mod:`harness.commands`, one module each, each exposing ``command``.
 A :class:`~harness.errors.HarnessError` is printed as one line (``error: ...``) with exit code 2,
-never as a traceback.
+never as a traceback; a :class:`~harness.errors.HarnessWarning` as one ``warning: ...`` line.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import importlib
 import os
 import pkgutil
 import sys
+import warnings
 
 import click
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessWarning
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -61,8 +62,21 @@ def _load_commands() -> None:
 _load_commands()
 
 
+_show_warning = warnings.showwarning
+
+
+def _show_harness_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+    """The harness's own warnings as ``warning: ...`` (they name the file or setting already);
+    any other warning as Python prints it."""
+    if isinstance(category, type) and issubclass(category, HarnessWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
+    warnings.showwarning = _show_harness_warning
     try:
         cli.main(args=argv, prog_name="harness", standalone_mode=True)
     except SystemExit as exc:

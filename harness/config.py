@@ -575,6 +575,27 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _toml_text(path: Path) -> str:
+    """The text of a TOML file: UTF-8 (a UTF-8 byte-order mark is accepted), else one
+    :class:`ConfigError` saying what the file is instead."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read experiment file {path}: {exc.strerror}.") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(f"{path} is UTF-16 text; TOML files are UTF-8. Save it again as UTF-8.")
+    if b"\x00" in data[:8192]:
+        raise ConfigError(f"{path} is not a text file (it holds NUL bytes); pass a .toml file.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); TOML "
+            "files are UTF-8. Save it again as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
+        ) from None
+
+
 def read_toml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A TOML experiment file as a dict, with ``extends`` resolved."""
     path = Path(path)
@@ -584,7 +605,7 @@ def read_toml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
             "for example experiments/quickstart.toml."
         )
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(_toml_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}.") from None
     base_name = raw.pop("extends", None)

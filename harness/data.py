@@ -25,7 +25,7 @@ import numpy as np
 
 from harness import images as imageio
 from harness.config import DataConfig
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessWarning
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -49,7 +49,7 @@ class DataError(HarnessError):
     """Training or validation data cannot be found or read."""
 
 
-class DataWarning(UserWarning):
+class DataWarning(HarnessWarning):
     """Some images were skipped (unreadable or too small)."""
 
 
@@ -303,19 +303,36 @@ def load_folder(
 ) -> list[tuple[str, np.ndarray]]:
     """``(name, uint8 HR)`` for the images of one folder spec, cropped to multiples of ``scale``.
 
-    Unreadable or tiny images (under ``2 * scale + 11`` px, too small for SSIM after the border
-    crop) are skipped with one warning.
+    Unreadable, undecodable (truncated) or tiny images (under ``2 * scale + 11`` px, too small
+    for SSIM after the border crop) are skipped with a warning.
     """
     infos = scan([spec], 2 * scale + 11, "evaluation")
     if limit > 0:
         infos = infos[:limit]
     label = folder_label(spec)
     out = []
+    damaged: list[str] = []
     for info in infos:
-        img = imageio.read_image(info.path)
+        try:
+            img = imageio.read_image(info.path)
+        except imageio.ImageReadError as exc:  # a header that reads, then pixels that do not
+            damaged.append(f"{info.path.name} ({str(exc).rsplit(': ', 1)[-1]})")
+            continue
         img = imageio.centre_crop(img, max_side, scale) if max_side else imageio.modcrop(img, scale)
         name = f"{label}/{info.path.stem}" if prefix else info.path.stem
         out.append((name, img))
+    if damaged:
+        warnings.warn(
+            f"skipped {len(damaged)} of {len(infos)} evaluation images in {spec} that cannot be "
+            f"decoded: {imageio.describe(damaged)}.",
+            DataWarning,
+            stacklevel=2,
+        )
+    if not out:
+        raise DataError(
+            f"none of the {len(infos)} evaluation images in {spec} can be decoded; list them "
+            f"with `harness data check {spec}`."
+        )
     return out
 
 

@@ -1,4 +1,5 @@
-"""The one exception type the CLI turns into a clean message (no traceback)."""
+"""The exception type the CLI turns into a clean message (no traceback), and the warning type it
+prints as one ``warning: ...`` line."""
 
 from __future__ import annotations
 
@@ -13,3 +14,7 @@ class ConfigError(HarnessError):
 
 class PluginError(HarnessError):
     """A plugin failed to load, or a name is unknown or registered twice."""
+
+
+class HarnessWarning(UserWarning):
+    """Something was skipped or changed for the user; the message says what and why."""

@@ -64,9 +64,38 @@ def _registry() -> None:
     get_registry()
 
 
+_TRACE_NOISE = (
+    "File ",
+    "[[",
+    "in user code",
+    "Graph execution error",
+    "Detected at node",
+    "Arguments received",
+    "\u2022",
+    "Traceback",
+    "return ",
+    "raise ",
+)
+
+
+def _reason(exc: BaseException) -> str:
+    """The line of a TF/Keras error message that says what is wrong, not where."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    useful = [line for line in lines if line and not line.startswith(_TRACE_NOISE)]
+    return (useful[-1] if useful else type(exc).__name__)[:300]
+
+
 def _load_keras_file(path: Path) -> Any:
+    import zipfile
+
     import keras
 
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise _bad_ref(
+            str(path),
+            "the file is not a .keras model (a .keras file is a zip archive; this one is not: "
+            "truncated, or another format renamed)",
+        )
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as exc:
@@ -258,7 +287,15 @@ class Upscaler:
         self.tile = int(tile)
         self._overlap = overlap
         self.source = source
-        probe = self._run(np.full((1, 8, 8, 3), 0.5, np.float32))
+        try:
+            probe = self._run(np.full((1, 8, 8, 3), 0.5, np.float32))
+        except Exception as exc:  # Keras, TF and plugin code raise many types here
+            raise HarnessError(
+                f"the model {source or ''} cannot upscale an 8x8 RGB image "
+                f"({type(exc).__name__}: {_reason(exc)}). An upscaler maps (N, h, w, 3) images "
+                "to (N, s*h, s*w, 3); a discriminator.keras, a classifier or a one-channel "
+                "model is not one. Pass a run directory or its generator.keras."
+            ) from None
         if not np.all(np.isfinite(probe)):
             raise HarnessError(
                 f"the model {source or ''} outputs non-finite values (NaN or infinity) for a grey "

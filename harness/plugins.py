@@ -27,7 +27,7 @@ from typing import Any
 import pluggy
 
 from harness import PROJECT, hookspecs
-from harness.errors import PluginError
+from harness.errors import HarnessWarning, PluginError
 
 DISABLE_ENV = "HARNESS_DISABLE_PLUGINS"
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -35,7 +35,7 @@ NO_AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
 _WARNED_UNKNOWN: set[str] = set()  # names of HARNESS_DISABLE_PLUGINS already warned about
 
 
-class PluginWarning(UserWarning):
+class PluginWarning(HarnessWarning):
     """A plugin switch names something that is not installed."""
 
 

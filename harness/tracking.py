@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient
 
 from harness import __version__
 from harness.config import Experiment
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessWarning
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
@@ -42,7 +42,7 @@ class TrackingError(HarnessError):
     """The MLflow store cannot be reached or refuses a run."""
 
 
-class TrackingWarning(UserWarning):
+class TrackingWarning(HarnessWarning):
     """Tracking goes on, but not where the run's history says it should."""
 
 
@@ -96,6 +96,9 @@ class Tracker:
     ) -> None:
         self.uri = tracking_uri(exp)
         self.resumed = False
+        # metric key -> the last step the run already has a point for (a resumed run replays
+        # the steps after its checkpoint; those are not logged a second time)
+        self._logged_through: dict[str, int] = {}
         try:
             self.client = MlflowClient(tracking_uri=self.uri)
             missing = self._missing(run_id) if run_id else None
@@ -103,6 +106,7 @@ class Tracker:
                 self.run_id = run_id
                 self.resumed = True
                 self.client.update_run(run_id, status="RUNNING")
+                self._logged_through = self._last_steps(run_id)
             else:
                 extra = dict(tags or {})
                 if run_id:
@@ -135,6 +139,14 @@ class Tracker:
         except MlflowException:
             return "does not exist"
         return None if run.info.lifecycle_stage == "active" else "was deleted"
+
+    def _last_steps(self, run_id: str) -> dict[str, int]:
+        out = {}
+        for key in self.client.get_run(run_id).data.metrics:
+            history = self.client.get_metric_history(run_id, key)
+            if history:
+                out[key] = max(m.step for m in history)
+        return out
 
     def _create(
         self,
@@ -182,8 +194,15 @@ class Tracker:
         return changed
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Log ``metrics`` at ``step``, except keys the run already has at this step or later
+        (steps replayed after resuming from an older checkpoint keep their first points)."""
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
+        done = self._logged_through
+        batch = [
+            Metric(k, float(v), now, int(step))
+            for k, v in metrics.items()
+            if int(step) > done.get(k, -1)
+        ]
         for i in range(0, len(batch), MAX_BATCH * 10):
             self.client.log_batch(self.run_id, metrics=batch[i : i + MAX_BATCH * 10])
 

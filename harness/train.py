@@ -35,8 +35,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from harness import diskwrite, precision, schedules
 from harness import metrics as metrics_mod
-from harness import precision, schedules
 from harness.config import Experiment
 from harness.errors import ConfigError, HarnessError
 from harness.losses import Composite, wants_real_logits
@@ -483,12 +483,28 @@ class Trainer:
         if phase == "gan":
             assert self._d_step is not None and self._gan_step is not None
             for _ in range(self.exp.train.d_steps - 1):
-                self._d_step(*next(self._iterator))
-            out = self._gan_step(*next(self._iterator))
+                self._d_step(*self._next_batch())
+            out = self._gan_step(*self._next_batch())
         else:
-            out = self._content_step(*next(self._iterator))
+            out = self._content_step(*self._next_batch())
         self.step += 1
         return {k: float(v) for k, v in out.items()}
+
+    def _next_batch(self) -> Any:
+        assert self._iterator is not None
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            # The training dataset repeats forever once one image decodes, so an end means that
+            # every file passed its header check and then failed to decode (truncated JPEGs).
+            from harness.data import DataError
+
+            raise DataError(
+                "none of the training images in "
+                f"{', '.join(self.exp.data.train)} could be decoded (truncated or damaged "
+                "files; the warnings above name them). List them with `harness data check "
+                "FOLDER` and replace or remove them."
+            ) from None
 
     def non_finite_weight(self) -> str | None:
         """The path of the first NaN or infinite weight of any network, or ``None``."""
@@ -985,7 +1001,11 @@ def _run(
         nonlocal last_saved
         if trainer.step != last_saved:
             check_weights("before saving a checkpoint")
-            trainer.save(manager)
+            kept_ckpt = f"the checkpoint of step {last_saved} is intact" if last_saved >= 0 else ""
+            with diskwrite.writing(
+                f"the checkpoint of step {trainer.step}", ckpt_dir, ["*_temp"], kept_ckpt
+            ):
+                trainer.save(manager)
             last_saved = trainer.step
 
     flag: dict[str, int] = {}
@@ -1058,13 +1078,16 @@ def _run(
         model = trainer.final_generator
         path = run_dir / MODEL_FILE
         tmp = path.with_name("generator.tmp.keras")
-        model.save(tmp)
+        final_kept = f"the checkpoint of step {trainer.step} is intact"
+        with diskwrite.writing("the final generator", path, [tmp], final_kept):
+            model.save(tmp)
         os.replace(tmp, path)
         result.model_path = path
         if trainer.discriminator is not None:
             d_path = run_dir / DISCRIMINATOR_FILE
             d_tmp = d_path.with_name("discriminator.tmp.keras")
-            trainer.discriminator.save(d_tmp)
+            with diskwrite.writing("the discriminator", d_path, [d_tmp], final_kept):
+                trainer.discriminator.save(d_tmp)
             os.replace(d_tmp, d_path)
         result.kept = kept.summary()
         if exp.tracking.log_model:

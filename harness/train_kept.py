@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import diskwrite
 from harness.config import Experiment
 from harness.plugins import Registry
 
@@ -89,7 +90,8 @@ class KeptGenerators:
                 continue
             path = self.run_dir / f"{name}.keras"
             tmp = path.with_name(f"{name}.tmp.keras")
-            model.save(tmp)
+            with diskwrite.writing(f"the kept generator {name}", path, [tmp]):
+                model.save(tmp)
             os.replace(tmp, path)
             self.state[name] = {"metric": metric, "value": float(value), "step": int(step)}
             improved.append(name)

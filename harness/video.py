@@ -101,17 +101,29 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
 
 
 def read_frames(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
-    """The frames of ``path`` in order, each a uint8 RGB ``(H, W, 3)`` array."""
+    """The frames of ``path`` in order, each a uint8 RGB ``(H, W, 3)`` array.
+
+    Frame sizes are held to the image pixel limit (:func:`harness.images.max_pixels`): the
+    stream's announced size before anything is decoded, and each frame's own size before it is
+    converted (a stream may change size mid-way); over it, :class:`ImageTooLargeError`.
+    """
+    from harness.images import check_pixels, max_pixels
+
     path = Path(path)
+    limit = max_pixels()
     container = _open(path)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        width, height = stream.codec_context.width, stream.codec_context.height
+        check_pixels(width, height, f"{path} (its video frames)", limit)
         try:
-            for frame in container.decode(stream):
+            for index, frame in enumerate(container.decode(stream)):
+                if frame.width * frame.height > limit:
+                    check_pixels(frame.width, frame.height, f"{path} (frame {index})", limit)
                 yield frame.to_ndarray(format="rgb24")
         except Exception as exc:
-            if isinstance(exc, GeneratorExit):
+            if isinstance(exc, GeneratorExit | HarnessError):
                 raise
             raise VideoError(f"decoding {path} failed: {exc}") from None
     finally:

@@ -3,12 +3,15 @@ them, models with non-finite outputs are refused, and any run directory is a mod
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from mlflow.tracking import MlflowClient
+from PIL import Image
 from test_train import tiny
 
 from harness import inference
@@ -133,3 +136,104 @@ def test_fresh_moves_the_old_checkpoints_aside(tmp_path, capsys):
     assert len(aside) == 1 and sorted(p.name for p in (aside[0] / "checkpoints").iterdir()) == old
     assert (aside[0] / "generator.keras").is_file()
     assert "moved" not in capsys.readouterr().err
+
+
+@pytest.fixture
+def file_size_limit():
+    """Lower this process's file-size limit (RLIMIT_FSIZE, with SIGXFSZ ignored) so that a
+    large write fails with EFBIG as a full disk fails with ENOSPC; restored afterwards."""
+    resource = pytest.importorskip("resource", reason="RLIMIT_FSIZE is POSIX-only")
+    import signal
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    def limit(n: int | None) -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft if n is None else n, hard))
+
+    yield limit
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_a_full_disk_while_saving_leaves_no_temp_files_and_keeps_the_last_checkpoint(
+    tmp_path, store, file_size_limit
+):
+    from harness.diskwrite import DiskFullError
+
+    # 64 filters: a checkpoint of several MB, over a 3 MB limit the MLflow database stays under
+    exp = tiny(
+        tmp_path,
+        adversarial=None,
+        generator={"blocks": 2, "filters": 64},
+        train={"steps": 2, "checkpoint_every": 2},
+        tracking={"uri": store},
+    )
+    train(exp)
+    ckpt_dir = exp.run_dir / "checkpoints"
+    before = sorted(p.name for p in ckpt_dir.iterdir())
+    longer = dataclasses.replace(exp, train=dataclasses.replace(exp.train, steps=4))
+    file_size_limit(3 * 2**20)
+    with pytest.raises(DiskFullError, match=r"checkpoint of step 4 .*step 2 is intact"):
+        train(longer)
+    file_size_limit(None)
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == before  # no *_temp, ckpt-2 untouched
+    run_id = (exp.run_dir / "mlflow_run_id").read_text().strip()
+    assert MlflowClient(store).get_run(run_id).info.status == "FAILED"
+    assert train(longer).steps == 4  # room again: resumes from step 2 and finishes
+
+
+def test_training_on_only_undecodable_images_is_one_clear_error(tmp_path):
+    from harness.data import DataError
+
+    folder = tmp_path / "truncated"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), np.uint8)).save(buf, "JPEG")
+        (folder / f"{i}.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    exp = tiny(tmp_path, adversarial=None, data={"train": [str(folder)]})
+    with pytest.warns(Warning, match="truncated"), pytest.raises(DataError, match="decoded"):
+        train(exp)
+
+
+def test_a_truncated_jpeg_in_an_evaluation_folder_is_skipped_with_a_warning(tmp_path):
+    from harness.data import DataWarning, load_folder
+
+    folder = tmp_path / "eval"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), np.uint8)).save(buf, "JPEG")
+        data = buf.getvalue()
+        (folder / f"{name}.jpg").write_bytes(data if name == "a" else data[: len(data) // 2])
+    with pytest.warns(DataWarning, match=r"skipped 1 of 2 .*b\.jpg"):
+        images = load_folder(str(folder), 4)
+    assert [name for name, _ in images] == ["a"]
+
+
+def test_steps_replayed_after_a_resume_are_not_logged_twice(tmp_path, store, capsys):
+    exp = tiny(
+        tmp_path,
+        adversarial=None,
+        train={"steps": 3, "checkpoint_every": 2, "log_every": 1},
+        tracking={"uri": store},
+    )
+    train(exp)
+    # as if killed after logging step 3 and before its checkpoint: only ckpt-2 is left
+    ckpt_dir = exp.run_dir / "checkpoints"
+    for path in ckpt_dir.glob("ckpt-3.*"):
+        path.unlink()
+    state = (ckpt_dir / "checkpoint").read_text().splitlines()
+    timestamps = [line for line in state if line.startswith("all_model_checkpoint_timestamps")]
+    kept = [line for line in state if "ckpt-3" not in line and line != timestamps[-1]]
+    (ckpt_dir / "checkpoint").write_text('model_checkpoint_path: "ckpt-2"\n' + "\n".join(kept))
+    longer = dataclasses.replace(exp, train=dataclasses.replace(exp.train, steps=4))
+    capsys.readouterr()
+    assert train(longer).steps == 4
+    assert "at step 2" in capsys.readouterr().out
+    run_id = (exp.run_dir / "mlflow_run_id").read_text().strip()
+    history = MlflowClient(store).get_metric_history(run_id, "loss/mse")
+    assert sorted(m.step for m in history) == [1, 2, 3, 4]

@@ -14,7 +14,7 @@ from PIL import Image
 
 from harness import video
 from harness.cli import cli
-from harness.images import list_images, read_image
+from harness.images import ImageTooLargeError, list_images, read_image
 from harness.inference import load_upscaler, to_uint8
 from harness.plugins import get_registry
 
@@ -190,6 +190,25 @@ def test_an_image_over_the_pixel_limit_is_refused_unread(
     assert "error: image" in result.output and "20000x20000" in result.output
     assert "over the limit of 268435456 pixels" in result.output
     assert "HARNESS_MAX_IMAGE_PIXELS" in result.output and not (tmp_path / "sr.png").exists()
+
+
+def test_a_video_whose_frames_are_over_the_pixel_limit_is_refused_unread(
+    model_file, frames, tmp_path, monkeypatch
+) -> None:
+    source = tmp_path / "clip.mp4"
+    with video.VideoWriter(source, Fraction(25)) as writer:
+        for frame in frames[:2]:
+            writer.write(frame)
+    monkeypatch.setenv("HARNESS_MAX_IMAGE_PIXELS", str(24 * 32 - 1))
+    with pytest.raises(ImageTooLargeError, match=r"32x24 .*over the limit of 767"):
+        next(video.read_frames(source))
+    out = tmp_path / "clip_sr.mp4"
+    result = run("upscale", source, "-o", out, "-m", model_file)
+    assert result.exit_code == 2
+    assert "error: image" in result.output and "HARNESS_MAX_IMAGE_PIXELS" in result.output
+    assert not out.exists()
+    monkeypatch.setenv("HARNESS_MAX_IMAGE_PIXELS", str(24 * 32))
+    assert len(list(video.read_frames(source))) == 2
 
 
 def test_an_unusable_output_is_refused_before_the_model_loads(tmp_path) -> None:

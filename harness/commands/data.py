@@ -80,7 +80,7 @@ def check_command(folders: tuple[str, ...], min_side: int, scale: int) -> None:
     from harness import data, images
 
     limit = images.max_pixels()
-    failed = False
+    failed: list[str] = []
     for spec in folders:
         files = data.resolve(spec)
         label = spec if spec == data.SKIMAGE else str(Path(spec))
@@ -145,6 +145,13 @@ def check_command(folders: tuple[str, ...], min_side: int, scale: int) -> None:
         click.echo(f"  problems: {len(problems)}" if problems else "  problems: none")
         for p in problems:
             click.echo(f"    {p}")
-        failed = failed or bool(problems)
+        if problems:
+            failed.append(label)
     if failed:
+        click.echo(
+            f"error: problems in {', '.join(failed)} (listed above); replace or remove those "
+            "files, or leave them out of the data (training and evaluation skip them with a "
+            "warning).",
+            err=True,
+        )
         raise click.exceptions.Exit(1)

@@ -1,0 +1,164 @@
+"""Every command, fed bad files, values and model references, ends with one message and a
+non-zero exit: never a traceback, never a silent success."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from harness.cli import cli
+
+TINY_RUN = """\
+[experiment]
+name = "bad"
+runs_dir = "{runs}"
+[data]
+train = ["skimage"]
+patch = 32
+[generator]
+name = "srresnet"
+blocks = 1
+filters = 8
+[losses.mse]
+[train]
+steps = 1
+batch_size = 2
+"""
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory) -> dict[str, Path]:
+    """A folder of bad inputs, one of each kind, by name."""
+    root = tmp_path_factory.mktemp("bad")
+    out: dict[str, Path] = {"root": root}
+    files = {
+        "latin1.toml": '[experiment]\nname = "caf\xe9"\n'.encode("latin-1"),
+        "utf16.toml": '[experiment]\nname = "x"\n'.encode("utf-16"),
+        "binary.toml": bytes(range(256)) * 4,
+        "syntax.toml": b"[experiment\nname = 1\n",
+        "unknown_loss.toml": b"[losses.vgg45]\n",
+        "negative_steps.toml": b"[train]\nsteps = -5\n",
+        "zero_scale.toml": b"[data]\nscale = 0\n",
+        "nan_lr.toml": b"[train]\nlearning_rate = nan\n",
+        "cycle.toml": b'extends = "cycle.toml"\n',
+        "junk.keras": bytes(range(256)) * 8,
+        "readme.keras": b"# not a model\n",
+        "text.png": b"not an image",
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+        out[name] = root / name
+    out["no_sweep.toml"] = root / "no_sweep.toml"
+    out["no_sweep.toml"].write_text(TINY_RUN.format(runs=root / "runs"))
+    # a folder whose only image is a truncated JPEG (its header reads, its pixels do not)
+    truncated = root / "truncated"
+    truncated.mkdir()
+    buf = io.BytesIO()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), np.uint8)).save(buf, "JPEG")
+    (truncated / "half.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    out["truncated"] = truncated
+    out["truncated.jpg"] = truncated / "half.jpg"
+    (root / "empty").mkdir()
+    out["empty"] = root / "empty"
+    # models of the wrong kind: a one-channel network, a scorer of fixed-size images
+    grey = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(1, 3)])
+    grey.save(root / "grey.keras")
+    scorer = keras.Sequential(
+        [keras.Input((96, 96, 3)), keras.layers.Flatten(), keras.layers.Dense(1)]
+    )
+    scorer.save(root / "scorer.keras")
+    out["grey.keras"], out["scorer.keras"] = root / "grey.keras", root / "scorer.keras"
+    image = root / "ok.png"
+    Image.fromarray(rng.integers(0, 255, (16, 16, 3), np.uint8)).save(image)
+    out["ok.png"] = image
+    blocker = root / "a_file"
+    blocker.write_text("x")
+    out["a_file"] = blocker
+    return out
+
+
+def _cases() -> list[tuple[str, list[str]]]:
+    """``(id, argv)`` with ``{name}`` placeholders for files of the ``bad`` fixture."""
+    toml_cases = [
+        "latin1.toml",
+        "utf16.toml",
+        "binary.toml",
+        "syntax.toml",
+        "unknown_loss.toml",
+        "negative_steps.toml",
+        "zero_scale.toml",
+        "nan_lr.toml",
+        "cycle.toml",
+        "missing.toml",
+    ]
+    cases = []
+    for name in toml_cases:
+        cases.append((f"show-{name}", ["show", f"{{{name}}}"]))
+        cases.append((f"run-{name}", ["run", f"{{{name}}}"]))
+    cases += [("sweep-" + n, ["sweep", f"{{{n}}}"]) for n in ("latin1.toml", "no_sweep.toml")]
+    cases += [
+        ("run-bad-set", ["run", "{no_sweep.toml}", "--set", "train.steps=[1"]),
+        ("run-set-unknown-key", ["run", "{no_sweep.toml}", "--set", "train.stepz=3"]),
+        ("compare-empty", ["compare", "{empty}"]),
+        ("compare-bad-toml", ["compare", "{latin1.toml}"]),
+    ]
+    models = ["junk.keras", "readme.keras", "grey.keras", "scorer.keras", "missing.keras"]
+    models += ["empty", "text.png"]
+    for model in models:
+        cases.append((f"upscale-{model}", ["upscale", "-m", f"{{{model}}}", "{ok.png}"]))
+        cases.append(
+            (f"evaluate-{model}", ["evaluate", "--model", f"{{{model}}}", "--data", "{root}"])
+        )
+        cases.append((f"export-{model}", ["export", f"{{{model}}}", "-o", "{root}/export"]))
+        cases.append((f"serve-{model}", ["serve", f"{{{model}}}", "--port", "0"]))
+        cases.append((f"report-{model}", ["report", f"{{{model}}}", "--data", "{root}"]))
+    cases += [
+        ("upscale-not-an-image", ["upscale", "-m", "bicubic", "{text.png}"]),
+        ("upscale-truncated", ["upscale", "-m", "bicubic", "{truncated.jpg}"]),
+        ("upscale-output-under-a-file", ["upscale", "{ok.png}", "-o", "{a_file}/x.png"]),
+        ("evaluate-truncated-only", ["evaluate", "--data", "{truncated}"]),
+        ("evaluate-empty", ["evaluate", "--data", "{empty}"]),
+        ("evaluate-missing", ["evaluate", "--data", "{root}/nowhere"]),
+        ("evaluate-unknown-metric", ["evaluate", "--data", "{root}", "--metric", "lpipz"]),
+        ("evaluate-zero-scale", ["evaluate", "--data", "{root}", "--scale", "0"]),
+        ("data-check-missing", ["data", "check", "{root}/nowhere"]),
+        ("data-check-truncated", ["data", "check", "{truncated}"]),
+        ("plugin-new-bad-name", ["plugin", "new", "9 lives!", "--dest", "{root}"]),
+    ]
+    return cases
+
+
+@pytest.mark.parametrize(("argv"), [c[1] for c in _cases()], ids=[c[0] for c in _cases()])
+def test_a_bad_input_gets_one_message_and_a_failing_exit(bad, argv, monkeypatch):
+    monkeypatch.chdir(bad["root"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{bad['root'] / 'mlflow.db'}")
+    names = {k: str(v) for k, v in bad.items()}
+    names["missing.toml"] = str(bad["root"] / "missing.toml")
+    names["missing.keras"] = str(bad["root"] / "missing.keras")
+    args = [re.sub(r"\{([^{}]+)\}", lambda m: names[m.group(1)], a) for a in argv]
+    result = CliRunner().invoke(cli, args)
+    output = result.output
+    assert result.exit_code != 0, f"exit 0 for {args}:\n{output}"
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        f"{type(result.exception).__name__} escaped for {args}:\n{output}"
+    )
+    assert "Traceback" not in output
+    message = [line for line in output.splitlines() if line.lower().startswith("error")]
+    assert message, f"no error line for {args}:\n{output}"
+    assert len(message[-1]) > 30  # says what is wrong, not just that something is
+
+
+def test_the_battery_covers_every_command():
+    covered = {argv[0] for _, argv in _cases()}
+    quiet = {"plugins"}  # takes no input that can be bad
+    assert covered | quiet == set(cli.commands)
+    assert json.dumps(sorted(covered))  # the ids are plain names
