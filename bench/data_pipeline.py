@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/data_pipeline.py [--data DIR ...] [--seconds 20] [--no-step]
 
-Measures images per second of :func:`harness.data.training_dataset` (96 px HR crops, batch 16,
+Measures images per second of :func:`harness.data.pipeline.training_dataset` (96 px HR crops, batch
+16,
 decoded images cached in memory, augmentation on) after one warm-up epoch, and the time of one
 SRResNet-16 MSE training step (batch 16, ``mixed_bfloat16`` where the CPU has bf16 units) when the
 ``srresnet`` generator is registered; otherwise it uses the figure in NOTES.md (0.54 s). The
@@ -28,8 +29,8 @@ def pipeline_rate(
     folders: list[str], batch: int, patch: int, seconds: float
 ) -> tuple[float, float]:
     """(images per second after warm-up, seconds to the first batch)."""
-    from harness import data
-    from harness.config import DataConfig
+    from harness.config.experiment import DataConfig
+    from harness.data import pipeline as data
 
     cfg = DataConfig(train=tuple(folders), patch=patch, scale=4, augment=True, cache="memory")
     start = time.perf_counter()
@@ -47,7 +48,7 @@ def pipeline_rate(
 
 def step_time(batch: int, patch: int, steps: int = 6) -> tuple[float | None, str]:
     """Seconds per SRResNet-16 MSE step, or ``None`` when srresnet is not registered."""
-    from harness.plugins import get_registry
+    from harness.plugin_api.registry import get_registry
 
     registry = get_registry()
     if "srresnet" not in registry.names("generator"):
@@ -57,7 +58,7 @@ def step_time(batch: int, patch: int, steps: int = 6) -> tuple[float | None, str
     import tensorflow as tf
 
     try:
-        from harness.precision import resolve
+        from harness.training.precision import resolve
 
         policy = resolve("auto")
     except Exception:  # the precision helper's API differs: fall back to the CPU's best
@@ -90,7 +91,8 @@ def step_time(batch: int, patch: int, steps: int = 6) -> tuple[float | None, str
 
 def eval_time(folder: Path) -> tuple[float, float, int]:
     """(seconds, bicubic PSNR-Y, images) for the evaluation protocol on one folder."""
-    from harness import data, metrics
+    from harness.data import pipeline as data
+    from harness.evaluation import protocol as metrics
 
     start = time.perf_counter()
     images = data.load_folder(str(folder), 4)

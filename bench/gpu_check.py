@@ -11,11 +11,12 @@ Sections, in order (each one records ``status``: ``ok``, ``skipped`` or ``error`
 
 1. ``tests``: ``pytest`` in a subprocess over the precision, loss-scaling, XLA, EMA, strategy and
    tiling tests (``--tests-k``); pass / fail / error / skip counts from its JUnit XML.
-2. ``data``: images per second of :func:`harness.data.training_dataset` (``pipeline_rate`` of
+2. ``data``: images per second of :func:`harness.data.pipeline.training_dataset` (``pipeline_rate``
+of
    ``bench/data_pipeline.py``) over ``--data`` folders, else ``../shared/data`` (t91, bsd200),
    else a folder of generated PNGs.
 3. ``upscale``: one ``--frame`` LR frame (1920x1080) upscaled 4x by the first ``--models``
-   generator through :class:`harness.inference.Upscaler` in ``--tile`` LR tiles.
+   generator through :class:`harness.deploy.models.Upscaler` in ``--tile`` LR tiles.
 4. ``train``: for every ``--models`` x ``--precisions`` x XLA off/on, a :class:`Trainer` built
    from ``config.from_dict`` (MSE, ``train.strategy = "default"``) steps on one in-memory batch:
    ms/step (mean of the timed steps), img/s, TFLOP/s and MFU. Training FLOPs are 3x the
@@ -62,9 +63,9 @@ import tensorflow as tf  # noqa: E402
 from data_pipeline import SHARED, TARGET_RATIO, pipeline_rate  # noqa: E402
 
 from harness import config, precision  # noqa: E402
-from harness.inference import Upscaler  # noqa: E402
-from harness.plugins import get_registry  # noqa: E402
-from harness.train import Trainer  # noqa: E402
+from harness.deploy.models import Upscaler  # noqa: E402
+from harness.plugin_api.registry import get_registry  # noqa: E402
+from harness.training.trainer import Trainer  # noqa: E402
 
 SCHEMA = 1
 SMOKE_XLA_FLAGS = "--xla_backend_optimization_level=0"

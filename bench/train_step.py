@@ -31,9 +31,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from harness import config, precision  # noqa: E402
-from harness.losses import Composite  # noqa: E402
-from harness.plugins import get_registry  # noqa: E402
-from harness.train import Trainer  # noqa: E402
+from harness.plugin_api.losses import Composite  # noqa: E402
+from harness.plugin_api.registry import get_registry  # noqa: E402
+from harness.training.trainer import Trainer  # noqa: E402
 
 
 def experiment(case: str, args: argparse.Namespace) -> config.Experiment:

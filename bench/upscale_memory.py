@@ -39,7 +39,7 @@ def rss_mib() -> float:
 def child(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from harness.inference import Upscaler, load_upscaler, to_uint8
+    from harness.deploy.models import Upscaler, load_upscaler, to_uint8
 
     tile = args.tile if args.child == "tiled" else 0
     if args.model:
@@ -47,7 +47,7 @@ def child(args: argparse.Namespace) -> None:
     else:
         import keras
 
-        from harness.plugins import get_registry
+        from harness.plugin_api.registry import get_registry
 
         keras.utils.set_random_seed(0)
         factory = get_registry().factory("generator", "srresnet")

@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from harness import __version__
-from harness.config import Experiment
+from harness.config.experiment import Experiment
 from harness.errors import HarnessError, HarnessWarning
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -224,7 +224,7 @@ class Tracker:
             self.client.log_artifact(self.run_id, str(path), folder or None)
 
     def log_lineage(self, source: Any) -> None:
-        """Record a warm start (:class:`harness.warmstart.Source`): the reference as the
+        """Record a warm start (:class:`harness.training.warmstart.Source`): the reference as the
         ``init.<network>`` tag, the source's MLflow run as ``init.<network>_run`` (the
         comparison reads these to show that variants share a start), and the source run's logged
         model as an input model of this run where MLflow has it."""

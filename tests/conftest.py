@@ -70,3 +70,11 @@ def no_big_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
         return load(self, *args, **kwargs)
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", guarded)
+
+
+@pytest.fixture(scope="session")
+def registry():
+    """The installed plugins, loaded once per session and passed explicitly where needed."""
+    from harness.plugin_api.registry import build_registry
+
+    return build_registry()

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from harness_adversarial import LeastSquares, Minimax, Modified, Wasserstein
 
-from harness import config
+from harness.config import experiment as config
 from harness.errors import ConfigError
 
 REAL = np.array([[2.0], [-0.5], [0.3], [4.0]], np.float32)

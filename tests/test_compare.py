@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness import compare
 from harness.errors import HarnessError
+from harness.evaluation import compare
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "experiments" / "compare"
@@ -75,7 +75,7 @@ def _tiny_set(folder: Path) -> Path:
     """Two 64x64 crops of scikit-image photographs: a benchmark folder for the report."""
     from PIL import Image
 
-    from harness import data
+    from harness.data import pipeline as data
 
     folder.mkdir(parents=True)
     for name, hr in data.load_folder("skimage", 4, limit=2):
@@ -114,8 +114,9 @@ def test_the_cpu_sized_comparison_trains_every_variant_from_the_base(tmp_path):
     text = (tmp_path / "report" / "report.md").read_text()
     for name in ("compare_base_mse", "compare_ft_srgan", "compare_ft_lsgan"):
         assert name in text
-    from harness import inference, metrics
-    from harness.data import load_folder
+    from harness.data.pipeline import load_folder
+    from harness.deploy import models as inference
+    from harness.evaluation import protocol as metrics
 
     upscaler = inference.load_upscaler(runs / "compare_ft_srgan")
     direct = metrics.evaluate(upscaler, load_folder(str(bench), 4), 4).means()

@@ -13,10 +13,12 @@ import harness_schedules
 import pytest
 from click.testing import CliRunner
 
-from harness import config, hookimpl, plugins
+from harness import hookimpl
 from harness.cli import cli
-from harness.config import ConfigError, ScheduleSpec
-from harness.plugins import build_registry
+from harness.config import experiment as config
+from harness.config.experiment import ConfigError, ScheduleSpec
+from harness.plugin_api import registry as plugins
+from harness.plugin_api.registry import build_registry
 
 
 def srresnet(scale: int = 4, blocks: int = 16, filters: int = 64, act: str = "prelu"):

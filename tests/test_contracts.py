@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from harness import contracts
-from harness.contracts import ContractError
-from harness.plugins import Entry, get_registry
+from harness.plugin_api import contracts
+from harness.plugin_api.contracts import ContractError
+from harness.plugin_api.registry import Entry, get_registry
 
 ENTRIES = get_registry().entries()
 

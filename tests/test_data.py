@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness import data, images, metrics
-from harness.config import DataConfig
+from harness.config.experiment import DataConfig
+from harness.data import images
+from harness.data import pipeline as data
 from harness.errors import HarnessError
+from harness.evaluation import protocol as metrics
 
 RNG = np.random.default_rng(0)
 PHOTO = RNG.integers(0, 256, (40, 52, 3)).astype(np.uint8)

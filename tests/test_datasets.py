@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from harness import datasets
 from harness.cli import cli
+from harness.data import datasets
 
 
 def _png(seed: int, size=(24, 20)) -> bytes:

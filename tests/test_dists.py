@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness_metrics import dists, lpips
 
-from harness import dists, lpips, torchfile, weights
+from harness.data import torchfile, weights
+from harness.data.weights import WeightsError
 from harness.errors import HarnessError
-from harness.metrics import metric_protocol
-from harness.weights import WeightsError
+from harness.evaluation.protocol import metric_protocol
 
 # --------------------------------------------------------------------------- writing torch files
 # Pickle opcodes written out by hand (protocol 2), as torch.save emits them, so no torch is needed.
@@ -275,7 +276,7 @@ def test_dists_features_have_the_reference_shapes(model) -> None:
 
 
 def test_dists_metric_is_registered_with_the_whole_image_protocol(model, monkeypatch) -> None:
-    from harness.plugins import get_registry
+    from harness.plugin_api.registry import get_registry
 
     factory = get_registry().factory("metric", "dists")
     protocol = metric_protocol(factory)

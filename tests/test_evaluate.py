@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import harness.inference
-from harness import metrics
+import harness.deploy.models
 from harness.cli import cli
 from harness.commands import evaluate as evaluate_cmd
+from harness.evaluation import protocol as metrics
 
 
 def _run(*args: str):
@@ -94,7 +94,7 @@ def _fake_loader(scale: int, seen: list[str]):
 def test_model_reference_goes_to_load_upscaler_and_scale_is_checked(tmp_path, monkeypatch):
     _frames(tmp_path / "imgs", 2, 3)
     seen: list[str] = []
-    monkeypatch.setattr(harness.inference, "load_upscaler", _fake_loader(2, seen))
+    monkeypatch.setattr(harness.deploy.models, "load_upscaler", _fake_loader(2, seen))
     out = tmp_path / "m.json"
     result = _run("--model", "runs/x", "--data", str(tmp_path / "imgs"), "--json", str(out))
     assert result.exit_code == 0, result.output
@@ -113,7 +113,7 @@ def test_mlflow_run_reference_logs_eval_metrics(tmp_path, monkeypatch):
     client = MlflowClient(tracking_uri=uri)
     run = client.create_run(client.create_experiment("e"))
     run_id = run.info.run_id
-    monkeypatch.setattr(harness.inference, "load_upscaler", _fake_loader(4, []))
+    monkeypatch.setattr(harness.deploy.models, "load_upscaler", _fake_loader(4, []))
     result = _run(
         "--model",
         f"runs:/{run_id}/generator",
@@ -136,7 +136,7 @@ def test_mlflow_run_reference_logs_eval_metrics(tmp_path, monkeypatch):
 
 
 def test_a_saved_keras_generator_end_to_end(tmp_path):
-    """A real .keras generator (LR [0,1] -> SR [-1,1]) through harness.inference."""
+    """A real .keras generator (LR [0,1] -> SR [-1,1]) through harness.deploy.models."""
     import keras
 
     lr = keras.Input((None, None, 3))
@@ -156,7 +156,7 @@ def test_a_saved_keras_generator_end_to_end(tmp_path):
 
 
 def test_an_image_over_the_pixel_limit_is_skipped_unread(tmp_path, bomb_png, no_big_decodes):
-    from harness.data import DataWarning
+    from harness.data.pipeline import DataWarning
 
     _frames(tmp_path / "imgs", 1, 4)
     (tmp_path / "imgs" / "bomb.png").write_bytes(bomb_png.read_bytes())

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import hookspecs
-from harness.plugins import KINDS, plugin_manager
+from harness.plugin_api import hookspecs
+from harness.plugin_api.registry import KINDS, plugin_manager
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "plugins.md"

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from harness.errors import HarnessError
-from harness.inference import (
+from harness.deploy.models import (
     ModelReferenceError,
     Upscaler,
     export_saved_model,
@@ -17,7 +16,8 @@ from harness.inference import (
     load_upscaler,
     tile_boxes,
 )
-from harness.plugins import get_registry
+from harness.errors import HarnessError
+from harness.plugin_api.registry import get_registry
 
 EXPERIMENT = """\
 [experiment]

@@ -13,9 +13,10 @@ import tensorflow as tf
 from harness_losses import VGGFeatureLoss, mse, perpix, vgg54
 from harness_losses import vgg as vgg_module
 
-from harness import config, schedules
+from harness.config import experiment as config
 from harness.errors import ConfigError, HarnessError
-from harness.losses import Composite
+from harness.plugin_api.losses import Composite
+from harness.training import schedules
 
 RNG = np.random.default_rng(0)
 SR = RNG.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)

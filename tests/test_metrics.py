@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from harness import images, metrics
+from harness.data import images
 from harness.errors import HarnessError
+from harness.evaluation import protocol as metrics
 
 PUBLISHED_BICUBIC_X4 = {"set5": 28.43, "set14": 26.09, "bsd100": 25.96}
 
@@ -151,8 +152,9 @@ def test_evaluate_rejects_a_wrong_output_shape():
 
 
 def test_tables_print_each_measure_with_its_protocols_decimals():
+    from harness_metrics.lpips import PROTOCOL
+
     from harness.commands.evaluate import _fmt
-    from harness.lpips import PROTOCOL
 
     assert _fmt(28.4321, "psnr_y") == "28.43"
     assert _fmt(0.81134, "ssim_y") == "0.8113"
@@ -162,7 +164,7 @@ def test_tables_print_each_measure_with_its_protocols_decimals():
 
 
 def test_a_bad_protocol_declaration_is_named():
-    from harness import metrics
+    from harness.evaluation import protocol as metrics
 
     def metric(sr, hr):
         return 0.0

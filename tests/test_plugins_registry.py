@@ -1,7 +1,8 @@
 """The plugin registry: entry points, provenance, clashes, unknown names, broken plugins, switches.
 
 Installed-package cases run in a throwaway environment layered over this one
-(:class:`harness.testing.OverlayEnv`), so the shared environment never sees the test packages.
+(:class:`harness.plugin_api.testing.OverlayEnv`), so the shared environment never sees the test
+packages.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import warnings
 from pathlib import Path
 
 import pytest
+from harness_adversarial import tfgan
 
-from harness import hookimpl, plugins, tfgan
+from harness import hookimpl
 from harness.errors import PluginError
-from harness.plugins import (
+from harness.plugin_api import registry as plugins
+from harness.plugin_api.registry import (
     DISABLE_ENV,
     NO_AUTOLOAD_ENV,
     build_registry,
 )
-from harness.testing import OverlayEnv
+from harness.plugin_api.testing import OverlayEnv
 
 
 def _plugin(**hooks: object) -> types.SimpleNamespace:

@@ -14,9 +14,9 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 from test_train import tiny
 
-from harness import inference
+from harness.deploy import models as inference
 from harness.errors import HarnessError
-from harness.train import NonFiniteLoss, NonFiniteWeights, train
+from harness.training.trainer import NonFiniteLoss, NonFiniteWeights, train
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ class _Poison:
 def test_non_finite_weights_stop_the_run_and_keep_the_last_good_checkpoint(
     tmp_path, store, monkeypatch
 ):
-    from harness import train as train_module
+    from harness.training import trainer as train_module
 
     trainers = []
     original = train_module.Trainer.__init__
@@ -184,7 +184,7 @@ def test_a_full_disk_while_saving_leaves_no_temp_files_and_keeps_the_last_checkp
 
 
 def test_training_on_only_undecodable_images_is_one_clear_error(tmp_path):
-    from harness.data import DataError
+    from harness.data.pipeline import DataError
 
     folder = tmp_path / "truncated"
     folder.mkdir()
@@ -199,7 +199,7 @@ def test_training_on_only_undecodable_images_is_one_clear_error(tmp_path):
 
 
 def test_a_truncated_jpeg_in_an_evaluation_folder_is_skipped_with_a_warning(tmp_path):
-    from harness.data import DataWarning, load_folder
+    from harness.data.pipeline import DataWarning, load_folder
 
     folder = tmp_path / "eval"
     folder.mkdir()

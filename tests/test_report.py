@@ -1,5 +1,6 @@
 """``harness report``: two tiny runs (the second warm-started from the first) reported on small
-benchmark folders; every table number is a fresh ``harness.metrics.evaluate`` of the run's
+benchmark folders; every table number is a fresh ``harness.evaluation.protocol.evaluate`` of the
+run's
 model, the figures are PNGs, and the folder is logged to MLflow as a run named "report"."""
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 from test_train import tiny
 
-from harness import metrics
 from harness.cli import cli
-from harness.data import load_folder
+from harness.data.pipeline import load_folder
+from harness.deploy.models import load_upscaler
 from harness.errors import HarnessError
-from harness.inference import load_upscaler
-from harness.report import ReportError, metric_functions, resolve_runs, write_report
-from harness.train import train
+from harness.evaluation import protocol as metrics
+from harness.evaluation.report import ReportError, metric_functions, resolve_runs, write_report
+from harness.training.trainer import train
 
 EXPERIMENT = "report-test"
 

@@ -12,10 +12,13 @@ import tensorflow as tf
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from harness import config, hookimpl, plugins, schedules
+from harness import hookimpl
 from harness.cli import cli
 from harness.commands.run import quickstart_path
-from harness.train import StopTraining, train
+from harness.config import experiment as config
+from harness.plugin_api import registry as plugins
+from harness.training import schedules
+from harness.training.trainer import StopTraining, train
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"

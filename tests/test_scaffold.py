@@ -1,7 +1,8 @@
 """`harness plugin new`: names, refusals, templates that pass the contracts, and the user's path.
 
 The user's path (scaffold, `pip install -e`, `harness plugins`, `harness show`, the package's own
-tests) runs in a throwaway environment layered over this one (:class:`harness.testing.OverlayEnv`):
+tests) runs in a throwaway environment layered over this one
+(:class:`harness.plugin_api.testing.OverlayEnv`):
 a real editable install that never touches the shared environment.
 """
 
@@ -17,10 +18,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness import contracts, scaffold
 from harness.cli import cli
-from harness.plugins import build_registry
-from harness.testing import OverlayEnv
+from harness.plugin_api import contracts, scaffold
+from harness.plugin_api.registry import build_registry
+from harness.plugin_api.testing import OverlayEnv
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "experiments" / "quickstart.toml"

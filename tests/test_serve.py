@@ -21,9 +21,9 @@ import tensorflow as tf
 import uvicorn
 from PIL import Image
 
-from harness.inference import Upscaler, to_uint8
-from harness.plugins import get_registry
-from harness.serve import create_app, parse_size
+from harness.deploy.models import Upscaler, to_uint8
+from harness.deploy.serve import create_app, parse_size
+from harness.plugin_api.registry import get_registry
 
 MAX_BYTES = 200_000
 
@@ -302,7 +302,7 @@ def test_json_responses_are_compact_and_exact(upscaler) -> None:
 
 
 def test_parsing_upscaling_and_encoding_run_one_request_at_a_time(upscaler, monkeypatch) -> None:
-    import harness.serve
+    import harness.deploy.serve
 
     active, seen = [0], []
 
@@ -319,7 +319,9 @@ def test_parsing_upscaling_and_encoding_run_one_request_at_a_time(upscaler, monk
         return wrapped
 
     for name in ("parse_json", "tensor_json"):
-        monkeypatch.setattr(harness.serve, name, exclusive(getattr(harness.serve, name)))
+        monkeypatch.setattr(
+            harness.deploy.serve, name, exclusive(getattr(harness.deploy.serve, name))
+        )
     model = _Counting(upscaler)
     model.upscaler = exclusive(upscaler)
     body = {"instances": lr_batch(1, 4, 4).tolist()}

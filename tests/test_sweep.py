@@ -19,8 +19,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from harness import config, sweep
+from harness.config import experiment as config
 from harness.errors import ConfigError
+from harness.sweep import study as sweep
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK = REPO / "experiments" / "quickstart_sweep.toml"

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import sweep, tracking
+from harness import tracking
+from harness.sweep import study as sweep
 
 POSTGRES_ENV = "HARNESS_TEST_POSTGRES_URL"
 REPO = Path(__file__).resolve().parent.parent

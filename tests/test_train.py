@@ -16,8 +16,9 @@ import pytest
 import tensorflow as tf
 from mlflow.tracking import MlflowClient
 
-from harness import config, precision
-from harness.train import (
+from harness.config import experiment as config
+from harness.training import precision
+from harness.training.trainer import (
     StopTraining,
     Trainer,
     TrainResult,
@@ -258,8 +259,8 @@ MIRRORED = textwrap.dedent(
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2
     )
-    from harness import config
-    from harness.train import train
+    from harness.config import experiment as config
+    from harness.training.trainer import train
     raw = json.loads(sys.argv[1])
     result = train(config.from_dict(raw))
     print("RESULT", json.dumps({"steps": result.steps, "run_id": result.run_id}))
@@ -317,7 +318,7 @@ class _SignalAt:
 
 
 def test_sigint_checkpoints_after_the_step_and_kills_the_run(tmp_path, store):
-    from harness.train import TrainingInterrupted
+    from harness.training.trainer import TrainingInterrupted
 
     exp = tiny(
         tmp_path,
@@ -351,7 +352,7 @@ class _Relativistic:
 
 def test_generator_loss_declaring_real_logits_receives_them(tmp_path):
     from harness import hookimpl
-    from harness.plugins import build_registry
+    from harness.plugin_api.registry import build_registry
 
     class Plugin:
         @hookimpl

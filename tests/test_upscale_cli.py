@@ -12,11 +12,11 @@ import tensorflow as tf
 from click.testing import CliRunner
 from PIL import Image
 
-from harness import video
 from harness.cli import cli
-from harness.images import ImageTooLargeError, list_images, read_image
-from harness.inference import load_upscaler, to_uint8
-from harness.plugins import get_registry
+from harness.data import video
+from harness.data.images import ImageTooLargeError, list_images, read_image
+from harness.deploy.models import load_upscaler, to_uint8
+from harness.plugin_api.registry import get_registry
 
 
 @pytest.fixture(scope="module")

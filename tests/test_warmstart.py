@@ -9,10 +9,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from test_train import tiny
 
-from harness import inference
+from harness.deploy import models as inference
 from harness.errors import HarnessError
-from harness.train import Trainer, train
-from harness.warmstart import WarmStartError, lineage
+from harness.training.trainer import Trainer, train
+from harness.training.warmstart import WarmStartError, lineage
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from harness import weights
-from harness.weights import WeightsError
+from harness.data import weights
+from harness.data.weights import WeightsError
 
 VGG16_CHANNELS = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
 

@@ -62,7 +62,7 @@ def command(
       harness compare experiments/compare --data ../shared/data/set5 --data ../shared/data/set14
       harness compare experiments/compare --no-report
     """
-    from harness import compare
+    from harness.evaluation import compare
 
     planned = compare.plan(experiments, overrides)
     click.echo("the comparison, in order:")
@@ -72,7 +72,7 @@ def command(
     compare.run_all(planned, overrides, say=click.echo)
     if not report:
         return
-    from harness.report import DEFAULT_DATA, write_report
+    from harness.evaluation.report import DEFAULT_DATA, write_report
 
     folder = Path(out) if out else Path("reports") / Path(experiments[0]).stem
     result = write_report(

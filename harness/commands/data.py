@@ -18,7 +18,7 @@ def command() -> None:
 @command.command("list")
 def list_command() -> None:
     """The data sets `harness data download` knows, with their sources."""
-    from harness.datasets import DATASETS
+    from harness.data.datasets import DATASETS
 
     for ds in DATASETS.values():
         digest = ds.sha256 or "not published (pin with --sha256)"
@@ -45,7 +45,7 @@ def download_command(
     Safe to interrupt: a re-run resumes the download. $HARNESS_DATA_MIRROR=http://host/dir
     fetches <mirror>/<archive name> instead of the original host.
     """
-    from harness import datasets
+    from harness.data import datasets
 
     if (url or sha256) and len(names) > 1:
         raise HarnessError("--url and --sha256 apply to one data set; name only one.")
@@ -77,7 +77,8 @@ def check_command(folders: tuple[str, ...], min_side: int, scale: int) -> None:
     Exits 1 when any problem is listed. Images over the pixel limit ($HARNESS_MAX_IMAGE_PIXELS,
     default 16384x16384) are reported from their header and never decoded.
     """
-    from harness import data, images
+    from harness.data import images
+    from harness.data import pipeline as data
 
     limit = images.max_pixels()
     failed: list[str] = []

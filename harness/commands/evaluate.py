@@ -1,6 +1,7 @@
 """``harness evaluate``: PSNR/SSIM of a model (or bicubic) on benchmark folders.
 
-The protocol is :mod:`harness.metrics`: HR cropped to a multiple of the scale, LR by MATLAB
+The protocol is :mod:`harness.evaluation.protocol`: HR cropped to a multiple of the scale, LR by
+MATLAB
 bicubic, output rounded to 8 bits, PSNR and SSIM on the BT.601 Y channel with ``scale`` border
 pixels cropped, RGB PSNR too.
 """
@@ -38,7 +39,8 @@ class Suite:
 def discover(specs: Sequence[str]) -> list[Suite]:
     """Folder specs -> data sets. A folder holding no images but subfolders of images (the Vid4
     layout: one folder of frames per clip) becomes one data set per clip, in a group."""
-    from harness import data, images
+    from harness.data import images
+    from harness.data import pipeline as data
 
     suites: list[Suite] = []
     for spec in specs:
@@ -85,7 +87,7 @@ def metric_key(label: str, measure: str) -> str:
 
 
 def _fmt(value: float, measure: str, protocols: Mapping[str, Any] | None = None) -> str:
-    from harness import metrics
+    from harness.evaluation import protocol as metrics
 
     protocol = {**metrics.PROTOCOL_MEASURES, **(protocols or {})}.get(measure)
     return metrics.format_value(value, protocol)
@@ -104,12 +106,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _load_model(ref: str, scale: int | None, tile: int) -> tuple[Callable[..., Any], int]:
-    from harness import metrics
+    from harness.evaluation import protocol as metrics
 
     if ref == "bicubic":
         scale = scale or 4
         return metrics.bicubic_upscaler(scale), scale
-    from harness.inference import load_upscaler
+    from harness.deploy.models import load_upscaler
 
     upscaler = load_upscaler(ref, tile=tile) if tile else load_upscaler(ref)
     model_scale = int(upscaler.scale)
@@ -123,8 +125,8 @@ def _load_model(ref: str, scale: int | None, tile: int) -> tuple[Callable[..., A
 def _extra_metrics(names: Sequence[str]) -> dict[str, Callable[[Any, Any], float]]:
     if not names:
         return {}
-    from harness import metrics
-    from harness.plugins import get_registry
+    from harness.evaluation import protocol as metrics
+    from harness.plugin_api.registry import get_registry
 
     registry = get_registry()
     return {
@@ -225,7 +227,8 @@ def command(
       harness evaluate --model runs/srgan --data data/set5 --csv set5.csv
       harness evaluate --model runs:/<run id>/generator --data data/set5 data/vid4
     """
-    from harness import data, metrics
+    from harness.data import pipeline as data
+    from harness.evaluation import protocol as metrics
 
     specs = [*data_opts, *more]
     if not specs:

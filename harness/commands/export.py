@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from harness.inference import export_saved_model, load_generator
+from harness.deploy.models import export_saved_model, load_generator
 
 
 @click.command("export")

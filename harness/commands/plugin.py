@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from harness import scaffold
+from harness.plugin_api import scaffold
 
 
 @click.group("plugin")

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from harness.plugins import get_registry
+from harness.plugin_api.registry import get_registry
 
 
 @click.command("plugins")

@@ -114,8 +114,8 @@ def command(
       harness report runs/srgan@best_lpips runs/srgan --metric lpips --no-mlflow
       harness report <sweep parent run id> --tracking-uri sqlite:///mlflow.db
     """
-    from harness import report as rep
     from harness.commands.evaluate import _table
+    from harness.evaluation import report as rep
 
     if not runs:
         raise HarnessError(
@@ -136,8 +136,8 @@ def command(
         command=line,
         progress=not quiet,
     )
-    from harness.metrics import format_value
-    from harness.report_plots import measure_name
+    from harness.evaluation.plots import measure_name
+    from harness.evaluation.protocol import format_value
 
     for label, table in result.tables.items():
         click.echo(f"\n{label}")

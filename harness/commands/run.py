@@ -6,8 +6,8 @@ from importlib import resources
 
 import click
 
-from harness import config
 from harness.commands._options import overrides_option
+from harness.config import experiment as config
 
 
 def quickstart_path() -> str:
@@ -34,7 +34,7 @@ def command(experiment: str | None, overrides: tuple[str, ...], quiet: bool, fre
     A run directory (<runs_dir>/<name>) that holds a checkpoint is resumed, in the same MLflow
     run. Ctrl-C saves a checkpoint first; running the same command again continues.
     """
-    from harness.train import StopTraining, TrainingInterrupted, train
+    from harness.training.trainer import StopTraining, TrainingInterrupted, train
 
     items = list(overrides) + (["train.quiet=true"] if quiet else [])
     exp = config.load(experiment or quickstart_path(), items)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from harness.inference import ACCEPTED, load_upscaler
+from harness.deploy.models import ACCEPTED, load_upscaler
 
 
 @click.command("serve")
@@ -69,7 +69,7 @@ def command(
     """
     import uvicorn
 
-    from harness.serve import create_app, parse_size
+    from harness.deploy.serve import create_app, parse_size
 
     limit = parse_size(max_bytes)
     upscaler = load_upscaler(model, tile=tile)

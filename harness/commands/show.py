@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from harness import config
 from harness.commands._options import overrides_option
+from harness.config import experiment as config
 
 
 @click.command("show")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from harness import sweep as sweeps
 from harness.commands._options import overrides_option
+from harness.sweep import study as sweeps
 
 
 @click.command("sweep")

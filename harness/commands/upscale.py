@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from harness.deploy.models import ACCEPTED, Upscaler, load_upscaler, to_uint8
 from harness.errors import HarnessError
-from harness.inference import ACCEPTED, Upscaler, load_upscaler, to_uint8
 
 SAVE_OPTIONS = {".jpg": {"quality": 95}, ".jpeg": {"quality": 95}}
 
@@ -69,7 +69,7 @@ def upscale_image(
     upscaler: Upscaler, source: Path, target: Path, compare: bool, quiet: bool
 ) -> None:
     """One image file -> ``target`` (and ``target``'s ``_compare`` twin)."""
-    from harness.images import read_image
+    from harness.data.images import read_image
 
     image = read_image(source)
     boxes = upscaler.tiles(*image.shape[:2])
@@ -89,7 +89,7 @@ def upscale_folder(
     bad frame does not cost the rest of the folder. Returns the count written and one message
     per skipped file.
     """
-    from harness.images import ImageReadError, list_images, read_image
+    from harness.data.images import ImageReadError, list_images, read_image
 
     files = list_images(source)
     if not files:
@@ -126,7 +126,7 @@ def upscale_video(
     """A video file -> ``target`` at the same frame rate; returns the frame count."""
     from contextlib import ExitStack
 
-    from harness import video
+    from harness.data import video
 
     info = video.probe(source)
     with ExitStack() as stack:
@@ -175,7 +175,7 @@ def _check_output(input_path: Path, output: Path, kind: str, compare: bool) -> N
     """Refuse an unusable ``-o`` before the model is loaded, so no work is lost to it."""
     from PIL import Image
 
-    from harness import video
+    from harness.data import video
 
     if kind == "folder":
         if output.exists() and not output.is_dir():
@@ -264,8 +264,8 @@ def command(
     a bicubic-vs-model side-by-side is written next to each output (NAME_compare.EXT, or a
     folder OUTPUT_compare for a folder INPUT).
     """
-    from harness import video
-    from harness.images import is_image_file
+    from harness.data import video
+    from harness.data.images import is_image_file
 
     if input_path.is_dir():
         kind = "folder"

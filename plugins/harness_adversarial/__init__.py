@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from harness import hookimpl
 from harness.errors import ConfigError
-from harness.tfgan import losses_impl
+from harness_adversarial.tfgan import losses_impl
 
 _MEAN = tf.compat.v1.losses.Reduction.MEAN
 
@@ -173,5 +173,5 @@ def harness_register_adversarial_losses():
     }
 
 
-# The contract checks (harness.contracts) exercise the penalty too.
+# The contract checks (harness.plugin_api.contracts) exercise the penalty too.
 Wasserstein.contract_params = {"gradient_penalty": 10.0}

@@ -13,7 +13,8 @@ from harness_losses.vgg import VGGFeatureLoss, vgg54
 
 __all__ = ["VGGFeatureLoss", "mse", "perpix", "vgg54"]
 
-# Cheap parameters for the contract checks (harness.contracts) and tests: a random, shallow VGG.
+# Cheap parameters for the contract checks (harness.plugin_api.contracts) and tests: a random,
+# shallow VGG.
 vgg54.contract_params = {"weights": "none", "layer": "block2_conv2"}
 perpix.contract_params = {"weights": "none", "layer": "block2_conv2"}
 

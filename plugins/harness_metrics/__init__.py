@@ -1,7 +1,8 @@
 """First-party metric plugins: LPIPS (Zhang et al. 2018) with the AlexNet or VGG16 backbone, and
 DISTS (Ding et al. 2020) on VGG16.
 
-PSNR and SSIM are the evaluation protocol itself (:mod:`harness.metrics`); the metrics here are
+PSNR and SSIM are the evaluation protocol itself (:mod:`harness.evaluation.protocol`); the metrics
+here are
 extra columns for ``harness evaluate --metric NAME``, validation and sweep objectives.
 """
 
@@ -13,10 +14,10 @@ from typing import Literal
 import numpy as np
 
 from harness import hookimpl
-from harness.dists import PROTOCOL as DISTS_PROTOCOL
-from harness.dists import dists_metric
-from harness.lpips import PROTOCOL as LPIPS_PROTOCOL
-from harness.lpips import lpips_metric
+from harness_metrics.dists import PROTOCOL as DISTS_PROTOCOL
+from harness_metrics.dists import dists_metric
+from harness_metrics.lpips import PROTOCOL as LPIPS_PROTOCOL
+from harness_metrics.lpips import lpips_metric
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 

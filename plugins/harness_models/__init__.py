@@ -16,7 +16,7 @@ from harness_models.srresnet import srresnet
 
 __all__ = ["Interpolate", "PixelShuffle", "edsr", "msrresnet", "srgan", "srresnet"]
 
-# Cheap parameters for the contract checks (harness.contracts) and tests.
+# Cheap parameters for the contract checks (harness.plugin_api.contracts) and tests.
 srresnet.contract_params = {"blocks": 1, "filters": 8}
 edsr.contract_params = {"blocks": 1, "filters": 8}
 msrresnet.contract_params = {"blocks": 1, "filters": 8}

@@ -19,7 +19,7 @@ from harness_charbonnier import (
     sigmoid_rampup,
 )
 
-from harness.testing import assert_plugin_contracts
+from harness.plugin_api.testing import assert_plugin_contracts
 
 
 def test_contracts() -> None:

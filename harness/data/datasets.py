@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from harness.data.images import is_image_file
 from harness.errors import HarnessError
-from harness.images import is_image_file
 
 MIRROR_ENV = "HARNESS_DATA_MIRROR"
 CHUNK = 1 << 20

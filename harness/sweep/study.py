@@ -8,7 +8,8 @@ How a sweep runs (one worker, i.e. one ``harness sweep`` process):
   heartbeat for it and starts a child Python process (TensorFlow does not give memory back
   between runs in one process). The child loads the trial from the storage, applies its
   parameters as ``--set`` overrides (same keys, same type checks), trains with
-  :func:`harness.train.train`, reports each validation to the storage (``trial.report``) and
+  :func:`harness.training.trainer.train`, reports each validation to the storage (``trial.report``)
+  and
   stops when the pruner says so. It hands its objective values back in a small JSON file, and
   the worker tells the study. ``--jobs J`` keeps J children running.
 - ``trials`` is the size of the study, across workers and restarts: COMPLETE, PRUNED and crashed
@@ -42,13 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import config
+from harness.config import experiment as config
 from harness.errors import ConfigError, HarnessError
 
 if TYPE_CHECKING:
     import optuna
 
-    from harness.config import Experiment, SweepConfig
+    from harness.config.experiment import Experiment, SweepConfig
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 DEFAULT_OBJECTIVE = {"metric": "val/psnr_y", "direction": "maximize", "reduce": "best"}
@@ -112,8 +113,8 @@ class Plan:
 
 def _default_direction(metric: str) -> str:
     """``val/<name>``: the direction the metric plugin ``<name>`` declares (maximize else)."""
-    from harness.metrics import PROTOCOL_MEASURES, metric_protocol
-    from harness.plugins import get_registry
+    from harness.evaluation.protocol import PROTOCOL_MEASURES, metric_protocol
+    from harness.plugin_api.registry import get_registry
 
     name = metric.removeprefix("val/")
     if name in PROTOCOL_MEASURES:
@@ -829,7 +830,7 @@ def _spawn(p: Plan, trial: Any, parent_run_id: str) -> _Child:
         [
             sys.executable,
             "-c",
-            "import sys; from harness.sweep import main; sys.exit(main())",
+            "import sys; from harness.sweep.study import main; sys.exit(main())",
             str(job_path.resolve()),
         ],
         stdout=log_file,
@@ -918,7 +919,7 @@ class _Reporter:
         self.pruned_at: int | None = None
 
     def on_validation(self, step: int, metrics: dict[str, float]) -> None:
-        from harness.train import StopTraining
+        from harness.training.trainer import StopTraining
 
         if os.getppid() != self.parent_pid:  # the worker died: stop rather than run orphaned
             raise StopTraining("the sweep worker is gone")
@@ -985,7 +986,7 @@ def run_trial(job: Mapping[str, Any]) -> dict[str, Any]:
     run_dir = exp.run_dir
     if run_dir.exists():  # left by an earlier study of the same name: never resume it
         shutil.rmtree(run_dir)
-    from harness.train import StopTraining, train
+    from harness.training.trainer import StopTraining, train
 
     reporter = _Reporter(trial, objectives, int(job["parent_pid"]))
     tags = {"optuna.study": job["study"], "optuna.trial_number": str(number)}
@@ -1038,7 +1039,7 @@ def _history_of(result: Any) -> list[tuple[int, dict[str, float]]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The trial process: ``python -c 'from harness.sweep import main; main()' JOB.json``."""
+    """The trial process: ``python -c 'from harness.sweep.study import main; main()' JOB.json``."""
     args = list(sys.argv[1:] if argv is None else argv)
     job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     signal.signal(signal.SIGTERM, _TermToInterrupt._handle)

@@ -11,7 +11,8 @@ Each RUN is resolved in this order (:func:`resolve_runs`):
 
 ``RUN@best_lpips`` (or ``--model-kind``) evaluates a kept generator instead of the final one.
 Nothing is copied from logs: every model and the bicubic baseline are scored here on each
-benchmark set with :func:`harness.metrics.evaluate` (PSNR-Y, SSIM-Y, and each metric plugin on
+benchmark set with :func:`harness.evaluation.protocol.evaluate` (PSNR-Y, SSIM-Y, and each metric
+plugin on
 its own declared protocol). The folder gets ``report.md``, ``report.html`` (figures embedded),
 ``report.json`` (every number, per image too), ``curves.png`` (validation curves from MLflow),
 ``perception_distortion.png`` and ``crops_<set>_<image>.png``, and is logged to MLflow as the
@@ -35,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from harness import __version__
-from harness import report_plots as plots
 from harness.errors import HarnessError
+from harness.evaluation import plots
 
 DEFAULT_DATA: tuple[str, ...] = ("data/set5", "data/set14", "data/bsd100")
 """Where ``harness data download set5 set14 bsd100 --dest data`` puts the benchmark sets."""
@@ -413,7 +414,7 @@ def _is_run_dir(path: Path) -> bool:
 
 
 def _read_params(path: Path) -> dict[str, str]:
-    from harness.config import flatten
+    from harness.config.experiment import flatten
 
     if not path.is_file():
         return {}
@@ -481,7 +482,7 @@ def resolve_runs(
 def _name_source(info: RunInfo, runs: Sequence[RunInfo], resolver: _Resolver) -> None:
     if not (info.init_ref or info.init_run):
         return
-    from harness.warmstart import run_dir_of
+    from harness.training.warmstart import run_dir_of
 
     base, _, suffix = info.init_ref.partition("@")
     found = run_dir_of(info.init_ref) if info.init_ref else None
@@ -517,7 +518,7 @@ class _Recorder:
         self.upscale, self.keep, self.outputs = upscale, keep, []
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
-        from harness.metrics import to_uint8
+        from harness.evaluation.protocol import to_uint8
 
         sr = np.asarray(self.upscale(lr))
         if len(self.outputs) < self.keep:
@@ -528,8 +529,8 @@ class _Recorder:
 def metric_functions(names: Sequence[str] | None) -> dict[str, Callable[..., float]]:
     """The perceptual metrics to report: ``names``, or the registered ones of
     :data:`DEFAULT_METRICS`, built with their declared protocols."""
-    from harness.metrics import build_metric
-    from harness.plugins import get_registry
+    from harness.evaluation.protocol import build_metric
+    from harness.plugin_api.registry import get_registry
 
     registry = get_registry()
     if names is None:
@@ -556,7 +557,11 @@ class Report:
 
 def load_references() -> dict[str, Any]:
     """``harness/references.toml``: ``{"sources": {...}, "methods": {name: {source, set: {}}}}``."""
-    text = resources.files("harness").joinpath("references.toml").read_text(encoding="utf-8")
+    text = (
+        resources.files("harness.evaluation")
+        .joinpath("references.toml")
+        .read_text(encoding="utf-8")
+    )
     return tomllib.loads(text)
 
 
@@ -579,10 +584,10 @@ def write_report(
     registered ones of :data:`DEFAULT_METRICS`); ``crops`` images per set get a crop figure."""
     from tqdm import tqdm
 
-    from harness import metrics as m
     from harness.commands.evaluate import discover
-    from harness.data import load_folder
-    from harness.inference import ModelReferenceError, load_upscaler
+    from harness.data.pipeline import load_folder
+    from harness.deploy.models import ModelReferenceError, load_upscaler
+    from harness.evaluation import protocol as m
 
     now = _dt.datetime.now().astimezone()
     suites = discover(list(data))
@@ -748,7 +753,7 @@ def _crops(
     scale: int,
     perceptual: str,
 ) -> list[Path]:
-    from harness.metrics import bicubic_downsample, to_uint8
+    from harness.evaluation.protocol import bicubic_downsample, to_uint8
 
     paths = []
     for set_label, hrs in images.items():

@@ -99,7 +99,7 @@ def _check_divisible(shape: Sequence[int], scale: int) -> None:
     if h % scale or w % scale:
         raise HarnessError(
             f"an HR image of {w}x{h} pixels is not a multiple of scale {scale}; crop it first "
-            "(harness.images.modcrop)."
+            "(harness.data.images.modcrop)."
         )
 
 
@@ -270,7 +270,7 @@ def metric_protocol(metric: Any) -> MetricProtocol:
     if declared is not None:
         raise HarnessError(
             f"{getattr(metric, '__name__', metric)!r} declares protocol = {declared!r}; it must "
-            "be a harness.metrics.MetricProtocol."
+            "be a harness.evaluation.protocol.MetricProtocol."
         )
     return MetricProtocol(higher_is_better=bool(getattr(metric, "higher_is_better", True)))
 

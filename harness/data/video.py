@@ -103,11 +103,11 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
 def read_frames(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
     """The frames of ``path`` in order, each a uint8 RGB ``(H, W, 3)`` array.
 
-    Frame sizes are held to the image pixel limit (:func:`harness.images.max_pixels`): the
+    Frame sizes are held to the image pixel limit (:func:`harness.data.images.max_pixels`): the
     stream's announced size before anything is decoded, and each frame's own size before it is
     converted (a stream may change size mid-way); over it, :class:`ImageTooLargeError`.
     """
-    from harness.images import check_pixels, max_pixels
+    from harness.data.images import check_pixels, max_pixels
 
     path = Path(path)
     limit = max_pixels()

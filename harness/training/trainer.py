@@ -1,7 +1,8 @@
 """The GAN trainer: phases, scheduled weights, compiled steps, checkpoints, validation, MLflow.
 
 Everything the trainer builds comes from the plugin registry and the :class:`Experiment`: the
-generator and discriminator factories, the content losses (a :class:`~harness.losses.Composite`
+generator and discriminator factories, the content losses (a
+:class:`~harness.plugin_api.losses.Composite`
 is expanded into its sub-terms), the adversarial loss and every weight's schedule. No plugin is
 named here.
 
@@ -35,13 +36,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from harness import diskwrite, precision, schedules
-from harness import metrics as metrics_mod
-from harness.config import Experiment
+from harness import diskwrite
+from harness.config.experiment import Experiment
 from harness.errors import ConfigError, HarnessError
-from harness.losses import Composite, wants_real_logits
-from harness.plugins import Registry, get_registry
-from harness.train_kept import KeptGenerators
+from harness.evaluation import protocol as metrics_mod
+from harness.plugin_api.losses import Composite, wants_real_logits
+from harness.plugin_api.registry import Registry, get_registry
+from harness.training import precision, schedules
+from harness.training.kept import KeptGenerators
 
 PHASES = ("pretrain", "gan", "content")
 RUN_ID_FILE = "mlflow_run_id"
@@ -310,8 +312,8 @@ class Trainer:
 
     def warm_start(self) -> list[Any]:
         """Copy ``[generator] init`` / ``[discriminator] init`` weights into the fresh networks
-        (a new run only). Returns the :class:`harness.warmstart.Source` s used."""
-        from harness import warmstart
+        (a new run only). Returns the :class:`harness.training.warmstart.Source` s used."""
+        from harness.training import warmstart
 
         exp, sources = self.exp, []
         if exp.generator.init:
@@ -448,7 +450,7 @@ class Trainer:
         """Open the training data; its seed comes from the checkpointed RNG, so a resumed run
         draws a fresh, reproducible order."""
         if dataset is None:
-            from harness import data
+            from harness.data import pipeline as data
 
             seed = int(self.rng.uniform_full_int([], tf.int64).numpy() % (2**31 - 1))
             dataset = data.training_dataset(self.exp.data, self.exp.train.batch_size, seed)
@@ -497,7 +499,7 @@ class Trainer:
         except StopIteration:
             # The training dataset repeats forever once one image decodes, so an end means that
             # every file passed its header check and then failed to decode (truncated JPEGs).
-            from harness.data import DataError
+            from harness.data.pipeline import DataError
 
             raise DataError(
                 "none of the training images in "
@@ -649,7 +651,7 @@ def changed_settings(previous_toml: str, exp: Experiment) -> list[str]:
     """Dotted keys whose values differ between a run's saved experiment and ``exp``."""
     import tomllib
 
-    from harness.config import flatten
+    from harness.config.experiment import flatten
 
     try:
         before = flatten(tomllib.loads(previous_toml))
@@ -692,7 +694,7 @@ def validation_extras(exp: Experiment, registry: Registry) -> dict[str, Callable
     for name in listed:
         if name not in extras:
             if name == "lpips":  # the first-party plugins may be disabled; LPIPS is in the host
-                from harness.lpips import lpips_metric
+                from harness_metrics.lpips import lpips_metric
 
                 extras["lpips"] = lpips_metric()
             else:
@@ -710,7 +712,7 @@ def sample_grid(
     """A PNG: one row per image, columns LR (nearest) | bicubic | SR | HR."""
     from PIL import Image
 
-    from harness import metrics
+    from harness.evaluation import protocol as metrics
 
     rows = []
     for _, hr in images:
@@ -850,7 +852,7 @@ def train(
     """Train ``exp`` to ``train.steps``, resuming its run directory's checkpoint if there is one.
 
     Args:
-        exp: the experiment (:func:`harness.config.load`).
+        exp: the experiment (:func:`harness.config.experiment.load`).
         callbacks: objects with ``on_validation(step, metrics)``; raising :class:`StopTraining`
             there stops the run cleanly (checkpoint saved, MLflow run KILLED) and re-raises.
         parent_run_id: make the MLflow run a child of this run (sweeps).
@@ -915,7 +917,8 @@ def _run(
     chief: bool,
     ckpt_dir: Path,
 ) -> TrainResult:
-    from harness import data, metrics
+    from harness.data import pipeline as data
+    from harness.evaluation import protocol as metrics
 
     t, v = exp.train, exp.validation
     run_dir = exp.run_dir

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import diskwrite
-from harness.config import Experiment
-from harness.plugins import Registry
+from harness.config.experiment import Experiment
+from harness.plugin_api.registry import Registry
 
 KEPT_FILE = "kept.json"
 
@@ -37,7 +37,7 @@ class Kept:
 
 def tracked_metrics(exp: Experiment, registry: Registry) -> dict[str, tuple[str, bool]]:
     """``best_<name>`` -> (the validation metric, higher is better) for this experiment."""
-    from harness import metrics
+    from harness.evaluation import protocol as metrics
 
     out = {"best_psnr_y": ("val/psnr_y", True)}
     listed = list(exp.validation.metrics)
@@ -47,7 +47,7 @@ def tracked_metrics(exp: Experiment, registry: Registry) -> dict[str, tuple[str,
         if name in registry.names("metric"):
             protocol = metrics.metric_protocol(registry.factory("metric", name))
         elif name == "lpips":
-            from harness.lpips import PROTOCOL as protocol
+            from harness_metrics.lpips import PROTOCOL as protocol
         else:
             continue
         out[f"best_{name}"] = (f"val/{name}", protocol.higher_is_better)
@@ -106,7 +106,7 @@ class KeptGenerators:
 
     def load_all(self) -> Iterator[tuple[str, Kept]]:
         """Each kept generator, loaded (for logging to MLflow)."""
-        from harness.inference import load_generator
+        from harness.deploy.models import load_generator
 
         for name, info in self.state.items():
             path = self.run_dir / f"{name}.keras"

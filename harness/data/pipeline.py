@@ -2,7 +2,8 @@
 
 Training samples follow SRGAN: a random ``patch`` x ``patch`` HR crop, optionally flipped and
 rotated by a multiple of 90 degrees, and its LR made by MATLAB-compatible bicubic downsampling
-(the same weights as :mod:`harness.metrics`, applied as two small matrix products), rounded to
+(the same weights as :mod:`harness.evaluation.protocol`, applied as two small matrix products),
+rounded to
 8 bits. LR is in ``[0, 1]``, HR in ``[-1, 1]``.
 
 The pipeline decodes each image once (in parallel) and caches the decoded images in memory or in
@@ -23,8 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness import images as imageio
-from harness.config import DataConfig
+from harness.config.experiment import DataConfig
+from harness.data import images as imageio
 from harness.errors import HarnessError, HarnessWarning
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def skimage_folder() -> Path:
 
 
 def _download_hint(folder: Path) -> str:
-    from harness.datasets import DATASETS
+    from harness.data.datasets import DATASETS
 
     key = folder.name.lower().replace("-", "_")
     aliases = {"b100": "bsd100", "div2k_train_hr": "div2k", "div2k_valid_hr": "div2k_valid"}
@@ -118,7 +119,7 @@ def scan(specs: Sequence[str], min_side: int, purpose: str = "training") -> list
 
     Skipped files are reported in one :class:`DataWarning` that counts and names them; no image
     at all is a :class:`DataError` naming the folders read. Images over the pixel limit
-    (:func:`harness.images.max_pixels`) are skipped from their header, never decoded.
+    (:func:`harness.data.images.max_pixels`) are skipped from their header, never decoded.
     """
     if not specs:
         raise DataError(f"no {purpose} data folders given: list at least one in [data].")
@@ -246,7 +247,7 @@ def downsample_batch(hr_uint8: tf.Tensor, scale: int) -> tf.Tensor:
     """
     import tensorflow as tf
 
-    from harness.metrics import resize_matrix
+    from harness.evaluation.protocol import resize_matrix
 
     h, w = hr_uint8.shape[1], hr_uint8.shape[2]
     rows = tf.constant(resize_matrix(h, h // scale, 1.0 / scale), tf.float32)

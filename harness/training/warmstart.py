@@ -5,7 +5,7 @@
 network before the first step of a *new* run; the optimizer, the step counter and the schedules
 start afresh. A resumed run restores its own checkpoint instead and never reads ``init``.
 
-A source is any model reference (:data:`harness.inference.ACCEPTED`): a run directory, with
+A source is any model reference (:data:`harness.deploy.models.ACCEPTED`): a run directory, with
 ``@best_psnr_y`` or another kept generator after it, a checkpoint, a ``.keras`` file or an
 MLflow model. For a discriminator, a run directory (its ``discriminator.keras``, else its latest
 checkpoint), a checkpoint or a ``.keras`` file. The shapes must agree weight by weight; a
@@ -95,7 +95,7 @@ def copy_weights(target: Any, source: Any, network: str, ref: str, target_desc: 
 
 def load_generator(ref: str) -> Any:
     """The generator ``ref`` names (any model reference)."""
-    from harness.inference import ModelReferenceError, load_generator
+    from harness.deploy.models import ModelReferenceError, load_generator
 
     try:
         return load_generator(ref)
@@ -108,7 +108,7 @@ def load_discriminator(ref: str, build: Any) -> Any:
     into."""
     import tensorflow as tf
 
-    from harness.inference import _load_keras_file
+    from harness.deploy.models import _load_keras_file
 
     path = Path(ref).expanduser()
     if path.is_file() and path.suffix == ".keras":

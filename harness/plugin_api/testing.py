@@ -2,17 +2,18 @@
 
 In a plugin package's tests (after ``pip install -e .``)::
 
-    from harness.testing import assert_plugin_contracts
+    from harness.plugin_api.testing import assert_plugin_contracts
 
     def test_contracts():
         assert_plugin_contracts("harness-myloss")
 
-Or load this module as a pytest plugin (``pytest_plugins = ["harness.testing"]`` in a
+Or load this module as a pytest plugin (``pytest_plugins = ["harness.plugin_api.testing"]`` in a
 ``conftest.py``) for the fixtures ``harness_registry`` (the installed plugins, built afresh) and
 ``hermetic_registry`` (an empty-autoload registry factory, for tests that register plugin objects
 directly).
 
-The checks are :mod:`harness.contracts`, the same ones the project runs over its whole registry:
+The checks are :mod:`harness.plugin_api.contracts`, the same ones the project runs over its whole
+registry:
 each loss gives a finite float32 scalar with gradients (also on ``bfloat16`` inputs and inside
 ``tf.function``), each generator upscales by ``scale`` and survives a ``.keras`` round trip,
 each schedule is finite at every step, and so on.
@@ -30,8 +31,8 @@ from typing import Any
 
 import pytest
 
-from harness import contracts
-from harness.plugins import Entry, Registry, build_registry
+from harness.plugin_api import contracts
+from harness.plugin_api.registry import Entry, Registry, build_registry
 
 __all__ = [
     "OverlayEnv",

@@ -2,7 +2,7 @@
 
 Plugin authors call these from their own tests::
 
-    from harness.contracts import check_distribution
+    from harness.plugin_api.contracts import check_distribution
 
     def test_my_plugins_keep_the_contracts():
         check_distribution("harness-charbonnier")
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.losses import Composite, wants_real_logits
-from harness.plugins import Entry, Registry, get_registry
+from harness.plugin_api.losses import Composite, wants_real_logits
+from harness.plugin_api.registry import Entry, Registry, get_registry
 
 STEPS = (0, 1, 2, 10, 100, 999, 1000, 1001, 15000, 20000, 35000, 100_000, 1_000_000)
 """Steps at which schedules (and composite loss weights) must be finite."""
@@ -293,9 +293,10 @@ def check_discriminator(
 def check_metric(
     factory: Callable[..., Any], params: Mapping[str, Any] | None = None, name: str = "metric"
 ) -> None:
-    """The declared protocol is a :class:`~harness.metrics.MetricProtocol`, and ``metric(sr,
+    """The declared protocol is a :class:`~harness.evaluation.protocol.MetricProtocol`, and
+    ``metric(sr,
     hr)`` on two images of that protocol gives a finite float."""
-    from harness.metrics import metric_protocol, rgb_to_y
+    from harness.evaluation.protocol import metric_protocol, rgb_to_y
 
     what = f'metric "{name}"'
     try:

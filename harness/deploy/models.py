@@ -59,7 +59,7 @@ def _bad_ref(ref: str, why: str) -> ModelReferenceError:
 
 def _registry() -> None:
     """Build the plugin registry first, so plugin layers are registered before Keras loads."""
-    from harness.plugins import get_registry
+    from harness.plugin_api.registry import get_registry
 
     get_registry()
 
@@ -123,8 +123,8 @@ def _restore_checkpoint(prefix: Path, experiment: Path, ref: str) -> Any:
     """Rebuild the run's generator from ``experiment.toml`` and restore ``prefix`` into it."""
     import tensorflow as tf
 
-    from harness import config
-    from harness.plugins import get_registry
+    from harness.config import experiment as config
+    from harness.plugin_api.registry import get_registry
 
     if not experiment.is_file():
         raise _bad_ref(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from harness.config import ScheduleSpec
+from harness.config.experiment import ScheduleSpec
 from harness.errors import ConfigError
-from harness.plugins import Registry, get_registry
+from harness.plugin_api.registry import Registry, get_registry
 
 
 def build(value: float | ScheduleSpec, registry: Registry | None = None) -> Callable[[int], float]:
-    """A pure function of the step for a number or a :class:`~harness.config.ScheduleSpec`."""
+    """A pure function of the step for a number or a
+    :class:`~harness.config.experiment.ScheduleSpec`."""
     if isinstance(value, ScheduleSpec):
         factory = (registry or get_registry()).factory("schedule", value.schedule)
         try:

@@ -35,7 +35,7 @@ from typing import Any, Literal, Union
 import tomli_w
 
 from harness.errors import ConfigError, HarnessError
-from harness.plugins import Registry, get_registry
+from harness.plugin_api.registry import Registry, get_registry
 
 # --------------------------------------------------------------------------- value types
 
@@ -830,7 +830,7 @@ def _check_rates_and_weights(exp: Experiment, where: _Where, registry: Registry)
     are refused when the file is read, not at the step where they first apply."""
     import math
 
-    from harness import schedules
+    from harness.training import schedules
 
     values: list[tuple[str, Any, bool]] = [
         ("train.learning_rate", exp.train.learning_rate, True),

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import config
+from harness.config import experiment as config
 from harness.errors import HarnessError
-from harness.warmstart import run_dir_of
+from harness.training.warmstart import run_dir_of
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def finished(p: Planned) -> bool:
     """The run reached ``train.steps`` and wrote its final generator."""
     import tensorflow as tf
 
-    from harness.train import CHECKPOINTS, MODEL_FILE
+    from harness.training.trainer import CHECKPOINTS, MODEL_FILE
 
     latest = tf.train.latest_checkpoint(str(p.run_dir / CHECKPOINTS))
     if latest is None or not (p.run_dir / MODEL_FILE).is_file():

@@ -2,7 +2,7 @@
 
 Every plugin, first-party included, is found through the ``harness`` entry-point group, loaded,
 registered with pluggy and asked for its names through the ``harness_register_*`` hooks
-(:mod:`harness.hookspecs`). The registry remembers which distribution provided each name.
+(:mod:`harness.plugin_api.hookspecs`). The registry remembers which distribution provided each name.
 
 Environment switches (as pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``):
 
@@ -26,8 +26,9 @@ from typing import Any
 
 import pluggy
 
-from harness import PROJECT, hookspecs
+from harness import PROJECT
 from harness.errors import HarnessWarning, PluginError
+from harness.plugin_api import hookspecs
 
 DISABLE_ENV = "HARNESS_DISABLE_PLUGINS"
 _NAME = re.compile(r"[a-z][a-z0-9_]*")

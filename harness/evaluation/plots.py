@@ -312,8 +312,8 @@ def render_markdown(
     data: Mapping[str, str],
     scale: int,
 ) -> str:
-    """The text of ``report.md`` (a :class:`harness.report.Report` as ``report``)."""
-    from harness.metrics import format_value
+    """The text of ``report.md`` (a :class:`harness.evaluation.report.Report` as ``report``)."""
+    from harness.evaluation.protocol import format_value
 
     runs = report.runs
     lines = [
@@ -326,7 +326,8 @@ def render_markdown(
         "## Protocol",
         "",
         f"- Scale x{scale}: HR cropped to a multiple of {scale}, LR by MATLAB bicubic `imresize` "
-        "rounded to 8 bits, model outputs clipped and rounded to 8 bits (`harness.metrics`).",
+        "rounded to 8 bits, model outputs clipped and rounded to 8 bits "
+        "(`harness.evaluation.protocol`).",
     ]
     for key, protocol in protocols.items():
         notes = [f"{scale} px cut from each side"] if protocol.crop_border else []

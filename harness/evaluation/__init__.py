@@ -1,0 +1,3 @@
+"""Evaluation: the literature's protocol (PSNR/SSIM on Y, border crop, MATLAB bicubic), metric
+protocols, reports and loss comparisons.
+"""

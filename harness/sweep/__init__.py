@@ -1,0 +1,1 @@
+"""Sweeps: an Optuna study whose trials are training runs, one process per trial."""
