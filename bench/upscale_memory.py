@@ -39,7 +39,8 @@ def rss_mib() -> float:
 def child(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from harness.deploy.models import Upscaler, load_upscaler, to_uint8
+    from harness.data.images import to_uint8
+    from harness.deploy.models import Upscaler, load_upscaler
 
     tile = args.tile if args.child == "tiled" else 0
     if args.model:

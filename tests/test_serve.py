@@ -21,7 +21,8 @@ import tensorflow as tf
 import uvicorn
 from PIL import Image
 
-from harness.deploy.models import Upscaler, to_uint8
+from harness.data.images import to_uint8
+from harness.deploy.models import Upscaler
 from harness.deploy.serve import create_app, parse_size
 from harness.plugin_api.registry import get_registry
 

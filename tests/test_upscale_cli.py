@@ -14,8 +14,8 @@ from PIL import Image
 
 from harness.cli import cli
 from harness.data import video
-from harness.data.images import ImageTooLargeError, list_images, read_image
-from harness.deploy.models import load_upscaler, to_uint8
+from harness.data.images import ImageTooLargeError, list_images, read_image, to_uint8
+from harness.deploy.models import load_upscaler
 from harness.plugin_api.registry import get_registry
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from harness.errors import HarnessError
+from harness.evaluation.tables import text_table
 
 MLFLOW_RUN = re.compile(r"^runs:/([0-9a-zA-Z]+)(/.*)?$")
 BARE_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -91,18 +92,6 @@ def _fmt(value: float, measure: str, protocols: Mapping[str, Any] | None = None)
 
     protocol = {**metrics.PROTOCOL_MEASURES, **(protocols or {})}.get(measure)
     return metrics.format_value(value, protocol)
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-    lines = []
-    for row in (header, *rows):
-        cells = [
-            str(c).ljust(w) if i == 0 else str(c).rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
 
 
 def _load_model(ref: str, scale: int | None, tile: int) -> tuple[Callable[..., Any], int]:
@@ -266,7 +255,7 @@ def command(
                 for s in res.images
             ]
             rows.append(["mean", *(_fmt(res.mean(m), m, protocols) for m in measures)])
-            click.echo(_table(header, rows))
+            click.echo(text_table(header, rows))
             click.echo("")
     rows = [
         [label, str(len(res.images)), *(_fmt(res.mean(m), m, protocols) for m in measures)]
@@ -279,7 +268,7 @@ def command(
     click.echo(f"model: {model_ref}  scale {scale}  border {border}  (Y: BT.601 16..235)")
     for name, protocol in protocols.items():
         click.echo(f"{name}: {protocol.describe()}")
-    click.echo(_table(["data set", "images", *measures], rows))
+    click.echo(text_table(["data set", "images", *measures], rows))
 
     report: dict[str, Any] = {
         "model": model_ref,

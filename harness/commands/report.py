@@ -114,8 +114,8 @@ def command(
       harness report runs/srgan@best_lpips runs/srgan --metric lpips --no-mlflow
       harness report <sweep parent run id> --tracking-uri sqlite:///mlflow.db
     """
-    from harness.commands.evaluate import _table
     from harness.evaluation import report as rep
+    from harness.evaluation.tables import text_table
 
     if not runs:
         raise HarnessError(
@@ -145,7 +145,7 @@ def command(
             [row, *(format_value(values[k], result.protocols[k]) for k in result.measures)]
             for row, values in table.items()
         ]
-        click.echo(_table(["", *(measure_name(k) for k in result.measures)], rows))
+        click.echo(text_table(["", *(measure_name(k) for k in result.measures)], rows))
     click.echo("")
     for run in result.runs:
         if run.init_label:

@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from harness.deploy.models import ACCEPTED, Upscaler, load_upscaler, to_uint8
+from harness.data.images import to_uint8
+from harness.deploy.models import ACCEPTED, Upscaler, load_upscaler
 from harness.errors import HarnessError
 
 SAVE_OPTIONS = {".jpg": {"quality": 95}, ".jpeg": {"quality": 95}}

@@ -13,6 +13,7 @@ a 20000 x 20000 1-bit or palette PNG is about 50 KB on disk and 1.2 GB as RGB.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import zlib
@@ -217,11 +218,28 @@ def probe_image(path: str | os.PathLike[str], limit: int | None = None) -> tuple
         raise ImageReadError(f"cannot read image {path}: {exc}") from None
 
 
+def to_uint8(x_float01: np.ndarray) -> np.ndarray:
+    """Float ``[0, 1]`` -> uint8, clipped and rounded half up (as MATLAB's ``uint8(...)``).
+
+    The one 8-bit rounding rule: evaluation scores, upscaled files, served images and sample
+    grids all go through it, so what is served is what was scored.
+    """
+    x = np.asarray(x_float01, dtype=np.float64) * 255.0
+    return np.clip(np.floor(x + 0.5), 0, 255).astype(np.uint8)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """A ``uint8 (H, W, 3)`` (or ``(H, W)``) array as PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
     """Write a ``uint8 (H, W, 3)`` (or ``(H, W)``) array as PNG, creating parent folders."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path, format="PNG")
+    path.write_bytes(encode_png(image))
 
 
 def encode_png16(image: np.ndarray) -> bytes:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.data.images import to_uint8
 from harness.errors import HarnessError
 
 ACCEPTED = (
@@ -484,8 +485,3 @@ def export_saved_model(generator: Any, out_dir: str | Path) -> Path:
     except Exception as exc:
         raise HarnessError(f"writing the SavedModel to {out_dir} failed: {exc}") from exc
     return out_dir
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """``[0, 1]`` floats -> uint8, rounded to nearest."""
-    return np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)

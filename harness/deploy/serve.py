@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 from fastapi import Request  # module level: FastAPI resolves handler annotations here
 
-from harness.deploy.models import Upscaler, to_uint8
+from harness.data.images import encode_png, to_uint8
+from harness.deploy.models import Upscaler
 from harness.errors import HarnessError
 
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
@@ -223,15 +224,6 @@ def decode_image(
         raise RequestError(
             400, f"the image could not be decoded ({exc}); send a PNG or JPEG."
         ) from None
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """A uint8 ``(h, w, 3)`` array as PNG bytes."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 # --------------------------------------------------------------------------- the application

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from harness.data.images import to_uint8
 from harness.errors import HarnessError
 
 Upscaler = Callable[[np.ndarray], np.ndarray]
@@ -139,12 +140,6 @@ def bicubic_upscaler(scale: int) -> Upscaler:
 
     upscale.scale = scale  # type: ignore[attr-defined]
     return upscale
-
-
-def to_uint8(x_float01: np.ndarray) -> np.ndarray:
-    """Float ``[0, 1]`` -> uint8, clipped and rounded half up (as MATLAB's ``uint8(...)``)."""
-    x = np.asarray(x_float01, dtype=np.float64) * 255.0
-    return np.clip(np.floor(x + 0.5), 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- measures

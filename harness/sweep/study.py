@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.config import experiment as config
 from harness.errors import ConfigError, HarnessError
+from harness.signals import raise_interrupt
 
 if TYPE_CHECKING:
     import optuna
@@ -1042,7 +1043,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The trial process: ``python -c 'from harness.sweep.study import main; main()' JOB.json``."""
     args = list(sys.argv[1:] if argv is None else argv)
     job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-    signal.signal(signal.SIGTERM, _TermToInterrupt._handle)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     threading.Thread(target=_watch_parent, args=(int(job["parent_pid"]),), daemon=True).start()
     try:
         result = run_trial(job)

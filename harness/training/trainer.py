@@ -19,13 +19,10 @@ step, so a changing weight never retraces the compiled step.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import os
 import signal
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +39,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.evaluation import protocol as metrics_mod
 from harness.plugin_api.losses import Composite, wants_real_logits
 from harness.plugin_api.registry import Registry, get_registry
+from harness.signals import signals_to_flag
 from harness.training import precision, schedules
 from harness.training.kept import KeptGenerators
 
@@ -710,8 +708,7 @@ def sample_grid(
     scale: int,
 ) -> bytes:
     """A PNG: one row per image, columns LR (nearest) | bicubic | SR | HR."""
-    from PIL import Image
-
+    from harness.data.images import encode_png
     from harness.evaluation import protocol as metrics
 
     rows = []
@@ -730,9 +727,7 @@ def sample_grid(
     for r in rows:
         pad = np.full((r.shape[0], width - r.shape[1], 3), 255, np.uint8)
         padded += [np.concatenate([r, pad], 1), np.full((4, width, 3), 255, np.uint8)]
-    buf = io.BytesIO()
-    Image.fromarray(np.concatenate(padded[:-1], 0)).save(buf, format="PNG")
-    return buf.getvalue()
+    return encode_png(np.concatenate(padded[:-1], 0))
 
 
 # --------------------------------------------------------------------------- the run
@@ -746,26 +741,6 @@ class _NullTracker:
 
     def __getattr__(self, name: str) -> Callable[..., None]:
         return lambda *args, **kwargs: None
-
-
-@contextlib.contextmanager
-def _signals_to_flag(flag: dict[str, int]) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``flag["signal"]``; the loop checkpoints and stops at the next step."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if flag.get("signal"):  # a second signal: stop now
-            raise KeyboardInterrupt
-        flag["signal"] = signum
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def _atomic_write(path: Path, data: str) -> None:
@@ -1016,7 +991,7 @@ def _run(
     count, tick, validated = 0, time.perf_counter(), -1
     img_per_s = 0.0
     try:
-        with _signals_to_flag(flag):
+        with signals_to_flag(flag):
             trainer.start_data()
             while trainer.step < t.steps:
                 step0 = trainer.step
