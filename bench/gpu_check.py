@@ -16,7 +16,7 @@ of
    ``bench/data_pipeline.py``) over ``--data`` folders, else ``../shared/data`` (t91, bsd200),
    else a folder of generated PNGs.
 3. ``upscale``: one ``--frame`` LR frame (1920x1080) upscaled 4x by the first ``--models``
-   generator through :class:`harness.deploy.models.Upscaler` in ``--tile`` LR tiles.
+   generator through :class:`harness.deploy.upscaler.Upscaler` in ``--tile`` LR tiles.
 4. ``train``: for every ``--models`` x ``--precisions`` x XLA off/on, a :class:`Trainer` built
    from ``config.from_dict`` (MSE, ``train.strategy = "default"``) steps on one in-memory batch:
    ms/step (mean of the timed steps), img/s, TFLOP/s and MFU. Training FLOPs are 3x the
@@ -63,7 +63,7 @@ import tensorflow as tf  # noqa: E402
 from data_pipeline import SHARED, TARGET_RATIO, pipeline_rate  # noqa: E402
 
 from harness import config, precision  # noqa: E402
-from harness.deploy.models import Upscaler  # noqa: E402
+from harness.deploy.upscaler import Upscaler  # noqa: E402
 from harness.plugin_api.registry import get_registry  # noqa: E402
 from harness.training.trainer import Trainer  # noqa: E402
 

@@ -40,18 +40,19 @@ def child(args: argparse.Namespace) -> None:
     import numpy as np
 
     from harness.data.images import to_uint8
-    from harness.deploy.models import Upscaler, load_upscaler
+    from harness.deploy.models import load_upscaler
+    from harness.deploy.upscaler import Upscaler
+    from harness.plugin_api.registry import build_registry
 
+    registry = build_registry()
     tile = args.tile if args.child == "tiled" else 0
     if args.model:
-        upscaler = load_upscaler(args.model, tile=tile)
+        upscaler = load_upscaler(args.model, registry=registry, tile=tile)
     else:
         import keras
 
-        from harness.plugin_api.registry import get_registry
-
         keras.utils.set_random_seed(0)
-        factory = get_registry().factory("generator", "srresnet")
+        factory = registry.factory("generator", "srresnet")
         upscaler = Upscaler.from_generator(factory(scale=4, blocks=args.blocks), tile=tile)
     rng = np.random.default_rng(0)
     lr = rng.uniform(0, 1, (1, args.height, args.width, 3)).astype(np.float32)

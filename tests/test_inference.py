@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from harness.deploy.export import export_saved_model
 from harness.deploy.models import (
     ModelReferenceError,
-    Upscaler,
-    export_saved_model,
+    kept_model_path,
     load_generator,
+    load_keras_file,
     load_upscaler,
-    tile_boxes,
 )
+from harness.deploy.upscaler import Upscaler, tile_boxes
 from harness.errors import HarnessError
-from harness.plugin_api.registry import get_registry
 
 EXPERIMENT = """\
 [experiment]
@@ -33,10 +33,10 @@ filters = 8
 """
 
 
-def tiny_generator(seed: int) -> tf.keras.Model:
+def tiny_generator(seed: int, registry) -> tf.keras.Model:
     """SRResNet with one block and 8 filters; BN statistics randomised so BN is not identity."""
     tf.keras.utils.set_random_seed(seed)
-    model = get_registry().factory("generator", "srresnet")(scale=4, blocks=1, filters=8)
+    model = registry.factory("generator", "srresnet")(scale=4, blocks=1, filters=8)
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if "bn" in layer.name:
@@ -63,12 +63,12 @@ def lr() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> tuple[Path, tf.keras.Model, tf.keras.Model]:
+def run_dir(tmp_path_factory, registry) -> tuple[Path, tf.keras.Model, tf.keras.Model]:
     """A run directory with experiment.toml and a checkpoint holding generator and EMA."""
     run = tmp_path_factory.mktemp("runs") / "tiny"
     run.mkdir()
     (run / "experiment.toml").write_text(EXPERIMENT)
-    generator, ema = tiny_generator(1), tiny_generator(2)
+    generator, ema = tiny_generator(1, registry), tiny_generator(2, registry)
     checkpoint = tf.train.Checkpoint(generator=generator, ema_generator=ema, step=tf.Variable(7))
     manager = tf.train.CheckpointManager(checkpoint, str(run / "checkpoints"), max_to_keep=2)
     manager.save()
@@ -78,51 +78,57 @@ def run_dir(tmp_path_factory) -> tuple[Path, tf.keras.Model, tf.keras.Model]:
 # --------------------------------------------------------------------------- references
 
 
-def test_run_dir_checkpoint_prefers_ema(run_dir, lr) -> None:
+def test_run_dir_checkpoint_prefers_ema(run_dir, lr, registry) -> None:
     run, generator, ema = run_dir
-    loaded = load_generator(run)
+    loaded = load_generator(run, registry=registry)
     np.testing.assert_allclose(sr(loaded, lr), sr(ema, lr), atol=1e-6)
     assert np.abs(sr(loaded, lr) - sr(generator, lr)).max() > 1e-3
 
 
-def test_checkpoint_dir_and_prefix(run_dir, lr) -> None:
+def test_checkpoint_dir_and_prefix(run_dir, lr, registry) -> None:
     run, _, ema = run_dir
     prefix = tf.train.latest_checkpoint(str(run / "checkpoints"))
     for ref in (run / "checkpoints", prefix):
-        np.testing.assert_allclose(sr(load_generator(ref), lr), sr(ema, lr), atol=1e-6)
+        np.testing.assert_allclose(
+            sr(load_generator(ref, registry=registry), lr), sr(ema, lr), atol=1e-6
+        )
 
 
-def test_checkpoint_without_ema_restores_generator(tmp_path, lr) -> None:
+def test_checkpoint_without_ema_restores_generator(tmp_path, lr, registry) -> None:
     run = tmp_path / "run"
     run.mkdir()
     (run / "experiment.toml").write_text(EXPERIMENT)
-    generator = tiny_generator(3)
+    generator = tiny_generator(3, registry)
     tf.train.CheckpointManager(
         tf.train.Checkpoint(generator=generator), str(run / "checkpoints"), 1
     ).save()
-    np.testing.assert_allclose(sr(load_generator(run), lr), sr(generator, lr), atol=1e-6)
+    np.testing.assert_allclose(
+        sr(load_generator(run, registry=registry), lr), sr(generator, lr), atol=1e-6
+    )
 
 
-def test_checkpoint_that_does_not_fit_the_experiment(run_dir, tmp_path) -> None:
+def test_checkpoint_that_does_not_fit_the_experiment(run_dir, tmp_path, registry) -> None:
     run, _, _ = run_dir
     other = tmp_path / "edited"
     other.mkdir()
     (other / "experiment.toml").write_text(EXPERIMENT.replace("filters = 8", "filters = 16"))
     (other / "checkpoints").symlink_to(run / "checkpoints")
     with pytest.raises(ModelReferenceError, match="does not fit the generator"):
-        load_generator(other)
+        load_generator(other, registry=registry)
 
 
-def test_keras_file_and_run_dir_with_generator_keras(tmp_path, lr) -> None:
+def test_keras_file_and_run_dir_with_generator_keras(tmp_path, lr, registry) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    generator = tiny_generator(4)
+    generator = tiny_generator(4, registry)
     generator.save(run / "generator.keras")
     for ref in (run / "generator.keras", run, str(run)):
-        np.testing.assert_allclose(sr(load_generator(ref), lr), sr(generator, lr), atol=1e-6)
+        np.testing.assert_allclose(
+            sr(load_generator(ref, registry=registry), lr), sr(generator, lr), atol=1e-6
+        )
 
 
-def test_mlflow_uri_and_bare_run_id(tmp_path, monkeypatch, lr) -> None:
+def test_mlflow_uri_and_bare_run_id(tmp_path, monkeypatch, lr, registry) -> None:
     import mlflow
     import mlflow.tensorflow
     from mlflow.tracking._tracking_service import utils as tracking_utils
@@ -131,7 +137,7 @@ def test_mlflow_uri_and_bare_run_id(tmp_path, monkeypatch, lr) -> None:
     previous = tracking_utils._tracking_uri
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
-    generator = tiny_generator(5)
+    generator = tiny_generator(5, registry)
     try:
         with mlflow.start_run() as run:
             mlflow.tensorflow.log_model(
@@ -139,12 +145,15 @@ def test_mlflow_uri_and_bare_run_id(tmp_path, monkeypatch, lr) -> None:
             )
         run_id = run.info.run_id
         for ref in (f"runs:/{run_id}/generator", run_id):
-            np.testing.assert_allclose(sr(load_generator(ref), lr), sr(generator, lr), atol=1e-6)
+            np.testing.assert_allclose(
+                sr(load_generator(ref, registry=registry), lr), sr(generator, lr), atol=1e-6
+            )
         # The SavedModel exported from the run's MLflow model is the same network.
-        exported = load_upscaler(export_saved_model(load_generator(run_id), tmp_path / "export"))
+        model = load_generator(run_id, registry=registry)
+        exported = load_upscaler(export_saved_model(model, tmp_path / "export"), registry=registry)
         np.testing.assert_allclose(exported(lr), sr(generator, lr), atol=1e-6)
         with pytest.raises(ModelReferenceError, match="MLflow could not load"):
-            load_generator("0" * 32)
+            load_generator("0" * 32, registry=registry)
     finally:
         mlflow.set_tracking_uri(previous)  # leave the process-wide URI as it was
 
@@ -153,17 +162,17 @@ def test_mlflow_uri_and_bare_run_id(tmp_path, monkeypatch, lr) -> None:
     "ref",
     ["does/not/exist", "runs-without-scheme", "README.md", "tests"],
 )
-def test_bad_reference_lists_accepted_forms(ref: str) -> None:
+def test_bad_reference_lists_accepted_forms(ref: str, registry) -> None:
     with pytest.raises(ModelReferenceError) as info:
-        load_generator(ref)
+        load_generator(ref, registry=registry)
     message = str(info.value)
     assert ref in message
     for form in ("run directory", ".keras file", "SavedModel", "runs:/", "run id"):
         assert form in message
 
 
-def test_export_round_trip(tmp_path, lr) -> None:
-    generator = tiny_generator(6)
+def test_export_round_trip(tmp_path, lr, registry) -> None:
+    generator = tiny_generator(6, registry)
     out = export_saved_model(generator, tmp_path / "export" / "1")
     loaded = tf.saved_model.load(str(out))
     signature = loaded.signatures["serving_default"]
@@ -174,11 +183,11 @@ def test_export_round_trip(tmp_path, lr) -> None:
     # Other batch sizes and spatial sizes go through the same signature.
     other = np.random.default_rng(1).uniform(0, 1, (3, 9, 30, 3)).astype(np.float32)
     assert signature(lr=tf.constant(other))["sr"].shape == (3, 36, 120, 3)
-    upscaler = load_upscaler(out)
+    upscaler = load_upscaler(out, registry=registry)
     assert upscaler.scale == 4
     np.testing.assert_allclose(upscaler(lr), got, atol=1e-6)
     with pytest.raises(ModelReferenceError, match="load_upscaler"):
-        load_generator(out)
+        load_generator(out, registry=registry)
     with pytest.raises(HarnessError, match="not empty"):
         export_saved_model(generator, out)
 
@@ -193,16 +202,16 @@ def test_tile_boxes_cover_the_image_once() -> None:
     assert np.all(cover == 1)
 
 
-def test_receptive_field_measured() -> None:
+def test_receptive_field_measured(registry) -> None:
     # 9x9 head (4) + one block (2) + body conv (1) + x2 conv (1) + x2 conv (1 at 2x) +
     # 9x9 output conv at 4x (1): 10 LR pixels.
-    upscaler = Upscaler.from_generator(tiny_generator(7))
+    upscaler = Upscaler.from_generator(tiny_generator(7, registry))
     assert upscaler.scale == 4
     assert upscaler.receptive_radius() == 10
 
 
-def test_tiled_equals_whole_image(lr) -> None:
-    generator = tiny_generator(8)
+def test_tiled_equals_whole_image(lr, registry) -> None:
+    generator = tiny_generator(8, registry)
     image = np.random.default_rng(2).uniform(0, 1, (1, 45, 38, 3)).astype(np.float32)
     whole = Upscaler.from_generator(generator)(image)
     np.testing.assert_allclose(whole, sr(generator, image), atol=1e-6)
@@ -217,8 +226,50 @@ def test_tiled_equals_whole_image(lr) -> None:
     assert np.abs(short - whole).max() * 255 > 1.0
 
 
-def test_upscaler_rejects_bad_shapes() -> None:
-    upscaler = Upscaler.from_generator(tiny_generator(9))
+def test_upscaler_rejects_bad_shapes(registry) -> None:
+    upscaler = Upscaler.from_generator(tiny_generator(9, registry))
     with pytest.raises(HarnessError, match=r"\(N, h, w, 3\)"):
         upscaler(np.zeros((1, 8, 8, 4), np.float32))
     assert upscaler(np.zeros((8, 8, 3), np.float32)).shape == (32, 32, 3)
+
+
+# --------------------------------------------------------------------------- kept generators
+
+
+def test_kept_model_path_parses_run_at_name(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best_lpips.keras").write_bytes(b"")
+    assert kept_model_path(f"{run}@best_lpips") == run / "best_lpips.keras"
+    assert kept_model_path(run) is None  # no @: not a kept-generator reference
+    assert kept_model_path("runs:/0123@abc/generator") is None  # an MLflow URI
+    assert kept_model_path(f"{tmp_path / 'nowhere'}@best_lpips") is None  # no such run
+    with pytest.raises(
+        ModelReferenceError, match=r"kept no generator named best_dists.*best_lpips"
+    ):
+        kept_model_path(f"{run}@best_dists")
+
+
+def test_load_keras_file_refuses_a_file_that_is_not_one(tmp_path, registry) -> None:
+    fake = tmp_path / "fake.keras"
+    fake.write_text("not a zip")
+    with pytest.raises(ModelReferenceError, match="not a .keras model"):
+        load_keras_file(fake, registry=registry)
+
+
+def test_importing_the_deploy_wing_changes_nothing_global() -> None:
+    """No import-time side effects: no environment variable, no Pillow limit, no TensorFlow."""
+    import subprocess
+    import sys
+
+    code = (
+        "import harness.data.images, harness.evaluation.protocol  # other wings, imported first\n"
+        "import os, PIL.Image as I; env, limit = dict(os.environ), I.MAX_IMAGE_PIXELS\n"
+        "import harness.deploy.models, harness.deploy.upscaler, harness.deploy.export\n"
+        "import harness.deploy.upscaling, harness.deploy.codecs, harness.deploy.serve\n"
+        "assert dict(os.environ) == env, set(os.environ) ^ set(env)\n"
+        "assert I.MAX_IMAGE_PIXELS == limit, I.MAX_IMAGE_PIXELS\n"
+        "import sys; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -15,6 +15,7 @@ from PIL import Image
 from test_train import tiny
 
 from harness.deploy import models as inference
+from harness.deploy.export import export_saved_model
 from harness.errors import HarnessError
 from harness.training.trainer import NonFiniteLoss, NonFiniteWeights, train
 
@@ -38,7 +39,7 @@ class _Poison:
 
 
 def test_non_finite_weights_stop_the_run_and_keep_the_last_good_checkpoint(
-    tmp_path, store, monkeypatch
+    tmp_path, store, monkeypatch, registry
 ):
     from harness.training import trainer as train_module
 
@@ -65,7 +66,8 @@ def test_non_finite_weights_stop_the_run_and_keep_the_last_good_checkpoint(
     assert not (exp.run_dir / "generator.keras").exists()
     run = MlflowClient(store).get_run((exp.run_dir / "mlflow_run_id").read_text().strip())
     assert run.info.status == "FAILED" and "NonFiniteWeights" in run.data.tags["error"]
-    good = inference.load_generator(exp.run_dir)  # the kept checkpoint is usable as a model
+    # the kept checkpoint is usable as a model
+    good = inference.load_generator(exp.run_dir, registry=registry)
     assert all(np.all(np.isfinite(w)) for w in good.get_weights())
 
 
@@ -84,7 +86,7 @@ def test_an_exploding_learning_rate_fails_the_run_instead_of_finishing(tmp_path,
     assert run.info.status == "FAILED"
 
 
-def test_a_model_with_non_finite_outputs_is_refused(tmp_path):
+def test_a_model_with_non_finite_outputs_is_refused(tmp_path, registry):
     from harness_models.srresnet import srresnet
 
     model = srresnet(scale=4, blocks=1, filters=8)
@@ -94,21 +96,21 @@ def test_a_model_with_non_finite_outputs_is_refused(tmp_path):
     path = tmp_path / "nan.keras"
     model.save(path)
     with pytest.raises(HarnessError, match="non-finite values"):
-        inference.load_upscaler(path)
+        inference.load_upscaler(path, registry=registry)
     with pytest.raises(HarnessError, match="non-finite values"):
-        inference.export_saved_model(model, tmp_path / "export")
+        export_saved_model(model, tmp_path / "export")
 
 
 @pytest.mark.parametrize("ema", [0.0, 0.9])
-def test_a_run_without_its_final_model_loads_from_its_checkpoint(tmp_path, ema):
+def test_a_run_without_its_final_model_loads_from_its_checkpoint(tmp_path, ema, registry):
     """A run killed before generator.keras is written is still a model reference (EMA weights
     preferred), although TF keys its variables under the optimizer's path."""
     exp = tiny(tmp_path, adversarial=None, train={"steps": 2, "ema": ema})
     train(exp)
-    final = inference.load_generator(exp.run_dir / "generator.keras")
+    final = inference.load_generator(exp.run_dir / "generator.keras", registry=registry)
     (exp.run_dir / "generator.keras").unlink()
     for ref in (exp.run_dir, exp.run_dir / "checkpoints"):
-        restored = inference.load_generator(ref)
+        restored = inference.load_generator(ref, registry=registry)
         for a, b in zip(final.get_weights(), restored.get_weights(), strict=True):
             np.testing.assert_array_equal(a, b)
 

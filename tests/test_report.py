@@ -96,7 +96,7 @@ def cli_report(env):
     return out, result.output
 
 
-def test_every_number_is_a_fresh_evaluation(env, cli_report):
+def test_every_number_is_a_fresh_evaluation(env, cli_report, registry):
     out, output = cli_report
     report = json.loads((out / "report.json").read_text())
     extra = metric_functions(None)
@@ -104,8 +104,8 @@ def test_every_number_is_a_fresh_evaluation(env, cli_report):
     assert report["measures"] == ["psnr_y", "ssim_y", *extra]
     models = {
         "bicubic": metrics.bicubic_upscaler(4),
-        "rep_base": load_upscaler(env["base"]),
-        "rep_ft": load_upscaler(env["ft"]),
+        "rep_base": load_upscaler(env["base"], registry=registry),
+        "rep_ft": load_upscaler(env["ft"], registry=registry),
     }
     for spec in env["data"]:
         label = Path(spec).name
@@ -240,7 +240,9 @@ def test_missing_data_and_missing_model_are_clear_errors(env, tmp_path):
         resolve_runs([f"{env['base']}@best_dists"], tracking_uri=env["store"], say=lambda _: None)
 
 
-def test_a_run_known_only_to_mlflow_is_reported_from_its_logged_model(env, tmp_path, monkeypatch):
+def test_a_run_known_only_to_mlflow_is_reported_from_its_logged_model(
+    env, tmp_path, monkeypatch, registry
+):
     monkeypatch.chdir(env["root"])
     exp = tiny(
         tmp_path,
@@ -264,7 +266,9 @@ def test_a_run_known_only_to_mlflow_is_reported_from_its_logged_model(env, tmp_p
     (run,) = report.runs
     assert run.run_dir is None and run.model_ref.startswith("models:/")
     assert report.measures == ("psnr_y", "ssim_y")
-    direct = metrics.evaluate(load_upscaler(run.model_ref), load_folder(env["data"][0], 4), 4)
+    direct = metrics.evaluate(
+        load_upscaler(run.model_ref, registry=registry), load_folder(env["data"][0], 4), 4
+    )
     assert report.tables["set5"]["rep_logged"]["psnr_y"] == pytest.approx(direct.psnr_y, rel=1e-9)
     logged = MlflowClient(env["store"]).get_run(report.mlflow_run_id)
     assert logged.data.tags["harness.report.runs"] == result.run_id

@@ -22,9 +22,8 @@ import uvicorn
 from PIL import Image
 
 from harness.data.images import to_uint8
-from harness.deploy.models import Upscaler
 from harness.deploy.serve import create_app, parse_size
-from harness.plugin_api.registry import get_registry
+from harness.deploy.upscaler import Upscaler
 
 MAX_BYTES = 200_000
 
@@ -36,9 +35,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def generator() -> tf.keras.Model:
+def generator(registry) -> tf.keras.Model:
     tf.keras.utils.set_random_seed(21)
-    return get_registry().factory("generator", "srresnet")(scale=4, blocks=1, filters=8)
+    return registry.factory("generator", "srresnet")(scale=4, blocks=1, filters=8)
 
 
 @pytest.fixture(scope="module")
@@ -368,3 +367,34 @@ def test_an_upload_over_the_pixel_limit_is_refused_unread(upscaler, bomb_png, no
     with _client(upscaler) as client:  # the default LR limit answers first
         response = client.post("/upscale", content=bomb, headers={"content-type": "image/png"})
         assert response.status_code == 413 and "--max-pixels" in response.json()["error"]
+
+
+def half_level_upscaler() -> Upscaler:
+    """An x2 "model" whose every output value lies half-way between two 8-bit levels
+    ((k + 0.5) / 255 for k = 0..255, and 0.5 = 127.5 / 255 exactly)."""
+
+    def fn(lr: np.ndarray) -> np.ndarray:
+        n, h, w, _ = np.shape(lr)
+        levels = (np.arange(n * 2 * h * 2 * w * 3) % 256 + 0.5) / 255.0
+        sr = levels.astype(np.float32).reshape(n, 2 * h, 2 * w, 3)
+        sr[:, 0, 0] = 0.5
+        return sr
+
+    return Upscaler(fn, 2)
+
+
+def test_served_png_rounds_as_evaluation_does() -> None:
+    from harness.evaluation import protocol
+
+    upscaler = half_level_upscaler()
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buffer, format="PNG")
+    with _client(upscaler) as client:
+        response = client.post(
+            "/upscale", content=buffer.getvalue(), headers={"content-type": "image/png"}
+        )
+    assert response.status_code == 200, response.text
+    got = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))
+    scored = protocol.to_uint8(upscaler(np.zeros((1, 8, 8, 3), np.float32))[0])
+    np.testing.assert_array_equal(got, scored)  # what is served is what evaluation scores
+    assert got[0, 0].tolist() == [128, 128, 128]  # 127.5 rounds half up, not to even

@@ -16,14 +16,14 @@ from harness.cli import cli
 from harness.data import video
 from harness.data.images import ImageTooLargeError, list_images, read_image, to_uint8
 from harness.deploy.models import load_upscaler
-from harness.plugin_api.registry import get_registry
+from harness.evaluation.protocol import bicubic_upscaler
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
+def model_file(tmp_path_factory, registry) -> Path:
     """A tiny trained-looking generator saved as .keras (1 block, 8 filters)."""
     tf.keras.utils.set_random_seed(11)
-    generator = get_registry().factory("generator", "srresnet")(scale=4, blocks=1, filters=8)
+    generator = registry.factory("generator", "srresnet")(scale=4, blocks=1, filters=8)
     path = tmp_path_factory.mktemp("model") / "generator.keras"
     generator.save(path)
     return path
@@ -45,7 +45,9 @@ def run(*args: str) -> object:
 
 @functools.cache
 def _upscaler(model_file: Path):
-    return load_upscaler(model_file)
+    from harness.plugin_api.registry import build_registry
+
+    return load_upscaler(model_file, registry=build_registry())
 
 
 def expected(model_file: Path, image: np.ndarray) -> np.ndarray:
@@ -65,7 +67,8 @@ def test_image_with_compare(model_file, frames, tmp_path) -> None:
     side = read_image(out.with_name("sr_compare.png"))
     assert side.shape == (96, 256, 3)
     np.testing.assert_array_equal(side[:, 128:], sr)
-    bicubic = np.asarray(Image.fromarray(frames[0]).resize((128, 96), Image.BICUBIC))
+    lr = frames[0].astype(np.float32)[None] / 255.0
+    bicubic = to_uint8(bicubic_upscaler(4)(lr)[0])  # the baseline evaluation scores
     np.testing.assert_array_equal(side[:, :128], bicubic)
 
 
@@ -240,3 +243,44 @@ def test_an_unusable_output_is_refused_before_the_model_loads(tmp_path) -> None:
     result = run("upscale", folder, "-o", tmp_path / "sr", "-m", no_model, "--compare")
     assert result.exit_code == 2 and "--compare folder" in result.output
     assert not (tmp_path / "sr").exists()
+
+
+def test_compare_shows_the_bicubic_evaluation_scores(model_file, frames, tmp_path) -> None:
+    """--compare's left half is MATLAB bicubic (the protocol's baseline), not Pillow's."""
+    from harness.evaluation import protocol
+
+    source = tmp_path / "in.png"
+    Image.fromarray(frames[1]).save(source)
+    out = tmp_path / "sr.png"
+    result = run("upscale", source, "-o", out, "-m", model_file, "--compare", "-q")
+    assert result.exit_code == 0, result.output
+    side = read_image(out.with_name("sr_compare.png"))
+    lr = frames[1].astype(np.float32)[None] / 255.0
+    matlab = protocol.to_uint8(protocol.bicubic_upscaler(4)(lr)[0])
+    np.testing.assert_array_equal(side[:, :128], matlab)
+    pillow = np.asarray(Image.fromarray(frames[1]).resize((128, 96), Image.BICUBIC))
+    assert np.any(side[:, :128] != pillow)  # the two bicubics differ: this is the scored one
+
+
+def test_upscaled_files_round_as_evaluation_does(tmp_path) -> None:
+    from harness.deploy.upscaler import Upscaler
+    from harness.deploy.upscaling import upscale_folder, upscale_image
+    from harness.evaluation import protocol
+
+    def fn(lr: np.ndarray) -> np.ndarray:  # every value half-way between two 8-bit levels
+        n, h, w, _ = np.shape(lr)
+        levels = (np.arange(n * 2 * h * 2 * w * 3) % 256 + 0.5) / 255.0
+        sr = levels.astype(np.float32).reshape(n, 2 * h, 2 * w, 3)
+        sr[:, 0, 0] = 0.5  # 127.5 / 255 exactly
+        return sr
+
+    upscaler = Upscaler(fn, 2)
+    source = tmp_path / "in" / "a.png"
+    source.parent.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(source)
+    scored = protocol.to_uint8(upscaler(np.zeros((1, 8, 8, 3), np.float32))[0])
+    upscale_image(upscaler, source, tmp_path / "one.png", compare=False, quiet=True)
+    np.testing.assert_array_equal(read_image(tmp_path / "one.png"), scored)
+    upscale_folder(upscaler, source.parent, tmp_path / "many", False, batch=2, quiet=True)
+    np.testing.assert_array_equal(read_image(tmp_path / "many" / "a.png"), scored)
+    assert scored[0, 0].tolist() == [128, 128, 128]  # 127.5 rounds half up, not to even

@@ -39,7 +39,7 @@ def _weights(model) -> list[np.ndarray]:
     return [np.asarray(w) for w in model.get_weights()]
 
 
-def test_generator_and_discriminator_start_from_another_run(tmp_path, base):
+def test_generator_and_discriminator_start_from_another_run(tmp_path, base, registry):
     base_exp, _ = base
     run = str(base_exp.run_dir)
     exp = tiny(
@@ -54,11 +54,13 @@ def test_generator_and_discriminator_start_from_another_run(tmp_path, base):
     sources = trainer.warm_start()
     assert [s.network for s in sources] == ["generator", "discriminator"]
     assert sources[0].run_id == (base_exp.run_dir / "mlflow_run_id").read_text().strip()
-    source_g = inference.load_generator(base_exp.run_dir / "generator.keras")
+    source_g = inference.load_generator(base_exp.run_dir / "generator.keras", registry=registry)
     for mine, theirs in zip(_weights(trainer.generator), _weights(source_g), strict=True):
         np.testing.assert_array_equal(mine, theirs)
     assert any(not np.array_equal(a, b) for a, b in zip(fresh, _weights(source_g), strict=True))
-    source_d = inference._load_keras_file(base_exp.run_dir / "discriminator.keras")
+    source_d = inference.load_keras_file(
+        base_exp.run_dir / "discriminator.keras", registry=registry
+    )
     for mine, theirs in zip(_weights(trainer.discriminator), _weights(source_d), strict=True):
         np.testing.assert_array_equal(mine, theirs)
 
@@ -138,7 +140,7 @@ def test_resuming_with_a_changed_experiment_names_the_objects_not_values(tmp_pat
     assert "numpy=" not in text and len(text) < 1200
 
 
-def test_best_generators_are_kept_and_named_by_reference(tmp_path, store):
+def test_best_generators_are_kept_and_named_by_reference(tmp_path, store, registry):
     exp = tiny(
         tmp_path,
         experiment={"name": "kept"},
@@ -155,9 +157,10 @@ def test_best_generators_are_kept_and_named_by_reference(tmp_path, store):
     assert state["best_psnr_y"]["step"] == max(psnr, key=lambda s: (psnr[s], -s))
     assert state["best_lpips"]["step"] == min(lpips, key=lambda s: (lpips[s], s))
     assert state["best_lpips"]["value"] == pytest.approx(min(lpips.values()))
-    model = inference.load_generator(f"{exp.run_dir}@best_lpips")
-    assert model.count_params() == inference.load_generator(exp.run_dir).count_params()
+    model = inference.load_generator(f"{exp.run_dir}@best_lpips", registry=registry)
+    final = inference.load_generator(exp.run_dir, registry=registry)
+    assert model.count_params() == final.count_params()
     with pytest.raises(inference.ModelReferenceError, match="best_lpips, best_psnr_y"):
-        inference.load_generator(f"{exp.run_dir}@best_dists")
+        inference.load_generator(f"{exp.run_dir}@best_dists", registry=registry)
     run = MlflowClient(store).get_run(result.run_id)
     assert run.data.tags["best_lpips_model_uri"].startswith("models:/")

@@ -100,9 +100,10 @@ def _load_model(ref: str, scale: int | None, tile: int) -> tuple[Callable[..., A
     if ref == "bicubic":
         scale = scale or 4
         return metrics.bicubic_upscaler(scale), scale
+    from harness.commands._options import registry
     from harness.deploy.models import load_upscaler
 
-    upscaler = load_upscaler(ref, tile=tile) if tile else load_upscaler(ref)
+    upscaler = load_upscaler(ref, registry=registry(), tile=tile)
     model_scale = int(upscaler.scale)
     if scale and scale != model_scale:
         raise HarnessError(

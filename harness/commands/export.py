@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from harness.deploy.models import export_saved_model, load_generator
+from harness.commands._options import registry
+from harness.deploy.export import export_saved_model
+from harness.deploy.models import load_generator
 
 
 @click.command("export")
@@ -35,7 +37,7 @@ def command(run: str, output: Path, model_version: int | None) -> None:
     RUN is any model reference the other commands take (a run directory, a .keras file, a
     checkpoint, an MLflow URI or run id).
     """
-    generator = load_generator(run)
+    generator = load_generator(run, registry=registry())
     target = output / str(model_version) if model_version else output
     export_saved_model(generator, target)
     click.echo(f"exported {run} -> {target} (signature serving_default: lr -> sr)")

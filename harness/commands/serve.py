@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from harness.commands._options import registry
 from harness.deploy.models import ACCEPTED, load_upscaler
 
 
@@ -69,10 +70,11 @@ def command(
     """
     import uvicorn
 
-    from harness.deploy.serve import create_app, parse_size
+    from harness.deploy.codecs import parse_size
+    from harness.deploy.serve import create_app
 
     limit = parse_size(max_bytes)
-    upscaler = load_upscaler(model, tile=tile)
+    upscaler = load_upscaler(model, registry=registry(), tile=tile)
     app = create_app(
         upscaler,
         name=name,

@@ -1,1 +1,10 @@
-"""Deployment: model references -> upscalers, tiling, export, and the REST app."""
+"""Deployment: trained models put to use.
+
+- :mod:`~harness.deploy.models`: model references -> loaded generators and upscalers;
+- :mod:`~harness.deploy.upscaler`: the :class:`~harness.deploy.upscaler.Upscaler` (tiling, the
+  receptive-field probe, the generator -> ``[0, 1]`` mapping);
+- :mod:`~harness.deploy.upscaling`: image, folder and video pipelines (``harness upscale``);
+- :mod:`~harness.deploy.export`: SavedModels for TF Serving (``harness export``);
+- :mod:`~harness.deploy.serve` and :mod:`~harness.deploy.codecs`: the REST app (``harness
+  serve``), its routes, and its request/response codecs and limits.
+"""

@@ -588,6 +588,7 @@ def write_report(
     from harness.data.pipeline import load_folder
     from harness.deploy.models import ModelReferenceError, load_upscaler
     from harness.evaluation import protocol as m
+    from harness.plugin_api.registry import get_registry
 
     now = _dt.datetime.now().astimezone()
     suites = discover(list(data))
@@ -617,7 +618,7 @@ def write_report(
 
                     mlflow.set_tracking_uri(run.uri)  # MLflow models load through the global URI
                 try:
-                    upscale = load_upscaler(run.model_ref)
+                    upscale = load_upscaler(run.model_ref, registry=get_registry())
                 except ModelReferenceError as exc:
                     raise ReportError(f'run "{run.label}": {exc}') from None
                 if upscale.scale != scale:

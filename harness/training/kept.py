@@ -67,6 +67,7 @@ class KeptGenerators:
     ) -> None:
         self.run_dir = Path(run_dir)
         self.enabled = enabled
+        self.registry = registry
         self.tracked = tracked_metrics(exp, registry)
         self.path = self.run_dir / KEPT_FILE
         self.state: dict[str, dict[str, Any]] = {}
@@ -111,7 +112,8 @@ class KeptGenerators:
         for name, info in self.state.items():
             path = self.run_dir / f"{name}.keras"
             if path.is_file():
-                yield name, Kept(load_generator(path), int(info["step"]), float(info["value"]))
+                model = load_generator(path, registry=self.registry)
+                yield name, Kept(model, int(info["step"]), float(info["value"]))
 
 
 __all__ = ["KEPT_FILE", "Kept", "KeptGenerators", "tracked_metrics"]

@@ -315,7 +315,7 @@ class Trainer:
 
         exp, sources = self.exp, []
         if exp.generator.init:
-            source = warmstart.load_generator(exp.generator.init)
+            source = warmstart.load_generator(exp.generator.init, self.registry)
             desc = f"[generator] {exp.generator.name} ({config_text(exp.generator.params)})"
             warmstart.copy_weights(self.generator, source, "generator", exp.generator.init, desc)
             if self.ema_generator is not None:
@@ -332,7 +332,7 @@ class Trainer:
                 with precision.policy_scope(self.policy):
                     return d_factory(patch=exp.data.patch, **exp.discriminator.params)
 
-            source = warmstart.load_discriminator(exp.discriminator.init, build)
+            source = warmstart.load_discriminator(exp.discriminator.init, build, self.registry)
             params = config_text(exp.discriminator.params)
             desc = f"[discriminator] {exp.discriminator.name} ({params})"
             warmstart.copy_weights(

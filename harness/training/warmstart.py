@@ -18,9 +18,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.plugin_api.registry import Registry
 
 DISCRIMINATOR_FILE = "discriminator.keras"
 RUN_ID_FILE = "mlflow_run_id"
@@ -93,28 +96,28 @@ def copy_weights(target: Any, source: Any, network: str, ref: str, target_desc: 
     target.set_weights(source.get_weights())
 
 
-def load_generator(ref: str) -> Any:
+def load_generator(ref: str, registry: Registry) -> Any:
     """The generator ``ref`` names (any model reference)."""
     from harness.deploy.models import ModelReferenceError, load_generator
 
     try:
-        return load_generator(ref)
+        return load_generator(ref, registry=registry)
     except ModelReferenceError as exc:
         raise WarmStartError(f"[generator] init: {exc}") from None
 
 
-def load_discriminator(ref: str, build: Any) -> Any:
+def load_discriminator(ref: str, build: Any, registry: Registry) -> Any:
     """The discriminator ``ref`` names; ``build()`` makes an empty one to restore a checkpoint
     into."""
     import tensorflow as tf
 
-    from harness.deploy.models import _load_keras_file
+    from harness.deploy.models import load_keras_file
 
     path = Path(ref).expanduser()
     if path.is_file() and path.suffix == ".keras":
-        return _load_keras_file(path)
+        return load_keras_file(path, registry=registry)
     if path.is_dir() and (path / DISCRIMINATOR_FILE).is_file():
-        return _load_keras_file(path / DISCRIMINATOR_FILE)
+        return load_keras_file(path / DISCRIMINATOR_FILE, registry=registry)
     prefix = None
     if Path(str(path) + ".index").is_file():
         prefix = str(path)
