@@ -157,7 +157,7 @@ def _restore_checkpoint(prefix: Path, experiment: Path, ref: str) -> Any:
 KEPT_SUFFIX = ".keras"
 
 
-def _kept_model(ref: str) -> Path | None:
+def kept_model_path(ref: str) -> Path | None:
     """``runs/x@best_lpips`` -> ``runs/x/best_lpips.keras`` (a generator a run kept besides its
     last one: ``best_<metric>`` by validation, ``generator`` = the final one)."""
     if "@" not in ref or ref.startswith(("runs:/", "models:/")):
@@ -203,7 +203,7 @@ def load_generator(ref: str | Path) -> Any:
     """
     _registry()
     text = str(ref)
-    kept = _kept_model(text)
+    kept = kept_model_path(text)
     if kept is not None:
         return _load_keras_file(kept)
     path = Path(text).expanduser()
