@@ -36,8 +36,8 @@ CPU_SIZED = [
 """The shipped comparison made tiny: same files, same losses, a 1-block model for 2 steps."""
 
 
-def test_the_shipped_comparison_orders_the_base_first():
-    planned = compare.plan([str(SHIPPED)])
+def test_the_shipped_comparison_orders_the_base_first(registry):
+    planned = compare.plan([str(SHIPPED)], registry=registry)
     names = [p.exp.experiment.name for p in planned]
     assert names[0] == "compare_base_mse"
     assert set(names) == {
@@ -62,13 +62,13 @@ def test_the_shipped_comparison_orders_the_base_first():
     assert adversarial["compare_ft_srgan"].name == "modified"
 
 
-def test_a_cycle_of_init_sources_is_refused(tmp_path):
+def test_a_cycle_of_init_sources_is_refused(tmp_path, registry):
     for a, b in (("a", "b"), ("b", "a")):
         (tmp_path / f"{a}.toml").write_text(
             f'[experiment]\nname = "{a}"\n[generator]\ninit = "runs/{b}"\n'
         )
     with pytest.raises(HarnessError, match="cycle"):
-        compare.plan([str(tmp_path)])
+        compare.plan([str(tmp_path)], registry=registry)
 
 
 def _tiny_set(folder: Path) -> Path:

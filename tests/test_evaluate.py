@@ -12,8 +12,8 @@ from PIL import Image
 
 import harness.deploy.models
 from harness.cli import cli
-from harness.commands import evaluate as evaluate_cmd
 from harness.evaluation import protocol as metrics
+from harness.evaluation import suite as evaluate_cmd
 
 
 def _run(*args: str):

@@ -154,7 +154,7 @@ def test_evaluate_rejects_a_wrong_output_shape():
 def test_tables_print_each_measure_with_its_protocols_decimals():
     from harness_metrics.lpips import PROTOCOL
 
-    from harness.commands.evaluate import _fmt
+    from harness.evaluation.tables import format_measure as _fmt
 
     assert _fmt(28.4321, "psnr_y") == "28.43"
     assert _fmt(0.81134, "ssim_y") == "0.8113"

@@ -99,7 +99,7 @@ def cli_report(env):
 def test_every_number_is_a_fresh_evaluation(env, cli_report, registry):
     out, output = cli_report
     report = json.loads((out / "report.json").read_text())
-    extra = metric_functions(None)
+    extra = metric_functions(registry, None)
     assert "lpips" in extra
     assert report["measures"] == ["psnr_y", "ssim_y", *extra]
     models = {
@@ -173,12 +173,13 @@ def test_the_report_is_an_mlflow_run_with_the_files(env, cli_report):
     assert ft.data.tags["harness.init.generator_run"] == env["base_id"]
 
 
-def test_an_experiment_name_reports_all_its_runs(env, cli_report):
+def test_an_experiment_name_reports_all_its_runs(env, cli_report, registry):
     """(After the CLI test: the earlier "report" run of the experiment is not reported.)"""
     out = env["root"] / "by_experiment"
     report = write_report(
         [EXPERIMENT],
         out,
+        registry=registry,
         data=env["data"][:1],
         metrics=["lpips"],
         tracking_uri=env["store"],
@@ -256,6 +257,7 @@ def test_a_run_known_only_to_mlflow_is_reported_from_its_logged_model(
     report = write_report(
         [result.run_id],
         tmp_path / "out",
+        registry=registry,
         data=env["data"][:1],
         metrics=[],
         tracking_uri=env["store"],

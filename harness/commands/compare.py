@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from harness.commands._options import overrides_option
+from harness.commands._options import overrides_option, registry
 
 
 @click.command("compare")
@@ -64,7 +64,7 @@ def command(
     """
     from harness.evaluation import compare
 
-    planned = compare.plan(experiments, overrides)
+    planned = compare.plan(experiments, overrides, registry=registry())
     click.echo("the comparison, in order:")
     for p in planned:
         init = f"  (init: {p.exp.generator.init})" if p.exp.generator.init else ""
@@ -78,6 +78,7 @@ def command(
     result = write_report(
         [str(p.run_dir) for p in planned],
         folder,
+        registry=registry(),
         data=list(data_specs) or list(DEFAULT_DATA),
         metrics=list(metric_names) or None,
         tracking_uri=tracking_uri,

@@ -6,6 +6,7 @@ import shlex
 
 import click
 
+from harness.commands._options import registry
 from harness.errors import HarnessError
 
 
@@ -115,7 +116,7 @@ def command(
       harness report <sweep parent run id> --tracking-uri sqlite:///mlflow.db
     """
     from harness.evaluation import report as rep
-    from harness.evaluation.tables import text_table
+    from harness.evaluation.tables import format_measure, measure_name, text_table
 
     if not runs:
         raise HarnessError(
@@ -126,6 +127,7 @@ def command(
     result = rep.write_report(
         list(runs),
         out,
+        registry=registry(),
         data=list(data) or rep.DEFAULT_DATA,
         metrics=list(metrics) if metrics else None,
         tracking_uri=tracking_uri,
@@ -136,13 +138,10 @@ def command(
         command=line,
         progress=not quiet,
     )
-    from harness.evaluation.plots import measure_name
-    from harness.evaluation.protocol import format_value
-
     for label, table in result.tables.items():
         click.echo(f"\n{label}")
         rows = [
-            [row, *(format_value(values[k], result.protocols[k]) for k in result.measures)]
+            [row, *(format_measure(values[k], k, result.protocols) for k in result.measures)]
             for row, values in table.items()
         ]
         click.echo(text_table(["", *(measure_name(k) for k in result.measures)], rows))

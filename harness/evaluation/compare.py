@@ -16,10 +16,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.config import experiment as config
 from harness.errors import HarnessError
 from harness.training.warmstart import run_dir_of
+
+if TYPE_CHECKING:
+    from harness.plugin_api.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,15 @@ def experiment_files(specs: Sequence[str]) -> list[Path]:
     return files
 
 
-def plan(specs: Sequence[str], overrides: Sequence[str] = ()) -> list[Planned]:
-    """The experiments of ``specs`` (loaded with ``overrides``), each after its init sources."""
-    planned = [Planned(p, config.load(p, list(overrides))) for p in experiment_files(specs)]
+def plan(
+    specs: Sequence[str], overrides: Sequence[str] = (), *, registry: Registry
+) -> list[Planned]:
+    """The experiments of ``specs`` (loaded with ``overrides`` and the plugins of
+    ``registry``), each after its init sources."""
+    planned = [
+        Planned(p, config.load(p, list(overrides), registry=registry))
+        for p in experiment_files(specs)
+    ]
     dirs = {p.run_dir.resolve(): p for p in planned}
     names = [p.run_dir.resolve() for p in planned]
     if len(set(names)) != len(names):

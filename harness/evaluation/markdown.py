@@ -1,0 +1,181 @@
+"""The text of ``report.md``: the protocol, a table per benchmark set (the best of each column
+in bold), the published references, the runs (what each is, where it starts from) and the
+figures."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from harness.evaluation.tables import markdown_table, measure_name
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def render_markdown(
+    report: Any,
+    *,
+    command: str,
+    date: str,
+    protocols: Mapping[str, Any],
+    references: Mapping[str, Any],
+    data: Mapping[str, str],
+    scale: int,
+) -> str:
+    """The text of ``report.md`` (a :class:`harness.evaluation.report.Report` as ``report``)."""
+    from harness.evaluation.protocol import format_value
+
+    runs = report.runs
+    lines = [
+        f"# Comparison report: {', '.join(r.label for r in runs)}",
+        "",
+        f"Made with `{command}` on {date}. Every number in the tables was measured afresh here "
+        "on the images of each set (nothing is copied from training logs); only the curves "
+        "come from MLflow.",
+        "",
+        "## Protocol",
+        "",
+        f"- Scale x{scale}: HR cropped to a multiple of {scale}, LR by MATLAB bicubic `imresize` "
+        "rounded to 8 bits, model outputs clipped and rounded to 8 bits "
+        "(`harness.evaluation.protocol`).",
+    ]
+    for key, protocol in protocols.items():
+        notes = [f"{scale} px cut from each side"] if protocol.crop_border else []
+        notes += ["Y = BT.601 luma, 16..235"] if protocol.color == "y" else []
+        notes.append(f"{protocol.decimals} decimals")
+        lines.append(f"- {measure_name(key)}: {protocol.describe()} ({'; '.join(notes)}).")
+    lines.append(
+        "- Models: each run's final generator, or the kept one its label names (`@best_<metric>`)."
+    )
+    sets = ", ".join(
+        f"{label} (`{spec}`, {len(next(iter(report.results[label].values())).images)} images)"
+        for label, spec in data.items()
+    )
+    lines += [f"- Data: {sets}.", "", "## Results", ""]
+    for label, table in report.tables.items():
+        count = len(next(iter(report.results[label].values())).images)
+        lines += [f"### {label} ({count} images)", ""]
+        best = {}
+        for key in report.measures:
+            values = [v[key] for v in table.values() if math.isfinite(v[key])]
+            if values:
+                best[key] = max(values) if protocols[key].higher_is_better else min(values)
+        rows = []
+        for row, values in table.items():
+            cells = []
+            for key in report.measures:
+                text = format_value(values[key], protocols[key])
+                cells.append(f"**{text}**" if best.get(key) == values[key] else text)
+            rows.append([row, *cells])
+        lines += markdown_table(["", *(measure_name(k) for k in report.measures)], rows)
+        lines += ["", "Bold: the best of the column.", ""]
+
+    methods = references.get("methods", {})
+    ref_sets = list(
+        dict.fromkeys(k for m in methods.values() for k, v in m.items() if isinstance(v, dict))
+    )
+    lines += [
+        "## Published references",
+        "",
+        "> Measured by their authors with their own protocols, not by this harness: only the "
+        "rows measured here (bicubic and the runs above) are strictly comparable with each "
+        "other. Cells: PSNR-Y / SSIM-Y / LPIPS (- where not published).",
+        "",
+    ]
+    rows = []
+    for method, info in methods.items():
+        cells = []
+        for s in ref_sets:
+            point = info.get(s, {})
+            cells.append(
+                " / ".join(
+                    format_value(point[k], protocols.get(k)) if k in point else "-"
+                    for k in ("psnr_y", "ssim_y", "lpips")
+                )
+            )
+        rows.append([method, *cells, info.get("source", "")])
+    lines += markdown_table(["method", *ref_sets, "source"], rows, numeric=len(ref_sets))
+    lines.append("")
+    for key, source in references.get("sources", {}).items():
+        lines.append(
+            f"- {key}: {source.get('citation', '')}, {source.get('where', '')} "
+            f"({source.get('url', '')}); {source.get('protocol', '')}."
+        )
+
+    lines += ["", "## Runs", ""]
+    rows = [
+        [
+            r.label,
+            r.mlflow_experiment or "-",
+            r.init_label or "-",
+            "-" if r.steps is None else str(r.steps),
+            _duration(r.wall_s),
+            f"{r.kind} (step {'?' if r.model_step is None else r.model_step})",
+        ]
+        for r in runs
+    ]
+    lines += markdown_table(
+        ["run", "MLflow experiment", "starts from", "steps", "wall time", "evaluated model"],
+        rows,
+        numeric=0,
+    )
+    lines.append("")
+    shared: dict[str, list[str]] = {}
+    for r in runs:
+        if r.init_label:
+            shared.setdefault(r.init_label, []).append(r.label)
+    for source, members in shared.items():
+        if len(members) > 1:
+            lines.append(f"Shared start: {', '.join(members)} all start from {source}.")
+            lines.append("")
+    for r in runs:
+        lines += [f"### {r.label}", ""]
+        if r.params.get("experiment.description"):
+            lines.append(f"- description: {r.params['experiment.description']}")
+        lines += [
+            f"- generator: {r.generator}",
+            f"- losses: {r.losses}; adversarial: {r.adversarial}",
+            f"- evaluated: `{r.model_ref}`",
+        ]
+        if r.run_dir:
+            lines.append(f"- run directory: `{r.run_dir}`")
+        if r.run_id:
+            lines.append(f"- MLflow run: `{r.run_id}` ({r.status or 'not found'}) in `{r.uri}`")
+        if r.init_ref or r.init_run:
+            run = f", MLflow run `{r.init_run}`" if r.init_run else ""
+            lines.append(f"- warm start: generator from `{r.init_ref}` = {r.init_label}{run}")
+        lines.append("")
+
+    lines += [
+        "## Figures",
+        "",
+        "### Validation curves",
+        "",
+        "As logged by each run's training (MLflow, on its own validation set); the dashed line "
+        "is bicubic on that set.",
+        "",
+        "![validation curves](curves.png)",
+        "",
+        "### Perception-distortion plane",
+        "",
+        "![perception-distortion plane](perception_distortion.png)",
+        "",
+        "### Crops",
+        "",
+    ]
+    for path in report.figures:
+        if path.name.startswith("crops_"):
+            lines += [f"![{path.stem}]({path.name})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+__all__ = ["render_markdown"]

@@ -1,0 +1,393 @@
+"""The runs a report compares: each RUN argument resolved into :class:`RunInfo`.
+
+Each RUN is resolved in this order (:func:`resolve_runs`):
+
+1. an existing folder: a run directory (``experiment.toml``, ``generator.keras`` or
+   ``mlflow_run_id`` inside), or a folder of run directories (``runs/``: all of them);
+2. ``runs:/<id>/...`` or a 32-hex MLflow run id: that run, or, when other runs name it as their
+   ``mlflow.parentRunId`` (a sweep), all its child runs;
+3. an MLflow experiment name, then an experiment id: all its runs (sweep parents and earlier
+   reports left out).
+
+``RUN@best_lpips`` (or ``--model-kind``) evaluates a kept generator instead of the final one
+(the file :func:`harness.deploy.models.kept_model_path` names).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.evaluation.mlflow_log import REPORT_TAG
+from harness.evaluation.run_store import ReportError, RunStore, store_uri
+
+FINAL = "final"
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+MLFLOW_RUN = re.compile(r"^runs:/([0-9a-f]{32})(/.*)?$")
+KIND = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass
+class RunInfo:
+    """One reported run: where it lives, what it was and which model is evaluated."""
+
+    ref: str
+    label: str
+    kind: str = FINAL
+    run_id: str = ""
+    run_dir: Path | None = None
+    uri: str = ""
+    mlflow_experiment: str = ""
+    status: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    model_ref: str = ""
+    model_step: int | None = None
+    steps: int | None = None
+    wall_s: float | None = None
+    init_ref: str = ""
+    init_run: str = ""
+    init_label: str = ""
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    bicubic_val: float | None = None
+
+    @property
+    def scale(self) -> int:
+        return int(self.params.get("data.scale", 4))
+
+    def _table(self, prefix: str) -> str:
+        skip = {"name", "init", "plugin", "weight"}
+        return ", ".join(
+            f"{k[len(prefix) :]}={v}"
+            for k, v in self.params.items()
+            if k.startswith(prefix) and k[len(prefix) :] not in skip and "." not in k[len(prefix) :]
+        )
+
+    @property
+    def generator(self) -> str:
+        params = self._table("generator.")
+        return f"{self.params.get('generator.name', '?')} ({params})" if params else "?"
+
+    @property
+    def losses(self) -> str:
+        keys = dict.fromkeys(
+            k.split(".")[1] for k in self.params if k.startswith("losses.") and k.count(".") >= 2
+        )
+        out = []
+        for key in keys:
+            weight = self.params.get(f"losses.{key}.weight", "scheduled")
+            plugin = self.params.get(f"losses.{key}.plugin", key)
+            out.append(f"{key}{'' if plugin == key else f' ({plugin})'} x {weight}")
+        return ", ".join(out) or "?"
+
+    @property
+    def adversarial(self) -> str:
+        name = self.params.get("adversarial.name")
+        if not name:
+            return "none"
+        return f"{name} x {self.params.get('adversarial.weight', 'scheduled')}"
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "ref": self.ref,
+            "model_kind": self.kind,
+            "model": self.model_ref,
+            "model_step": self.model_step,
+            "mlflow_run_id": self.run_id,
+            "mlflow_experiment": self.mlflow_experiment,
+            "tracking_uri": self.uri,
+            "run_dir": str(self.run_dir) if self.run_dir else "",
+            "status": self.status,
+            "description": self.params.get("experiment.description", ""),
+            "generator": self.generator,
+            "losses": self.losses,
+            "adversarial": self.adversarial,
+            "init": self.init_ref,
+            "init_run": self.init_run,
+            "init_label": self.init_label,
+            "steps": self.steps,
+            "wall_s": self.wall_s,
+        }
+
+
+class _Resolver:
+    def __init__(self, tracking_uri: str | None, model_kind: str, say: Callable[[str], Any]):
+        self.explicit = tracking_uri or ""
+        self.kind = model_kind
+        self.say = say
+        self.store = RunStore()
+
+    def uri(self, params: dict[str, str] | None = None) -> str:
+        return store_uri(self.explicit, (params or {}).get("tracking.uri", ""))
+
+    def resolve(self, ref: str) -> list[RunInfo]:
+        text, kind = str(ref), self.kind
+        head, at, tail = text.rpartition("@")
+        if at and KIND.match(tail) and not text.startswith(("runs:/", "models:/")):
+            text, kind = head, tail
+        kind = FINAL if kind in (FINAL, "generator") else kind
+        path = Path(text).expanduser()
+        if path.is_dir():
+            if _is_run_dir(path):
+                return [self.from_dir(path, kind, ref)]
+            subs = sorted(p for p in path.iterdir() if p.is_dir() and _is_run_dir(p))
+            if not subs:
+                raise ReportError(
+                    f'"{ref}" is a folder but neither a run directory (experiment.toml, '
+                    "generator.keras or mlflow_run_id inside) nor a folder of them; give "
+                    "runs/<name> as written by `harness run`."
+                )
+            return _present([self.from_dir(p, kind, str(p), strict=False) for p in subs])
+        if path.exists():
+            raise ReportError(f'"{ref}" is a file; give the run directory that holds it.')
+        uri = self.uri()
+        match = MLFLOW_RUN.match(text)
+        run_id = match.group(1) if match else text if RUN_ID.match(text) else ""
+        if run_id:
+            run = self.store.get_run(uri, run_id)
+            if run is not None:
+                children = self.store.search(
+                    uri, [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'"
+                )
+                if children:
+                    self.say(f"{ref}: a sweep's parent run, reporting its {len(children)} trials")
+                    return _present(
+                        [
+                            self.from_mlflow(c, uri, kind, c.info.run_id, strict=False)
+                            for c in children
+                        ]
+                    )
+                return [self.from_mlflow(run, uri, kind, ref)]
+        experiment = self.store.experiment(uri, text)
+        if experiment is not None:
+            runs = self.store.search(uri, [experiment.experiment_id], "")
+            parents = {r.data.tags.get("mlflow.parentRunId") for r in runs}
+            runs = [
+                r
+                for r in runs
+                if r.data.tags.get(REPORT_TAG) != "1" and r.info.run_id not in parents
+            ]
+            infos = _present(
+                [self.from_mlflow(r, uri, kind, r.info.run_id, strict=False) for r in runs]
+            )
+            if not infos:
+                raise ReportError(
+                    f'MLflow experiment "{experiment.name}" ({uri}) holds no run with a model to '
+                    "report; train one (harness run) or give another RUN."
+                )
+            self.say(f"{ref}: MLflow experiment {experiment.name}, {len(infos)} run(s)")
+            return infos
+        raise ReportError(
+            f'unknown RUN "{ref}": not a run directory, an MLflow run id nor an MLflow experiment '
+            f"name or id in {uri}; give runs/<name>, a run id or an experiment name, and "
+            "--tracking-uri if the runs were logged to another store."
+        )
+
+    def from_dir(self, path: Path, kind: str, ref: str, strict: bool = True) -> RunInfo | None:
+        params = _read_params(path / "experiment.toml")
+        info = RunInfo(
+            ref=ref,
+            label=path.resolve().name,
+            kind=kind,
+            run_dir=path,
+            params=params,
+            uri=self.uri(params),
+        )
+        info.init_ref = params.get("generator.init", "")
+        id_file = path / "mlflow_run_id"
+        if id_file.is_file():
+            info.run_id = id_file.read_text().strip()
+            run = self.store.get_run(info.uri, info.run_id)
+            if run is None:
+                self.say(
+                    f"{ref}: MLflow run {info.run_id} not found in {info.uri}; no curves "
+                    "or wall time for it (set --tracking-uri to its store)"
+                )
+            else:
+                self.store.fill(info, run)
+        return self.local_model(info, strict)
+
+    def from_mlflow(
+        self, run: Any, uri: str, kind: str, ref: str, strict: bool = True
+    ) -> RunInfo | None:
+        info = RunInfo(
+            ref=ref,
+            label=run.info.run_name or run.info.run_id[:8],
+            kind=kind,
+            run_id=run.info.run_id,
+            uri=uri,
+        )
+        self.store.fill(info, run)
+        p = info.params
+        local = Path(p.get("experiment.runs_dir", "runs")) / p.get("experiment.name", "")
+        if (local / "mlflow_run_id").is_file() and (
+            (local / "mlflow_run_id").read_text().strip() == info.run_id
+        ):
+            info.run_dir = local
+            return self.local_model(info, strict)
+        tag = "generator_model_uri" if kind == FINAL else f"{kind}_model_uri"
+        if tag not in info.tags:
+            return self.no_model(
+                info,
+                f"it logged no {tag.removesuffix('_model_uri')} model to "
+                f"MLflow and its run directory {local} is not here",
+                strict,
+            )
+        info.model_ref = info.tags[tag]
+        if kind == FINAL:
+            info.model_step = info.steps
+        return info
+
+    def local_model(self, info: RunInfo, strict: bool) -> RunInfo | None:
+        from harness.deploy.models import ModelReferenceError, kept_model_path
+
+        run_dir = info.run_dir
+        assert run_dir is not None
+        checkpoint = _latest_checkpoint(run_dir)
+        if checkpoint is not None:
+            info.steps = checkpoint
+        if info.kind == FINAL:
+            if not (run_dir / "generator.keras").is_file() and checkpoint is None:
+                return self.no_model(
+                    info, f"{run_dir} holds no generator.keras and no checkpoint yet", strict
+                )
+            info.model_ref, info.model_step = str(run_dir), info.steps
+            return info
+        model_ref = f"{run_dir}@{info.kind}"
+        try:
+            found = kept_model_path(model_ref)
+        except ModelReferenceError:
+            found = None
+        if found is None:
+            kept = sorted(p.stem for p in run_dir.glob("best_*.keras"))
+            return self.no_model(
+                info,
+                f"{run_dir} kept no {info.kind}.keras (kept: "
+                f"{', '.join(kept) or 'none'}; use final or one of those)",
+                strict,
+            )
+        info.model_ref = model_ref
+        kept = _read_json(run_dir / "kept.json").get(info.kind, {})
+        info.model_step = int(kept["step"]) if "step" in kept else None
+        return info
+
+    def no_model(self, info: RunInfo, why: str, strict: bool) -> None:
+        what = "final" if info.kind == FINAL else info.kind
+        if strict:
+            raise ReportError(f'run "{info.ref}" has no {what} model to evaluate: {why}.')
+        self.say(f"skipping {info.label}: no {what} model ({why})")
+
+
+def _present(infos: list[RunInfo | None]) -> list[RunInfo]:
+    """The runs with a model (those without one were skipped with a message)."""
+    return [i for i in infos if i is not None]
+
+
+def _is_run_dir(path: Path) -> bool:
+    return any(
+        (path / f).is_file() for f in ("experiment.toml", "generator.keras", "mlflow_run_id")
+    )
+
+
+def _read_params(path: Path) -> dict[str, str]:
+    from harness.config.experiment import flatten
+
+    if not path.is_file():
+        return {}
+    try:
+        return flatten(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _latest_checkpoint(run_dir: Path) -> int | None:
+    state = run_dir / "checkpoints" / "checkpoint"
+    if not state.is_file():
+        return None
+    match = re.search(r'^model_checkpoint_path:\s*"[^"]*?(\d+)"', state.read_text(), re.M)
+    return int(match.group(1)) if match else None
+
+
+def resolve_runs(
+    refs: Sequence[str | Path],
+    *,
+    tracking_uri: str | None = None,
+    model_kind: str = FINAL,
+    say: Callable[[str], Any] = print,
+) -> list[RunInfo]:
+    """Each RUN argument -> the runs it names (see the module docstring for the order tried),
+    labelled uniquely, with each warm start's source named by its label when it is reported."""
+    if not refs:
+        raise ReportError(
+            "no RUN to report: give run directories, MLflow run ids or an "
+            "MLflow experiment name (e.g. harness report runs/srgan runs/srresnet)."
+        )
+    resolver = _Resolver(tracking_uri, model_kind, say)
+    runs: list[RunInfo] = []
+    seen: set[tuple[str, str]] = set()
+    for ref in refs:
+        for info in resolver.resolve(str(ref)):
+            key = (info.run_id or str(info.run_dir.resolve() if info.run_dir else ""), info.kind)
+            if key not in seen:
+                seen.add(key)
+                runs.append(info)
+    for info in runs:
+        if info.kind != FINAL:
+            info.label = f"{info.label}@{info.kind}"
+    labels = [r.label for r in runs]
+    for info in runs:
+        if labels.count(info.label) > 1 or info.label == "bicubic":
+            info.label = f"{info.label} ({info.run_id[:8] or info.run_dir})"
+    for info in runs:
+        _name_source(info, runs, resolver)
+    scales = sorted({r.scale for r in runs})
+    if len(scales) > 1:
+        raise ReportError(
+            f"the runs upscale by different factors ({scales}); report runs of one scale together."
+        )
+    return runs
+
+
+def _name_source(info: RunInfo, runs: Sequence[RunInfo], resolver: _Resolver) -> None:
+    if not (info.init_ref or info.init_run):
+        return
+    from harness.training.warmstart import run_dir_of
+
+    base, _, suffix = info.init_ref.partition("@")
+    found = run_dir_of(info.init_ref) if info.init_ref else None
+    src_dir = (found or Path(base)).expanduser().resolve() if info.init_ref else None
+    candidates = [
+        o
+        for o in runs
+        if o is not info
+        and (
+            (info.init_run and o.run_id == info.init_run)
+            or (src_dir is not None and o.run_dir is not None and o.run_dir.resolve() == src_dir)
+        )
+    ]
+    if candidates:
+        best = next((o for o in candidates if o.kind == (suffix or FINAL)), candidates[0])
+        name = best.label.split("@")[0] if best.kind != FINAL else best.label
+        info.init_label = f"{name}@{suffix}" if suffix else name
+        return
+    name = ""
+    if info.init_run:
+        run = resolver.store.get_run(info.uri, info.init_run)
+        name = run.info.run_name if run is not None else ""
+    info.init_label = f"{name or info.init_ref} (not in this report)"
+
+
+__all__ = ["FINAL", "ReportError", "RunInfo", "resolve_runs"]
