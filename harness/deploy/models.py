@@ -124,7 +124,7 @@ def _restore_checkpoint(prefix: Path, experiment: Path, ref: str) -> Any:
     """Rebuild the run's generator from ``experiment.toml`` and restore ``prefix`` into it."""
     import tensorflow as tf
 
-    from harness.config import experiment as config
+    from harness import config
     from harness.plugin_api.registry import get_registry
 
     if not experiment.is_file():

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import experiment as config
+from harness import config
 from harness.errors import HarnessError
 from harness.training.warmstart import run_dir_of
 
