@@ -29,7 +29,7 @@ def pipeline_rate(
     folders: list[str], batch: int, patch: int, seconds: float
 ) -> tuple[float, float]:
     """(images per second after warm-up, seconds to the first batch)."""
-    from harness.config.experiment import DataConfig
+    from harness.config import DataConfig
     from harness.data import pipeline as data
 
     cfg = DataConfig(train=tuple(folders), patch=patch, scale=4, augment=True, cache="memory")

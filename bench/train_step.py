@@ -31,7 +31,6 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from harness import config, precision  # noqa: E402
-from harness.plugin_api.losses import Composite  # noqa: E402
 from harness.plugin_api.registry import get_registry  # noqa: E402
 from harness.training.trainer import Trainer  # noqa: E402
 
@@ -46,7 +45,12 @@ def experiment(case: str, args: argparse.Namespace) -> config.Experiment:
     if case == "mse":
         raw["losses"] = {"mse": {}}
     else:
-        raw["losses"] = {"perpix": {"weights": "none"}}
+        piecewise = {"schedule": "piecewise", "boundaries": ["vgg_on", "mse_down"]}
+        raw["train"]["milestones"] = {"vgg_on": 15000, "mse_down": 20000}
+        raw["losses"] = {
+            "mse": {"weight": {**piecewise, "values": [10.0, 10.0, 1.0]}},
+            "vgg54": {"weight": {**piecewise, "values": [1.0, 10.0, 10.0]}, "weights": "none"},
+        }
         raw["adversarial"] = {"name": "modified", "weight": 1e-3}
         raw["discriminator"] = {"name": "srgan"}
     return config.from_dict(raw)
@@ -67,12 +71,13 @@ def bare_step(exp: config.Experiment) -> Callable[[tf.Tensor, tf.Tensor], Any]:
     scaling = precision.needs_loss_scaling(policy)
     with precision.policy_scope(policy):
         g = registry.factory("generator", "srresnet")(scale=4, **exp.generator.params)
-        cfg = exp.losses[0]
-        built = registry.factory("content_loss", cfg.plugin)(**cfg.params)
-        if isinstance(built, Composite):
-            terms = [(t.loss, float(t.weight(0))) for t in built.terms]
-        else:
-            terms = [(built, 1.0)]
+        terms = [
+            (
+                registry.factory("content_loss", cfg.plugin)(**cfg.params),
+                float(config.build_schedule(cfg.weight, registry)(0)),
+            )
+            for cfg in exp.losses
+        ]
 
         def adam():
             opt = keras.optimizers.Adam(1e-4, beta_1=0.9)

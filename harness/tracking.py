@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from harness import __version__
-from harness.config.experiment import Experiment
+from harness.config import Experiment
 from harness.errors import HarnessError, HarnessWarning
 
 DEFAULT_URI = "sqlite:///mlflow.db"

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from harness_adversarial import LeastSquares, Minimax, Modified, Wasserstein
 
-from harness.config import experiment as config
+from harness import config
 from harness.errors import ConfigError
 
 REAL = np.array([[2.0], [-0.5], [0.3], [4.0]], np.float32)
@@ -121,9 +121,13 @@ def test_bad_parameters_are_config_errors() -> None:
         Wasserstein(gradient_penalty=-1.0)
 
 
-def test_adversarial_table_is_checked_against_the_class_signature() -> None:
-    exp = config.from_dict({"adversarial": {"name": "minimax", "label_smoothing": 0.1}})
+def test_adversarial_table_is_checked_against_the_class_signature(registry) -> None:
+    exp = config.from_dict(
+        {"adversarial": {"name": "minimax", "label_smoothing": 0.1}}, registry=registry
+    )
     assert exp.adversarial is not None
     assert exp.adversarial.params == {"label_smoothing": 0.1, "generator_label_smoothing": 0.0}
     with pytest.raises(ConfigError, match="gradient_penalty"):
-        config.from_dict({"adversarial": {"name": "wasserstein", "gradient_penaltyy": 10}})
+        config.from_dict(
+            {"adversarial": {"name": "wasserstein", "gradient_penaltyy": 10}}, registry=registry
+        )

@@ -13,10 +13,9 @@ import harness_schedules
 import pytest
 from click.testing import CliRunner
 
-from harness import hookimpl
+from harness import config, hookimpl
 from harness.cli import cli
-from harness.config import experiment as config
-from harness.config.experiment import ConfigError, ScheduleSpec
+from harness.config import ConfigError, ScheduleSpec
 from harness.plugin_api import registry as plugins
 from harness.plugin_api.registry import build_registry
 
@@ -70,10 +69,15 @@ def registry() -> plugins.Registry:
 
 @pytest.fixture
 def with_registry(registry: plugins.Registry):
-    """The process-wide registry replaced for CLI tests, restored afterwards."""
-    plugins.set_registry(registry)
-    yield registry
-    plugins.set_registry(None)
+    """The hermetic registry, handed to CLI invocations as the command line's own
+    (``CliRunner().invoke(cli, args, obj={"registry": registry})``)."""
+    return registry
+
+
+@pytest.fixture(scope="module")
+def installed() -> plugins.Registry:
+    """The installed plugins (for the shipped experiments)."""
+    return build_registry()
 
 
 def _write(path: Path, text: str) -> Path:
@@ -216,7 +220,9 @@ name = "modified"
 weight = { schedule = "linear", end = 1e-3, steps = 100 }
 """,
     )
-    result = CliRunner().invoke(cli, ["show", str(path), "--set", "train.steps=77"])
+    result = CliRunner().invoke(
+        cli, ["show", str(path), "--set", "train.steps=77"], obj={"registry": with_registry}
+    )
     assert result.exit_code == 0, result.output
     shown = _write(tmp_path / "shown.toml", result.output)
     original = config.load(path, ["train.steps=77"], registry=with_registry)
@@ -224,11 +230,12 @@ weight = { schedule = "linear", end = 1e-3, steps = 100 }
     assert again == original
     assert again.train.steps == 77 and again.losses[1].plugin == "charb"
     # And showing the shown file gives the same text: the output is a fixed point.
-    assert CliRunner().invoke(cli, ["show", str(shown)]).output == result.output
+    again_shown = CliRunner().invoke(cli, ["show", str(shown)], obj={"registry": with_registry})
+    assert again_shown.output == result.output
 
 
 def test_show_defaults_round_trip(tmp_path, with_registry):
-    result = CliRunner().invoke(cli, ["show"])
+    result = CliRunner().invoke(cli, ["show"], obj={"registry": with_registry})
     assert result.exit_code == 0, result.output
     shown = _write(tmp_path / "defaults.toml", result.output)
     assert config.load(shown, registry=with_registry) == config.load(registry=with_registry)
@@ -236,7 +243,7 @@ def test_show_defaults_round_trip(tmp_path, with_registry):
 
 def test_show_reports_errors_without_traceback(tmp_path, with_registry):
     path = _write(tmp_path / "x.toml", "[train]\nstpes = 1\n")
-    result = CliRunner().invoke(cli, ["show", str(path)])
+    result = CliRunner().invoke(cli, ["show", str(path)], obj={"registry": with_registry})
     assert result.exit_code == 2
     assert "error:" in result.output and 'Did you mean "steps"?' in result.output
 
@@ -280,21 +287,23 @@ SCHEDULE_PARAMS = {
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.relative_to(p.parents[1]).as_posix())
-def test_every_shipped_experiment_round_trips_through_show(path, tmp_path):
+def test_every_shipped_experiment_round_trips_through_show(path, tmp_path, installed):
     """`harness show X > s.toml && harness show s.toml` gives X again (run directories keep the
     shown file as experiment.toml, so it must load)."""
     result = CliRunner().invoke(cli, ["show", str(path)])
     assert result.exit_code == 0, result.output
     shown = _write(tmp_path / "shown.toml", result.output)
-    registry = plugins.get_registry()
+    registry = installed
     assert config.load(shown, registry=registry) == config.load(path, registry=registry)
 
 
-def test_every_schedule_plugin_round_trips_as_a_learning_rate(tmp_path):
-    registry = plugins.get_registry()
+def test_every_schedule_plugin_round_trips_as_a_learning_rate(tmp_path, installed):
+    registry = installed
     for name in registry.names("schedule"):
         value = {"schedule": name, **SCHEDULE_PARAMS.get(name, {})}
-        exp = config.from_dict({"train": {"learning_rate": value, "d_learning_rate": value}})
+        exp = config.from_dict(
+            {"train": {"learning_rate": value, "d_learning_rate": value}}, registry=registry
+        )
         shown = _write(tmp_path / f"{name}.toml", exp.to_toml())
         again = config.load(shown, registry=registry)
         assert again == exp, name
@@ -315,20 +324,20 @@ def test_every_schedule_plugin_round_trips_as_a_learning_rate(tmp_path):
         ("losses.mse.weight", "nan", "must be a finite weight, but is nan"),
     ],
 )
-def test_bad_rates_and_weights_are_refused_when_read(key, value, message, tmp_path):
+def test_bad_rates_and_weights_are_refused_when_read(key, value, message, tmp_path, installed):
     path = _write(tmp_path / "x.toml", "[train]\nsteps = 10\n")
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")) as err:
-        config.load(path, [f"{key}={value}"], registry=plugins.get_registry())
+        config.load(path, [f"{key}={value}"], registry=installed)
     assert key.split(".")[-1] in str(err.value)
 
 
-def test_an_older_run_directorys_nested_schedule_table_still_loads(tmp_path):
+def test_an_older_run_directorys_nested_schedule_table_still_loads(tmp_path, installed):
     path = _write(
         tmp_path / "experiment.toml",
         '[train.learning_rate]\nschedule = "cosine"\n\n'
         "[train.learning_rate.params]\nstart = 3e-4\nend = 1e-6\nsteps = 100\n",
     )
-    exp = config.load(path, registry=plugins.get_registry())
+    exp = config.load(path, registry=installed)
     assert exp.train.learning_rate == ScheduleSpec(
         "cosine", {"start": 3e-4, "end": 1e-6, "steps": 100, "begin": 0}
     )
@@ -346,7 +355,153 @@ def test_an_older_run_directorys_nested_schedule_table_still_loads(tmp_path):
         ("train.batch_size=0", 'key "batch_size" in [train].* positive'),
     ],
 )
-def test_sizes_and_counts_without_meaning_are_refused_when_read(override, message, tmp_path):
+def test_sizes_and_counts_without_meaning_are_refused_when_read(
+    override, message, tmp_path, installed
+):
     path = _write(tmp_path / "x.toml", "[train]\nsteps = 10\n")
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        config.load(path, [override], registry=plugins.get_registry())
+        config.load(path, [override], registry=installed)
+
+
+# --------------------------------------------------------------------------- step milestones
+
+MILESTONES = """
+[train]
+steps = 100
+pretrain_steps = 40
+milestones = { vgg_on = 50, mse_down = 70 }
+
+[losses.mse]
+weight = { schedule = "piecewise", boundaries = ["vgg_on", "mse_down"], values = [10, 10, 1] }
+
+[losses.charb]
+weight = { schedule = "linear", start = 0, end = 1, begin = "pretrain", steps = 10 }
+
+[adversarial]
+name = "modified"
+weight = { schedule = "piecewise", boundaries = ["pretrain"], values = [0, 1e-3] }
+"""
+
+
+def test_milestones_resolve_to_numbers_when_read(tmp_path, registry):
+    exp = config.load(_write(tmp_path / "x.toml", MILESTONES), registry=registry)
+    assert exp.train.milestones == {"vgg_on": 50, "mse_down": 70}
+    weights = {t.key: t.weight for t in exp.losses}
+    assert weights["mse"].params["boundaries"] == (50, 70)
+    assert weights["charb"].params["begin"] == 40  # "pretrain" is train.pretrain_steps
+    assert exp.adversarial.weight.params["boundaries"] == (40,)
+    # --set moves a milestone and every boundary that names it
+    moved = config.load(tmp_path / "x.toml", ["train.milestones.vgg_on=60"], registry=registry)
+    assert {t.key: t.weight for t in moved.losses}["mse"].params["boundaries"] == (60, 70)
+    later = config.load(tmp_path / "x.toml", ["train.pretrain_steps=45"], registry=registry)
+    assert later.adversarial.weight.params["boundaries"] == (45,)
+
+
+def test_milestones_show_as_numbers_and_round_trip(tmp_path, with_registry):
+    path = _write(tmp_path / "x.toml", MILESTONES)
+    result = CliRunner().invoke(cli, ["show", str(path)], obj={"registry": with_registry})
+    assert result.exit_code == 0, result.output
+    assert '"vgg_on"' not in result.output and '"pretrain"' not in result.output
+    assert "[train.milestones]" in result.output
+    shown = _write(tmp_path / "shown.toml", result.output)
+    assert config.load(shown, registry=with_registry) == config.load(path, registry=with_registry)
+    flat = CliRunner().invoke(cli, ["show", str(path), "--flat"], obj={"registry": with_registry})
+    assert "train.milestones.vgg_on = 50" in flat.output
+    assert "losses.mse.weight.boundaries = [50, 70]" in flat.output
+
+
+def test_unknown_milestone_is_named_with_a_suggestion(tmp_path, registry):
+    text = MILESTONES.replace('["vgg_on", "mse_down"]', '["vgg_of", "mse_down"]')
+    message = _error(_write(tmp_path / "x.toml", text), registry)
+    assert 'key "mse.weight" in [losses]' in message and str(tmp_path / "x.toml") in message
+    assert 'unknown milestone "vgg_of"' in message and 'Did you mean "vgg_on"?' in message
+    assert "vgg_on = 50" in message and "pretrain = 40" in message
+    path = _write(tmp_path / "y.toml", MILESTONES)
+    message = _error(path, registry, ['losses.charb.weight.begin="pretrian"'])
+    assert 'Did you mean "pretrain"?' in message and "--set losses.charb.weight" in message
+
+
+@pytest.mark.parametrize(
+    ("milestones", "expected"),
+    [
+        ("{ pretrain = 5 }", '"pretrain" is train.pretrain_steps'),
+        ("{ VggOn = 5 }", "lowercase snake_case"),
+        ('{ vgg_on = "soon" }', "must be a step number"),
+        ("{ vgg_on = -1 }", "must be a step number"),
+        ("3", "must be a table of step numbers"),
+    ],
+)
+def test_bad_milestones_are_refused(tmp_path, registry, milestones, expected):
+    path = _write(tmp_path / "x.toml", f"[train]\nmilestones = {milestones}\n")
+    message = _error(path, registry)
+    assert expected in message and "[train]" in message and str(path) in message
+
+
+def test_a_milestone_name_is_only_taken_where_a_schedule_wants_a_step(tmp_path, registry):
+    """A string in a schedule's non-step parameter stays a type error, not a milestone."""
+    path = _write(
+        tmp_path / "x.toml",
+        "[train]\nmilestones = { a = 5 }\n\n[losses.mse]\n"
+        'weight = { schedule = "piecewise", boundaries = [5], values = [1, "a"] }\n',
+    )
+    message = _error(path, registry)
+    assert 'key "values" must be a number' in message and "unknown milestone" not in message
+
+
+# --------------------------------------------------------------------------- weighted plugins
+
+
+def test_losses_and_adversarial_are_one_kind_of_table(tmp_path, registry):
+    path = _write(
+        tmp_path / "x.toml",
+        '[losses.charb]\nweight = 2.0\neps = 0.5\n\n[adversarial]\nname = "modified"\n'
+        "smoothing = 0.1\n",
+    )
+    exp = config.load(path, registry=registry)
+    (loss,) = exp.losses
+    assert isinstance(loss, config.WeightedPlugin) and isinstance(exp.adversarial, type(loss))
+    assert (loss.key, loss.plugin, loss.name, loss.weight) == ("charb", "charb", "charb", 2.0)
+    adv = exp.adversarial
+    assert (adv.key, adv.name, adv.weight, adv.params) == (
+        "adversarial",
+        "modified",
+        1e-3,
+        {"smoothing": 0.1},
+    )
+    message = _error(path, registry, ["adversarial.smoothnig=0.2"])
+    assert 'adversarial "modified"' in message and 'Did you mean "smoothing"?' in message
+    assert "is required" in _error(_write(tmp_path / "y.toml", "[adversarial]\n"), registry)
+
+
+def test_the_default_recipe_is_the_one_place_naming_plugins(registry):
+    exp = config.from_dict({}, registry=registry)
+    assert exp.generator.name == config.DEFAULT_RECIPE["generator"]["name"] == "srresnet"
+    assert exp.discriminator.name == config.DEFAULT_RECIPE["discriminator"]["name"] == "srgan"
+    assert [t.key for t in exp.losses] == list(config.DEFAULT_RECIPE["losses"]) == ["mse"]
+    assert exp.adversarial is None
+
+
+def test_a_schedule_is_built_once_when_read(tmp_path):
+    """Checking a schedule table (it must build) and probing its values (finite) use one build."""
+    calls = []
+
+    def counted(value: float = 1.0):
+        calls.append(value)
+        return lambda step: value
+
+    class _Counted:
+        @hookimpl
+        def harness_register_schedules(self):
+            return {"counted": counted}
+
+    registry = build_registry(
+        extra=[(_TestPlugin(), "test", "tests"), (_Counted(), "counted", "tests")],
+        autoload=False,
+    )
+    path = _write(
+        tmp_path / "x.toml",
+        '[train]\nlearning_rate = { schedule = "counted", value = 2e-4 }\n\n'
+        '[losses.mse]\nweight = { schedule = "counted", value = 3.0 }\n',
+    )
+    config.load(path, registry=registry)
+    assert sorted(calls) == [2e-4, 3.0]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.config.experiment import DataConfig
+from harness.config import DataConfig
 from harness.data import images
 from harness.data import pipeline as data
 from harness.errors import HarnessError

@@ -1,22 +1,22 @@
 """Content losses: MSE, the VGG feature loss (weights sources, preprocessing, layers) and the
-seed's Per-Pix composite."""
+seed's Per-Pix as two scheduled [losses.*] tables."""
 
 from __future__ import annotations
 
 import socket
 import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from harness_losses import VGGFeatureLoss, mse, perpix, vgg54
+from harness_losses import VGGFeatureLoss, mse, vgg54
 from harness_losses import vgg as vgg_module
 
-from harness.config import experiment as config
+from harness import config
+from harness.config import schedules
 from harness.errors import ConfigError, HarnessError
-from harness.plugin_api.losses import Composite
-from harness.training import schedules
 
 RNG = np.random.default_rng(0)
 SR = RNG.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
@@ -146,43 +146,52 @@ def test_torchvision_weights_resolve_to_vgg16_conv3_with_torch_normalisation(
     assert float(shallow(SR, HR)) == pytest.approx(float(expected.mean()), rel=1e-4)
 
 
-def test_perpix_default_weights_follow_the_seed_schedule() -> None:
-    loss = perpix(weights="none", layer="block1_conv2")
-    assert isinstance(loss, Composite)
-    terms = {t.name: t for t in loss.terms}
-    assert list(terms) == ["mse", "vgg"]
-    w1, w2 = terms["mse"].weight, terms["vgg"].weight
+PERPIX = Path(__file__).resolve().parents[1] / "experiments" / "perpix.toml"
+
+
+def test_perpix_weights_follow_the_seed_schedule(registry) -> None:
+    """The seed's Per-Pix as shipped: [losses.mse] (w1) and [losses.vgg54] (w2) tables whose
+    scheduled weights change at the milestones of [train]."""
+    exp = config.load(
+        PERPIX, ["losses.vgg54.weights=none", "losses.vgg54.layer=block1_conv2"], registry=registry
+    )
+    terms = {t.key: t for t in exp.losses}
+    assert list(terms) == ["mse", "vgg54"]
+    w1, w2 = (schedules.build(terms[k].weight, registry) for k in ("mse", "vgg54"))
     assert (w1(0), w2(0)) == (10.0, 1.0)
     assert (w1(14999), w2(14999)) == (10.0, 1.0)
     assert (w1(15000), w2(15000)) == (10.0, 10.0)
     assert (w1(20000), w2(20000)) == (1.0, 10.0)
-    assert float(terms["mse"].loss(SR, HR)) == pytest.approx(float(((SR - HR) ** 2).mean()))
-    assert float(terms["vgg"].loss(SR, HR)) > 0.0
+    loss_mse, loss_vgg = (
+        registry.factory("content_loss", terms[k].plugin)(**terms[k].params)
+        for k in ("mse", "vgg54")
+    )
+    assert float(loss_mse(SR, HR)) == pytest.approx(float(((SR - HR) ** 2).mean()))
+    assert float(loss_vgg(SR, HR)) > 0.0
 
 
-def test_perpix_weights_come_from_config() -> None:
+def test_perpix_weights_come_from_config(registry) -> None:
     exp = config.from_dict(
         {
             "losses": {
-                "perpix": {
-                    "w1": 2.0,
-                    "w2": {"schedule": "linear", "start": 0.0, "end": 4.0, "steps": 100},
+                "mse": {"weight": 2.0},
+                "vgg54": {
+                    "weight": {"schedule": "linear", "start": 0.0, "end": 4.0, "steps": 100},
                     "weights": "none",
                     "layer": "block1_conv2",
-                }
+                },
             }
-        }
+        },
+        registry=registry,
     )
-    (cfg,) = exp.losses
-    loss = perpix(**cfg.params)
-    w1, w2 = (t.weight for t in loss.terms)
+    w1, w2 = (schedules.build(c.weight, registry) for c in exp.losses)
     assert w1(0) == 2.0 and w1(50000) == 2.0
     assert (w2(0), w2(50), w2(100)) == (0.0, 2.0, 4.0)
     with pytest.raises(ConfigError, match="w3"):
-        config.from_dict({"losses": {"perpix": {"w3": 1.0}}})
+        config.from_dict({"losses": {"vgg54": {"w3": 1.0}}}, registry=registry)
 
 
-def test_perpix_as_plain_config_of_two_losses() -> None:
+def test_perpix_as_plain_config_of_two_losses(registry) -> None:
     """The docs' two-table form of Per-Pix resolves to the same weights."""
     piecewise = {"schedule": "piecewise", "boundaries": [15000, 20000]}
     exp = config.from_dict(
@@ -191,8 +200,9 @@ def test_perpix_as_plain_config_of_two_losses() -> None:
                 "mse": {"weight": {**piecewise, "values": [10, 10, 1]}},
                 "vgg54": {"weight": {**piecewise, "values": [1, 10, 10]}, "weights": "none"},
             }
-        }
+        },
+        registry=registry,
     )
-    weights = {c.key: schedules.build(c.weight) for c in exp.losses}
+    weights = {c.key: schedules.build(c.weight, registry) for c in exp.losses}
     assert [weights["mse"](s) for s in (0, 15000, 20000)] == [10.0, 10.0, 1.0]
     assert [weights["vgg54"](s) for s in (0, 15000, 20000)] == [1.0, 10.0, 10.0]

@@ -12,12 +12,11 @@ import tensorflow as tf
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from harness import hookimpl
+from harness import config, hookimpl
 from harness.cli import cli
 from harness.commands.run import quickstart_path
-from harness.config import experiment as config
+from harness.config import schedules
 from harness.plugin_api import registry as plugins
-from harness.training import schedules
 from harness.training.trainer import StopTraining, train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from harness.config import experiment as config
+from harness import config
 from harness.errors import ConfigError
 from harness.sweep import study as sweep
 

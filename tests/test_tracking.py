@@ -8,7 +8,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness.config import experiment as config
+from harness import config
 from harness.tracking import (
     DEFAULT_URI,
     RESUMED_FROM_TAG,

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from mlflow.tracking import MlflowClient
 
-from harness.config import experiment as config
+from harness import config
 from harness.training import precision
 from harness.training.trainer import (
     StopTraining,
@@ -259,7 +259,7 @@ MIRRORED = textwrap.dedent(
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2
     )
-    from harness.config import experiment as config
+    from harness import config
     from harness.training.trainer import train
     raw = json.loads(sys.argv[1])
     result = train(config.from_dict(raw))

@@ -6,8 +6,8 @@ from importlib import resources
 
 import click
 
-from harness.commands._options import overrides_option
-from harness.config import experiment as config
+from harness import config
+from harness.commands._options import overrides_option, registry
 
 
 def quickstart_path() -> str:
@@ -37,7 +37,7 @@ def command(experiment: str | None, overrides: tuple[str, ...], quiet: bool, fre
     from harness.training.trainer import StopTraining, TrainingInterrupted, train
 
     items = list(overrides) + (["train.quiet=true"] if quiet else [])
-    exp = config.load(experiment or quickstart_path(), items)
+    exp = config.load(experiment or quickstart_path(), items, registry=registry())
     try:
         result = train(exp, fresh=fresh)
     except TrainingInterrupted as exc:

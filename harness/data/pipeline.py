@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.config.experiment import DataConfig
+from harness.config import DataConfig
 from harness.data import images as imageio
 from harness.errors import HarnessError, HarnessWarning
 

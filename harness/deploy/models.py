@@ -129,7 +129,7 @@ def _restore_checkpoint(prefix: Path, experiment: Path, ref: str, registry: Regi
     """Rebuild the run's generator from ``experiment.toml`` and restore ``prefix`` into it."""
     import tensorflow as tf
 
-    from harness.config import experiment as config
+    from harness import config
 
     if not experiment.is_file():
         raise _bad_ref(

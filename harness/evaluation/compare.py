@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.config import experiment as config
+from harness import config
 from harness.errors import HarnessError
 from harness.training.warmstart import run_dir_of
 

@@ -296,7 +296,7 @@ def _is_run_dir(path: Path) -> bool:
 
 
 def _read_params(path: Path) -> dict[str, str]:
-    from harness.config.experiment import flatten
+    from harness.config import flatten
 
     if not path.is_file():
         return {}

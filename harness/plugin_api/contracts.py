@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.plugin_api.losses import Composite, wants_real_logits
+from harness.plugin_api.losses import wants_real_logits
 from harness.plugin_api.registry import Entry, Registry, get_registry
 
 STEPS = (0, 1, 2, 10, 100, 999, 1000, 1001, 15000, 20000, 35000, 100_000, 1_000_000)
@@ -125,20 +125,9 @@ def check_content_loss(
     shape: tuple[int, int, int, int] = (2, 16, 16, 3),
 ) -> None:
     """``loss(sr, hr)`` gives a finite float32 scalar with a finite gradient for ``sr`` (also
-    for bfloat16 inputs and inside ``tf.function``); a :class:`Composite`'s terms each do, and
-    their weights are finite schedules."""
+    for bfloat16 inputs and inside ``tf.function``)."""
     what = f'content loss "{name}"'
     loss = _build(what, factory, _params(factory, params))
-    if isinstance(loss, Composite):
-        if not loss.terms:
-            raise _fail(what, "is a Composite with no terms.")
-        names = [term.name for term in loss.terms]
-        if len(set(names)) != len(names):
-            raise _fail(what, f"has repeated sub-term names {names}.")
-        for term in loss.terms:
-            _check_loss_fn(f"{what} term {term.name!r}", term.loss, shape)
-            _check_schedule_fn(f"{what} term {term.name!r} weight", term.weight)
-        return
     if not callable(loss):
         raise _fail(what, f"factory returned {type(loss).__name__}; expected loss(sr, hr).")
     _check_loss_fn(what, loss, shape)

@@ -35,10 +35,8 @@ def harness_register_content_losses() -> Mapping[str, Factory]:
     ``loss(sr, hr) -> scalar`` taking two NHWC tensors in ``[-1, 1]`` of equal shape and
     returning a float32 scalar tensor that is differentiable with respect to ``sr``.
 
-    A factory may instead return a :class:`harness.plugin_api.losses.Composite`: several named
-    sub-terms,
-    each with its own weight schedule (the seed's Per-Pix loss is one). The trainer expands it
-    into ordinary terms, multiplying each sub-term's weight by the outer weight.
+    The host applies the weight of each ``[losses.<key>]`` table; a recipe of several weighted
+    terms (the seed's Per-Pix) is several tables.
     """
 
 

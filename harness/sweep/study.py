@@ -43,14 +43,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.config import experiment as config
+from harness import config
 from harness.errors import ConfigError, HarnessError
 from harness.signals import raise_interrupt
 
 if TYPE_CHECKING:
     import optuna
 
-    from harness.config.experiment import Experiment, SweepConfig
+    from harness.config import Experiment, SweepConfig
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 DEFAULT_OBJECTIVE = {"metric": "val/psnr_y", "direction": "maximize", "reduce": "best"}

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import diskwrite
-from harness.config.experiment import Experiment
+from harness.config import Experiment
 from harness.plugin_api.registry import Registry
 
 KEPT_FILE = "kept.json"

@@ -34,13 +34,13 @@ import numpy as np
 import tensorflow as tf
 
 from harness import diskwrite
-from harness.config.experiment import Experiment
+from harness.config import Experiment, schedules
 from harness.errors import ConfigError, HarnessError
 from harness.evaluation import protocol as metrics_mod
-from harness.plugin_api.losses import Composite, wants_real_logits
+from harness.plugin_api.losses import wants_real_logits
 from harness.plugin_api.registry import Registry, get_registry
 from harness.signals import signals_to_flag
-from harness.training import precision, schedules
+from harness.training import precision
 from harness.training.kept import KeptGenerators
 
 PHASES = ("pretrain", "gan", "content")
@@ -275,18 +275,8 @@ class Trainer:
             # Only a term whose configured weight is a schedule is wrapped in a tf.cond that
             # skips it at weight 0: the cond costs a few percent of a step.
             scheduled = not isinstance(cfg.weight, int | float)
-            if isinstance(built, Composite):
-                for sub in built.terms:
-
-                    def weight(step: int, outer=outer, inner=sub.weight) -> float:
-                        return outer(step) * inner(step)
-
-                    name = f"{cfg.key}/{sub.name}"
-                    var = self._weight_var(name)
-                    terms.append(_Term(name, sub.loss, weight, var, scheduled))
-            else:
-                var = self._weight_var(cfg.key)
-                terms.append(_Term(cfg.key, built, outer, var, scheduled))
+            var = self._weight_var(cfg.key)
+            terms.append(_Term(cfg.key, built, outer, var, scheduled))
         return terms
 
     @staticmethod
@@ -649,7 +639,7 @@ def changed_settings(previous_toml: str, exp: Experiment) -> list[str]:
     """Dotted keys whose values differ between a run's saved experiment and ``exp``."""
     import tomllib
 
-    from harness.config.experiment import flatten
+    from harness.config import flatten
 
     try:
         before = flatten(tomllib.loads(previous_toml))
@@ -827,7 +817,7 @@ def train(
     """Train ``exp`` to ``train.steps``, resuming its run directory's checkpoint if there is one.
 
     Args:
-        exp: the experiment (:func:`harness.config.experiment.load`).
+        exp: the experiment (:func:`harness.config.load`).
         callbacks: objects with ``on_validation(step, metrics)``; raising :class:`StopTraining`
             there stops the run cleanly (checkpoint saved, MLflow run KILLED) and re-raises.
         parent_run_id: make the MLflow run a child of this run (sweeps).

@@ -1,8 +1,9 @@
 """First-party schedules: values that follow the training step.
 
 Each factory returns a pure function ``step -> float``. The seed's Per-Pix weights are
-``piecewise`` schedules: w1 ``boundaries = [15000, 20000], values = [10, 10, 1]`` and
-w2 ``values = [1, 10, 10]``.
+``piecewise`` schedules: ``[losses.mse]`` 10 then 1 from step 20000, ``[losses.vgg54]`` 1 then 10
+from step 15000 (experiments/perpix.toml). A parameter that takes a step (``boundaries``,
+``begin``, ``steps``: annotated ``int`` or a list of ``int``) may name a ``[train]`` milestone.
 """
 
 from __future__ import annotations

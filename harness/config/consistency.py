@@ -1,0 +1,96 @@
+"""Checks across values of a built experiment: sizes that fit each other, counts with a meaning,
+and weights and learning rates that stay finite (rates also >= 0) over the run, refused when
+the file is read rather than at the step where they first apply."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from harness.config.checking import Where
+from harness.config.milestones import MAX_STEPS
+from harness.config.schema import Experiment, ScheduleSpec
+from harness.errors import ConfigError, HarnessError
+
+
+def check(exp: Experiment, where: Where) -> None:
+    """Sizes, counts and phases that only make sense together."""
+    d, t, v = exp.data, exp.train, exp.validation
+    if d.scale < 1:
+        raise ConfigError(f"{where('data.scale')} must be at least 1, not {d.scale}.")
+    if d.patch < d.scale:
+        raise ConfigError(
+            f"{where('data.patch')} must be at least the scale ({d.scale}), not {d.patch}."
+        )
+    if d.patch % d.scale:
+        raise ConfigError(
+            f"{where('data.patch')}: patch {d.patch} must be a multiple of scale {d.scale}."
+        )
+    for key in ("val_limit", "val_max_side"):
+        if getattr(d, key) < 0:
+            raise ConfigError(f"{where(f'data.{key}')} must be 0 (no limit) or more.")
+    for key in ("every", "samples"):
+        if getattr(v, key) < 0:
+            raise ConfigError(
+                f"{where(f'validation.{key}')} must be 0 or more, not {getattr(v, key)}."
+            )
+    for key in ("steps", "batch_size", "d_steps", "log_every", "checkpoint_every"):
+        if getattr(t, key) < (0 if key == "steps" else 1):
+            raise ConfigError(f"{where(f'train.{key}')} must be positive, not {getattr(t, key)}.")
+        if getattr(t, key) > MAX_STEPS:
+            raise ConfigError(
+                f"{where(f'train.{key}')} is {getattr(t, key)}, beyond any run ({MAX_STEPS})."
+            )
+    if not 0 <= t.pretrain_steps <= t.steps:
+        raise ConfigError(
+            f"{where('train.pretrain_steps')} must be between 0 and train.steps ({t.steps})."
+        )
+    if not 0.0 <= t.ema < 1.0:
+        raise ConfigError(f"{where('train.ema')} must be in [0, 1), not {t.ema}.")
+    live = [c for c in exp.losses if not (isinstance(c.weight, int | float) and c.weight == 0)]
+    if not live and exp.adversarial is None:
+        raise ConfigError(
+            f"every [losses.*] weight is 0 in {where.source} and there is no [adversarial] "
+            "table: nothing would train the generator. Give one loss a weight."
+        )
+
+
+def probe_steps(spec: Any, steps: int) -> list[int]:
+    """Steps at which a schedule is checked: the ends, the middle and around its boundaries."""
+    probe = {0, max(steps - 1, 0), steps // 2}
+    if isinstance(spec, ScheduleSpec):
+        for key in ("boundaries", "begin", "steps"):
+            raw = spec.params.get(key)
+            for b in raw if isinstance(raw, tuple | list) else [raw]:
+                if isinstance(b, int | float) and 0 <= b < 2**62:
+                    probe.update({int(b), int(b) + 1})
+    return sorted(probe)
+
+
+def check_rates_and_weights(
+    exp: Experiment, where: Where, function: Callable[[Any], Callable[[int], float]]
+) -> None:
+    """Learning rates that are negative, NaN or infinite, and weights that are NaN or infinite,
+    at any probed step. ``function`` gives a value's built schedule."""
+    values: list[tuple[str, Any, bool]] = [
+        ("train.learning_rate", exp.train.learning_rate, True),
+        ("train.d_learning_rate", exp.train.d_learning_rate, True),
+    ]
+    values += [(f"losses.{c.key}.weight", c.weight, False) for c in exp.losses]
+    if exp.adversarial is not None:
+        values.append(("adversarial.weight", exp.adversarial.weight, False))
+    for key, spec, is_rate in values:
+        try:
+            fn = function(spec)
+        except HarnessError:
+            continue  # reported where the schedule is built
+        for step in probe_steps(spec, exp.train.steps):
+            try:
+                value = float(fn(step))
+            except (TypeError, ValueError, OverflowError, ArithmeticError):
+                continue
+            if not math.isfinite(value) or (is_rate and value < 0):
+                what = "a finite learning rate >= 0" if is_rate else "a finite weight"
+                at = "" if not isinstance(spec, ScheduleSpec) else f" at step {step}"
+                raise ConfigError(f"{where(key)} must be {what}, but is {value}{at}.")

@@ -1,0 +1,214 @@
+"""From a raw experiment mapping (as read from TOML) to a checked
+:class:`~harness.config.schema.Experiment`, table by table.
+
+Fixed tables are checked against their dataclass fields; plugin tables against the factory of
+the plugin they name (:mod:`harness.config.checking`), with :data:`DEFAULT_RECIPE
+<harness.config.schema.DEFAULT_RECIPE>` filling what the file leaves out. Every schedule table
+is checked, its milestone names resolved (:mod:`harness.config.milestones`) and built once;
+:mod:`harness.config.consistency` then probes the built schedules and the values that depend on
+each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from harness.config import consistency, milestones
+from harness.config.checking import (
+    Mismatch,
+    ParamError,
+    ScheduleError,
+    Where,
+    check_params,
+    coerce,
+    schedule_parts,
+    unknown,
+)
+from harness.config.schedules import build
+from harness.config.schema import (
+    DEFAULT_RECIPE,
+    FIXED_TABLES,
+    HOST_KEYS,
+    HOST_SUPPLIED,
+    PLUGIN_TABLES,
+    TOP_LEVEL,
+    WEIGHTED_TABLES,
+    Experiment,
+    PluginConfig,
+    Schedulable,
+    ScheduleSpec,
+    WeightedPlugin,
+    WeightedTable,
+)
+from harness.errors import ConfigError, HarnessError
+from harness.plugin_api.registry import Registry
+
+
+class _Reader:
+    """One experiment being checked: where it comes from, the registry, its milestones and the
+    schedules built so far (each once)."""
+
+    def __init__(self, where: Where, registry: Registry, steps: Mapping[str, int]) -> None:
+        self.where = where
+        self.registry = registry
+        self.milestones = steps
+        self.built: dict[int, tuple[ScheduleSpec, Callable[[int], float]]] = {}
+
+    def schedule(self, value: Mapping[str, Any]) -> ScheduleSpec:
+        """A schedule table -> its checked spec (milestones resolved); built once, here."""
+        name, params = schedule_parts(value)
+        try:
+            factory = self.registry.factory("schedule", name)
+        except HarnessError as exc:
+            raise ScheduleError(str(exc)) from exc
+        try:
+            params = milestones.resolve(factory, params, self.milestones)
+            spec = ScheduleSpec(name, check_params(factory, params))
+            fn = build(spec, self.registry)  # one that cannot be built is an error now
+        except (ParamError, ConfigError) as exc:
+            text = str(exc).removeprefix(f'schedule "{name}": ')
+            raise ScheduleError(f'schedule "{name}": {text}') from exc
+        self.built[id(spec)] = (spec, fn)
+        return spec
+
+    def function(self, value: Any) -> Callable[[int], float]:
+        """The built function of a checked weight or rate."""
+        if isinstance(value, ScheduleSpec) and id(value) in self.built:
+            spec, fn = self.built[id(value)]
+            if spec is value:
+                return fn
+        return build(value, self.registry)
+
+    # ----------------------------------------------------------------------- tables
+
+    def fixed(self, cls: type, table: str, values: Mapping[str, Any]) -> Any:
+        hints = typing.get_type_hints(cls)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, value in values.items():
+            if key not in fields:
+                raise unknown(self.where, f"{table}.{key}", sorted(fields))
+            try:
+                kwargs[key] = coerce(value, hints[key], self.schedule)
+            except Mismatch as exc:
+                raise ConfigError(
+                    f"{self.where(f'{table}.{key}')} must be {exc}, not {value!r}."
+                ) from None
+            except ScheduleError as exc:
+                raise ConfigError(f"{self.where(f'{table}.{key}')}: {exc}") from None
+        return cls(**kwargs)
+
+    def plugin(self, table: str, kind: str, values: Mapping[str, Any]) -> PluginConfig:
+        """``[generator]`` or ``[discriminator]``."""
+        values = {**DEFAULT_RECIPE.get(table, {}), **values}
+        name = self._name(table, kind, values.pop("name", None))
+        init = ""
+        if "init" in HOST_KEYS.get(table, ()):
+            init = values.pop("init", "")
+            if not isinstance(init, str):
+                raise ConfigError(
+                    f"{self.where(f'{table}.init')} must be a model reference string (a run "
+                    "directory, a checkpoint, a .keras file or an MLflow model URI), not "
+                    f"{init!r}."
+                )
+        params = self._params(kind, name, table, table, values, HOST_SUPPLIED.get(table, ()))
+        return PluginConfig(name, params, init=init)
+
+    def weighted(self, spec: WeightedTable, path: str, key: str, values: Any) -> WeightedPlugin:
+        """One ``[losses.<key>]`` or ``[adversarial]`` table (``path`` is its dotted name)."""
+        if not isinstance(values, Mapping):
+            raise ConfigError(
+                f"{self.where(path)} must be a table [{path}] with an optional weight, "
+                f"not {values!r}."
+            )
+        values = dict(values)
+        name = values.pop(spec.name_key, key if spec.name_is_key else None)
+        name = self._name(path, spec.kind, name, spec.name_key)
+        weight = values.pop("weight", spec.weight)
+        try:
+            self.registry.factory(spec.kind, name, where=f"[{path}] ({self.where.source})")
+        except HarnessError as exc:
+            raise ConfigError(str(exc)) from None
+        try:
+            weight = coerce(weight, Schedulable, self.schedule)
+        except Mismatch as exc:
+            raise ConfigError(f"{self.where(f'{path}.weight')} must be {exc}.") from None
+        except ScheduleError as exc:
+            raise ConfigError(f"{self.where(f'{path}.weight')}: {exc}") from None
+        params = self._params(spec.kind, name, path, spec.label, values)
+        return WeightedPlugin(key, name, weight, params)
+
+    def _name(self, path: str, kind: str, name: Any, name_key: str = "name") -> str:
+        if not isinstance(name, str):
+            raise ConfigError(
+                f"{self.where(f'{path}.{name_key}')} is required: the registered "
+                f"{kind.replace('_', ' ')} to use. Known: {', '.join(self.registry.names(kind))}."
+            )
+        return name
+
+    def _params(
+        self,
+        kind: str,
+        name: str,
+        path: str,
+        label: str,
+        values: Mapping[str, Any],
+        host_supplied: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        try:
+            factory = self.registry.factory(kind, name, where=f"[{path}] ({self.where.source})")
+        except HarnessError as exc:
+            raise ConfigError(str(exc)) from None
+        try:
+            return check_params(factory, values, self.schedule, host_supplied)
+        except ParamError as exc:
+            raise ConfigError(
+                f'{self.where(f"{path}.{exc.key}")}: {label} "{name}": {exc}'
+            ) from None
+
+
+def experiment(
+    raw: Mapping[str, Any], source: str, registry: Registry, overrides: Mapping[str, str]
+) -> Experiment:
+    """``raw`` checked into an :class:`Experiment`; raises :class:`ConfigError` naming the
+    file, table and key."""
+    where = Where(source, overrides)
+    for key, value in raw.items():
+        if key not in TOP_LEVEL:
+            raise unknown(where, key, [t for t in TOP_LEVEL if t != "extends"])
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where(key)} must be a table [{key}], not {value!r}.")
+    reader = _Reader(where, registry, milestones.read(raw.get("train", {}), where))
+    kwargs: dict[str, Any] = {"source": source}
+    for table, cls in FIXED_TABLES.items():
+        if table in raw:
+            kwargs[table] = reader.fixed(cls, table, raw[table])
+    for table, kind in PLUGIN_TABLES.items():
+        kwargs[table] = reader.plugin(table, kind, raw.get(table, {}))
+    losses = raw.get("losses", DEFAULT_RECIPE["losses"])
+    kwargs["losses"] = tuple(
+        reader.weighted(WEIGHTED_TABLES["losses"], f"losses.{key}", key, table)
+        for key, table in losses.items()
+    )
+    if not kwargs["losses"]:
+        raise ConfigError(f"[losses] ({source}) is empty: name at least one loss.")
+    if "adversarial" in raw:
+        spec = WEIGHTED_TABLES["adversarial"]
+        kwargs["adversarial"] = reader.weighted(
+            spec, "adversarial", "adversarial", raw["adversarial"]
+        )
+    if "train" in kwargs:  # the milestones as milestones.read() checked them (integers)
+        named = {k: v for k, v in reader.milestones.items() if k != milestones.PRETRAIN}
+        kwargs["train"] = dataclasses.replace(kwargs["train"], milestones=named)
+    exp = Experiment(**kwargs)
+    consistency.check(exp, where)
+    consistency.check_rates_and_weights(exp, where, reader.function)
+    for name in exp.validation.metrics:
+        try:
+            registry.factory("metric", name, where=f"[validation] metrics ({source})")
+        except HarnessError as exc:
+            raise ConfigError(str(exc)) from None
+    return exp
