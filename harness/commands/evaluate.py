@@ -115,9 +115,9 @@ def _extra_metrics(names: Sequence[str]) -> dict[str, Callable[[Any, Any], float
     if not names:
         return {}
     from harness.evaluation import protocol as metrics
-    from harness.plugin_api.registry import get_registry
+    from harness.plugin_api.registry import build_registry
 
-    registry = get_registry()
+    registry = build_registry()
     return {
         name: metrics.build_metric(registry.factory("metric", name, where="--metric"))
         for name in names

@@ -35,7 +35,7 @@ from typing import Any, Literal, Union
 import tomli_w
 
 from harness.errors import ConfigError, HarnessError
-from harness.plugin_api.registry import Registry, get_registry
+from harness.plugin_api.registry import Registry, build_registry
 
 # --------------------------------------------------------------------------- value types
 
@@ -645,7 +645,7 @@ def from_dict(
     overrides: Mapping[str, str] | None = None,
 ) -> Experiment:
     """Validate a raw experiment mapping (as read from TOML) into an :class:`Experiment`."""
-    registry = registry or get_registry()
+    registry = registry or build_registry()
     where = _Where(source, overrides or {})
     for key, value in raw.items():
         if key not in TOP_LEVEL:

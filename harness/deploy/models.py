@@ -60,9 +60,9 @@ def _bad_ref(ref: str, why: str) -> ModelReferenceError:
 
 def _registry() -> None:
     """Build the plugin registry first, so plugin layers are registered before Keras loads."""
-    from harness.plugin_api.registry import get_registry
+    from harness.plugin_api.registry import build_registry
 
-    get_registry()
+    build_registry()
 
 
 _TRACE_NOISE = (
@@ -125,13 +125,13 @@ def _restore_checkpoint(prefix: Path, experiment: Path, ref: str) -> Any:
     import tensorflow as tf
 
     from harness.config import experiment as config
-    from harness.plugin_api.registry import get_registry
+    from harness.plugin_api.registry import build_registry
 
     if not experiment.is_file():
         raise _bad_ref(
             ref, f"a checkpoint needs its run's experiment.toml, not found at {experiment}"
         )
-    registry = get_registry()
+    registry = build_registry()
     exp = config.load(experiment, registry=registry)
     factory = registry.factory("generator", exp.generator.name, f"[generator] ({experiment})")
     # Variables are keyed by the first path TF finds to them (often through the optimizer:

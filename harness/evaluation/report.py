@@ -530,9 +530,9 @@ def metric_functions(names: Sequence[str] | None) -> dict[str, Callable[..., flo
     """The perceptual metrics to report: ``names``, or the registered ones of
     :data:`DEFAULT_METRICS`, built with their declared protocols."""
     from harness.evaluation.protocol import build_metric
-    from harness.plugin_api.registry import get_registry
+    from harness.plugin_api.registry import build_registry
 
-    registry = get_registry()
+    registry = build_registry()
     if names is None:
         names = [n for n in DEFAULT_METRICS if n in registry.names("metric")]
     return {n: build_metric(registry.factory("metric", n, where="--metric")) for n in names}

@@ -6,14 +6,14 @@ from collections.abc import Callable
 
 from harness.config.experiment import ScheduleSpec
 from harness.errors import ConfigError
-from harness.plugin_api.registry import Registry, get_registry
+from harness.plugin_api.registry import Registry, build_registry
 
 
 def build(value: float | ScheduleSpec, registry: Registry | None = None) -> Callable[[int], float]:
     """A pure function of the step for a number or a
     :class:`~harness.config.experiment.ScheduleSpec`."""
     if isinstance(value, ScheduleSpec):
-        factory = (registry or get_registry()).factory("schedule", value.schedule)
+        factory = (registry or build_registry()).factory("schedule", value.schedule)
         try:
             return factory(**value.params)
         except (TypeError, ValueError) as exc:

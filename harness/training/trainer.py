@@ -38,7 +38,7 @@ from harness.config.experiment import Experiment
 from harness.errors import ConfigError, HarnessError
 from harness.evaluation import protocol as metrics_mod
 from harness.plugin_api.losses import Composite, wants_real_logits
-from harness.plugin_api.registry import Registry, get_registry
+from harness.plugin_api.registry import Registry, build_registry
 from harness.signals import signals_to_flag
 from harness.training import precision, schedules
 from harness.training.kept import KeptGenerators
@@ -171,7 +171,7 @@ class Trainer:
         strategy: tf.distribute.Strategy | None = None,
     ) -> None:
         self.exp = exp
-        self.registry = registry = registry or get_registry()
+        self.registry = registry = registry or build_registry()
         t = exp.train
         self.policy = precision.resolve(t.precision)
         self.loss_scaling = precision.needs_loss_scaling(self.policy)
@@ -843,7 +843,7 @@ def train(
     """
     from harness.tracking import Tracker
 
-    registry = registry or get_registry()
+    registry = registry or build_registry()
     run_dir = exp.run_dir
     ckpt_dir = run_dir / CHECKPOINTS
     run_id_file = run_dir / RUN_ID_FILE
