@@ -3,6 +3,8 @@
 Subcommands live in :mod:`harness.commands`, one module each, each exposing ``command``.
 A :class:`~harness.errors.HarnessError` is printed as one line (``error: ...``) with exit code 2,
 never as a traceback; a :class:`~harness.errors.HarnessWarning` as one ``warning: ...`` line.
+Process-wide settings (TensorFlow's log level, Pillow's pixel limit, how warnings print) are made
+by :func:`configure_process`, which :func:`main` calls; importing this module changes nothing.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import click
 
 from harness import __version__
 from harness.errors import HarnessError, HarnessWarning
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 class _Group(click.Group):
@@ -74,9 +74,22 @@ def _show_harness_warning(message, category, filename, lineno, file=None, line=N
         _show_warning(message, category, filename, lineno, file, line)
 
 
+def configure_process() -> None:
+    """The process-wide settings of a command line run, made before any command imports
+    TensorFlow: its C++ log level (INFO and WARNING lines hidden unless ``TF_CPP_MIN_LOG_LEVEL``
+    is set), the harness's own image pixel limit in place of Pillow's
+    (:func:`harness.data.images.use_own_pixel_limit`) and warnings printed as one
+    ``warning: ...`` line."""
+    from harness.data.images import use_own_pixel_limit
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    use_own_pixel_limit()
+    warnings.showwarning = _show_harness_warning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
-    warnings.showwarning = _show_harness_warning
+    configure_process()
     try:
         cli.main(args=argv, prog_name="harness", standalone_mode=True)
     except SystemExit as exc:

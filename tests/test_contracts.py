@@ -11,9 +11,9 @@ import tensorflow as tf
 
 from harness.plugin_api import contracts
 from harness.plugin_api.contracts import ContractError
-from harness.plugin_api.registry import Entry, get_registry
+from harness.plugin_api.registry import Entry, Registry, build_registry
 
-ENTRIES = get_registry().entries()
+ENTRIES = build_registry().entries()  # at collection, for the parameter ids
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[f"{e.kind}:{e.name}" for e in ENTRIES])
@@ -21,9 +21,9 @@ def test_registered_plugin_keeps_its_contract(entry: Entry) -> None:
     contracts.check_entry(entry)
 
 
-def test_first_party_distribution_is_checked_as_a_whole() -> None:
+def test_first_party_distribution_is_checked_as_a_whole(registry: Registry) -> None:
     checked = contracts.check_distribution(
-        "SRGAN_harness", params={"generator:srresnet": {"blocks": 1, "filters": 4}}
+        "SRGAN_harness", registry, params={"generator:srresnet": {"blocks": 1, "filters": 4}}
     )
     names = {(e.kind, e.name) for e in checked}
     assert {
@@ -33,11 +33,11 @@ def test_first_party_distribution_is_checked_as_a_whole() -> None:
     } <= names
     assert ("adversarial_loss", "wasserstein") in names
     with pytest.raises(ContractError, match='distribution "no-such-dist"'):
-        contracts.check_distribution("no-such-dist")
+        contracts.check_distribution("no-such-dist", registry)
 
 
-def test_params_override_reaches_the_factory() -> None:
-    entry = get_registry().get("content_loss", "vgg54")
+def test_params_override_reaches_the_factory(registry: Registry) -> None:
+    entry = registry.get("content_loss", "vgg54")
     with pytest.raises(ContractError, match="unknown layer.*srgan-harness"):
         contracts.check_entry(entry, {"layer": "block9_conv9"})
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from harness.cli import cli
-from harness.data import datasets
+from harness.data import datasets, fetch
 
 
 def _png(seed: int, size=(24, 20)) -> bytes:
@@ -234,3 +234,42 @@ def test_cli_check_reports_an_image_over_the_pixel_limit_unread(tmp_path, bomb_p
     assert "2 images" in result.output and "problems: 1" in result.output
     assert "over the limit of 268435456 pixels" in result.output
     assert "HARNESS_MAX_IMAGE_PIXELS=N): bomb.png (20000x20000)" in result.output
+
+
+# --------------------------------------------------------------------------- the one fetcher
+
+
+def test_fetch_checks_the_digest_before_the_file_is_in_place(server, tmp_path):
+    body = b"weights" * 1000
+    server.files["w.h5"] = body
+    target = tmp_path / "models" / "w.h5"
+    md5 = hashlib.md5(body).hexdigest()
+    with pytest.raises(fetch.DownloadError, match="has md5 .*expected 0{32}.*deleted"):
+        fetch.cached(f"{server.base}/w.h5", target, digest="0" * 32, algorithm="md5")
+    assert sorted(p.name for p in target.parent.iterdir()) == []  # no file, no .part
+    seen = []
+    path = fetch.cached(
+        f"{server.base}/w.h5",
+        target,
+        digest=md5,
+        algorithm="md5",
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert path == target and target.read_bytes() == body
+    assert seen[-1] == (len(body), len(body))
+    n = len(server.requests)
+    assert fetch.cached(f"{server.base}/w.h5", target, digest=md5, algorithm="md5") == target
+    assert len(server.requests) == n  # already in place: nothing fetched
+    target.write_bytes(b"damaged")
+    fetch.cached(f"{server.base}/w.h5", target, digest=md5, algorithm="md5")
+    assert target.read_bytes() == body and len(server.requests) == n + 1
+
+
+def test_one_file_digest_everywhere(tmp_path):
+    from harness.data import weights
+
+    path = tmp_path / "f"
+    path.write_bytes(b"abc" * 100_000)
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert fetch.sha256(path) == fetch.file_digest(path) == weights.sha256(path) == expected
+    assert fetch.file_digest(path, "md5") == hashlib.md5(path.read_bytes()).hexdigest()

@@ -275,10 +275,10 @@ def test_dists_features_have_the_reference_shapes(model) -> None:
     assert np.array_equal(feats[0].numpy(), _texture(33))  # the image itself, not normalised
 
 
-def test_dists_metric_is_registered_with_the_whole_image_protocol(model, monkeypatch) -> None:
-    from harness.plugin_api.registry import get_registry
-
-    factory = get_registry().factory("metric", "dists")
+def test_dists_metric_is_registered_with_the_whole_image_protocol(
+    model, monkeypatch, registry
+) -> None:
+    factory = registry.factory("metric", "dists")
     protocol = metric_protocol(factory)
     assert (protocol.crop_border, protocol.color, protocol.higher_is_better) == (
         False,

@@ -1,7 +1,7 @@
 """The example plugin package (examples/harness-charbonnier), installed as a user would.
 
 It is installed editable into a throwaway environment layered over this one
-(:class:`harness.plugin_api.testing.OverlayEnv`), listed by ``harness plugins``, used by an
+(:class:`harness.plugin_api.overlay.OverlayEnv`), listed by ``harness plugins``, used by an
 experiment through
 ``harness show``, and its own test suite (the project's contract checks among them) is run there.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.plugin_api.testing import OverlayEnv
+from harness.plugin_api.overlay import OverlayEnv
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "harness-charbonnier"

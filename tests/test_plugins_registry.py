@@ -1,7 +1,7 @@
 """The plugin registry: entry points, provenance, clashes, unknown names, broken plugins, switches.
 
 Installed-package cases run in a throwaway environment layered over this one
-(:class:`harness.plugin_api.testing.OverlayEnv`), so the shared environment never sees the test
+(:class:`harness.plugin_api.overlay.OverlayEnv`), so the shared environment never sees the test
 packages.
 """
 
@@ -19,12 +19,13 @@ from harness_adversarial import tfgan
 from harness import hookimpl
 from harness.errors import PluginError
 from harness.plugin_api import registry as plugins
+from harness.plugin_api.overlay import OverlayEnv
 from harness.plugin_api.registry import (
     DISABLE_ENV,
     NO_AUTOLOAD_ENV,
     build_registry,
+    name_problem,
 )
-from harness.plugin_api.testing import OverlayEnv
 
 
 def _plugin(**hooks: object) -> types.SimpleNamespace:
@@ -58,6 +59,60 @@ def test_names_must_be_snake_case(name: str) -> None:
     with pytest.raises(PluginError, match="snake_case") as info:
         build_registry(extra=[(p, "p", "harness-p")], autoload=False)
     assert f'"{name}"' in str(info.value) and "harness-p" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["ramp", "l1_v2", "a__b", "ramp_", "r2d2_x", "Ramp", "2ramp"])
+def test_registry_and_scaffold_apply_one_name_rule(name: str) -> None:
+    from harness.plugin_api import scaffold
+
+    valid = not name_problem(name)
+    p = _plugin(harness_register_schedules={name: _schedule})
+    if valid:
+        assert build_registry(extra=[(p, "p", "x")], autoload=False).names("schedule") == [name]
+        assert scaffold.normalise_name(name) == name
+    else:
+        with pytest.raises(PluginError, match="snake_case"):
+            build_registry(extra=[(p, "p", "x")], autoload=False)
+        assert name in ("a__b", "ramp_", "Ramp", "2ramp")
+
+
+def test_pytest_plugin_is_declared_and_gives_its_fixtures(tmp_path: Path) -> None:
+    """``harness.plugin_api.testing`` is the ``pytest11`` entry point of the distribution (named
+    after its module, so ``-p`` with the module name is the same plugin, not a second one)."""
+    import subprocess
+    import sys
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert project["entry-points"]["pytest11"] == {
+        "harness.plugin_api.testing": "harness.plugin_api.testing"
+    }
+    (tmp_path / "test_uses_fixtures.py").write_text(
+        "from harness import hookimpl\n"
+        "from harness.plugin_api.testing import assert_plugin_contracts\n\n"
+        "class Mine:\n"
+        "    @hookimpl\n"
+        "    def harness_register_schedules():\n"
+        "        return {'flat': lambda value=1.0: lambda step: value}\n\n"
+        "def test_hermetic(hermetic_registry):\n"
+        "    registry = hermetic_registry([(Mine, 'mine', 'harness-mine')])\n"
+        "    assert registry.names('schedule') == ['flat']\n"
+        "    assert_plugin_contracts('harness-mine', registry=registry)\n\n"
+        "def test_installed(harness_registry):\n"
+        "    assert 'mse' in harness_registry.names('content_loss')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        + ["-p", "harness.plugin_api.testing", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 passed" in result.stdout
 
 
 def test_tfgan_loader_leaves_importlib_working() -> None:

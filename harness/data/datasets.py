@@ -1,10 +1,10 @@
-"""Fetch the public super-resolution data sets from their original hosts.
+"""The public super-resolution data sets: where each archive lives, and getting one into
+``<dest>/<name>``.
 
-Safe to interrupt and re-run: the archive is downloaded to ``<name>.part`` (resumed with an HTTP
-``Range`` request when the server allows it, restarted otherwise), checked against its size and
-sha256, extracted into a temporary folder next to the destination and only then moved into place
-with one atomic rename. A corrupt or truncated archive is an error and leaves no half-extracted
-folder behind.
+Safe to interrupt and re-run: the archive is downloaded by :func:`harness.data.fetch.download`
+(resumable, checked against its size and sha256), extracted into a temporary folder next to the
+destination and only then moved into place with one atomic rename. A corrupt or truncated archive
+is an error and leaves no half-extracted folder behind.
 
 ``HARNESS_DATA_MIRROR=http://host/path`` fetches every archive from ``<mirror>/<archive name>``
 instead of its original host (an internal mirror, or a local server in tests).
@@ -13,27 +13,22 @@ instead of its original host (an internal mirror, or a local server in tests).
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import shutil
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from harness.data import fetch
+from harness.data.fetch import DownloadError, Progress
 from harness.data.images import is_image_file
-from harness.errors import HarnessError
 
 MIRROR_ENV = "HARNESS_DATA_MIRROR"
-CHUNK = 1 << 20
 
-
-class DownloadError(HarnessError):
-    """A data set could not be downloaded, verified or extracted."""
+__all__ = ["DATASETS", "Dataset", "DownloadError", "download", "extract", "get", "source_url"]
 
 
 @dataclass(frozen=True)
@@ -119,72 +114,6 @@ def source_url(ds: Dataset, url: str | None = None) -> str:
     return ds.url
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-Progress = Callable[[int, int | None], None]
-
-
-def fetch(url: str, target: Path, progress: Progress | None = None, timeout: float = 60) -> Path:
-    """Download ``url`` to ``target`` through ``target.part``, resuming a previous partial file.
-
-    A server that ignores ``Range`` restarts the download. A body shorter than the announced
-    length is an error (the partial file stays, so a re-run resumes).
-    """
-    part = target.with_name(target.name + ".part")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "srgan-harness"})
-    if have:
-        request.add_header("Range", f"bytes={have}-")
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # the partial file is already complete
-            part.replace(target)
-            return target
-        raise DownloadError(f"download of {url} failed: HTTP {exc.code} {exc.reason}.") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise DownloadError(
-            f"cannot reach {url}: {exc}. Check the network, or point {MIRROR_ENV} or --url at a "
-            "copy of the archive."
-        ) from None
-    with response:
-        resumed = response.status == 206
-        if not resumed:
-            have = 0
-        length = response.headers.get("Content-Length")
-        total = have + int(length) if length is not None else None
-        written = have
-        with open(part, "ab" if resumed else "wb") as out:
-            while True:
-                try:
-                    block = response.read(CHUNK)
-                except (OSError, ValueError) as exc:
-                    raise DownloadError(
-                        f"download of {url} broke off after {written} bytes ({exc}); run the "
-                        "same command again to resume."
-                    ) from None
-                if not block:
-                    break
-                out.write(block)
-                written += len(block)
-                if progress:
-                    progress(written, total)
-    if total is not None and written != total:
-        raise DownloadError(
-            f"download of {url} is truncated: {written} of {total} bytes; run the same command "
-            "again to resume."
-        )
-    part.replace(target)
-    return target
-
-
 def _safe_members_zip(archive: zipfile.ZipFile, dest: Path) -> None:
     root = dest.resolve()
     for info in archive.infolist():
@@ -255,20 +184,14 @@ def download(
     where = source_url(ds, url)
     downloads = dest / ".downloads"
     archive = downloads / ds.archive
-    if archive.exists() and expected and sha256_file(archive) != expected:
+    if archive.exists() and expected and fetch.sha256(archive) != expected:
         archive.unlink()  # a stale or damaged earlier download: fetch again
     if not archive.exists():
         log(f"fetching {where}")
-        fetch(where, archive, progress)
-    digest = sha256_file(archive)
-    if expected and digest != expected:
-        archive.unlink()
-        raise DownloadError(
-            f"{ds.archive} from {where} has sha256 {digest}, expected {expected}: the file is "
-            "corrupt or not the published archive. It was deleted; run the command again to "
-            "fetch it afresh."
-        )
+        hint = f"Check the network, or point {MIRROR_ENV} or --url at a copy of the archive."
+        fetch.download(where, archive, digest=expected, progress=progress, hint=hint)
     if not expected:
+        digest = fetch.sha256(archive)
         log(f"sha256 {digest} (no published digest to check against; pin it with --sha256)")
     tmp = Path(tempfile.mkdtemp(prefix=f".{ds.name}-", dir=dest))
     try:

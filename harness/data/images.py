@@ -19,6 +19,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -33,10 +34,6 @@ DEFAULT_MAX_PIXELS = 16384 * 16384
 are legitimate data; more is refused before decoding. ``$HARNESS_MAX_IMAGE_PIXELS`` changes it."""
 
 MAX_PIXELS_ENV = "HARNESS_MAX_IMAGE_PIXELS"
-
-# Pillow's own decompression-bomb check only warns at its limit and raises at twice it, and an
-# error from it loses the image's size; check_pixels replaces it on every read path.
-Image.MAX_IMAGE_PIXELS = None
 
 
 class ImageReadError(HarnessError):
@@ -91,6 +88,28 @@ def check_pixels(width: int, height: int, name: object, limit: int | None = None
             height,
             limit,
         )
+
+
+def use_own_pixel_limit() -> None:
+    """Replace Pillow's decompression-bomb check by :func:`check_pixels` for this process.
+
+    Pillow's check only warns at its limit and raises at twice it (below
+    :data:`DEFAULT_MAX_PIXELS`, so legitimate large scans would be refused), its error loses the
+    image's size, and it has no per-call setting: ``Image.MAX_IMAGE_PIXELS`` is process-wide.
+    The CLI calls this at start; :func:`open_image` calls it before every open, so library use
+    gets the same guard, and only once it reads an image through the harness.
+    """
+    Image.MAX_IMAGE_PIXELS = None
+
+
+def open_image(source: str | os.PathLike[str] | BinaryIO) -> Image.Image:
+    """``PIL.Image.open(source)`` under the harness's pixel limit (:func:`use_own_pixel_limit`).
+
+    Only the header is read: call :func:`check_pixels` with the image's size before
+    ``load()``. Every harness path that opens an image with Pillow goes through here.
+    """
+    use_own_pixel_limit()
+    return Image.open(source)
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:
@@ -176,7 +195,7 @@ def read_image(path: str | os.PathLike[str], limit: int | None = None) -> np.nda
         if path.suffix.lower() == ".png" and _png_is_16bit_colour(path):
             check_pixels(*_png_size(path), path, limit)
             return _read_png16_colour(path)
-        with Image.open(path) as img:
+        with open_image(path) as img:
             check_pixels(img.width, img.height, path, limit)
             img.load()
             return to_rgb8(img)
@@ -201,11 +220,11 @@ def probe_image(path: str | os.PathLike[str], limit: int | None = None) -> tuple
     path = Path(path)
     limit = max_pixels() if limit is None else limit
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             size, mode, fmt = img.size, img.mode, img.format
         check_pixels(size[0], size[1], path, limit)
         if fmt == "PNG":
-            with Image.open(path) as img:
+            with open_image(path) as img:
                 img.verify()
         if fmt == "PNG" and _png_is_16bit_colour(path):
             mode = "RGB;16"

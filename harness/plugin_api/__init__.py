@@ -1,3 +1,5 @@
 """The plugin API: hook specifications, the registry (entry points -> pluggy -> names with
-provenance), contract checks, the scaffold for new plugins and pytest helpers for their authors.
+provenance, passed explicitly, never global), contract checks, the scaffold for new plugins
+(templates under ``templates/``), and for plugin authors' tests the pytest plugin
+:mod:`~harness.plugin_api.testing` and :class:`~harness.plugin_api.overlay.OverlayEnv`.
 """

@@ -3,9 +3,12 @@
 Plugin authors call these from their own tests::
 
     from harness.plugin_api.contracts import check_distribution
+    from harness.plugin_api.registry import build_registry
 
     def test_my_plugins_keep_the_contracts():
-        check_distribution("harness-charbonnier")
+        check_distribution("harness-charbonnier", build_registry())
+
+(:func:`harness.plugin_api.testing.assert_plugin_contracts` does the same in one call.)
 
 Each check builds the factory with small parameters and runs it on tiny random inputs. The
 parameters come from, in order of precedence: the ``params`` argument, the factory's
@@ -27,7 +30,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.plugin_api.losses import wants_real_logits
-from harness.plugin_api.registry import Entry, Registry, get_registry
+from harness.plugin_api.registry import Entry, Registry
 
 STEPS = (0, 1, 2, 10, 100, 999, 1000, 1001, 15000, 20000, 35000, 100_000, 1_000_000)
 """Steps at which schedules (and composite loss weights) must be finite."""
@@ -338,20 +341,25 @@ def _normalise(dist: str) -> str:
     return re.sub(r"[-_.]+", "-", dist).lower()
 
 
+def distribution_entries(dist_name: str, registry: Registry) -> list[Entry]:
+    """Every entry of ``registry`` that distribution ``dist_name`` provides (names compared as
+    pip compares them: ``SRGAN_harness`` is ``srgan-harness``)."""
+    wanted = _normalise(dist_name)
+    return [e for e in registry.entries() if _normalise(e.distribution) == wanted]
+
+
 def check_distribution(
     dist_name: str,
-    registry: Registry | None = None,
+    registry: Registry,
     params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Entry]:
-    """Check every registry entry provided by distribution ``dist_name``.
+    """Check every entry of ``registry`` provided by distribution ``dist_name``.
 
     ``params`` maps ``"<kind>:<name>"`` (or just ``"<name>"``) to parameter overrides. Returns
     the entries checked; a distribution that provides nothing is an error.
     """
-    registry = registry or get_registry()
     params = params or {}
-    wanted = dist_name.lower().replace("_", "-")
-    entries = [e for e in registry.entries() if e.distribution.lower().replace("_", "-") == wanted]
+    entries = distribution_entries(dist_name, registry)
     if not entries:
         known = sorted({e.distribution for e in registry.entries()})
         raise ContractError(

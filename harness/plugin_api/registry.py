@@ -31,13 +31,30 @@ from harness.errors import HarnessWarning, PluginError
 from harness.plugin_api import hookspecs
 
 DISABLE_ENV = "HARNESS_DISABLE_PLUGINS"
-_NAME = re.compile(r"[a-z][a-z0-9_]*")
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+"""A valid plugin name: lowercase snake_case, starting with a letter (``charbonnier``, ``l1_v2``).
+Names become TOML keys and dotted ``--set`` keys; the scaffold derives package names from them."""
 NO_AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
 _WARNED_UNKNOWN: set[str] = set()  # names of HARNESS_DISABLE_PLUGINS already warned about
 
 
 class PluginWarning(HarnessWarning):
     """A plugin switch names something that is not installed."""
+
+
+def name_problem(name: str) -> str:
+    """Why ``name`` is not a valid plugin name (:data:`NAME_PATTERN`), or ``""`` when it is.
+
+    The one rule for plugin names: the registry refuses a registered name that breaks it and
+    ``harness plugin new`` refuses to scaffold one.
+    """
+    if not name:
+        return "it is empty"
+    if not name[0].isalpha():
+        return "it must start with a letter"
+    if not NAME_PATTERN.fullmatch(name):
+        return "it must be lowercase snake_case (letters, digits, single underscores)"
+    return ""
 
 
 KINDS: dict[str, str] = {
@@ -74,12 +91,12 @@ class Registry:
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
 
     def add(self, entry: Entry) -> None:
-        if not _NAME.fullmatch(entry.name):
+        if name_problem(entry.name):
             raise PluginError(
                 f'plugin "{entry.plugin}" (from {entry.provenance}) registered '
                 f'{entry.kind.replace("_", " ")} "{entry.name}": names must be lowercase '
-                "snake_case (letters, digits, underscores; starting with a letter), because "
-                "they become TOML keys and dotted --set keys."
+                "snake_case (letters, digits, single underscores; starting with a letter), "
+                "because they become TOML keys and dotted --set keys."
             )
         table = self._entries[entry.kind]
         if entry.name in table:
@@ -226,20 +243,3 @@ def build_registry(
                     )
                 registry.add(Entry(kind, name, factory, impl.plugin_name, dist, version))
     return registry
-
-
-_REGISTRY: Registry | None = None
-
-
-def get_registry() -> Registry:
-    """The process-wide registry, built on first use."""
-    global _REGISTRY
-    if _REGISTRY is None:
-        _REGISTRY = build_registry()
-    return _REGISTRY
-
-
-def set_registry(registry: Registry | None) -> None:
-    """Replace (or with ``None`` reset) the process-wide registry; for tests and embedding."""
-    global _REGISTRY
-    _REGISTRY = registry

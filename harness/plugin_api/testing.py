@@ -1,37 +1,33 @@
-"""Test helpers for plugin authors: run the project's own contract checks in your CI.
+"""The pytest plugin for plugin authors: run the project's own contract checks in your CI.
 
-In a plugin package's tests (after ``pip install -e .``)::
+Installed with srgan-harness as the ``pytest11`` entry point ``harness.plugin_api.testing``, so
+pytest loads it in any environment where the harness is installed (``-p
+no:harness.plugin_api.testing`` turns it off). It gives the fixtures ``harness_registry`` (the
+installed plugins, built afresh) and ``hermetic_registry`` (an empty-autoload registry factory,
+for tests that register plugin objects directly), and the helper::
 
     from harness.plugin_api.testing import assert_plugin_contracts
 
     def test_contracts():
         assert_plugin_contracts("harness-myloss")
 
-Or load this module as a pytest plugin (``pytest_plugins = ["harness.plugin_api.testing"]`` in a
-``conftest.py``) for the fixtures ``harness_registry`` (the installed plugins, built afresh) and
-``hermetic_registry`` (an empty-autoload registry factory, for tests that register plugin objects
-directly).
-
 The checks are :mod:`harness.plugin_api.contracts`, the same ones the project runs over its whole
-registry:
-each loss gives a finite float32 scalar with gradients (also on ``bfloat16`` inputs and inside
-``tf.function``), each generator upscales by ``scale`` and survives a ``.keras`` round trip,
-each schedule is finite at every step, and so on.
+registry: each loss gives a finite float32 scalar with gradients (also on ``bfloat16`` inputs and
+inside ``tf.function``), each generator upscales by ``scale`` and survives a ``.keras`` round
+trip, each schedule is finite at every step, and so on. :class:`OverlayEnv` (a throwaway
+environment to ``pip install`` a plugin into) lives in :mod:`harness.plugin_api.overlay`.
+
+This module imports pytest; nothing in the runtime package imports this module.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sysconfig
-import venv
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pytest
 
-from harness.plugin_api import contracts
+from harness.plugin_api.overlay import OverlayEnv
 from harness.plugin_api.registry import Entry, Registry, build_registry
 
 __all__ = [
@@ -43,15 +39,12 @@ __all__ = [
 ]
 
 
-def _normalise(dist: str) -> str:
-    return dist.lower().replace("_", "-").replace(".", "-")
-
-
 def distribution_entries(distribution: str, registry: Registry | None = None) -> list[Entry]:
-    """Every registry entry that ``distribution`` provides (names compared as pip does)."""
-    registry = registry or build_registry()
-    wanted = _normalise(distribution)
-    return [e for e in registry.entries() if _normalise(e.distribution) == wanted]
+    """Every registry entry that ``distribution`` provides (names compared as pip does); the
+    registry is built afresh from the installed entry points unless ``registry`` is given."""
+    from harness.plugin_api import contracts
+
+    return contracts.distribution_entries(distribution, registry or build_registry())
 
 
 def assert_plugin_contracts(
@@ -69,9 +62,11 @@ def assert_plugin_contracts(
     distributions that do: the usual cause is a package not installed or a missing
     ``[project.entry-points.harness]`` table.
     """
+    from harness.plugin_api import contracts
+
     registry = registry or build_registry()
     try:
-        return contracts.check_distribution(distribution, registry=registry, params=params)
+        return contracts.check_distribution(distribution, registry, params=params)
     except contracts.ContractError as exc:
         raise AssertionError(str(exc)) from exc
 
@@ -93,95 +88,3 @@ def hermetic_registry() -> Callable[[Iterable[tuple[object, str, str]]], Registr
         return build_registry(extra=list(plugins), autoload=False)
 
     return make
-
-
-class OverlayEnv:
-    """A throwaway virtual environment layered over the running one, to install plugins into.
-
-    It sees every package of the running environment (srgan-harness, TensorFlow, ...) through a
-    ``.pth`` file, while ``pip install`` writes only into its own folder: installing and
-    uninstalling a test plugin never touches the shared environment, other processes using it
-    never see the plugin, and nothing is left behind if the test is killed. Creating one takes
-    well under a second (no pip is copied in).
-    """
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(self.root)
-        bindir = "Scripts" if os.name == "nt" else "bin"
-        self.python = self.root / bindir / ("python.exe" if os.name == "nt" else "python")
-        purelib = subprocess.run(
-            [str(self.python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        parent = sysconfig.get_paths()["purelib"]
-        # addsitedir (not a bare path) so the parent's own .pth files (editable installs) apply.
-        Path(purelib, "_harness_overlay_parent.pth").write_text(
-            f"import site; site.addsitedir({parent!r})\n", encoding="utf-8"
-        )
-
-    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment for subprocesses: offline pip, quiet TensorFlow, plus ``extra``."""
-        env = {
-            **os.environ,
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-            "PIP_NO_INDEX": "1",
-            "PIP_NO_INPUT": "1",
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "VIRTUAL_ENV": str(self.root),
-            "PATH": f"{self.python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
-        env.pop("PYTHONHOME", None)
-        env.update(extra or {})
-        return env
-
-    def run(
-        self,
-        args: Sequence[str],
-        *,
-        env: Mapping[str, str] | None = None,
-        cwd: str | Path | None = None,
-        check: bool = True,
-        timeout: float = 600,
-    ) -> subprocess.CompletedProcess[str]:
-        """``python args...`` in this environment; with ``check`` a failure shows its output."""
-        result = subprocess.run(
-            [str(self.python), *args],
-            env=self.env(env),
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"`python {' '.join(args)}` exited {result.returncode}\n"
-                f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-            )
-        return result
-
-    def harness(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        """The ``harness`` command line, run in this environment."""
-        return self.run(["-m", "harness.cli", *args], **kwargs)
-
-    def pip_install(self, package: str | Path, editable: bool = True) -> None:
-        """``pip install --no-deps --no-build-isolation [-e] package``: offline, in seconds."""
-        flags = ["-e"] if editable else []
-        self.run(
-            [
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--no-deps",
-                "--no-build-isolation",
-                *flags,
-                str(package),
-            ]
-        )
-
-    def pip_uninstall(self, distribution: str) -> None:
-        self.run(["-m", "pip", "uninstall", "-q", "-y", distribution])

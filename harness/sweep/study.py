@@ -115,12 +115,12 @@ class Plan:
 def _default_direction(metric: str) -> str:
     """``val/<name>``: the direction the metric plugin ``<name>`` declares (maximize else)."""
     from harness.evaluation.protocol import PROTOCOL_MEASURES, metric_protocol
-    from harness.plugin_api.registry import get_registry
+    from harness.plugin_api.registry import build_registry
 
     name = metric.removeprefix("val/")
     if name in PROTOCOL_MEASURES:
         return "maximize"
-    registry = get_registry()
+    registry = build_registry()
     if name not in registry.names("metric"):
         return "maximize"
     protocol = metric_protocol(registry.factory("metric", name))

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from harness.data import fetch
 from harness.data import weights as weight_files
 from harness.errors import ConfigError, HarnessError
 
@@ -48,14 +49,12 @@ def _warn_once(key: str, message: str) -> None:
 
 
 def keras_cache_path(net: str) -> Path:
-    """Where Keras looks for (and caches) the no-top ImageNet weights of ``net``."""
-    try:
-        from keras.src.backend.config import keras_home
-
-        home = os.path.expanduser(keras_home())
-    except ImportError:  # a Keras without this helper
-        home = os.environ.get("KERAS_HOME") or os.path.expanduser(os.path.join("~", ".keras"))
-    if not os.access(home, os.W_OK):  # as keras.utils.get_file falls back
+    """Where Keras looks for (and caches) the no-top ImageNet weights of ``net``:
+    ``$KERAS_HOME/models``, by default ``~/.keras/models`` (``/tmp/.keras/models`` when that is
+    not writable, as ``keras.utils.get_file`` falls back), so Keras and this loss share one
+    copy."""
+    home = os.path.expanduser(os.environ.get("KERAS_HOME") or os.path.join("~", ".keras"))
+    if not os.access(home, os.W_OK):
         home = os.path.join("/tmp", ".keras")
     return Path(home) / "models" / IMAGENET_FILES[net][0]
 
@@ -64,7 +63,14 @@ def _imagenet_file(net: str) -> str:
     fname, md5 = IMAGENET_FILES[net]
     origin = IMAGENET_ORIGIN.format(net=net, file=fname)
     try:
-        return keras.utils.get_file(fname, origin, cache_subdir="models", file_hash=md5)
+        path = fetch.cached(
+            origin,
+            keras_cache_path(net),
+            digest=md5,
+            algorithm="md5",
+            progress=fetch.progress_bar(f"downloading {fname}"),
+        )
+        return str(path)
     except Exception as exc:  # no network, HTTP error, corrupt download
         raise HarnessError(
             f"could not get Keras' ImageNet {net.upper()} weights ({exc}). Download {origin} "

@@ -2,8 +2,12 @@
 DISTS (Ding et al. 2020) on VGG16.
 
 PSNR and SSIM are the evaluation protocol itself (:mod:`harness.evaluation.protocol`); the metrics
-here are
-extra columns for ``harness evaluate --metric NAME``, validation and sweep objectives.
+here are extra columns for ``harness evaluate --metric NAME``, validation and sweep objectives.
+
+The factories are registered as ``lpips`` and ``dists`` but named ``lpips_distance`` and
+``dists_distance`` here, so that ``harness_metrics.lpips`` and ``harness_metrics.dists`` stay the
+submodules (a package attribute of the same name would hide them from ``from harness_metrics
+import lpips``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from harness_metrics.lpips import lpips_metric
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
 
-def lpips(net: Literal["alex", "vgg"] = "alex") -> Metric:
+def lpips_distance(net: Literal["alex", "vgg"] = "alex") -> Metric:
     """LPIPS distance between SR and HR (lower is better), on the whole RGB image scaled to
     [-1, 1], as the perceptual-SR papers report it.
 
@@ -32,11 +36,11 @@ def lpips(net: Literal["alex", "vgg"] = "alex") -> Metric:
     return lpips_metric(net)
 
 
-lpips.higher_is_better = False  # type: ignore[attr-defined]
-lpips.protocol = LPIPS_PROTOCOL  # type: ignore[attr-defined]
+lpips_distance.higher_is_better = False  # type: ignore[attr-defined]
+lpips_distance.protocol = LPIPS_PROTOCOL  # type: ignore[attr-defined]
 
 
-def dists() -> Metric:
+def dists_distance() -> Metric:
     """DISTS distance between SR and HR (lower is better; 0 for identical images): the deep
     image structure and texture similarity of Ding et al. (TPAMI 2020), from the means,
     variances and covariances of L2-pooled VGG16 features, weighted by the reference package's
@@ -46,10 +50,10 @@ def dists() -> Metric:
     return dists_metric()
 
 
-dists.higher_is_better = False  # type: ignore[attr-defined]
-dists.protocol = DISTS_PROTOCOL  # type: ignore[attr-defined]
+dists_distance.higher_is_better = False  # type: ignore[attr-defined]
+dists_distance.protocol = DISTS_PROTOCOL  # type: ignore[attr-defined]
 
 
 @hookimpl
 def harness_register_metrics():
-    return {"lpips": lpips, "dists": dists}
+    return {"lpips": lpips_distance, "dists": dists_distance}
