@@ -48,9 +48,9 @@ def pipeline_rate(
 
 def step_time(batch: int, patch: int, steps: int = 6) -> tuple[float | None, str]:
     """Seconds per SRResNet-16 MSE step, or ``None`` when srresnet is not registered."""
-    from harness.plugin_api.registry import get_registry
+    from harness.plugin_api.registry import build_registry
 
-    registry = get_registry()
+    registry = build_registry()
     if "srresnet" not in registry.names("generator"):
         return None, "srresnet not registered"
     import keras
