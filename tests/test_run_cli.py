@@ -18,7 +18,7 @@ from harness.commands.run import quickstart_path
 from harness.config import experiment as config
 from harness.plugin_api import registry as plugins
 from harness.training import schedules
-from harness.training.trainer import StopTraining, train
+from harness.training.loop import StopTraining, train
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
@@ -136,13 +136,14 @@ class _StopAt:
             raise StopTraining(f"stopped at {step}")
 
 
-def test_resume_in_gan_phase_continues_the_same_mlflow_run(tmp_path, monkeypatch, store):
+def test_resume_in_gan_phase_continues_the_same_mlflow_run(tmp_path, monkeypatch, store, registry):
     monkeypatch.chdir(tmp_path)
     sets = tiny_overrides(tmp_path, steps=6, pretrain=1)
     sets += ["--set", "tracking.log_model=false"]
-    exp = config.load(quickstart_path(), [s for s in sets if s != "--set"])
+    exp = config.load(quickstart_path(), [s for s in sets if s != "--set"], registry=registry)
     with pytest.raises(StopTraining):
-        train(exp, callbacks=[_StopAt(4)])  # stops in the GAN phase, after step 4
+        # stops in the GAN phase, after step 4
+        train(exp, registry=registry, callbacks=[_StopAt(4)])
     run_id = run_id_of(tmp_path)
     client = MlflowClient(store)
     assert client.get_run(run_id).info.status == "KILLED"
@@ -189,16 +190,14 @@ class _NanPlugin:
 
 @pytest.fixture
 def nan_registry():
-    plugins.set_registry(plugins.build_registry(extra=[(_NanPlugin, "nan_test", "tests")]))
-    yield
-    plugins.set_registry(None)
+    return plugins.build_registry(extra=[(_NanPlugin, "nan_test", "tests")])
 
 
 def test_nan_loss_fails_the_run_naming_step_and_term(tmp_path, monkeypatch, nan_registry, store):
     monkeypatch.chdir(tmp_path)
     sets = tiny_overrides(tmp_path, steps=4, pretrain=4)
     sets += ["--set", "losses.nan={plugin = 'nan_at_step_2'}", "--set", "train.checkpoint_every=1"]
-    result = CliRunner().invoke(cli, ["run", *sets])
+    result = CliRunner().invoke(cli, ["run", *sets], obj={"registry": nan_registry})
     assert result.exit_code == 2, result.output
     assert 'loss term "nan" is nan at step 2' in result.output
     assert "last good checkpoint (step 1)" in result.output
@@ -213,14 +212,14 @@ def test_embedded_quickstart_is_the_shipped_file():
     assert filecmp.cmp(EXPERIMENTS / "quickstart.toml", quickstart_path(), shallow=False)
 
 
-def test_shipped_experiments_load_and_follow_their_recipes():
+def test_shipped_experiments_load_and_follow_their_recipes(registry):
     perpix = config.load(EXPERIMENTS / "perpix.toml")
     assert perpix.data.patch == 96 and perpix.train.batch_size == 16
     assert perpix.train.steps == 35000 and perpix.train.learning_rate == 1e-4
     assert perpix.train.pretrain_steps == 0
-    assert [loss.plugin for loss in perpix.losses] == ["perpix"]
+    assert [loss.plugin for loss in perpix.losses] == ["mse", "vgg54"]
     assert perpix.adversarial.name == "modified" and perpix.adversarial.weight == 1e-3
-    w1 = perpix.losses[0].params["w1"]
+    w1 = perpix.losses[0].weight
     assert w1.params["boundaries"] == (15000, 20000)
     assert perpix.data.train == ("data/div2k",)
 
@@ -230,7 +229,7 @@ def test_shipped_experiments_load_and_follow_their_recipes():
     ledig = config.load(EXPERIMENTS / "srgan_vgg54.toml")
     assert 0 < ledig.train.pretrain_steps < ledig.train.steps
     assert [loss.plugin for loss in ledig.losses] == ["mse", "vgg54"]
-    mse_w, vgg_w = (schedules.build(loss.weight) for loss in ledig.losses)
+    mse_w, vgg_w = (schedules.build(loss.weight, registry) for loss in ledig.losses)
     switch = ledig.train.pretrain_steps
     assert (mse_w(switch - 1), vgg_w(switch - 1)) == (1.0, 0.0)  # MSE pre-training
     assert (mse_w(switch), vgg_w(switch)) == (0.0, 1.0)  # then VGG54 + adversarial
