@@ -62,10 +62,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from data_pipeline import SHARED, TARGET_RATIO, pipeline_rate  # noqa: E402
 
-from harness import config, precision  # noqa: E402
+from harness import config  # noqa: E402
 from harness.deploy.upscaler import Upscaler  # noqa: E402
-from harness.plugin_api.registry import get_registry  # noqa: E402
-from harness.training.trainer import Trainer  # noqa: E402
+from harness.plugin_api.registry import Registry, build_registry  # noqa: E402
+from harness.training import precision  # noqa: E402
+from harness.training.step import Trainer  # noqa: E402
 
 SCHEMA = 1
 SMOKE_XLA_FLAGS = "--xla_backend_optimization_level=0"
@@ -407,12 +408,12 @@ def run_data(entry: dict[str, Any], args: argparse.Namespace, tmp: Path) -> None
     print(f"[data] {rate:.0f} img/s ({args.patch} px, batch {args.batch})", flush=True)
 
 
-def run_upscale(entry: dict[str, Any], args: argparse.Namespace) -> None:
+def run_upscale(entry: dict[str, Any], args: argparse.Namespace, registry: Registry) -> None:
     model_name = args.models[0]
     policy = precision.resolve("auto")
     keras.utils.set_random_seed(0)
     with precision.policy_scope(policy):
-        factory = get_registry().factory("generator", model_name)
+        factory = registry.factory("generator", model_name)
         generator = factory(scale=SCALE, blocks=args.blocks, filters=args.filters)
     upscaler = Upscaler.from_generator(generator, tile=args.tile)
     width, height = args.frame_size
@@ -461,7 +462,12 @@ def skip_reason(policy: str, env: dict[str, Any]) -> str | None:
 
 
 def train_case(
-    model: str, policy: str, xla: bool, args: argparse.Namespace, peaks: dict[str, Any]
+    model: str,
+    policy: str,
+    xla: bool,
+    args: argparse.Namespace,
+    peaks: dict[str, Any],
+    registry: Registry,
 ) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "experiment": {"name": f"gpu_check_{model}"},
@@ -476,7 +482,7 @@ def train_case(
             "steps": 10**6,
         },
     }
-    trainer = Trainer(config.from_dict(raw))
+    trainer = Trainer(config.from_dict(raw, registry=registry), registry=registry)
     rng = np.random.default_rng(0)
     p = args.patch
     lr = rng.uniform(0, 1, (args.batch, p // SCALE, p // SCALE, 3)).astype(np.float32)
@@ -528,6 +534,7 @@ def run_train(
     env: dict[str, Any],
     peaks: dict[str, Any],
     started: float,
+    registry: Registry,
 ) -> list[dict[str, Any]]:
     xlas = {"both": (False, True), "off": (False,), "on": (True,)}[args.xla]
     cases: list[dict[str, Any]] = []
@@ -559,7 +566,7 @@ def run_train(
                     continue
                 start = time.perf_counter()
                 try:
-                    case.update(train_case(model, policy, xla, args, peaks))
+                    case.update(train_case(model, policy, xla, args, peaks, registry))
                 except Exception as exc:  # an unsupported kernel, out of memory: record it
                     case.update(status="error", reason=f"{type(exc).__name__}: {exc}"[:2000])
                     keras.backend.clear_session()
@@ -687,9 +694,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             run_tests(entry, args)
     with tempfile.TemporaryDirectory() as tmp, section(result, "data") as entry:
         run_data(entry, args, Path(tmp))
+    registry = build_registry()
     with section(result, "upscale") as entry:
-        run_upscale(entry, args)
-    cases = run_train(result, args, env, peaks, started)
+        run_upscale(entry, args, registry)
+    cases = run_train(result, args, env, peaks, started, registry)
     result["bottleneck"] = bottleneck(result["data"], cases)
     result["wall_s"] = round(time.perf_counter() - started, 2)
     path = Path(args.json) if args.json else Path(args.out) / "gpu_check.json"

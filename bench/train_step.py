@@ -6,8 +6,9 @@ between the two sides in rounds, and the median step of each side is compared (t
 harness >= 0.97x the bare speed). Cases:
 
 - ``mse``: SRResNet-16 (64 filters), MSE, batch 16, 96 px HR (24 px LR);
-- ``perpix``: the seed's full GAN step: SRResNet-16 + SRGAN discriminator, Per-Pix (MSE + VGG54
-  with random VGG weights: the same compute as ImageNet weights), ``modified`` adversarial loss;
+- ``perpix``: the seed's full GAN step: SRResNet-16 + SRGAN discriminator, Per-Pix as two plain
+  tables, ``[losses.mse]`` + ``[losses.vgg54]`` with the seed's piecewise weights (random VGG
+  weights: the same compute as ImageNet weights), ``modified`` adversarial loss;
 - ``torch``: the ``mse`` step in PyTorch (float32, channels_last), when torch is installed.
 
     python bench/train_step.py                 # all cases
@@ -30,12 +31,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from harness import config, precision  # noqa: E402
-from harness.plugin_api.registry import get_registry  # noqa: E402
-from harness.training.trainer import Trainer  # noqa: E402
+from harness import config  # noqa: E402
+from harness.plugin_api.registry import Registry, build_registry  # noqa: E402
+from harness.training import precision  # noqa: E402
+from harness.training.step import Trainer  # noqa: E402
 
 
-def experiment(case: str, args: argparse.Namespace) -> config.Experiment:
+def experiment(case: str, args: argparse.Namespace, registry: Registry) -> config.Experiment:
     raw: dict[str, Any] = {
         "experiment": {"name": f"bench_{case}"},
         "data": {"patch": args.patch},
@@ -53,7 +55,7 @@ def experiment(case: str, args: argparse.Namespace) -> config.Experiment:
         }
         raw["adversarial"] = {"name": "modified", "weight": 1e-3}
         raw["discriminator"] = {"name": "srgan"}
-    return config.from_dict(raw)
+    return config.from_dict(raw, registry=registry)
 
 
 def batch(args: argparse.Namespace) -> tuple[tf.Tensor, tf.Tensor]:
@@ -64,9 +66,8 @@ def batch(args: argparse.Namespace) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.constant(lr), tf.constant(hr)
 
 
-def bare_step(exp: config.Experiment) -> Callable[[tf.Tensor, tf.Tensor], Any]:
+def bare_step(exp: config.Experiment, registry: Registry) -> Callable[[tf.Tensor, tf.Tensor], Any]:
     """The step a user would write by hand for ``exp``: no schedules, no strategy."""
-    registry = get_registry()
     policy = precision.resolve(exp.train.precision)
     scaling = precision.needs_loss_scaling(policy)
     with precision.policy_scope(policy):
@@ -133,13 +134,13 @@ def timed(fn: Callable[[], Any], steps: int) -> list[float]:
     return out
 
 
-def bench_tf(case: str, args: argparse.Namespace) -> dict[str, Any]:
-    exp = experiment(case, args)
+def bench_tf(case: str, args: argparse.Namespace, registry: Registry) -> dict[str, Any]:
+    exp = experiment(case, args, registry)
     lr, hr = batch(args)
-    trainer = Trainer(exp)
+    trainer = Trainer(exp, registry=registry)
     trainer.start_data(tf.data.Dataset.from_tensors((lr, hr)).repeat())
     trainer.step = exp.train.pretrain_steps  # the GAN phase from the first step
-    bare = bare_step(exp)
+    bare = bare_step(exp, registry)
 
     def harness_once() -> None:
         trainer.train_step()
@@ -243,9 +244,10 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     results = []
+    registry = build_registry()
     for case in ("mse", "perpix"):
         if args.case in ("all", case):
-            results.append(bench_tf(case, args))
+            results.append(bench_tf(case, args, registry))
             print(json.dumps(results[-1]), flush=True)
     if args.case in ("all", "torch"):
         torch_result = bench_torch(args)

@@ -17,7 +17,7 @@ from test_train import tiny
 from harness.deploy import models as inference
 from harness.deploy.export import export_saved_model
 from harness.errors import HarnessError
-from harness.training.trainer import NonFiniteLoss, NonFiniteWeights, train
+from harness.training.loop import NonFiniteLoss, NonFiniteWeights, train
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ class _Poison:
 def test_non_finite_weights_stop_the_run_and_keep_the_last_good_checkpoint(
     tmp_path, store, monkeypatch, registry
 ):
-    from harness.training import trainer as train_module
+    from harness.training import step as train_module
 
     trainers = []
     original = train_module.Trainer.__init__
@@ -59,7 +59,7 @@ def test_non_finite_weights_stop_the_run_and_keep_the_last_good_checkpoint(
         tracking={"uri": store, "log_model": True},
     )
     with pytest.raises(NonFiniteWeights, match=r"by step 3 .*last good checkpoint \(step 2\)"):
-        train(exp, callbacks=[_Poison(lambda: trainers[0].ema_generator, at=2)])
+        train(exp, registry=registry, callbacks=[_Poison(lambda: trainers[0].ema_generator, at=2)])
     state = tf.train.get_checkpoint_state(str(exp.run_dir / "checkpoints"))
     ckpts = state.all_model_checkpoint_paths
     assert [p.rsplit("-", 1)[1] for p in ckpts] == ["2"]
@@ -71,7 +71,7 @@ def test_non_finite_weights_stop_the_run_and_keep_the_last_good_checkpoint(
     assert all(np.all(np.isfinite(w)) for w in good.get_weights())
 
 
-def test_an_exploding_learning_rate_fails_the_run_instead_of_finishing(tmp_path, store):
+def test_an_exploding_learning_rate_fails_the_run_instead_of_finishing(tmp_path, store, registry):
     rate = {"schedule": "piecewise", "boundaries": [2], "values": [1e-3, 1e9]}
     exp = tiny(
         tmp_path,
@@ -80,7 +80,7 @@ def test_an_exploding_learning_rate_fails_the_run_instead_of_finishing(tmp_path,
         tracking={"uri": store, "log_model": True},
     )
     with pytest.raises((NonFiniteWeights, NonFiniteLoss)):
-        train(exp)
+        train(exp, registry=registry)
     assert not (exp.run_dir / "generator.keras").exists()
     run = MlflowClient(store).get_run((exp.run_dir / "mlflow_run_id").read_text().strip())
     assert run.info.status == "FAILED"
@@ -106,7 +106,7 @@ def test_a_run_without_its_final_model_loads_from_its_checkpoint(tmp_path, ema, 
     """A run killed before generator.keras is written is still a model reference (EMA weights
     preferred), although TF keys its variables under the optimizer's path."""
     exp = tiny(tmp_path, adversarial=None, train={"steps": 2, "ema": ema})
-    train(exp)
+    train(exp, registry=registry)
     final = inference.load_generator(exp.run_dir / "generator.keras", registry=registry)
     (exp.run_dir / "generator.keras").unlink()
     for ref in (exp.run_dir, exp.run_dir / "checkpoints"):
@@ -116,24 +116,26 @@ def test_a_run_without_its_final_model_loads_from_its_checkpoint(tmp_path, ema, 
 
 
 @pytest.mark.parametrize("damaged", [".data-00000-of-00001", ".index"])
-def test_a_corrupt_latest_checkpoint_falls_back_to_the_older_one(tmp_path, damaged, capsys):
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_older_one(
+    tmp_path, damaged, capsys, registry
+):
     exp = tiny(tmp_path, adversarial=None, train={"steps": 4, "checkpoint_every": 2})
-    train(exp)
+    train(exp, registry=registry)
     latest = exp.run_dir / "checkpoints" / "ckpt-4"
     target = Path(str(latest) + damaged)
     target.write_bytes(target.read_bytes()[: max(1, target.stat().st_size // 3)])
     longer = tiny(tmp_path, adversarial=None, train={"steps": 6, "checkpoint_every": 2})
-    assert train(longer).steps == 6
+    assert train(longer, registry=registry).steps == 6
     out = capsys.readouterr().out
     assert "resuming tiny at step 2" in out
     assert "could not read ckpt-4" in out and "resumed from the older ckpt-2" in out
 
 
-def test_fresh_moves_the_old_checkpoints_aside(tmp_path, capsys):
+def test_fresh_moves_the_old_checkpoints_aside(tmp_path, capsys, registry):
     exp = tiny(tmp_path, adversarial=None, train={"steps": 2})
-    train(exp)
+    train(exp, registry=registry)
     old = sorted(p.name for p in (exp.run_dir / "checkpoints").iterdir())
-    train(exp, fresh=True)
+    train(exp, registry=registry, fresh=True)
     aside = sorted(exp.run_dir.glob("previous-*"))
     assert len(aside) == 1 and sorted(p.name for p in (aside[0] / "checkpoints").iterdir()) == old
     assert (aside[0] / "generator.keras").is_file()
@@ -159,7 +161,7 @@ def file_size_limit():
 
 
 def test_a_full_disk_while_saving_leaves_no_temp_files_and_keeps_the_last_checkpoint(
-    tmp_path, store, file_size_limit
+    tmp_path, store, file_size_limit, registry
 ):
     from harness.diskwrite import DiskFullError
 
@@ -171,21 +173,22 @@ def test_a_full_disk_while_saving_leaves_no_temp_files_and_keeps_the_last_checkp
         train={"steps": 2, "checkpoint_every": 2},
         tracking={"uri": store},
     )
-    train(exp)
+    train(exp, registry=registry)
     ckpt_dir = exp.run_dir / "checkpoints"
     before = sorted(p.name for p in ckpt_dir.iterdir())
     longer = dataclasses.replace(exp, train=dataclasses.replace(exp.train, steps=4))
     file_size_limit(3 * 2**20)
     with pytest.raises(DiskFullError, match=r"checkpoint of step 4 .*step 2 is intact"):
-        train(longer)
+        train(longer, registry=registry)
     file_size_limit(None)
     assert sorted(p.name for p in ckpt_dir.iterdir()) == before  # no *_temp, ckpt-2 untouched
     run_id = (exp.run_dir / "mlflow_run_id").read_text().strip()
     assert MlflowClient(store).get_run(run_id).info.status == "FAILED"
-    assert train(longer).steps == 4  # room again: resumes from step 2 and finishes
+    # room again: resumes from step 2 and finishes
+    assert train(longer, registry=registry).steps == 4
 
 
-def test_training_on_only_undecodable_images_is_one_clear_error(tmp_path):
+def test_training_on_only_undecodable_images_is_one_clear_error(tmp_path, registry):
     from harness.data.pipeline import DataError
 
     folder = tmp_path / "truncated"
@@ -197,7 +200,7 @@ def test_training_on_only_undecodable_images_is_one_clear_error(tmp_path):
         (folder / f"{i}.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     exp = tiny(tmp_path, adversarial=None, data={"train": [str(folder)]})
     with pytest.warns(Warning, match="truncated"), pytest.raises(DataError, match="decoded"):
-        train(exp)
+        train(exp, registry=registry)
 
 
 def test_a_truncated_jpeg_in_an_evaluation_folder_is_skipped_with_a_warning(tmp_path):
@@ -216,14 +219,14 @@ def test_a_truncated_jpeg_in_an_evaluation_folder_is_skipped_with_a_warning(tmp_
     assert [name for name, _ in images] == ["a"]
 
 
-def test_steps_replayed_after_a_resume_are_not_logged_twice(tmp_path, store, capsys):
+def test_steps_replayed_after_a_resume_are_not_logged_twice(tmp_path, store, capsys, registry):
     exp = tiny(
         tmp_path,
         adversarial=None,
         train={"steps": 3, "checkpoint_every": 2, "log_every": 1},
         tracking={"uri": store},
     )
-    train(exp)
+    train(exp, registry=registry)
     # as if killed after logging step 3 and before its checkpoint: only ckpt-2 is left
     ckpt_dir = exp.run_dir / "checkpoints"
     for path in ckpt_dir.glob("ckpt-3.*"):
@@ -234,7 +237,7 @@ def test_steps_replayed_after_a_resume_are_not_logged_twice(tmp_path, store, cap
     (ckpt_dir / "checkpoint").write_text('model_checkpoint_path: "ckpt-2"\n' + "\n".join(kept))
     longer = dataclasses.replace(exp, train=dataclasses.replace(exp.train, steps=4))
     capsys.readouterr()
-    assert train(longer).steps == 4
+    assert train(longer, registry=registry).steps == 4
     assert "at step 2" in capsys.readouterr().out
     run_id = (exp.run_dir / "mlflow_run_id").read_text().strip()
     history = MlflowClient(store).get_metric_history(run_id, "loss/mse")

@@ -22,7 +22,7 @@ from harness.deploy.models import load_upscaler
 from harness.errors import HarnessError
 from harness.evaluation import protocol as metrics
 from harness.evaluation.report import ReportError, metric_functions, resolve_runs, write_report
-from harness.training.trainer import train
+from harness.training.loop import train
 
 EXPERIMENT = "report-test"
 
@@ -41,7 +41,7 @@ def _write_set(folder: Path, count: int, offset: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, registry):
     """Two finished tiny runs in one MLflow experiment: ``rep_base`` (MSE, validated with LPIPS
     at both steps) and ``rep_ft`` (GAN fine-tune whose generator starts from rep_base's)."""
     root = tmp_path_factory.mktemp("report")
@@ -58,7 +58,7 @@ def env(tmp_path_factory):
             validation={"every": 1, "metrics": ["lpips"]},
             tracking=tracking,
         )
-        base_result = train(base)
+        base_result = train(base, registry=registry)
         ft = tiny(
             root,
             experiment={"name": "rep_ft", "description": "GAN fine-tune of the base"},
@@ -67,7 +67,7 @@ def env(tmp_path_factory):
             train={"steps": 2},
             tracking=tracking,
         )
-        ft_result = train(ft)
+        ft_result = train(ft, registry=registry)
         data = [
             str(_write_set(root / "data" / "set5", 3, 0)),
             str(_write_set(root / "data" / "set14", 2, 1)),
@@ -252,7 +252,7 @@ def test_a_run_known_only_to_mlflow_is_reported_from_its_logged_model(
         train={"steps": 1},
         tracking={"uri": env["store"], "experiment": "report-logged", "log_model": True},
     )
-    result = train(exp)
+    result = train(exp, registry=registry)
     shutil.move(exp.run_dir, tmp_path / "moved")  # only MLflow knows the run now
     report = write_report(
         [result.run_id],

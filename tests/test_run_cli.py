@@ -17,7 +17,7 @@ from harness.cli import cli
 from harness.commands.run import quickstart_path
 from harness.config import schedules
 from harness.plugin_api import registry as plugins
-from harness.training.trainer import StopTraining, train
+from harness.training.loop import StopTraining, train
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
@@ -70,7 +70,7 @@ def invoke(args: list[str]):
     return CliRunner().invoke(cli, args, catch_exceptions=False)
 
 
-def test_tiny_run_through_cli_logs_everything(tmp_path, monkeypatch, store):
+def test_tiny_run_through_cli_logs_everything(tmp_path, monkeypatch, store, registry):
     monkeypatch.chdir(tmp_path)
     result = invoke(["run", *tiny_overrides(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -108,7 +108,7 @@ def test_tiny_run_through_cli_logs_everything(tmp_path, monkeypatch, store):
     assert samples == {"samples/step_2.png", "samples/step_4.png"}
     # the resolved experiment artifact is itself a loadable experiment with the overrides
     toml = Path(client.download_artifacts(run_id, "experiment.toml", str(tmp_path)))
-    assert config.load(toml).train.steps == 4
+    assert config.load(toml, registry=registry).train.steps == 4
     # the generator as an MLflow model: loadable and a 4x upscaler
     import mlflow.tensorflow
 
@@ -135,13 +135,14 @@ class _StopAt:
             raise StopTraining(f"stopped at {step}")
 
 
-def test_resume_in_gan_phase_continues_the_same_mlflow_run(tmp_path, monkeypatch, store):
+def test_resume_in_gan_phase_continues_the_same_mlflow_run(tmp_path, monkeypatch, store, registry):
     monkeypatch.chdir(tmp_path)
     sets = tiny_overrides(tmp_path, steps=6, pretrain=1)
     sets += ["--set", "tracking.log_model=false"]
-    exp = config.load(quickstart_path(), [s for s in sets if s != "--set"])
+    exp = config.load(quickstart_path(), [s for s in sets if s != "--set"], registry=registry)
     with pytest.raises(StopTraining):
-        train(exp, callbacks=[_StopAt(4)])  # stops in the GAN phase, after step 4
+        # stops in the GAN phase, after step 4
+        train(exp, registry=registry, callbacks=[_StopAt(4)])
     run_id = run_id_of(tmp_path)
     client = MlflowClient(store)
     assert client.get_run(run_id).info.status == "KILLED"
@@ -188,16 +189,14 @@ class _NanPlugin:
 
 @pytest.fixture
 def nan_registry():
-    plugins.set_registry(plugins.build_registry(extra=[(_NanPlugin, "nan_test", "tests")]))
-    yield
-    plugins.set_registry(None)
+    return plugins.build_registry(extra=[(_NanPlugin, "nan_test", "tests")])
 
 
 def test_nan_loss_fails_the_run_naming_step_and_term(tmp_path, monkeypatch, nan_registry, store):
     monkeypatch.chdir(tmp_path)
     sets = tiny_overrides(tmp_path, steps=4, pretrain=4)
     sets += ["--set", "losses.nan={plugin = 'nan_at_step_2'}", "--set", "train.checkpoint_every=1"]
-    result = CliRunner().invoke(cli, ["run", *sets])
+    result = CliRunner().invoke(cli, ["run", *sets], obj={"registry": nan_registry})
     assert result.exit_code == 2, result.output
     assert 'loss term "nan" is nan at step 2' in result.output
     assert "last good checkpoint (step 1)" in result.output
@@ -212,35 +211,43 @@ def test_embedded_quickstart_is_the_shipped_file():
     assert filecmp.cmp(EXPERIMENTS / "quickstart.toml", quickstart_path(), shallow=False)
 
 
-def test_shipped_experiments_load_and_follow_their_recipes():
-    perpix = config.load(EXPERIMENTS / "perpix.toml")
+def test_shipped_experiments_load_and_follow_their_recipes(registry):
+    perpix = config.load(EXPERIMENTS / "perpix.toml", registry=registry)
     assert perpix.data.patch == 96 and perpix.train.batch_size == 16
     assert perpix.train.steps == 35000 and perpix.train.learning_rate == 1e-4
     assert perpix.train.pretrain_steps == 0
-    assert [loss.plugin for loss in perpix.losses] == ["perpix"]
+    assert [loss.plugin for loss in perpix.losses] == ["mse", "vgg54"]
     assert perpix.adversarial.name == "modified" and perpix.adversarial.weight == 1e-3
-    w1 = perpix.losses[0].params["w1"]
-    assert w1.params["boundaries"] == (15000, 20000)
+    w1, w2 = (schedules.build(loss.weight, registry) for loss in perpix.losses)
+    steps = (0, 14999, 15000, 19999, 20000, 34999)  # 0-15k: 10/1, 15k-20k: 10/10, 20k-35k: 1/10
+    assert [(w1(s), w2(s)) for s in steps] == [
+        (10, 1),
+        (10, 1),
+        (10, 10),
+        (10, 10),
+        (1, 10),
+        (1, 10),
+    ]
     assert perpix.data.train == ("data/div2k",)
 
-    mse = config.load(EXPERIMENTS / "mse.toml")
+    mse = config.load(EXPERIMENTS / "mse.toml", registry=registry)
     assert mse.adversarial is None and [loss.plugin for loss in mse.losses] == ["mse"]
 
-    ledig = config.load(EXPERIMENTS / "srgan_vgg54.toml")
+    ledig = config.load(EXPERIMENTS / "srgan_vgg54.toml", registry=registry)
     assert 0 < ledig.train.pretrain_steps < ledig.train.steps
     assert [loss.plugin for loss in ledig.losses] == ["mse", "vgg54"]
-    mse_w, vgg_w = (schedules.build(loss.weight) for loss in ledig.losses)
+    mse_w, vgg_w = (schedules.build(loss.weight, registry) for loss in ledig.losses)
     switch = ledig.train.pretrain_steps
     assert (mse_w(switch - 1), vgg_w(switch - 1)) == (1.0, 0.0)  # MSE pre-training
     assert (mse_w(switch), vgg_w(switch)) == (0.0, 1.0)  # then VGG54 + adversarial
     assert ledig.adversarial.weight == 1e-3
 
-    quick = config.load(EXPERIMENTS / "quickstart.toml")
+    quick = config.load(EXPERIMENTS / "quickstart.toml", registry=registry)
     assert quick.data.train == ("skimage",) and quick.adversarial is not None
 
     # the one-CPU-hour quality runs: MSE only, T91 + BSD200, validated on Set5
     for name, generator in (("msrresnet_mse_291.toml", "msrresnet"), ("mse_291.toml", "srresnet")):
-        run = config.load(EXPERIMENTS / name)
+        run = config.load(EXPERIMENTS / name, registry=registry)
         assert run.generator.name == generator and run.adversarial is None
         assert [loss.plugin for loss in run.losses] == ["mse"]
         assert run.data.train == ("../shared/data/t91", "../shared/data/bsd200")

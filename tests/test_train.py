@@ -3,6 +3,7 @@ callbacks, precision choice and a two-device MirroredStrategy run (in its own pr
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -16,16 +17,12 @@ import pytest
 import tensorflow as tf
 from mlflow.tracking import MlflowClient
 
-from harness import config
+from harness import config, hookimpl
+from harness.plugin_api.registry import Registry, build_registry
 from harness.training import precision
-from harness.training.trainer import (
-    StopTraining,
-    Trainer,
-    TrainResult,
-    make_strategy,
-    sample_grid,
-    train,
-)
+from harness.training.loop import StopTraining, TrainResult, train
+from harness.training.step import Trainer, make_strategy
+from harness.training.validation import sample_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,6 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def store(tmp_path_factory) -> str:
     """One SQLite MLflow store for the module (creating its tables takes seconds)."""
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@functools.cache
+def installed() -> Registry:
+    """The installed plugins, loaded once for the helpers below (tests take the ``registry``
+    fixture)."""
+    return build_registry()
 
 
 def tiny(tmp_path: Path, **tables: dict) -> config.Experiment:
@@ -53,7 +57,7 @@ def tiny(tmp_path: Path, **tables: dict) -> config.Experiment:
             raw.pop(table, None)
         else:
             raw.setdefault(table, {}).update(values)
-    return config.from_dict(raw)
+    return config.from_dict(raw, registry=installed())
 
 
 def fixed_batches(batch: int = 2, patch: int = 32, scale: int = 4) -> tf.data.Dataset:
@@ -64,10 +68,10 @@ def fixed_batches(batch: int = 2, patch: int = 32, scale: int = 4) -> tf.data.Da
     return tf.data.Dataset.from_tensors((lr, hr)).repeat()
 
 
-def test_weight_change_does_not_retrace(tmp_path):
+def test_weight_change_does_not_retrace(tmp_path, registry):
     weight = {"schedule": "piecewise", "boundaries": [1, 2], "values": [1.0, 5.0, 0.5]}
     exp = tiny(tmp_path, losses={"mse": {"weight": weight}}, adversarial=None)
-    trainer = Trainer(exp)
+    trainer = Trainer(exp, registry=registry)
     trainer.start_data(fixed_batches())
     seen = []
     for _ in range(3):
@@ -78,10 +82,10 @@ def test_weight_change_does_not_retrace(tmp_path):
     assert float(trainer.terms[0].variable.numpy()) == 0.5
 
 
-def test_term_weighted_zero_is_skipped(tmp_path):
+def test_term_weighted_zero_is_skipped(tmp_path, registry):
     weight = {"schedule": "piecewise", "boundaries": [1], "values": [0.0, 2.0]}
     exp = tiny(tmp_path, losses={"mse": {"weight": weight}}, adversarial=None)
-    trainer = Trainer(exp)
+    trainer = Trainer(exp, registry=registry)
     trainer.start_data(fixed_batches())
     first, second = trainer.train_step(), trainer.train_step()
     assert first["mse"] == 0.0 and first["g_total"] == 0.0  # not computed at weight 0
@@ -89,14 +93,14 @@ def test_term_weighted_zero_is_skipped(tmp_path):
     assert trainer._content_step.experimental_get_tracing_count() == 1
 
 
-def test_gan_phase_after_pretraining_and_adversarial_weight_schedule(tmp_path):
+def test_gan_phase_after_pretraining_and_adversarial_weight_schedule(tmp_path, registry):
     adv_weight = {"schedule": "piecewise", "boundaries": [2], "values": [1e-3, 1e-1]}
     exp = tiny(
         tmp_path,
         adversarial={"name": "modified", "weight": adv_weight},
         train={"steps": 4, "pretrain_steps": 1, "d_steps": 2},
     )
-    trainer = Trainer(exp)
+    trainer = Trainer(exp, registry=registry)
     trainer.start_data(fixed_batches())
     d_before = [w.numpy().copy() for w in trainer.discriminator.trainable_variables]
     first = trainer.train_step()
@@ -116,10 +120,10 @@ def test_gan_phase_after_pretraining_and_adversarial_weight_schedule(tmp_path):
     assert int(trainer.d_optimizer.iterations.numpy()) == 3 * 2
 
 
-def test_learning_rate_follows_its_schedule(tmp_path):
+def test_learning_rate_follows_its_schedule(tmp_path, registry):
     lr = {"schedule": "piecewise", "boundaries": [1], "values": [1e-3, 0.0]}
     exp = tiny(tmp_path, train={"learning_rate": lr}, adversarial=None)
-    trainer = Trainer(exp)
+    trainer = Trainer(exp, registry=registry)
     trainer.start_data(fixed_batches())
     trainer.train_step()
     after_first = [w.numpy().copy() for w in trainer.generator.trainable_variables]
@@ -129,9 +133,9 @@ def test_learning_rate_follows_its_schedule(tmp_path):
         np.testing.assert_allclose(before, w.numpy(), atol=0)
 
 
-def test_ema_generator_is_the_running_average(tmp_path):
+def test_ema_generator_is_the_running_average(tmp_path, registry):
     exp = tiny(tmp_path, train={"ema": 0.75}, adversarial=None)
-    trainer = Trainer(exp)
+    trainer = Trainer(exp, registry=registry)
     trainer.start_data(fixed_batches())
     w0 = trainer.generator.trainable_variables[0].numpy().copy()
     trainer.train_step()
@@ -142,9 +146,9 @@ def test_ema_generator_is_the_running_average(tmp_path):
     assert trainer.final_generator is trainer.ema_generator
 
 
-def test_float16_policy_uses_loss_scaling_and_float32_outputs(tmp_path):
+def test_float16_policy_uses_loss_scaling_and_float32_outputs(tmp_path, registry):
     exp = tiny(tmp_path, train={"precision": "mixed_float16"}, adversarial={"name": "modified"})
-    trainer = Trainer(exp)
+    trainer = Trainer(exp, registry=registry)
     assert trainer.loss_scaling
     assert "LossScaleOptimizer" in type(trainer.g_optimizer).__name__
     assert trainer.generator.layers[1].compute_dtype == "float16"
@@ -187,7 +191,7 @@ class _StopAt:
             raise StopTraining(f"pruned at {step}")
 
 
-def test_stop_training_saves_checkpoint_kills_run_and_reraises(tmp_path, store):
+def test_stop_training_saves_checkpoint_kills_run_and_reraises(tmp_path, store, registry):
     exp = tiny(
         tmp_path,
         tracking={"uri": store},
@@ -197,7 +201,7 @@ def test_stop_training_saves_checkpoint_kills_run_and_reraises(tmp_path, store):
     )
     stop = _StopAt(4)
     with pytest.raises(StopTraining):
-        train(exp, callbacks=[stop], run_name="trial-1", tags={"trial": "1"})
+        train(exp, registry=registry, callbacks=[stop], run_name="trial-1", tags={"trial": "1"})
     assert [s for s, _ in stop.calls] == [2, 4]
     assert {"val/psnr_y", "val/ssim_y", "val/psnr_rgb"} <= set(stop.calls[0][1])
     ckpt = tf.train.latest_checkpoint(str(exp.run_dir / "checkpoints"))
@@ -211,7 +215,7 @@ def test_stop_training_saves_checkpoint_kills_run_and_reraises(tmp_path, store):
     assert run.info.run_name == "trial-1" and run.data.tags["trial"] == "1"
 
 
-def test_train_returns_result_with_history(tmp_path, store):
+def test_train_returns_result_with_history(tmp_path, store, registry):
     exp = tiny(
         tmp_path,
         adversarial=None,
@@ -219,7 +223,7 @@ def test_train_returns_result_with_history(tmp_path, store):
         validation={"every": 2},
         tracking={"uri": store},
     )
-    result = train(exp)
+    result = train(exp, registry=registry)
     assert isinstance(result, TrainResult)
     assert result.steps == 4
     assert [h["step"] for h in result.history] == [2.0, 4.0]
@@ -260,9 +264,10 @@ MIRRORED = textwrap.dedent(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2
     )
     from harness import config
-    from harness.training.trainer import train
+    from harness.plugin_api.registry import build_registry
+    from harness.training.loop import train
     raw = json.loads(sys.argv[1])
-    result = train(config.from_dict(raw))
+    result = train(config.from_dict(raw), registry=build_registry())
     print("RESULT", json.dumps({"steps": result.steps, "run_id": result.run_id}))
     """
 )
@@ -317,8 +322,8 @@ class _SignalAt:
             os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_sigint_checkpoints_after_the_step_and_kills_the_run(tmp_path, store):
-    from harness.training.trainer import TrainingInterrupted
+def test_sigint_checkpoints_after_the_step_and_kills_the_run(tmp_path, store, registry):
+    from harness.training.loop import TrainingInterrupted
 
     exp = tiny(
         tmp_path,
@@ -329,7 +334,7 @@ def test_sigint_checkpoints_after_the_step_and_kills_the_run(tmp_path, store):
     )
     previous = signal.getsignal(signal.SIGINT)
     with pytest.raises(TrainingInterrupted, match="SIGINT at step 3: checkpoint saved"):
-        train(exp, callbacks=[_SignalAt(2)])
+        train(exp, registry=registry, callbacks=[_SignalAt(2)])
     assert signal.getsignal(signal.SIGINT) is previous  # handler restored
     ckpt = tf.train.latest_checkpoint(str(exp.run_dir / "checkpoints"))
     assert ckpt.endswith("-3")
@@ -370,3 +375,132 @@ def test_generator_loss_declaring_real_logits_receives_them(tmp_path):
     out = trainer.train_step()
     assert _Relativistic.calls and all(_Relativistic.calls)  # traced with real logits
     assert out["g_total"] == pytest.approx(out["mse"] + 0.5 * out["adversarial"], rel=1e-4)
+
+
+class _SpyLoss:
+    """A content loss that counts how often it is built and computed (traced or run)."""
+
+    built = 0
+    calls = 0
+
+    def __init__(self) -> None:
+        _SpyLoss.built += 1
+
+    def __call__(self, sr, hr):
+        _SpyLoss.calls += 1
+        return tf.reduce_mean(tf.abs(tf.cast(sr, tf.float32) - hr))
+
+
+_EVALUATED: list[int] = []
+
+
+def _counting(value: float = 1.0):
+    """A constant schedule that records every step it is evaluated at."""
+
+    def schedule(step: int) -> float:
+        _EVALUATED.append(int(step))
+        return float(value)
+
+    return schedule
+
+
+class _SpyPlugin:
+    @staticmethod
+    @hookimpl
+    def harness_register_content_losses():
+        return {"spy_loss": _SpyLoss}
+
+    @staticmethod
+    @hookimpl
+    def harness_register_schedules():
+        return {"counting": _counting}
+
+
+@pytest.fixture(scope="module")
+def spy_registry():
+    from harness.plugin_api.registry import build_registry
+
+    return build_registry(extra=[(_SpyPlugin, "spy_test", "tests")])
+
+
+@pytest.mark.parametrize(
+    "weight",
+    [
+        0,
+        0.0,
+        {"schedule": "constant", "value": 0},
+        {"schedule": "piecewise", "boundaries": [1, 2], "values": [0.0, 0, 0.0]},
+    ],
+    ids=["int", "float", "constant", "piecewise"],
+)
+def test_a_term_weighted_zero_however_spelled_is_never_built(tmp_path, spy_registry, weight):
+    raw = tiny(tmp_path, adversarial=None).to_toml_dict()
+    raw["losses"]["spy"] = {"plugin": "spy_loss", "weight": weight}
+    exp = config.from_dict(raw, registry=spy_registry)
+    _SpyLoss.built = _SpyLoss.calls = 0
+    trainer = Trainer(exp, registry=spy_registry)
+    trainer.start_data(fixed_batches())
+    outs = [trainer.train_step() for _ in range(3)]
+    assert (_SpyLoss.built, _SpyLoss.calls) == (0, 0)
+    assert [t.name for t in trainer.terms] == ["mse"]
+    assert all("spy" not in out for out in outs)
+
+
+def test_set_weight_zero_does_not_compute_the_loss(tmp_path, spy_registry):
+    path = tmp_path / "exp.toml"
+    path.write_text(tiny(tmp_path, adversarial=None).to_toml(), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8") + '\n[losses.vgg54]\nplugin = "spy_loss"\n',
+        encoding="utf-8",
+    )
+    exp = config.load(path, ["losses.vgg54.weight=0"], registry=spy_registry)
+    _SpyLoss.built = _SpyLoss.calls = 0
+    trainer = Trainer(exp, registry=spy_registry)
+    trainer.start_data(fixed_batches())
+    trainer.train_step()
+    assert (_SpyLoss.built, _SpyLoss.calls) == (0, 0)
+    # the same experiment with the weight left at 1 builds and computes it
+    exp = config.load(path, registry=spy_registry)
+    trainer = Trainer(exp, registry=spy_registry)
+    trainer.start_data(fixed_batches())
+    trainer.train_step()
+    assert _SpyLoss.built == 1 and _SpyLoss.calls >= 1
+
+
+def test_a_schedule_that_is_never_zero_has_no_cond(tmp_path, registry):
+    weight = {"schedule": "piecewise", "boundaries": [1], "values": [1.0, 2.0]}
+    sometimes = {"schedule": "piecewise", "boundaries": [1], "values": [0.0, 2.0]}
+    exp = tiny(
+        tmp_path,
+        losses={"mse": {"weight": weight}, "late": {"plugin": "mse", "weight": sometimes}},
+    )
+    trainer = Trainer(exp, registry=registry)
+    assert [(t.name, t.scheduled) for t in trainer.terms] == [("mse", False), ("late", True)]
+
+
+class _CountFromStart:
+    """Forgets the schedule evaluations of building and configuring the run."""
+
+    def on_train_begin(self, run) -> None:
+        _EVALUATED.clear()
+
+    def on_train_end(self, result) -> None:
+        self.evaluated = list(_EVALUATED)
+
+
+def test_weights_and_learning_rates_are_evaluated_once_per_step(tmp_path, store, spy_registry):
+    counting = {"schedule": "counting", "value": 1.0}
+    raw = tiny(
+        tmp_path,
+        adversarial=None,
+        train={"steps": 3, "log_every": 1},
+        validation={"every": 1},
+        tracking={"uri": store},
+    ).to_toml_dict()
+    raw["losses"]["mse"]["weight"] = counting
+    raw["train"]["learning_rate"] = {"schedule": "counting", "value": 1e-4}
+    exp = config.from_dict(raw, registry=spy_registry)
+    probe = _CountFromStart()
+    train(exp, registry=spy_registry, callbacks=[probe])
+    # one evaluation of the weight and one of the learning rate per step, none elsewhere
+    assert sorted(probe.evaluated) == [0, 0, 1, 1, 2, 2]

@@ -11,8 +11,9 @@ from test_train import tiny
 
 from harness.deploy import models as inference
 from harness.errors import HarnessError
-from harness.training.trainer import Trainer, train
-from harness.training.warmstart import WarmStartError, lineage
+from harness.training.loop import train
+from harness.training.step import Trainer
+from harness.training.warmstart import WarmStartError, lineage, warm_start
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def store(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory, store):
+def base(tmp_path_factory, store, registry):
     """A finished tiny GAN run (generator.keras and discriminator.keras written)."""
     root = tmp_path_factory.mktemp("base")
     exp = tiny(
@@ -31,7 +32,7 @@ def base(tmp_path_factory, store):
         train={"steps": 2},
         tracking={"uri": store, "log_model": True},
     )
-    result = train(exp)
+    result = train(exp, registry=registry)
     return exp, result
 
 
@@ -49,9 +50,9 @@ def test_generator_and_discriminator_start_from_another_run(tmp_path, base, regi
         discriminator={"init": run},
         adversarial={"name": "least_squares"},
     )
-    trainer = Trainer(exp)
+    trainer = Trainer(exp, registry=registry)
     fresh = _weights(trainer.generator)
-    sources = trainer.warm_start()
+    sources = warm_start(trainer)
     assert [s.network for s in sources] == ["generator", "discriminator"]
     assert sources[0].run_id == (base_exp.run_dir / "mlflow_run_id").read_text().strip()
     source_g = inference.load_generator(base_exp.run_dir / "generator.keras", registry=registry)
@@ -65,7 +66,7 @@ def test_generator_and_discriminator_start_from_another_run(tmp_path, base, regi
         np.testing.assert_array_equal(mine, theirs)
 
 
-def test_a_shape_mismatch_names_both_models(tmp_path, base):
+def test_a_shape_mismatch_names_both_models(tmp_path, base, registry):
     base_exp, _ = base
     exp = tiny(
         tmp_path,
@@ -73,14 +74,14 @@ def test_a_shape_mismatch_names_both_models(tmp_path, base):
         adversarial=None,
     )
     with pytest.raises(WarmStartError) as err:
-        Trainer(exp).warm_start()
+        warm_start(Trainer(exp, registry=registry))
     text = str(err.value)
     assert "[generator] init" in text and str(base_exp.run_dir) in text
     assert "filters=16" in text and "shape" in text
     assert text.count('"') >= 4  # both models' names are quoted
 
 
-def test_the_fine_tune_records_its_source_in_mlflow(tmp_path, base, store):
+def test_the_fine_tune_records_its_source_in_mlflow(tmp_path, base, store, registry):
     base_exp, base_result = base
     exp = tiny(
         tmp_path,
@@ -90,7 +91,7 @@ def test_the_fine_tune_records_its_source_in_mlflow(tmp_path, base, store):
         train={"steps": 1},
         tracking={"uri": store},
     )
-    result = train(exp)
+    result = train(exp, registry=registry)
     run = MlflowClient(store).get_run(result.run_id)
     assert run.data.params["generator.init"] == str(base_exp.run_dir)
     assert run.data.tags["harness.init.generator"] == str(base_exp.run_dir)
@@ -108,10 +109,10 @@ def test_the_fine_tune_records_its_source_in_mlflow(tmp_path, base, store):
     assert [m.model_id for m in run.inputs.model_inputs] == generators
 
 
-def test_init_is_not_read_when_the_run_resumes(tmp_path, base, store):
+def test_init_is_not_read_when_the_run_resumes(tmp_path, base, store, registry):
     base_exp, _ = base
     exp = tiny(tmp_path, experiment={"name": "resumed"}, adversarial=None, train={"steps": 1})
-    train(exp)
+    train(exp, registry=registry)
     bad = tiny(
         tmp_path,
         experiment={"name": "resumed"},
@@ -119,12 +120,13 @@ def test_init_is_not_read_when_the_run_resumes(tmp_path, base, store):
         adversarial=None,
         train={"steps": 2},
     )
-    assert train(bad).steps == 2  # the run's own checkpoint wins; init is never loaded
+    # the run's own checkpoint wins; init is never loaded
+    assert train(bad, registry=registry).steps == 2
 
 
-def test_resuming_with_a_changed_experiment_names_the_objects_not_values(tmp_path):
+def test_resuming_with_a_changed_experiment_names_the_objects_not_values(tmp_path, registry):
     exp = tiny(tmp_path, experiment={"name": "grown"}, adversarial=None, train={"steps": 1})
-    train(exp)
+    train(exp, registry=registry)
     grown = tiny(
         tmp_path,
         experiment={"name": "grown"},
@@ -132,7 +134,7 @@ def test_resuming_with_a_changed_experiment_names_the_objects_not_values(tmp_pat
         train={"steps": 2},
     )
     with pytest.raises(HarnessError) as err:
-        train(grown)
+        train(grown, registry=registry)
     text = str(err.value)
     assert "not in the checkpoint: discriminator, d_optimizer" in text
     assert "adversarial.name (unset -> modified)" in text
@@ -149,7 +151,7 @@ def test_best_generators_are_kept_and_named_by_reference(tmp_path, store, regist
         validation={"every": 1, "metrics": ["lpips"]},
         tracking={"uri": store, "log_model": True},
     )
-    result = train(exp)
+    result = train(exp, registry=registry)
     state = json.loads((exp.run_dir / "kept.json").read_text())
     assert set(state) == {"best_psnr_y", "best_lpips"}
     psnr = {int(h["step"]): h["val/psnr_y"] for h in result.history}

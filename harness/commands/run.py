@@ -34,12 +34,13 @@ def command(experiment: str | None, overrides: tuple[str, ...], quiet: bool, fre
     A run directory (<runs_dir>/<name>) that holds a checkpoint is resumed, in the same MLflow
     run. Ctrl-C saves a checkpoint first; running the same command again continues.
     """
-    from harness.training.trainer import StopTraining, TrainingInterrupted, train
+    from harness.training.loop import StopTraining, TrainingInterrupted, train
 
     items = list(overrides) + (["train.quiet=true"] if quiet else [])
-    exp = config.load(experiment or quickstart_path(), items, registry=registry())
+    plugins = registry()
+    exp = config.load(experiment or quickstart_path(), items, registry=plugins)
     try:
-        result = train(exp, fresh=fresh)
+        result = train(exp, registry=plugins, fresh=fresh)
     except TrainingInterrupted as exc:
         click.echo(f"interrupted: {exc}", err=True)
         raise SystemExit(130) from None

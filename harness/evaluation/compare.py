@@ -108,7 +108,7 @@ def finished(p: Planned) -> bool:
     """The run reached ``train.steps`` and wrote its final generator."""
     import tensorflow as tf
 
-    from harness.training.trainer import CHECKPOINTS, MODEL_FILE
+    from harness.training.checkpoints import CHECKPOINTS, MODEL_FILE
 
     latest = tf.train.latest_checkpoint(str(p.run_dir / CHECKPOINTS))
     if latest is None or not (p.run_dir / MODEL_FILE).is_file():

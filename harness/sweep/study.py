@@ -8,7 +8,7 @@ How a sweep runs (one worker, i.e. one ``harness sweep`` process):
   heartbeat for it and starts a child Python process (TensorFlow does not give memory back
   between runs in one process). The child loads the trial from the storage, applies its
   parameters as ``--set`` overrides (same keys, same type checks), trains with
-  :func:`harness.training.trainer.train`, reports each validation to the storage (``trial.report``)
+  :func:`harness.training.loop.train`, reports each validation to the storage (``trial.report``)
   and
   stops when the pruner says so. It hands its objective values back in a small JSON file, and
   the worker tells the study. ``--jobs J`` keeps J children running.
@@ -920,7 +920,7 @@ class _Reporter:
         self.pruned_at: int | None = None
 
     def on_validation(self, step: int, metrics: dict[str, float]) -> None:
-        from harness.training.trainer import StopTraining
+        from harness.training.loop import StopTraining
 
         if os.getppid() != self.parent_pid:  # the worker died: stop rather than run orphaned
             raise StopTraining("the sweep worker is gone")
@@ -987,7 +987,8 @@ def run_trial(job: Mapping[str, Any]) -> dict[str, Any]:
     run_dir = exp.run_dir
     if run_dir.exists():  # left by an earlier study of the same name: never resume it
         shutil.rmtree(run_dir)
-    from harness.training.trainer import StopTraining, train
+    from harness.plugin_api.registry import build_registry
+    from harness.training.loop import StopTraining, train
 
     reporter = _Reporter(trial, objectives, int(job["parent_pid"]))
     tags = {"optuna.study": job["study"], "optuna.trial_number": str(number)}
@@ -995,6 +996,7 @@ def run_trial(job: Mapping[str, Any]) -> dict[str, Any]:
     try:
         result = train(
             exp,
+            registry=build_registry(),
             callbacks=[reporter],
             parent_run_id=job["parent_run_id"],
             run_name=f"{job['study']} trial {number}",

@@ -3,9 +3,9 @@
 GAN runs do not end at their best: the lowest-loss checkpoint is often not the best-looking one,
 and PSNR and perceptual metrics peak at different steps. At every validation the run keeps
 ``best_psnr_y.keras`` (highest validation PSNR-Y) and, for each metric listed in
-``[validation] metrics`` (``lpips = true`` lists LPIPS), ``best_<metric>.keras`` in the direction
-the metric plugin declares. ``kept.json`` in the run directory records each one's step and value,
-so a resumed run keeps comparing against the same bests. A model reference names them as
+``[validation] metrics``, ``best_<metric>.keras`` in the direction the metric plugin declares.
+``kept.json`` in the run directory records each one's step and value, so a resumed run keeps
+comparing against the same bests. A model reference names them as
 ``runs/<name>@best_lpips``; at the end of a run MLflow logs each as a model of that name.
 """
 
@@ -36,22 +36,14 @@ class Kept:
 
 
 def tracked_metrics(exp: Experiment, registry: Registry) -> dict[str, tuple[str, bool]]:
-    """``best_<name>`` -> (the validation metric, higher is better) for this experiment."""
-    from harness.evaluation import protocol as metrics
+    """``best_<name>`` -> (the validation metric, higher is better) for this experiment; the
+    direction is the one each metric plugin declares."""
+    from harness.training.validation import metric_directions
 
-    out = {"best_psnr_y": ("val/psnr_y", True)}
-    listed = list(exp.validation.metrics)
-    if exp.validation.lpips and "lpips" not in listed:
-        listed.append("lpips")
-    for name in listed:
-        if name in registry.names("metric"):
-            protocol = metrics.metric_protocol(registry.factory("metric", name))
-        elif name == "lpips":
-            from harness_metrics.lpips import PROTOCOL as protocol
-        else:
-            continue
-        out[f"best_{name}"] = (f"val/{name}", protocol.higher_is_better)
-    return out
+    return {
+        f"best_{metric.removeprefix('val/')}": (metric, higher)
+        for metric, higher in metric_directions(exp, registry).items()
+    }
 
 
 class KeptGenerators:

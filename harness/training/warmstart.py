@@ -142,6 +142,36 @@ def load_discriminator(ref: str, build: Any, registry: Registry) -> Any:
     return model
 
 
+def warm_start(trainer: Any) -> list[Source]:
+    """Copy ``[generator] init`` / ``[discriminator] init`` weights into a fresh
+    :class:`~harness.training.step.Trainer`'s networks (a new run only); the sources used."""
+    from harness.training import precision
+    from harness.training.step import config_text
+
+    exp, sources = trainer.exp, []
+    if exp.generator.init:
+        source = load_generator(exp.generator.init, trainer.registry)
+        desc = f"[generator] {exp.generator.name} ({config_text(exp.generator.params)})"
+        copy_weights(trainer.generator, source, "generator", exp.generator.init, desc)
+        if trainer.ema_generator is not None:
+            trainer.ema_generator.set_weights(trainer.generator.get_weights())
+        sources.append(Source("generator", exp.generator.init, lineage(exp.generator.init)))
+    if exp.discriminator.init and trainer.discriminator is not None:
+        d_factory = trainer.registry.factory("discriminator", exp.discriminator.name)
+
+        def build() -> Any:
+            with precision.policy_scope(trainer.policy):
+                return d_factory(patch=exp.data.patch, **exp.discriminator.params)
+
+        source = load_discriminator(exp.discriminator.init, build, trainer.registry)
+        desc = f"[discriminator] {exp.discriminator.name} ({config_text(exp.discriminator.params)})"
+        copy_weights(trainer.discriminator, source, "discriminator", exp.discriminator.init, desc)
+        sources.append(
+            Source("discriminator", exp.discriminator.init, lineage(exp.discriminator.init))
+        )
+    return sources
+
+
 __all__ = [
     "Source",
     "WarmStartError",
@@ -150,4 +180,5 @@ __all__ = [
     "load_discriminator",
     "load_generator",
     "run_dir_of",
+    "warm_start",
 ]

@@ -1,0 +1,235 @@
+"""The run: :func:`train` drives a :class:`~harness.training.step.Trainer` from its checkpoint
+(or a warm start) to ``train.steps``, with the callbacks of :mod:`harness.training.callbacks`
+around each step, and ends the MLflow run with the status the run earned.
+
+The walk from ``harness run`` to the compiled step: :mod:`harness.commands.run` ->
+:func:`train` -> :meth:`Trainer.train_step <harness.training.step.Trainer.train_step>`. Each
+step is one compiled call; what happens every N steps (logging, progress, checkpoints, signals)
+and at validations (metrics, sample grids, kept generators) are callbacks.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+from harness.config import Experiment
+from harness.plugin_api.registry import Registry
+from harness.signals import signals_to_flag
+from harness.training import callbacks as cb
+from harness.training.callbacks import (
+    Callback,
+    NonFiniteLoss,
+    StopTraining,
+    TrainingInterrupted,
+    TrainResult,
+)
+from harness.training.checkpoints import (
+    CHECKPOINTS,
+    RUN_ID_FILE,
+    Checkpoints,
+    NonFiniteWeights,
+    move_aside,
+)
+from harness.training.kept import KeptGenerators
+from harness.training.step import Trainer, is_chief, make_strategy
+from harness.training.validation import Validator
+
+
+class _NullTracker:
+    """What a non-chief worker of a multi-worker run logs with: nothing."""
+
+    run_id = ""
+    resumed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def _atomic_write(path: Path, data: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(data, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def train(
+    exp: Experiment,
+    *,
+    registry: Registry,
+    callbacks: Sequence[Callback] = (),
+    parent_run_id: str | None = None,
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    fresh: bool = False,
+) -> TrainResult:
+    """Train ``exp`` to ``train.steps``, resuming its run directory's checkpoint if there is one.
+
+    Args:
+        exp: the experiment (:func:`harness.config.load`).
+        registry: the plugins the experiment names (``harness run`` builds it once per
+            invocation: :func:`harness.commands._options.registry`).
+        callbacks: objects with any of ``on_train_begin(run)``, ``on_step_end(step, logs)``,
+            ``on_validation(step, metrics)``, ``on_train_end(result)``; raising
+            :class:`StopTraining` stops the run cleanly (checkpoint saved, MLflow run KILLED)
+            and re-raises.
+        parent_run_id: make the MLflow run a child of this run (sweeps).
+        run_name, tags: the MLflow run's name (default: the experiment's name) and extra tags.
+        fresh: move an existing checkpoint (and kept models) aside into
+            ``<run_dir>/previous-<time>/`` and start a new MLflow run.
+
+    Raises:
+        NonFiniteLoss: a loss became NaN/inf (the MLflow run is FAILED).
+        NonFiniteWeights: the weights became NaN/inf (the MLflow run is FAILED).
+        TrainingInterrupted: SIGINT/SIGTERM (checkpoint saved, MLflow run KILLED).
+        StopTraining: re-raised from a callback.
+    """
+    from harness.tracking import Tracker
+
+    run_dir = exp.run_dir
+    ckpt_dir = run_dir / CHECKPOINTS
+    run_id_file = run_dir / RUN_ID_FILE
+    if fresh:
+        moved = move_aside(run_dir)
+        if moved is not None:
+            print(f"--fresh: the previous run's checkpoints and kept models are in {moved}")
+        run_id_file.unlink(missing_ok=True)
+    resuming = tf.train.latest_checkpoint(str(ckpt_dir)) is not None
+    previous_run = run_id_file.read_text().strip() if resuming and run_id_file.exists() else None
+
+    strategy = make_strategy(exp.train.strategy)
+    chief = is_chief(strategy)
+    if chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tracker: Any = Tracker(
+            exp, run_id=previous_run, parent_run_id=parent_run_id, run_name=run_name, tags=tags
+        )
+        _atomic_write(run_id_file, tracker.run_id + "\n")
+    else:
+        tracker = _NullTracker()
+    try:
+        trainer = Trainer(exp, registry=registry, strategy=strategy)
+        result = _run(exp, trainer, tracker, callbacks, chief, ckpt_dir)
+    except StopTraining:
+        tracker.end("KILLED")
+        raise
+    except TrainingInterrupted as exc:
+        tracker.end("KILLED", error=str(exc))
+        raise
+    except KeyboardInterrupt:
+        tracker.end("KILLED", error="KeyboardInterrupt")
+        raise
+    except BaseException as exc:
+        tracker.end("FAILED", error=f"{type(exc).__name__}: {exc}")
+        raise
+    tracker.end("FINISHED")
+    return result
+
+
+def _run(
+    exp: Experiment,
+    trainer: Trainer,
+    tracker: Any,
+    callbacks: Sequence[Callback],
+    chief: bool,
+    ckpt_dir: Path,
+) -> TrainResult:
+    from harness.training.warmstart import warm_start
+
+    t, v = exp.train, exp.validation
+    run_dir = exp.run_dir
+    toml_path = run_dir / "experiment.toml"
+    previous = toml_path.read_text(encoding="utf-8") if toml_path.is_file() else ""
+
+    if not chief:  # every worker must save (collectively); only the chief's copy is kept
+        ckpt_dir = Path(tempfile.mkdtemp(prefix="harness-worker-ckpt-"))
+    checkpoints = Checkpoints(trainer, ckpt_dir)
+    resumed = checkpoints.restore(previous)
+    sources = [] if resumed else warm_start(trainer)
+    if chief:
+        _atomic_write(toml_path, exp.to_toml())
+        tracker.log_params(exp.flat_params())
+        tracker.log_artifact(toml_path)
+        tracker.set_tags({"precision": trainer.policy, "replicas": trainer.replicas})
+        for source in sources:
+            tracker.log_lineage(source)
+    kept = KeptGenerators(run_dir, exp, trainer.registry, enabled=chief, resumed=resumed)
+    result = TrainResult(run_id=tracker.run_id, run_dir=run_dir, steps=trainer.step)
+    progress = cb.Progress(t.steps, trainer.step, t.quiet, t.log_every)
+    say = progress.write
+    if resumed:
+        say(f"resuming {exp.experiment.name} at step {trainer.step} ({trainer.phase()} phase)")
+        if checkpoints.note:
+            say(checkpoints.note)
+    say(f"precision {trainer.policy}, {trainer.replicas} replica(s); run dir {run_dir}")
+
+    validator = Validator(exp, trainer.registry)
+    if validator.images and not resumed:
+        result.bicubic_metrics = validator.bicubic()
+        tracker.log_metrics(result.bicubic_metrics, step=0)
+        say(
+            "bicubic on the validation set: "
+            + ", ".join(f"{k.split('_', 1)[1]} {x:.4g}" for k, x in result.bicubic_metrics.items())
+        )
+    run = cb.Run(exp, trainer, tracker, checkpoints, kept, validator, result, say, chief)
+    flag: dict[str, int] = {}
+    hooks = cb.CallbackList(
+        [
+            cb.MLflowLogging(run),
+            cb.SampleGrids(run),
+            cb.History(result),
+            cb.KeepBest(run),
+            progress,
+            cb.PeriodicCheckpoint(checkpoints, t.checkpoint_every),
+            cb.StopOnSignal(flag, checkpoints, exp.source),
+            cb.ExportModels(run),
+            *callbacks,
+        ]
+    )
+    every = v.every if validator.images else 0
+
+    def validate(step: int) -> None:
+        checkpoints.check_weights("at a validation")
+        hooks.on_validation(step, validator(trainer.final_generator))
+
+    hooks.on_train_begin(run)
+    validated = -1
+    try:
+        with signals_to_flag(flag):
+            trainer.start_data()
+            while trainer.step < t.steps:
+                losses = trainer.train_step()
+                step, weights = trainer.step, trainer.weights
+                # a term weighted 0 was not computed: nothing to log for it
+                logs = {k: x for k, x in losses.items() if weights.get(k, 1.0) != 0.0}
+                hooks.on_step_end(step, logs)
+                if every and step % every == 0:
+                    validate(step)
+                    validated = step
+            if validator.images and validated != trainer.step:
+                validate(trainer.step)
+            checkpoints.save()
+    except (StopTraining, KeyboardInterrupt):
+        checkpoints.save()
+        raise
+    finally:
+        progress.close()
+
+    result.steps = trainer.step
+    hooks.on_train_end(result)
+    return result
+
+
+__all__ = [
+    "Callback",
+    "NonFiniteLoss",
+    "NonFiniteWeights",
+    "StopTraining",
+    "TrainResult",
+    "TrainingInterrupted",
+    "train",
+]

@@ -1,0 +1,118 @@
+"""What a run measures at a validation: the protocol's PSNR/SSIM plus the metric plugins that
+``[validation] metrics`` lists (only those), on the final generator; and the sample grids.
+
+A metric's protocol and direction come from its plugin
+(:func:`harness.evaluation.protocol.metric_protocol`); the host names no metric plugin.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from harness.config import Experiment
+from harness.evaluation import protocol as metrics
+from harness.plugin_api.registry import Registry
+
+
+def validation_metrics(exp: Experiment) -> list[str]:
+    """The metric plugins a run measures at each validation: ``[validation] metrics`` (and
+    ``lpips``, while the configuration still has its ``lpips = true`` spelling)."""
+    listed = list(exp.validation.metrics)
+    if getattr(exp.validation, "lpips", False) and "lpips" not in listed:
+        listed.append("lpips")
+    return listed
+
+
+def metric_directions(exp: Experiment, registry: Registry) -> dict[str, bool]:
+    """``val/<metric>`` -> higher is better, for PSNR-Y and every listed metric plugin."""
+    out = {"val/psnr_y": True}
+    for name in validation_metrics(exp):
+        factory = registry.factory("metric", name, where="[validation] metrics")
+        out[f"val/{name}"] = metrics.metric_protocol(factory).higher_is_better
+    return out
+
+
+def validation_extras(exp: Experiment, registry: Registry) -> dict[str, Callable[..., float]]:
+    """The listed metric plugins, built; each is measured on the protocol it declares."""
+    return {
+        name: metrics.build_metric(registry.factory("metric", name, where="[validation] metrics"))
+        for name in validation_metrics(exp)
+    }
+
+
+def mean_metrics(result: Any, prefix: str = "val/") -> dict[str, float]:
+    """An ``EvalResult`` -> its finite means under MLflow names (``val/psnr_y``, ...)."""
+    return {prefix + k: float(v) for k, v in result.means().items() if math.isfinite(v)}
+
+
+class Validator:
+    """The validation images of a run and the metrics measured on them."""
+
+    def __init__(self, exp: Experiment, registry: Registry) -> None:
+        from harness.data import pipeline as data
+
+        self.scale = exp.data.scale
+        self.images = data.validation_images(exp.data)
+        self.samples = self.images[: exp.validation.samples]
+        self.extras = validation_extras(exp, registry) if self.images else {}
+        self._upscalers: dict[int, Any] = {}
+
+    def bicubic(self) -> dict[str, float]:
+        """The bicubic baseline's metrics (``val/bicubic_psnr_y``, ...)."""
+        result = metrics.evaluate(metrics.bicubic_upscaler(self.scale), self.images, self.scale)
+        return mean_metrics(result, "val/bicubic_")
+
+    def upscaler(self, generator: Any) -> Callable[[np.ndarray], np.ndarray]:
+        """``generator`` as an upscaler, LR ``[0, 1]`` -> SR ``[0, 1]`` (built once per model)."""
+        from harness.deploy.upscaler import Upscaler
+
+        key = id(generator)
+        if key not in self._upscalers:
+            self._upscalers[key] = Upscaler.from_generator(generator)
+        return self._upscalers[key]
+
+    def __call__(self, generator: Any) -> dict[str, float]:
+        """The validation metrics of ``generator`` under their MLflow names."""
+        upscale = self.upscaler(generator)
+        return mean_metrics(metrics.evaluate(upscale, self.images, self.scale, extra=self.extras))
+
+
+def sample_grid(
+    upscale: Callable[[np.ndarray], np.ndarray],
+    images: Sequence[tuple[str, np.ndarray]],
+    scale: int,
+) -> bytes:
+    """A PNG: one row per image, columns LR (nearest) | bicubic | SR | HR."""
+    from harness.data.images import encode_png, to_uint8
+
+    rows = []
+    for _, hr in images:
+        h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
+        lr = metrics.bicubic_downsample(hr[:h, :w], scale)[None]
+        nearest = np.repeat(np.repeat(lr[0], scale, axis=0), scale, axis=1)
+        bicubic = metrics.bicubic_upsample(lr, scale)[0]
+        sr = upscale(lr)[0]
+        tiles = [nearest, bicubic, sr, hr[:h, :w].astype(np.float32) / 255.0]
+        tiles = [to_uint8(t) for t in tiles]
+        gap = np.full((h, 4, 3), 255, np.uint8)
+        rows.append(np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2], gap, tiles[3]], 1))
+    width = max(r.shape[1] for r in rows)
+    padded = []
+    for r in rows:
+        pad = np.full((r.shape[0], width - r.shape[1], 3), 255, np.uint8)
+        padded += [np.concatenate([r, pad], 1), np.full((4, width, 3), 255, np.uint8)]
+    return encode_png(np.concatenate(padded[:-1], 0))
+
+
+__all__ = [
+    "Validator",
+    "mean_metrics",
+    "metric_directions",
+    "sample_grid",
+    "validation_extras",
+    "validation_metrics",
+]
