@@ -267,7 +267,8 @@ MIRRORED = textwrap.dedent(
     from harness.plugin_api.registry import build_registry
     from harness.training.loop import train
     raw = json.loads(sys.argv[1])
-    result = train(config.from_dict(raw), registry=build_registry())
+    registry = build_registry()
+    result = train(config.from_dict(raw, registry=registry), registry=registry)
     print("RESULT", json.dumps({"steps": result.steps, "run_id": result.run_id}))
     """
 )
