@@ -15,7 +15,10 @@ from harness.tracking import (
     Tracker,
     TrackingError,
     TrackingWarning,
+    annotate_run,
     experiment_name,
+    resolve_uri,
+    run_is_active,
     tracking_uri,
 )
 
@@ -44,6 +47,34 @@ def test_uri_precedence(tmp_path, monkeypatch, store):
     assert tracking_uri(exp) == store
     assert experiment_name(exp) == "track"
     assert experiment_name(exp_with(tmp_path, store, experiment="other")) == "other"
+
+
+def test_one_uri_resolution(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_uri() == resolve_uri("") == DEFAULT_URI
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
+    assert resolve_uri(None) == "sqlite:///from-env.db"
+    assert resolve_uri("sqlite:///given.db") == "sqlite:///given.db"
+
+
+def test_annotating_a_finished_run_keeps_its_status(tmp_path, store):
+    exp = exp_with(tmp_path, store, experiment="annotate")
+    tracker = Tracker(exp)
+    tracker.end("KILLED")
+    log = tmp_path / "trial.log"
+    log.write_text("done", encoding="utf-8")
+    annotate_run(
+        exp, tracker.run_id, tags={"optuna.state": "PRUNED"}, params={"a.b": 1}, files={log: "logs"}
+    )
+    run = MlflowClient(store).get_run(tracker.run_id)
+    assert run.info.status == "KILLED" and run.data.tags["optuna.state"] == "PRUNED"
+    assert run.data.params == {"a.b": "1"}
+    assert [a.path for a in MlflowClient(store).list_artifacts(tracker.run_id, "logs")] == [
+        "logs/trial.log"
+    ]
+    assert run_is_active(exp, tracker.run_id) and not run_is_active(exp, None)
+    MlflowClient(store).delete_run(tracker.run_id)
+    assert not run_is_active(exp, tracker.run_id)
 
 
 def test_run_lifecycle_resume_and_changed_params(tmp_path, store):
