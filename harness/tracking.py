@@ -46,11 +46,16 @@ class TrackingWarning(HarnessWarning):
     """Tracking goes on, but not where the run's history says it should."""
 
 
+def resolve_uri(uri: str | None = None) -> str:
+    """The one place a tracking URI is resolved: ``uri`` (``[tracking].uri``, ``--tracking``)
+    when given, else ``$MLFLOW_TRACKING_URI``, else :data:`DEFAULT_URI`; a PostgreSQL URL gets
+    a driver that is installed (:func:`database_url`)."""
+    return database_url(uri or os.environ.get("MLFLOW_TRACKING_URI", "") or DEFAULT_URI)
+
+
 def tracking_uri(exp: Experiment) -> str:
     """The tracking URI this experiment logs to."""
-    return database_url(
-        exp.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI", "") or DEFAULT_URI
-    )
+    return resolve_uri(exp.tracking.uri)
 
 
 def database_url(url: str) -> str:
@@ -71,6 +76,38 @@ def database_url(url: str) -> str:
 def experiment_name(exp: Experiment) -> str:
     """The MLflow experiment runs of ``exp`` are grouped under."""
     return exp.tracking.experiment or exp.experiment.name
+
+
+def run_is_active(exp: Experiment, run_id: str | None) -> bool:
+    """Whether the store of ``exp`` holds ``run_id`` as an active (not deleted) run."""
+    if not run_id:
+        return False
+    try:
+        run = MlflowClient(tracking_uri=tracking_uri(exp)).get_run(run_id)
+    except (MlflowException, ValueError):
+        return False
+    return run.info.lifecycle_stage == "active"
+
+
+def annotate_run(
+    exp: Experiment,
+    run_id: str,
+    *,
+    tags: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    files: Mapping[str | Path, str | None] | None = None,
+) -> None:
+    """Add tags, new parameters and files (``path -> artifact folder``) to a run of ``exp``'s
+    store, leaving its status as it is (a sweep's finished trial runs)."""
+    client = MlflowClient(tracking_uri=tracking_uri(exp))
+    batch_tags = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
+    batch_params = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
+    for i in range(0, max(len(batch_params), 1), MAX_BATCH):
+        client.log_batch(
+            run_id, params=batch_params[i : i + MAX_BATCH], tags=batch_tags if i == 0 else []
+        )
+    for path, folder in (files or {}).items():
+        client.log_artifact(run_id, str(path), folder)
 
 
 class Tracker:
@@ -287,6 +324,11 @@ class Tracker:
             step=int(step),
         )
         return info.model_uri
+
+    def delete(self) -> None:
+        """Delete this run (a duplicate: two sweep workers created the study's parent run)."""
+        self.client.delete_run(self.run_id)
+        self.ended = True
 
     def end(self, status: str = "FINISHED", error: str | None = None) -> None:
         """Mark the run FINISHED, FAILED (with the error as the ``error`` tag) or KILLED.

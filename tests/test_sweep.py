@@ -19,9 +19,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from harness import config
+from harness import config, sweep
 from harness.errors import ConfigError
-from harness.sweep import study as sweep
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK = REPO / "experiments" / "quickstart_sweep.toml"
@@ -37,24 +36,29 @@ def _sweep_file(tmp_path: Path, body: str) -> Path:
 # --------------------------------------------------------------------------- config checks
 
 
-def test_sweep_files_load_and_check():
+def test_sweep_files_load_and_check(registry):
     for name in ("quickstart_sweep.toml", "perpix_sweep.toml"):
         path = REPO / "experiments" / name
         if name == "perpix_sweep.toml" and not (path.parent / "perpix.toml").is_file():
             pytest.skip("experiments/perpix.toml (the base of perpix_sweep.toml) is not there")
-        p = sweep.plan(path)
+        p = sweep.plan(path, registry=registry)
         assert p.objectives == (sweep.Objective("val/psnr_y", "maximize", "best"),)
         assert set(p.sweep.params) >= {
-            "losses.perpix.w1.values.2",
-            "losses.perpix.w2.boundaries.0",
+            "losses.mse.weight.values.1",
+            "losses.vgg54.weight.values.0",
+            "train.milestones.mse_down",
+            "train.milestones.vgg_up",
         }
         # every sampled point of the space is a valid experiment (same checks as --set)
         space = sweep.distributions(p.sweep)
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         for _ in range(5):
             trial = study.ask(space)
-            exp = config.load(path, trial.params)
-            assert exp.losses[0].plugin == "perpix"
+            exp = config.load(path, trial.params, registry=registry)
+            assert [loss.plugin for loss in exp.losses] == ["mse", "vgg54"]
+            # a sampled milestone moves the boundary of the weight that names it
+            mse_down = trial.params["train.milestones.mse_down"]
+            assert exp.losses[0].weight.params["boundaries"] == (mse_down,)
 
 
 @pytest.mark.parametrize(
@@ -66,7 +70,7 @@ def test_sweep_files_load_and_check():
         ('[sweep.params."train.ema"]\ntype = "float"\nlow = 0\nhigh = 1\nlog = true\n', "> 0"),
         ('[sweep.params."train.ema"]\ntype = "uniform"\n', '"float", "int"'),
         ('[sweep.params."train.ema"]\ntype = "float"\nlow = 0\nhigh = 1\nq = 2\n', "unknown"),
-        ('[sweep.params."losses.perpix.w1"]\ntype = "int"\nlow = 0\nhigh = 1\n', "table"),
+        ('[sweep.params."losses.mse.weight"]\ntype = "int"\nlow = 0\nhigh = 1\n', "table"),
         ("[sweep]\nobjectives = [{metric = 'psnr'}]\n", "validation metric"),
         ("[sweep]\nobjectives = [{metric = 'val/lpips'}]\n", "lpips = true"),
         ("[sweep]\nobjectives = [{metric = 'val/psnr_y', reduce = 'mean'}]\n", '"best"'),
@@ -74,18 +78,18 @@ def test_sweep_files_load_and_check():
         ("[sweep]\nsampler = 'cmaes'\n", "one of"),
     ],
 )
-def test_bad_sweep_tables_name_the_key_and_the_fix(tmp_path, body, message):
+def test_bad_sweep_tables_name_the_key_and_the_fix(tmp_path, body, message, registry):
     path = _sweep_file(tmp_path, body)
     with pytest.raises(ConfigError, match=message):
-        sweep.plan(path)
+        sweep.plan(path, registry=registry)
 
 
-def test_no_sweep_table_is_a_clear_error():
+def test_no_sweep_table_is_a_clear_error(registry):
     with pytest.raises(ConfigError, match=r"no \[sweep\] table"):
-        sweep.plan(REPO / "experiments" / "quickstart.toml")
+        sweep.plan(REPO / "experiments" / "quickstart.toml", registry=registry)
 
 
-def test_grid_space_and_the_command_line_overrides(tmp_path):
+def test_grid_space_and_the_command_line_overrides(tmp_path, registry):
     path = tmp_path / "grid.toml"
     path.write_text(
         '[sweep]\nsampler = "grid"\ntrials = 99\n'  # over the built-in defaults
@@ -93,14 +97,16 @@ def test_grid_space_and_the_command_line_overrides(tmp_path):
         '[sweep.params."generator.blocks"]\ntype = "int"\nlow = 1\nhigh = 2\n',
         encoding="utf-8",
     )
-    p = sweep.plan(path, ["sweep.jobs=2"], trials=7, storage="sqlite:///x.db", study="s1")
+    p = sweep.plan(
+        path, ["sweep.jobs=2"], registry=registry, trials=7, storage="sqlite:///x.db", study="s1"
+    )
     assert (p.trials, p.jobs, p.storage_url, p.study_name) == (7, 2, "sqlite:///x.db", "s1")
     space = sweep.grid(p.sweep)
     assert space == {"train.beta1": [0.5, 0.7, 0.9], "generator.blocks": [1, 2]}
     assert isinstance(sweep.make_sampler(p.sweep), optuna.samplers.GridSampler)
     # a float without a step has no grid: said when the sweep is planned, not at trial time
     with pytest.raises(ConfigError, match='needs a "step"'):
-        sweep.plan(_sweep_file(tmp_path, '[sweep]\nsampler = "grid"\n'))
+        sweep.plan(_sweep_file(tmp_path, '[sweep]\nsampler = "grid"\n'), registry=registry)
 
 
 def test_objective_reduces_a_validation_curve():
@@ -120,23 +126,23 @@ def test_redact_hides_passwords():
 # --------------------------------------------------------------------------- bookkeeping
 
 
-def _study(tmp_path: Path):
-    p = sweep.plan(QUICK, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+def _study(tmp_path: Path, registry):
+    p = sweep.plan(QUICK, registry=registry, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     storage = sweep.open_storage(p.storage_url, p.sweep)
     return p, sweep.open_study(p, storage)
 
 
-def test_a_trial_of_a_dead_worker_is_failed_and_run_again(tmp_path):
-    p, study = _study(tmp_path)
+def test_a_trial_of_a_dead_worker_is_failed_and_run_again(tmp_path, registry):
+    p, study = _study(tmp_path, registry)
     space = sweep.distributions(p.sweep)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    host = sweep._worker_id().split(":")[0]
+    host = sweep.worker_id().split(":")[0]
     lost = study.ask(space)
     lost.set_user_attr(sweep.WORKER_ATTR, f"{host}:{dead.pid}:1")
     live = study.ask(space)
     study._storage.record_heartbeat(live._trial_id)
-    live.set_user_attr(sweep.WORKER_ATTR, sweep._worker_id())
+    live.set_user_attr(sweep.WORKER_ATTR, sweep.worker_id())
     elsewhere = study.ask(space)  # another machine's worker, heartbeat fresh
     study._storage.record_heartbeat(elsewhere._trial_id)
     elsewhere.set_user_attr(sweep.WORKER_ATTR, "other-host:1:1")
@@ -153,10 +159,26 @@ def test_a_trial_of_a_dead_worker_is_failed_and_run_again(tmp_path):
     assert (c["done"], c["failed"], c["retry"], c["running"]) == (1, 1, 1, 2)
 
 
-def test_a_trial_is_lost_only_when_its_heartbeat_is_stale(tmp_path):
+def test_a_lost_trial_is_queued_again_with_its_parameters(tmp_path, registry):
+    p, study = _study(tmp_path, registry)
+    space = sweep.distributions(p.sweep)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lost = study.ask(space)
+    lost.set_user_attr(sweep.WORKER_ATTR, f"{sweep.worker_id().split(':')[0]}:{dead.pid}:1")
+    assert sweep.fail_lost_trials(study, p.sweep) == [lost.number]
+    queued = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.user_attrs for t in queued] == [{sweep.RETRY_ATTR: lost.number}]
+    assert sweep.counts(study)["waiting"] == 1
+    again = study.ask(space)  # the next trial asked for is the retry
+    assert again.number == queued[0].number and again.params == lost.params
+
+
+def test_a_trial_is_lost_only_when_its_heartbeat_is_stale(tmp_path, registry):
     p = sweep.plan(
         QUICK,
         ["sweep.heartbeat_interval=1", "sweep.grace_period=2"],
+        registry=registry,
         storage=f"sqlite:///{tmp_path / 'optuna.db'}",
     )
     study = sweep.open_study(p, sweep.open_storage(p.storage_url, p.sweep))
@@ -172,16 +194,16 @@ def test_a_trial_is_lost_only_when_its_heartbeat_is_stale(tmp_path):
     assert study._storage.get_trial(beating._trial_id).state == TrialState.RUNNING
 
 
-def test_surplus_and_show_table(tmp_path):
-    p, study = _study(tmp_path)
+def test_surplus_and_show_table(tmp_path, registry):
+    p, study = _study(tmp_path, registry)
     space = sweep.distributions(p.sweep)
     for value in (21.0, 23.0, 22.0):
         trial = study.ask(space)
         trial.set_user_attr(sweep.RUN_ATTR, f"run{trial.number}")
         study.tell(trial, value)
     extra = study.ask(space)
-    assert sweep._surplus(study, extra, target=3)
-    assert not sweep._surplus(study, extra, target=4)
+    assert sweep.surplus(study, extra, target=3)
+    assert not sweep.surplus(study, extra, target=4)
     study.tell(extra, state=TrialState.PRUNED)
 
     text = sweep.show(p, top=2)
@@ -194,8 +216,8 @@ def test_surplus_and_show_table(tmp_path):
     assert len(lines) == 5
 
 
-def test_show_without_a_storage_says_what_to_run(tmp_path):
-    p = sweep.plan(QUICK, storage=f"sqlite:///{tmp_path / 'none.db'}")
+def test_show_without_a_storage_says_what_to_run(tmp_path, registry):
+    p = sweep.plan(QUICK, registry=registry, storage=f"sqlite:///{tmp_path / 'none.db'}")
     with pytest.raises(sweep.SweepError, match="harness sweep"):
         sweep.show(p)
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import tracking
-from harness.sweep import study as sweep
+from harness import sweep, tracking
 
 POSTGRES_ENV = "HARNESS_TEST_POSTGRES_URL"
 REPO = Path(__file__).resolve().parent.parent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import mlflow
@@ -9,13 +10,17 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from harness import config
+from harness.plugin_api.registry import Registry, build_registry
 from harness.tracking import (
     DEFAULT_URI,
     RESUMED_FROM_TAG,
     Tracker,
     TrackingError,
     TrackingWarning,
+    annotate_run,
     experiment_name,
+    resolve_uri,
+    run_is_active,
     tracking_uri,
 )
 
@@ -26,24 +31,63 @@ def store(tmp_path_factory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
+@functools.cache
+def installed() -> Registry:
+    """The installed plugins, loaded once for :func:`exp_with`."""
+    return build_registry()
+
+
 def exp_with(tmp_path: Path, uri: str, **tracking: object) -> config.Experiment:
     return config.from_dict(
         {
             "experiment": {"name": "track", "runs_dir": str(tmp_path / "runs")},
             "tracking": {"uri": uri, **tracking},
-        }
+        },
+        registry=installed(),
     )
 
 
 def test_uri_precedence(tmp_path, monkeypatch, store):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking_uri(config.from_dict({})) == DEFAULT_URI == "sqlite:///mlflow.db"
+    assert (
+        tracking_uri(config.from_dict({}, registry=installed()))
+        == DEFAULT_URI
+        == "sqlite:///mlflow.db"
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
-    assert tracking_uri(config.from_dict({})) == "sqlite:///from-env.db"
+    assert tracking_uri(config.from_dict({}, registry=installed())) == "sqlite:///from-env.db"
     exp = exp_with(tmp_path, store)
     assert tracking_uri(exp) == store
     assert experiment_name(exp) == "track"
     assert experiment_name(exp_with(tmp_path, store, experiment="other")) == "other"
+
+
+def test_one_uri_resolution(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_uri() == resolve_uri("") == DEFAULT_URI
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
+    assert resolve_uri(None) == "sqlite:///from-env.db"
+    assert resolve_uri("sqlite:///given.db") == "sqlite:///given.db"
+
+
+def test_annotating_a_finished_run_keeps_its_status(tmp_path, store):
+    exp = exp_with(tmp_path, store, experiment="annotate")
+    tracker = Tracker(exp)
+    tracker.end("KILLED")
+    log = tmp_path / "trial.log"
+    log.write_text("done", encoding="utf-8")
+    annotate_run(
+        exp, tracker.run_id, tags={"optuna.state": "PRUNED"}, params={"a.b": 1}, files={log: "logs"}
+    )
+    run = MlflowClient(store).get_run(tracker.run_id)
+    assert run.info.status == "KILLED" and run.data.tags["optuna.state"] == "PRUNED"
+    assert run.data.params == {"a.b": "1"}
+    assert [a.path for a in MlflowClient(store).list_artifacts(tracker.run_id, "logs")] == [
+        "logs/trial.log"
+    ]
+    assert run_is_active(exp, tracker.run_id) and not run_is_active(exp, None)
+    MlflowClient(store).delete_run(tracker.run_id)
+    assert not run_is_active(exp, tracker.run_id)
 
 
 def test_run_lifecycle_resume_and_changed_params(tmp_path, store):
@@ -128,6 +172,6 @@ def test_active_fluent_run_of_the_caller_is_untouched(tmp_path, store):
 
 
 def test_unusable_store_is_a_clear_error(tmp_path):
-    bad = config.from_dict({"tracking": {"uri": "bogus://nowhere"}})
+    bad = config.from_dict({"tracking": {"uri": "bogus://nowhere"}}, registry=installed())
     with pytest.raises(TrackingError, match="bogus://nowhere"):
         Tracker(bad)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from harness.commands._options import overrides_option
-from harness.sweep import study as sweeps
+from harness import sweep as sweeps
+from harness.commands._options import overrides_option, registry
 
 
 @click.command("sweep")
@@ -50,7 +50,15 @@ def command(
     if len(args) != 1:
         raise click.UsageError("give one sweep FILE (or: harness sweep show FILE).")
     file = args[0]
-    p = sweeps.plan(file, overrides, trials=trials, jobs=jobs, storage=storage, study=study_name)
+    p = sweeps.plan(
+        file,
+        overrides,
+        registry=registry(),
+        trials=trials,
+        jobs=jobs,
+        storage=storage,
+        study=study_name,
+    )
     if show:
         click.echo(sweeps.show(p, top=top))
         return

@@ -1,0 +1,182 @@
+"""The trial process: one trial trained in its own Python process (TensorFlow does not give
+memory back between runs in one process).
+
+The worker starts it as ``python -c "from harness.sweep.trial import main; ..." JOB.json``.
+It builds its own plugin registry (a separate process), loads its trial from the storage,
+applies the trial's parameters as ``--set`` overrides (same keys, same type checks), trains,
+reports each validation to the study (``trial.report``) and stops when the pruner says so. It
+hands its objective values back in a small JSON file; the worker tells the study.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness import config
+from harness.errors import HarnessError
+from harness.signals import raise_interrupt
+from harness.sweep.plan import Objective, SweepError, make_pruner, params_text
+from harness.sweep.storage import load_study, quiet_optuna, trial_of
+
+if TYPE_CHECKING:
+    from harness.plugin_api.registry import Registry
+
+COMMAND = "import sys; from harness.sweep.trial import main; sys.exit(main())"
+"""What ``python -c`` runs in a trial process (the job file is its argument)."""
+
+
+class _Reporter:
+    """The ``on_validation`` callback of a trial: history, ``trial.report``, pruning."""
+
+    def __init__(self, trial: Any, objectives: Sequence[Objective], parent_pid: int) -> None:
+        self.trial = trial
+        self.objectives = objectives
+        self.parent_pid = parent_pid
+        self.history: list[tuple[int, dict[str, float]]] = []
+        self.run_id = ""
+        self.pruned_at: int | None = None
+
+    def on_validation(self, step: int, metrics: dict[str, float]) -> None:
+        from harness.training.loop import StopTraining
+
+        if os.getppid() != self.parent_pid:  # the worker died: stop rather than run orphaned
+            raise StopTraining("the sweep worker is gone")
+        self.history.append((int(step), {k: float(v) for k, v in metrics.items()}))
+        with contextlib.suppress(Exception):
+            import mlflow
+
+            active = mlflow.active_run()
+            self.run_id = self.run_id or (active.info.run_id if active else "")
+        if len(self.objectives) > 1:
+            return
+        value = metrics.get(self.objectives[0].metric)
+        if value is None or not math.isfinite(float(value)):
+            return
+        self.trial.report(float(value), int(step))
+        if self.trial.should_prune():
+            self.pruned_at = int(step)
+            raise StopTraining(f"pruned by the sweep's pruner at step {step}")
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Stop this trial process when its worker dies (SIGTERM first, so MLflow ends the run)."""
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30.0)
+    os._exit(1)
+
+
+def run_trial(job: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
+    """Train one trial (in the trial process); returns the result the worker tells the study."""
+    from harness import tracking
+
+    quiet_optuna()
+    base = config.load(job["path"], job["overrides"], registry=registry)
+    objectives = [Objective(**o) for o in job["objectives"]]
+    pruner = make_pruner(base.sweep, len(objectives)) if base.sweep else None
+    study = load_study(job["storage"], job["study"], pruner)
+    number = int(job["trial_number"])
+    trial = trial_of(study, number)
+    name = f"trial_{number:04d}"
+    overrides = {
+        **job["overrides"],
+        **trial.params,
+        "experiment.runs_dir": job["runs_dir"],
+        "experiment.name": name,
+        "tracking.uri": tracking.tracking_uri(base),
+        "tracking.experiment": tracking.experiment_name(base),
+    }
+    print(f"trial {number}: {params_text(trial.params)}", flush=True)
+    try:
+        exp = config.load(job["path"], overrides, registry=registry)
+    except HarnessError as exc:
+        return {"state": "fail", "error": f"the trial's parameters make a bad experiment: {exc}"}
+    run_dir = exp.run_dir
+    if run_dir.exists():  # left by an earlier study of the same name: never resume it
+        shutil.rmtree(run_dir)
+    from harness.training.loop import StopTraining, train
+
+    reporter = _Reporter(trial, objectives, int(job["parent_pid"]))
+    tags = {"optuna.study": job["study"], "optuna.trial_number": str(number)}
+    result = None
+    try:
+        result = train(
+            exp,
+            callbacks=[reporter],
+            parent_run_id=job["parent_run_id"],
+            run_name=f"{job['study']} trial {number}",
+            tags=tags,
+            registry=registry,
+        )
+    except StopTraining:
+        pass
+    except Exception as exc:
+        traceback.print_exc()
+        return {
+            "state": "fail",
+            "error": f"{type(exc).__name__}: {exc}",
+            "run_id": _run_id(result, reporter, run_dir),
+        }
+    run_id = _run_id(result, reporter, run_dir)
+    if reporter.pruned_at is not None:
+        return {"state": "pruned", "step": reporter.pruned_at, "run_id": run_id}
+    history = reporter.history or _history_of(result)
+    try:
+        values = [o.value(history) for o in objectives]
+    except SweepError as exc:
+        return {"state": "fail", "error": str(exc), "run_id": run_id}
+    return {"state": "complete", "values": values, "run_id": run_id}
+
+
+def _run_id(result: Any, reporter: _Reporter, run_dir: Path) -> str:
+    if result is not None and getattr(result, "run_id", None):
+        return str(result.run_id)
+    marker = run_dir / "mlflow_run_id"
+    if marker.is_file():
+        return marker.read_text(encoding="utf-8").strip()
+    return reporter.run_id
+
+
+def _history_of(result: Any) -> list[tuple[int, dict[str, float]]]:
+    history = getattr(result, "history", None) or []
+    out = []
+    for item in history:
+        if isinstance(item, Mapping):
+            step = int(item.get("step", 0))
+            out.append((step, {k: float(v) for k, v in item.items() if k.startswith("val/")}))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The trial process: ``python -c "<COMMAND>" JOB.json``; the result goes to the job's
+    ``result`` file (written whole, so the worker never reads half of one)."""
+    from harness.plugin_api.registry import build_registry
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    threading.Thread(target=_watch_parent, args=(int(job["parent_pid"]),), daemon=True).start()
+    try:
+        result = run_trial(job, build_registry())
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as exc:  # anything: the worker records it as the trial's error
+        traceback.print_exc()
+        result = {"state": "fail", "error": f"{type(exc).__name__}: {exc}"}
+    tmp = Path(job["result"]).with_suffix(".tmp")
+    tmp.write_text(json.dumps(result), encoding="utf-8")
+    tmp.replace(job["result"])
+    return 0
