@@ -72,7 +72,7 @@ def test_sweep_files_load_and_check(registry):
         ('[sweep.params."train.ema"]\ntype = "float"\nlow = 0\nhigh = 1\nq = 2\n', "unknown"),
         ('[sweep.params."losses.mse.weight"]\ntype = "int"\nlow = 0\nhigh = 1\n', "table"),
         ("[sweep]\nobjectives = [{metric = 'psnr'}]\n", "validation metric"),
-        ("[sweep]\nobjectives = [{metric = 'val/lpips'}]\n", "lpips = true"),
+        ("[sweep]\nobjectives = [{metric = 'val/lpips'}]\n", r'metrics = \["lpips"\]'),
         ("[sweep]\nobjectives = [{metric = 'val/psnr_y', reduce = 'mean'}]\n", '"best"'),
         ("[sweep]\ntrials = 0\n", "at least 1"),
         ("[sweep]\nsampler = 'cmaes'\n", "one of"),

@@ -71,14 +71,14 @@ def check_sweep(exp: Experiment) -> SweepConfig:
                 f'{here}: "metric" must be a validation metric such as "val/psnr_y", '
                 f'"val/ssim_y" or "val/lpips", not {metric!r}.'
             )
-        if (
-            metric == "val/lpips"
-            and not exp.validation.lpips
-            and ("lpips" not in exp.validation.metrics)
-        ):
+        name = metric[len("val/") :]
+        from harness.evaluation.protocol import MEASURES as VALIDATION_MEASURES
+
+        if name not in VALIDATION_MEASURES and name not in exp.validation.metrics:
             raise ConfigError(
-                f'{here}: "val/lpips" is only measured with [validation] lpips = true (or '
-                'metrics = ["lpips"]); set it.'
+                f'{here}: "{metric}" is measured only when [validation] metrics lists it '
+                f'(metrics = ["{name}"]; every validation measures '
+                f"{', '.join(VALIDATION_MEASURES)}); add it there."
             )
         if objective.get("direction", "maximize") not in ("maximize", "minimize"):
             raise ConfigError(f'{here}: "direction" must be "maximize" or "minimize".')

@@ -200,6 +200,13 @@ def experiment(
         kwargs["adversarial"] = reader.weighted(
             spec, "adversarial", "adversarial", raw["adversarial"]
         )
+    validation = kwargs.get("validation")
+    if validation is not None and validation.lpips and "lpips" not in validation.metrics:
+        # the older spelling `lpips = true` (kept so that older files load) means
+        # metrics += ["lpips"]; resolved here, the one place that knows the shorthand
+        kwargs["validation"] = dataclasses.replace(
+            validation, metrics=(*validation.metrics, "lpips")
+        )
     if "train" in kwargs:  # the milestones as milestones.read() checked them (integers)
         named = {k: v for k, v in reader.milestones.items() if k != milestones.PRETRAIN}
         kwargs["train"] = dataclasses.replace(kwargs["train"], milestones=named)

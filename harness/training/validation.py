@@ -19,12 +19,9 @@ from harness.plugin_api.registry import Registry
 
 
 def validation_metrics(exp: Experiment) -> list[str]:
-    """The metric plugins a run measures at each validation: ``[validation] metrics`` (and
-    ``lpips``, while the configuration still has its ``lpips = true`` spelling)."""
-    listed = list(exp.validation.metrics)
-    if getattr(exp.validation, "lpips", False) and "lpips" not in listed:
-        listed.append("lpips")
-    return listed
+    """The metric plugins a run measures at each validation: ``[validation] metrics`` (the
+    configuration has already folded the older ``lpips = true`` spelling into it)."""
+    return list(exp.validation.metrics)
 
 
 def metric_directions(exp: Experiment, registry: Registry) -> dict[str, bool]:
