@@ -55,7 +55,7 @@ def test_the_shipped_comparison_orders_the_base_first(registry):
     losses = {
         p.exp.experiment.name: {c.key for c in p.exp.losses if c.weight != 0} for p in planned
     }
-    assert losses["compare_ft_srgan"] == {"vgg54"} and losses["compare_ft_perpix"] == {"perpix"}
+    assert losses["compare_ft_srgan"] == {"vgg54"} and losses["compare_ft_perpix"] == {"mse", "vgg54"}
     adversarial = {p.exp.experiment.name: p.exp.adversarial for p in planned}
     assert adversarial["compare_ft_mse"] is None and adversarial["compare_base_mse"] is None
     assert adversarial["compare_ft_lsgan"].name == "least_squares"
@@ -84,7 +84,7 @@ def _tiny_set(folder: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_the_cpu_sized_comparison_trains_every_variant_from_the_base(tmp_path):
+def test_the_cpu_sized_comparison_trains_every_variant_from_the_base(tmp_path, registry):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     bench = _tiny_set(tmp_path / "tinyset")
     args = [sys.executable, "-m", "harness.cli", "compare", str(SHIPPED)]
@@ -118,7 +118,7 @@ def test_the_cpu_sized_comparison_trains_every_variant_from_the_base(tmp_path):
     from harness.deploy import models as inference
     from harness.evaluation import protocol as metrics
 
-    upscaler = inference.load_upscaler(runs / "compare_ft_srgan")
+    upscaler = inference.load_upscaler(runs / "compare_ft_srgan", registry=registry)
     direct = metrics.evaluate(upscaler, load_folder(str(bench), 4), 4).means()
     row = tables["tables"]["tinyset"]["compare_ft_srgan"]
     assert row["psnr_y"] == pytest.approx(direct["psnr_y"], abs=1e-9)
