@@ -35,6 +35,8 @@ class ParentRun:
         self.experiment = tracking.experiment_name(p.exp)
         try:
             self.tracker = self._get_or_create(p, study)
+        except tracking.TrackingError:
+            raise  # names the store and the fix already
         except Exception as exc:
             raise SweepError(
                 f"MLflow tracking store {self.uri} failed: {exc}. Check [tracking].uri or "
