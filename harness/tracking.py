@@ -185,6 +185,24 @@ class Tracker:
                 out[key] = max(m.step for m in history)
         return out
 
+    def _experiment_id(self, name: str) -> str:
+        """The id of the MLflow experiment ``name``: found (restored when deleted) or created.
+
+        Processes starting together (sweep workers) may both create it; the loser finds the
+        winner's."""
+        for attempt in range(2):
+            found = self.client.get_experiment_by_name(name)
+            if found is not None:
+                if found.lifecycle_stage != "active":
+                    self.client.restore_experiment(found.experiment_id)
+                return found.experiment_id
+            try:
+                return self.client.create_experiment(name)
+            except MlflowException:
+                if attempt == 1:
+                    raise
+        raise AssertionError("unreachable")
+
     def _create(
         self,
         exp: Experiment,
@@ -192,14 +210,7 @@ class Tracker:
         run_name: str | None,
         tags: Mapping[str, str] | None,
     ) -> str:
-        name = experiment_name(exp)
-        found = self.client.get_experiment_by_name(name)
-        if found is None:
-            experiment_id = self.client.create_experiment(name)
-        else:
-            if found.lifecycle_stage != "active":
-                self.client.restore_experiment(found.experiment_id)
-            experiment_id = found.experiment_id
+        experiment_id = self._experiment_id(experiment_name(exp))
         all_tags = {"harness.version": __version__, "harness.source": exp.source}
         all_tags.update(tags or {})
         if parent_run_id:

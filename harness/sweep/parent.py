@@ -35,6 +35,8 @@ class ParentRun:
         self.experiment = tracking.experiment_name(p.exp)
         try:
             self.tracker = self._get_or_create(p, study)
+        except tracking.TrackingError:
+            raise  # names the store and the fix already
         except Exception as exc:
             raise SweepError(
                 f"MLflow tracking store {self.uri} failed: {exc}. Check [tracking].uri or "
@@ -58,13 +60,16 @@ class ParentRun:
                 "harness.sweep": "parent",
             },
         )
-        study.set_user_attr(PARENT_ATTR, tracker.run_id)
-        # Two workers starting together may both create one: the last writer's run is kept.
-        time.sleep(1.0)
-        kept = study.user_attrs.get(PARENT_ATTR)
-        if kept != tracker.run_id and run_is_active(p.exp, kept):
-            tracker.delete()
-            return Tracker(p.exp, run_id=kept)
+        # Two workers starting together may both create one: a run another worker recorded
+        # meanwhile wins; else the last writer's run is kept (writes within a second).
+        for wait in (0.0, 1.0):
+            if wait:
+                study.set_user_attr(PARENT_ATTR, tracker.run_id)
+                time.sleep(wait)
+            kept = study.user_attrs.get(PARENT_ATTR)
+            if kept and kept != tracker.run_id and run_is_active(p.exp, kept):
+                tracker.delete()
+                return Tracker(p.exp, run_id=kept)
         _log_setup(p, tracker)
         return tracker
 
