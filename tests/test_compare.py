@@ -55,7 +55,8 @@ def test_the_shipped_comparison_orders_the_base_first(registry):
     losses = {
         p.exp.experiment.name: {c.key for c in p.exp.losses if c.weight != 0} for p in planned
     }
-    assert losses["compare_ft_srgan"] == {"vgg54"} and losses["compare_ft_perpix"] == {"mse", "vgg54"}
+    assert losses["compare_ft_srgan"] == {"vgg54"}
+    assert losses["compare_ft_perpix"] == {"mse", "vgg54"}
     adversarial = {p.exp.experiment.name: p.exp.adversarial for p in planned}
     assert adversarial["compare_ft_mse"] is None and adversarial["compare_base_mse"] is None
     assert adversarial["compare_ft_lsgan"].name == "least_squares"
