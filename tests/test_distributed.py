@@ -174,7 +174,7 @@ def store(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
-def test_two_workers_agree_and_match_one_process(tmp_path, store, shared_data):
+def test_two_workers_agree_and_match_one_process(tmp_path, store):
     runs = tmp_path / "runs"
     toml = experiment(tmp_path, runs, store)
     procs = start_workers(tmp_path, toml)
@@ -236,7 +236,7 @@ def test_two_workers_agree_and_match_one_process(tmp_path, store, shared_data):
 
 
 @pytest.mark.slow
-def test_killed_worker_resumes_from_the_chief_checkpoint(tmp_path, store, shared_data):
+def test_killed_worker_resumes_from_the_chief_checkpoint(tmp_path, store):
     runs = tmp_path / "runs"
     steps = 24
     toml = experiment(tmp_path, runs, store, steps=steps, checkpoint_every=2)
