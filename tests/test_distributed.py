@@ -278,6 +278,43 @@ def test_killed_worker_resumes_from_the_chief_checkpoint(tmp_path, store):
         np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
 
 
+@pytest.mark.slow
+def test_a_worker_without_the_chief_checkpoint_stops_instead_of_deadlocking(tmp_path, store):
+    runs = tmp_path / "runs"
+    toml = experiment(tmp_path, runs, store, steps=2)
+    first = subprocess.run(  # the chief's checkpoint (step 2), written by a one-process run
+        [sys.executable, "-m", "harness.cli", "run", str(toml)]
+        + ["--set", 'train.strategy="default"'],
+        capture_output=True,
+        text=True,
+        env=env_for(tmp_path / "tmp-single"),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    # worker 1 looks elsewhere, as on a machine that does not share the run directory
+    other = f'experiment.runs_dir="{tmp_path / "elsewhere"}"'
+    workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
+    procs = []
+    for index, extra in ((0, []), (1, ["--set", other])):
+        log = open(tmp_path / f"worker{index}.log", "a", encoding="utf-8")  # noqa: SIM115
+        cmd = [sys.executable, "-m", "harness.cli", "run", str(toml), "--set", "train.steps=4"]
+        cmd += ["--workers", workers, "--worker-index", str(index), *extra]
+        procs.append(
+            subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env_for(tmp_path / f"tmp{index}"),
+                cwd=tmp_path,
+            )
+        )
+    assert wait_all(procs, tmp_path, 120) == [2, 2], logs(tmp_path)
+    for index, step in ((0, 2), (1, 0)):
+        text = (tmp_path / f"worker{index}.log").read_text(errors="replace")
+        assert f"error: this worker starts at step {step} but the workers' mean is 1" in text
+
+
 # ----------------------------------------------------------------- options (no TensorFlow run)
 
 
