@@ -34,10 +34,16 @@ class NonFiniteWeights(HarnessError):
 class Checkpoints:
     """The checkpoints of one run in ``directory`` (the two newest are kept)."""
 
-    def __init__(self, trainer: Trainer, directory: Path) -> None:
+    def __init__(self, trainer: Trainer, directory: Path, source: Path | None = None) -> None:
+        """``source``: restore from this folder instead of ``directory`` (a non-chief worker of
+        a multi-worker run saves into a temporary folder and resumes from the chief's
+        checkpoints, which it only reads)."""
         self.trainer = trainer
         self.directory = Path(directory)
         self.manager = tf.train.CheckpointManager(trainer.checkpoint, str(directory), max_to_keep=2)
+        self.source = self.manager
+        if source is not None and Path(source) != self.directory:
+            self.source = tf.train.CheckpointManager(trainer.checkpoint, str(source), max_to_keep=2)
         self.last_saved = -1  # the step of the newest good checkpoint; -1: none yet
         self.note = ""  # what restore() had to skip, for the progress output
 
@@ -83,7 +89,7 @@ class Checkpoints:
         settings changed when the checkpoint does not fit this experiment.
         """
         self.note = ""
-        candidates = list(reversed(self.manager.checkpoints))  # newest first
+        candidates = list(reversed(self.source.checkpoints))  # newest first
         if not candidates:
             return False
         unreadable: list[str] = []

@@ -19,6 +19,7 @@ from typing import Any
 import tensorflow as tf
 
 from harness.config import Experiment
+from harness.errors import HarnessError
 from harness.plugin_api.registry import Registry
 from harness.signals import signals_to_flag
 from harness.training import callbacks as cb
@@ -113,7 +114,12 @@ def train(
         tracker = _NullTracker()
     try:
         trainer = Trainer(exp, registry=registry, strategy=strategy)
-        result = _run(exp, trainer, tracker, callbacks, chief, ckpt_dir)
+        try:
+            result = _run(exp, trainer, tracker, callbacks, chief, ckpt_dir)
+        except (tf.errors.UnavailableError, tf.errors.CancelledError) as exc:
+            if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+                raise
+            raise WorkerLost(_lost_text(exc, ckpt_dir)) from None
     except StopTraining:
         tracker.end("KILLED")
         raise
@@ -128,6 +134,47 @@ def train(
         raise
     tracker.end("FINISHED")
     return result
+
+
+class WorkerLost(HarnessError):
+    """A multi-worker run lost a worker (a collective operation failed); restart them all."""
+
+
+def _lost_text(exc: BaseException, ckpt_dir: Path) -> str:
+    latest = tf.train.latest_checkpoint(str(ckpt_dir))
+    kept = f"{Path(latest).name} in {ckpt_dir}" if latest else f"none yet in {ckpt_dir}"
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    # TF's message starts "Graph execution error:"; the gRPC line says what happened
+    said = [ln for ln in lines if "grpc_message" in ln or "aborted" in ln.lower()]
+    detail = (said or lines or [""])[0][:200]
+    return (
+        f"lost contact with another worker ({type(exc).__name__}: {detail}). "
+        "MultiWorkerMirroredStrategy cannot continue without it: stop every worker and start "
+        f"them all again with the same command; they resume from the chief's last checkpoint "
+        f"({kept})."
+    )
+
+
+def _check_same_step(trainer: Trainer, source: Path) -> None:
+    """Every worker of a multi-worker run must start at the same step (a worker that did not
+    find the chief's checkpoints would start at 0 and the run would deadlock): compare the
+    mean step over the workers with this worker's step before the first training step."""
+    strategy = trainer.strategy
+    mine = float(trainer.step)
+
+    @tf.function
+    def mean_step() -> tf.Tensor:
+        per_replica = strategy.run(lambda: tf.constant(mine, tf.float64))
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
+
+    mean = float(mean_step())
+    if mean != mine:
+        raise HarnessError(
+            f"this worker starts at step {trainer.step} but the workers' mean is {mean:g}: not "
+            f"every worker found the chief's checkpoints in {source}. Put the run directory on "
+            "a file system every worker sees at the same path (or copy the chief's "
+            "checkpoints/ folder to each machine) and start all workers again."
+        )
 
 
 def _run(
@@ -145,10 +192,15 @@ def _run(
     toml_path = run_dir / "experiment.toml"
     previous = toml_path.read_text(encoding="utf-8") if toml_path.is_file() else ""
 
+    source = ckpt_dir
     if not chief:  # every worker must save (collectively); only the chief's copy is kept
         ckpt_dir = Path(tempfile.mkdtemp(prefix="harness-worker-ckpt-"))
-    checkpoints = Checkpoints(trainer, ckpt_dir)
+    # every worker resumes from the chief's checkpoints (the run dir at the same path on every
+    # machine: a shared file system, or a copy of the chief's checkpoints/ folder)
+    checkpoints = Checkpoints(trainer, ckpt_dir, source=source)
     resumed = checkpoints.restore(previous)
+    if isinstance(trainer.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _check_same_step(trainer, source)
     sources = [] if resumed else warm_start(trainer)
     if chief:
         _atomic_write(toml_path, exp.to_toml())
@@ -231,5 +283,6 @@ __all__ = [
     "StopTraining",
     "TrainResult",
     "TrainingInterrupted",
+    "WorkerLost",
     "train",
 ]

@@ -81,6 +81,10 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     ``mirrored`` uses every GPU, or every logical CPU device when there is no GPU.
     ``multi_worker`` reads the cluster from ``TF_CONFIG``.
     """
+    if name == "multi_worker":
+        # before anything lists devices: collective ops must be configured before TensorFlow's
+        # context is initialised ("Collective ops must be configured at program startup")
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         name = "mirrored" if len(gpus) > 1 else "default"
@@ -89,8 +93,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
     raise ConfigError(
         f'train.strategy "{name}" is not known: use auto, default, mirrored or multi_worker.'
     )
@@ -364,7 +366,15 @@ class Trainer:
             seed = int(self.rng.uniform_full_int([], tf.int64).numpy() % (2**31 - 1))
             dataset = data.training_dataset(self.exp.data, self.exp.train.batch_size, seed)
         if self.replicas > 1:
-            dataset = self.strategy.experimental_distribute_dataset(dataset)
+            # DATA sharding: every worker builds the same global batches (same seed) and takes
+            # its slice of each, so the workers together train on exactly the batches of a
+            # one-process run with the same train.batch_size (the global batch). The default
+            # (AUTO) would try FILE sharding and give the workers different images.
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = (
+                tf.data.experimental.AutoShardPolicy.DATA
+            )
+            dataset = self.strategy.experimental_distribute_dataset(dataset.with_options(options))
         self._iterator = iter(dataset)
 
     def weights_at(self, step: int) -> dict[str, float]:
