@@ -268,13 +268,37 @@ MIRRORED = textwrap.dedent(
     from harness.training.loop import train
     raw = json.loads(sys.argv[1])
     registry = build_registry()
-    result = train(config.from_dict(raw, registry=registry), registry=registry)
-    print("RESULT", json.dumps({"steps": result.steps, "run_id": result.run_id}))
+    exp = config.from_dict(raw, registry=registry)
+    result = train(exp, registry=registry)
+    out = {"steps": result.steps, "run_id": result.run_id}
+    # what the run trained with, under the same strategy: loss scaling on both optimizers
+    import keras
+    from harness.errors import ConfigError
+    from harness.training.step import Trainer
+    trainer = Trainer(exp, registry=registry)
+    scaled = keras.mixed_precision.LossScaleOptimizer
+    out["loss_scaled"] = [
+        isinstance(o, scaled) for o in (trainer.g_optimizer, trainer.d_optimizer)
+    ]
+    out["ema"] = trainer.ema_generator is not None
+    raw["train"]["xla"] = True  # XLA stays one-device, and says so
+    try:
+        Trainer(config.from_dict(raw, registry=registry), registry=registry)
+        out["xla"] = "accepted"
+    except ConfigError as exc:
+        out["xla"] = str(exc)
+    print("RESULT", json.dumps(out))
     """
 )
 
+# The combinations upstream Keras reports break with tf.distribute (keras #20585, #18666,
+# #21366): mixed_float16 with loss scaling on both optimizers, several discriminator steps per
+# generator step, and an EMA generator, all under MirroredStrategy on two logical CPUs.
+UPSTREAM = {"precision": "mixed_float16", "d_steps": 2, "ema": 0.9}
 
-def test_mirrored_strategy_on_two_logical_cpus(tmp_path, store):
+
+@pytest.mark.parametrize("variant", [{}, UPSTREAM], ids=["float32", "float16-dsteps2-ema"])
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path, store, variant):
     raw = {
         "experiment": {"name": "mirrored", "runs_dir": str(tmp_path / "runs")},
         "data": {"patch": 32, "val_limit": 1, "val_max_side": 32},
@@ -289,6 +313,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, store):
             "strategy": "mirrored",
             "quiet": True,
             "log_every": 1,
+            **variant,
         },
         "validation": {"every": 0, "samples": 1},
         "tracking": {"uri": store, "log_model": False},
@@ -312,6 +337,12 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, store):
     assert run.data.tags["replicas"] == "2"
     history = client.get_metric_history(result["run_id"], "loss/d")
     assert [m.step for m in history] == [2, 3] and all(np.isfinite(m.value) for m in history)
+    g_total = client.get_metric_history(result["run_id"], "loss/g_total")
+    assert len(g_total) == 3 and all(np.isfinite(m.value) for m in g_total)
+    float16 = variant.get("precision") == "mixed_float16"
+    assert result["loss_scaled"] == [float16, float16]
+    assert result["ema"] == ("ema" in variant)
+    assert "needs one device" in result["xla"] and "2" in result["xla"]
 
 
 class _SignalAt:
