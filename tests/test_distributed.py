@@ -102,13 +102,16 @@ def env_for(tmp: Path) -> dict[str, str]:
     return env
 
 
-def start_workers(tmp_path: Path, toml: Path, *extra: str) -> list[subprocess.Popen]:
+def start_workers(
+    tmp_path: Path, toml: Path, *extra: str, own: tuple[list[str], ...] = ([], [])
+) -> list[subprocess.Popen]:
+    """Two ``harness run`` workers on free local ports; ``own[i]``: worker i's extra args."""
     workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
     procs = []
     for index in range(2):
         log = open(tmp_path / f"worker{index}.log", "a", encoding="utf-8")  # noqa: SIM115
         cmd = [sys.executable, "-m", "harness.cli", "run", str(toml), "--workers", workers]
-        cmd += ["--worker-index", str(index), *extra]
+        cmd += ["--worker-index", str(index), *extra, *own[index]]
         procs.append(
             subprocess.Popen(
                 cmd,
@@ -294,21 +297,7 @@ def test_a_worker_without_the_chief_checkpoint_stops_instead_of_deadlocking(tmp_
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     # worker 1 looks elsewhere, as on a machine that does not share the run directory
     other = f'experiment.runs_dir="{tmp_path / "elsewhere"}"'
-    workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
-    procs = []
-    for index, extra in ((0, []), (1, ["--set", other])):
-        log = open(tmp_path / f"worker{index}.log", "a", encoding="utf-8")  # noqa: SIM115
-        cmd = [sys.executable, "-m", "harness.cli", "run", str(toml), "--set", "train.steps=4"]
-        cmd += ["--workers", workers, "--worker-index", str(index), *extra]
-        procs.append(
-            subprocess.Popen(
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env_for(tmp_path / f"tmp{index}"),
-                cwd=tmp_path,
-            )
-        )
+    procs = start_workers(tmp_path, toml, "--set", "train.steps=4", own=([], ["--set", other]))
     assert wait_all(procs, tmp_path, 120) == [2, 2], logs(tmp_path)
     for index, step in ((0, 2), (1, 0)):
         text = (tmp_path / f"worker{index}.log").read_text(errors="replace")
