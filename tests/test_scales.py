@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from harness.cli import cli
@@ -113,11 +114,8 @@ def test_training_keeps_models_of_its_scale(run, registry, store, monkeypatch) -
     run_id = (folder / "mlflow_run_id").read_text().strip()
     logged = load_upscaler(f"runs:/{run_id}/generator", registry=registry)
     assert logged.scale == scale
-    sample = Image.open(
-        __import__("mlflow")
-        .MlflowClient(store)
-        .download_artifacts(run_id, "samples/step_2.png", str(folder.parent))
-    )
+    grid = MlflowClient(store).download_artifacts(run_id, "samples/step_2.png", str(folder.parent))
+    sample = Image.open(grid)
     # the 36-pixel validation image: LR (nearest), bicubic, model and HR, 4-pixel gaps
     assert sample.size == (4 * 36 + 3 * 4, 36)
 
@@ -216,3 +214,14 @@ def test_shipped_recipe_shows(scale, registry) -> None:
     path = ROOT / "experiments" / f"msrresnet_x{scale}_291.toml"
     result = invoke(registry, "show", path)
     assert f"scale = {scale}" in result.output
+
+
+def test_a_report_shows_only_published_references_of_its_scale() -> None:
+    from harness.evaluation.report import load_references
+
+    x4 = load_references(4)
+    assert {"Bicubic", "SRResNet"} <= set(x4["methods"]) and {"spsr", "srgan"} <= set(x4["sources"])
+    assert all(m["scale"] == 4 for m in x4["methods"].values())
+    for scale in (2, 3):
+        assert load_references(scale) == {"sources": {}, "methods": {}}
+    assert load_references()["methods"].keys() == x4["methods"].keys()

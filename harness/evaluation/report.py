@@ -55,14 +55,29 @@ class Report:
     mlflow_run_id: str = ""
 
 
-def load_references() -> dict[str, Any]:
-    """``references.toml``: ``{"sources": {...}, "methods": {name: {source, set: {}}}}``."""
+def load_references(scale: int | None = None) -> dict[str, Any]:
+    """``references.toml``: ``{"sources": {...}, "methods": {name: {source, scale, set: {}}}}``.
+
+    With ``scale``, only the methods published at that factor and their sources: an x2 report
+    draws no x4 points.
+    """
     text = (
         resources.files("harness.evaluation")
         .joinpath("references.toml")
         .read_text(encoding="utf-8")
     )
-    return tomllib.loads(text)
+    references = tomllib.loads(text)
+    default = references.pop("scale", None)
+    methods = {
+        name: {"scale": method.get("scale", default), **method}
+        for name, method in references.get("methods", {}).items()
+    }
+    if scale is None:
+        return {**references, "methods": methods}
+    methods = {name: m for name, m in methods.items() if m["scale"] == scale}
+    cited = {m.get("source") for m in methods.values()}
+    sources = {k: v for k, v in references.get("sources", {}).items() if k in cited}
+    return {"sources": sources, "methods": methods}
 
 
 class _Recorder:
@@ -208,7 +223,7 @@ def write_report(
         s: {row: {k: r.mean(k) for k in measures} for row, r in res.items()}
         for s, res in results.items()
     }
-    references = load_references()
+    references = load_references(scale)
     perceptual = "lpips" if "lpips" in extra else next(iter(extra), "ssim_y")
     figures = [
         run_curves(runs, folder / "curves.png", extra),
