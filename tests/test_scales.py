@@ -225,3 +225,32 @@ def test_a_report_shows_only_published_references_of_its_scale() -> None:
     for scale in (2, 3):
         assert load_references(scale) == {"sources": {}, "methods": {}}
     assert load_references()["methods"].keys() == x4["methods"].keys()
+
+
+def test_report_of_a_run(run, data, registry, store, tmp_path) -> None:
+    import shutil
+
+    from harness.evaluation.report import report_scale, resolve_runs, write_report
+
+    scale, folder = run
+    copied = tmp_path / "copied"  # a run directory holding only its model
+    copied.mkdir()
+    shutil.copy(folder / "generator.keras", copied)
+    runs = resolve_runs([str(copied)], tracking_uri=store, say=lambda _: None)
+    assert runs[0].scale is None and report_scale(runs, registry) == scale
+    report = write_report(
+        [str(folder)],
+        tmp_path / "report",
+        registry=registry,
+        data=[str(data["eval"])],
+        metrics=[],
+        tracking_uri=store,
+        crops=1,
+        log_to_mlflow=False,
+        say=lambda _: None,
+        progress=False,
+    )
+    markdown = report.markdown.read_text()
+    assert f"Scale x{scale}: HR cropped to a multiple of {scale}" in markdown
+    assert f"None at x{scale}" in markdown and "SRResNet" not in markdown
+    assert json.loads(report.json.read_text())["scale"] == scale

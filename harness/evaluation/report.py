@@ -95,26 +95,41 @@ class _Recorder:
         return sr
 
 
-def _upscaler(run: RunInfo | None, scale: int, registry: Registry) -> Any:
-    """Bicubic (``run`` ``None``) or the run's model, checked to upscale by ``scale``."""
+def _load(run: RunInfo, registry: Registry) -> Any:
+    """The run's model as an upscaler."""
     from harness.deploy.models import ModelReferenceError, load_upscaler
-    from harness.evaluation.protocol import bicubic_upscaler
 
-    if run is None:
-        return bicubic_upscaler(scale)
     if re.match(r"^(runs|models):/", run.model_ref):
         import mlflow
 
         mlflow.set_tracking_uri(run.uri)  # MLflow models load through the global URI
     try:
-        upscale = load_upscaler(run.model_ref, registry=registry)
+        return load_upscaler(run.model_ref, registry=registry)
     except ModelReferenceError as exc:
         raise ReportError(f'run "{run.label}": {exc}') from None
+
+
+def report_scale(runs: Sequence[RunInfo], registry: Registry) -> int:
+    """The factor the runs upscale by: as their experiments recorded it (one factor, checked
+    by :func:`resolve_runs`), else what the first run's model does."""
+    recorded = [r.scale for r in runs if r.scale is not None]
+    return recorded[0] if recorded else int(_load(runs[0], registry).scale)
+
+
+def _upscaler(run: RunInfo | None, scale: int, registry: Registry) -> Any:
+    """Bicubic (``run`` ``None``) or the run's model, checked to upscale by ``scale``."""
+    from harness.evaluation.protocol import bicubic_upscaler
+
+    if run is None:
+        return bicubic_upscaler(scale)
+    upscale = _load(run, registry)
     if upscale.scale != scale:
-        raise ReportError(
-            f'run "{run.label}" upscales x{upscale.scale}, its experiment '
-            f"says x{scale}; was experiment.toml edited?"
+        says = (
+            f"its experiment says x{scale}; was experiment.toml edited?"
+            if run.scale == scale
+            else f"the report's other runs upscale x{scale}; report runs of one scale together."
         )
+        raise ReportError(f'run "{run.label}" upscales x{upscale.scale}, {says}')
     return upscale
 
 
@@ -213,7 +228,7 @@ def write_report(
         **{k: metric_protocol(f) for k, f in extra.items()},
     }
     measures = tuple(protocols)
-    scale = runs[0].scale
+    scale = report_scale(runs, registry)
     folder = Path(out) if out else Path("reports") / now.strftime("%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -272,6 +287,7 @@ __all__ = [
     "ReportError",
     "RunInfo",
     "load_references",
+    "report_scale",
     "metric_functions",
     "resolve_runs",
     "to_json",
