@@ -148,8 +148,7 @@ def test_upscale_command(run, registry, tmp_path) -> None:
 def exported(run, registry, tmp_path_factory) -> tuple[int, Path, Path]:
     scale, folder = run
     target = tmp_path_factory.mktemp(f"export_x{scale}") / "model"
-    result = invoke(registry, "export", folder, "-o", target, "--version", "1")
-    assert f"x{scale}" in result.output
+    invoke(registry, "export", folder, "-o", target, "--version", "1")
     return scale, folder, target / "1"
 
 
