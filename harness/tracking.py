@@ -7,17 +7,28 @@ Where runs go: ``[tracking].uri`` if set, else ``$MLFLOW_TRACKING_URI``, else
 
 Names (see docs/architecture.md): parameters are the dotted keys of ``Experiment.flat_params()``;
 metrics ``loss/<term>``, ``weight/<term>``, ``loss/d``, ``loss/g_total``, ``train/img_per_s``,
-``train/learning_rate``, ``val/<metric>``; artifacts ``experiment.toml``, ``samples/step_<N>.png``
-and the generator as an MLflow model named ``generator``.
+``train/learning_rate``, ``val/<metric>``, ``val/bicubic_<metric>``; MLflow's ``system/...``
+metrics (CPU, memory, GPU) unless ``[tracking] system_metrics = false``; the sample grids as the
+stepped image ``samples`` (:meth:`Tracker.log_image`); the data folders as dataset inputs
+(``training``, ``validation``); artifacts ``experiment.toml`` and the generator as an MLflow
+model named ``generator``. Tags: ``mlflow.note.content`` (``[experiment] description``),
+``mlflow.user``, ``mlflow.source.name`` (the experiment file) and ``mlflow.source.git.commit``
+when that file is in a git checkout.
 """
 
 from __future__ import annotations
 
+import contextlib
+import getpass
+import hashlib
+import json
 import os
+import shlex
+import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +46,13 @@ PARENT_TAG = "mlflow.parentRunId"
 RESUMED_FROM_TAG = "harness.resumed_from_run"
 """Set on a new run that continues a checkpoint whose MLflow run is gone (the old run id)."""
 ERROR_TAG = "error"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+"""MLflow 3's UI opens an experiment on its model-training pages when this tag is
+``custom_model_development`` (its GenAI pages otherwise)."""
+UI_QUERY = "workflowType=machine_learning"
+"""The query that opens MLflow 3's UI in its model-training view."""
+SYSTEM_METRICS_INTERVAL = 10.0
+"""Seconds between system metric samples; ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` overrides."""
 MAX_BATCH = 100  # MLflow accepts at most 100 params per log_batch call
 
 
@@ -76,6 +94,85 @@ def database_url(url: str) -> str:
 def experiment_name(exp: Experiment) -> str:
     """The MLflow experiment runs of ``exp`` are grouped under."""
     return exp.tracking.experiment or exp.experiment.name
+
+
+def ui_command(uri: str) -> str:
+    """The shell command that opens MLflow's UI on the store ``uri`` (``mlflow ui
+    --backend-store-uri ...``); ``""`` for a tracking server, which serves its own UI."""
+    if uri.startswith(("http://", "https://")):
+        return ""
+    return f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
+
+
+def run_url(uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in MLflow's UI, in its model-training view: on the tracking server when
+    ``uri`` is one, else on ``mlflow ui``'s default address (http://127.0.0.1:5000)."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{UI_QUERY}"
+
+
+def git_commit(path: str | Path) -> str:
+    """The commit checked out where ``path`` (a file or folder) lies, or ``""`` outside a git
+    checkout (or without git)."""
+    folder = Path(path).resolve()
+    folder = folder if folder.is_dir() else folder.parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) in (40, 64) else ""
+
+
+def run_context_tags(exp: Experiment) -> dict[str, str]:
+    """MLflow's run-context tags for ``exp``: its description, the user, the experiment file as
+    the run's source and, when that file is in a git checkout, the commit."""
+    tags = {"mlflow.source.type": "LOCAL"}
+    if exp.experiment.description:
+        tags["mlflow.note.content"] = exp.experiment.description
+    with contextlib.suppress(KeyError, OSError):  # no user name for this uid (some containers)
+        tags["mlflow.user"] = getpass.getuser()
+    if exp.source:
+        source = Path(exp.source)
+        tags["mlflow.source.name"] = str(source.resolve()) if source.exists() else exp.source
+        if source.exists() and (commit := git_commit(source)):
+            tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def image_folder_dataset(
+    name: str, folder: str | Path, files: Sequence[Path], context: str = ""
+) -> Any:
+    """An MLflow dataset (metadata only) for an image folder: ``name``, the folder as its
+    source, a digest of its file list (names and sizes) and ``context`` and the number of images
+    as its profile. The context is in the digest because MLflow records a dataset once per run:
+    a folder that both trains and validates is two datasets of the run."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    digest = hashlib.sha256(f"{context}\n".encode())
+    for path in sorted(files):
+        digest.update(f"{Path(path).name}\0{Path(path).stat().st_size}\n".encode())
+
+    class ImageFolder(MetaDataset):
+        @property
+        def profile(self) -> dict[str, int]:
+            return {"num_images": len(files)}
+
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(self.profile)}
+
+    with warnings.catch_warnings():  # MLflow registers the local file source twice
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(str(Path(folder).resolve()))
+    return ImageFolder(source, name=name, digest=digest.hexdigest()[:16])
 
 
 def run_is_active(exp: Experiment, run_id: str | None) -> bool:
@@ -167,6 +264,8 @@ class Tracker:
         # log_model goes through MLflow's fluent layer, which reads the global URI.
         mlflow.set_tracking_uri(self.uri)
         self.ended = False
+        self.experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        self._system_metrics: Any = None
 
     def _missing(self, run_id: str) -> str | None:
         """Why ``run_id`` cannot be continued (``"does not exist"``, ``"was deleted"``), or
@@ -195,9 +294,15 @@ class Tracker:
             if found is not None:
                 if found.lifecycle_stage != "active":
                     self.client.restore_experiment(found.experiment_id)
+                if EXPERIMENT_KIND_TAG not in found.tags:
+                    self.client.set_experiment_tag(
+                        found.experiment_id, EXPERIMENT_KIND_TAG, "custom_model_development"
+                    )
                 return found.experiment_id
             try:
-                return self.client.create_experiment(name)
+                return self.client.create_experiment(
+                    name, tags={EXPERIMENT_KIND_TAG: "custom_model_development"}
+                )
             except MlflowException:
                 if attempt == 1:
                     raise
@@ -271,6 +376,68 @@ class Tracker:
             path.write_bytes(data)
             self.client.log_artifact(self.run_id, str(path), folder or None)
 
+    def log_image(self, image: Any, key: str, step: int) -> None:
+        """Log ``image`` (``uint8 (H, W, 3)``) as the stepped image ``key`` at ``step``: MLflow's
+        image chart, with a step slider and run comparison (stored under ``images/``)."""
+        self.client.log_image(self.run_id, image, key=key, step=int(step), synchronous=True)
+
+    def log_context(self, exp: Experiment) -> None:
+        """The run's context: description, user, source file and git commit
+        (:func:`run_context_tags`)."""
+        self.set_tags(run_context_tags(exp))
+
+    def log_datasets(self, datasets: Sequence[Any], context: str) -> None:
+        """Log MLflow datasets (:func:`image_folder_dataset`) as inputs of the run, used for
+        ``context`` (``training``, ``validation``)."""
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        inputs = [
+            DatasetInput(ds._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, context)])
+            for ds in datasets
+        ]
+        if inputs:
+            self.client.log_inputs(self.run_id, datasets=inputs)
+
+    def start_system_metrics(self, interval: float = SYSTEM_METRICS_INTERVAL) -> None:
+        """Sample CPU, memory, disk, network and (with ``pynvml`` and an NVIDIA GPU) GPU use
+        every ``interval`` seconds as MLflow's ``system/...`` metrics until :meth:`end`; a
+        resumed run continues their steps."""
+        if self._system_metrics is not None:
+            return
+        import logging
+
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        # MLflow announces the monitor at INFO level on every start and stop
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+        monitor = SystemMetricsMonitor(
+            self.run_id,
+            sampling_interval=interval,
+            resume_logging=self.resumed,
+            tracking_uri=self.uri,
+        )
+        monitor.start()
+        self._system_metrics = monitor
+
+    def _stop_system_metrics(self) -> None:
+        """Stop sampling; one last sample is logged so a run shorter than the interval still
+        has its system metrics."""
+        monitor, self._system_metrics = self._system_metrics, None
+        if monitor is None:
+            return
+        monitor.finish()
+        try:
+            monitor.collect_metrics()
+            monitor.publish_metrics(monitor.aggregate_metrics())
+            monitor.mlflow_logger.flush()
+        except Exception as exc:  # a store gone at the end: the run's own end reports it
+            warnings.warn(
+                f"the last system metrics sample was not logged: {exc}",
+                TrackingWarning,
+                stacklevel=3,
+            )
+
     def log_lineage(self, source: Any) -> None:
         """Record a warm start (:class:`harness.training.warmstart.Source`): the reference as the
         ``init.<network>`` tag, the source's MLflow run as ``init.<network>_run`` (the
@@ -338,6 +505,7 @@ class Tracker:
 
     def delete(self) -> None:
         """Delete this run (a duplicate: two sweep workers created the study's parent run)."""
+        self._stop_system_metrics()
         self.client.delete_run(self.run_id)
         self.ended = True
 
@@ -349,6 +517,7 @@ class Tracker:
         """
         if self.ended:
             return
+        self._stop_system_metrics()
         if error:
             self.set_tag(ERROR_TAG, error)
         elif (
