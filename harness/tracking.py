@@ -18,13 +18,7 @@ when that file is in a git checkout.
 
 from __future__ import annotations
 
-import contextlib
-import getpass
-import hashlib
-import json
 import os
-import shlex
-import subprocess
 import tempfile
 import time
 import warnings
@@ -40,6 +34,7 @@ from mlflow.tracking import MlflowClient
 from harness import __version__
 from harness.config import Experiment
 from harness.errors import HarnessError, HarnessWarning
+from harness.run_context import run_context_tags
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
@@ -49,8 +44,6 @@ ERROR_TAG = "error"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 """MLflow 3's UI opens an experiment on its model-training pages when this tag is
 ``custom_model_development`` (its GenAI pages otherwise)."""
-UI_QUERY = "workflowType=machine_learning"
-"""The query that opens MLflow 3's UI in its model-training view."""
 SYSTEM_METRICS_INTERVAL = 10.0
 """Seconds between system metric samples; ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` overrides."""
 MAX_BATCH = 100  # MLflow accepts at most 100 params per log_batch call
@@ -94,85 +87,6 @@ def database_url(url: str) -> str:
 def experiment_name(exp: Experiment) -> str:
     """The MLflow experiment runs of ``exp`` are grouped under."""
     return exp.tracking.experiment or exp.experiment.name
-
-
-def ui_command(uri: str) -> str:
-    """The shell command that opens MLflow's UI on the store ``uri`` (``mlflow ui
-    --backend-store-uri ...``); ``""`` for a tracking server, which serves its own UI."""
-    if uri.startswith(("http://", "https://")):
-        return ""
-    return f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
-
-
-def run_url(uri: str, experiment_id: str, run_id: str) -> str:
-    """The run's page in MLflow's UI, in its model-training view: on the tracking server when
-    ``uri`` is one, else on ``mlflow ui``'s default address (http://127.0.0.1:5000)."""
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{UI_QUERY}"
-
-
-def git_commit(path: str | Path) -> str:
-    """The commit checked out where ``path`` (a file or folder) lies, or ``""`` outside a git
-    checkout (or without git)."""
-    folder = Path(path).resolve()
-    folder = folder if folder.is_dir() else folder.parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    commit = out.stdout.strip()
-    return commit if out.returncode == 0 and len(commit) in (40, 64) else ""
-
-
-def run_context_tags(exp: Experiment) -> dict[str, str]:
-    """MLflow's run-context tags for ``exp``: its description, the user, the experiment file as
-    the run's source and, when that file is in a git checkout, the commit."""
-    tags = {"mlflow.source.type": "LOCAL"}
-    if exp.experiment.description:
-        tags["mlflow.note.content"] = exp.experiment.description
-    with contextlib.suppress(KeyError, OSError):  # no user name for this uid (some containers)
-        tags["mlflow.user"] = getpass.getuser()
-    if exp.source:
-        source = Path(exp.source)
-        tags["mlflow.source.name"] = str(source.resolve()) if source.exists() else exp.source
-        if source.exists() and (commit := git_commit(source)):
-            tags["mlflow.source.git.commit"] = commit
-    return tags
-
-
-def image_folder_dataset(
-    name: str, folder: str | Path, files: Sequence[Path], context: str = ""
-) -> Any:
-    """An MLflow dataset (metadata only) for an image folder: ``name``, the folder as its
-    source, a digest of its file list (names and sizes) and ``context`` and the number of images
-    as its profile. The context is in the digest because MLflow records a dataset once per run:
-    a folder that both trains and validates is two datasets of the run."""
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.meta_dataset import MetaDataset
-
-    digest = hashlib.sha256(f"{context}\n".encode())
-    for path in sorted(files):
-        digest.update(f"{Path(path).name}\0{Path(path).stat().st_size}\n".encode())
-
-    class ImageFolder(MetaDataset):
-        @property
-        def profile(self) -> dict[str, int]:
-            return {"num_images": len(files)}
-
-        def to_dict(self) -> dict[str, str]:
-            return {**super().to_dict(), "profile": json.dumps(self.profile)}
-
-    with warnings.catch_warnings():  # MLflow registers the local file source twice
-        warnings.simplefilter("ignore", UserWarning)
-        source = resolve_dataset_source(str(Path(folder).resolve()))
-    return ImageFolder(source, name=name, digest=digest.hexdigest()[:16])
 
 
 def run_is_active(exp: Experiment, run_id: str | None) -> bool:
@@ -256,6 +170,7 @@ class Tracker:
                         TrackingWarning,
                         stacklevel=2,
                     )
+            self.experiment_id = self.client.get_run(self.run_id).info.experiment_id
         except (MlflowException, ValueError) as exc:
             raise TrackingError(
                 f"MLflow tracking store {self.uri} failed: {exc}. Check [tracking].uri or "
@@ -264,7 +179,6 @@ class Tracker:
         # log_model goes through MLflow's fluent layer, which reads the global URI.
         mlflow.set_tracking_uri(self.uri)
         self.ended = False
-        self.experiment_id = self.client.get_run(self.run_id).info.experiment_id
         self._system_metrics: Any = None
 
     def _missing(self, run_id: str) -> str | None:

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from harness import cli as cli_module
 from harness.cli import cli
 from harness.commands.run import quickstart_path
-from harness.tracking import git_commit, run_url, ui_command
+from harness.run_context import git_commit, run_url, ui_command
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -133,7 +133,7 @@ def command(
     if result.model_path:
         click.echo(f"generator: {result.model_path}")
     if result.run_id and result.experiment_id:
-        from harness.tracking import run_url, ui_command
+        from harness.run_context import run_url, ui_command
 
         if command := ui_command(result.tracking_uri):
             click.echo(f"MLflow UI: {command}")

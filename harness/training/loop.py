@@ -161,7 +161,7 @@ def log_data_inputs(exp: Experiment, tracker: Any) -> None:
     """The training and validation folders as MLflow dataset inputs of the run (one dataset
     per folder: its name, a digest of its file list and its number of images)."""
     from harness.data.pipeline import SKIMAGE, folder_label, resolve, skimage_folder
-    from harness.tracking import image_folder_dataset
+    from harness.run_context import image_folder_dataset
 
     for context, specs in (("training", exp.data.train), ("validation", exp.data.val)):
         datasets = []
