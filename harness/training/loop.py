@@ -157,7 +157,7 @@ def _lost_text(exc: BaseException, ckpt_dir: Path) -> str:
     )
 
 
-def log_data_inputs(exp: Experiment, tracker: Any) -> None:
+def _log_data_inputs(exp: Experiment, tracker: Any) -> None:
     """The training and validation folders as MLflow dataset inputs of the run (one dataset
     per folder: its name, a digest of its file list and its number of images)."""
     from harness.data.pipeline import SKIMAGE, folder_label, resolve, skimage_folder
@@ -226,7 +226,7 @@ def _run(
         tracker.set_tags({"precision": trainer.policy, "replicas": trainer.replicas})
         if not tracker.resumed:
             tracker.log_context(exp)
-            log_data_inputs(exp, tracker)
+            _log_data_inputs(exp, tracker)
         if exp.tracking.system_metrics:
             tracker.start_system_metrics()
         for source in sources:
