@@ -179,6 +179,7 @@ class TrackingConfig:
     uri: str = ""  # "" -> $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     experiment: str = ""  # MLflow experiment name; "" -> [experiment].name
     log_model: bool = True
+    system_metrics: bool = True  # CPU, memory, GPU use as MLflow's system/... metrics
 
 
 @dataclass(frozen=True)
