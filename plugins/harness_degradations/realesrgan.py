@@ -482,9 +482,11 @@ def _check(params: dict) -> None:
             ok, bounds = floor <= value[0] and value[1] <= ceiling, f"[{floor:g}, {ceiling:g}]"
         if not ok:
             fail(key, f"must lie in {bounds}, not {list(value)}.")
-    low, high = params["kernel_size_range"]
-    if not (low % 2 == 1 and high % 2 == 1 and 1 <= low <= high):
-        fail("kernel_size_range", f"must be two odd sizes, low <= high, not {[low, high]}.")
+    sizes = list(params["kernel_size_range"])
+    if len(sizes) != 2 or not (
+        sizes[0] % 2 == 1 and sizes[1] % 2 == 1 and 1 <= sizes[0] <= sizes[1]
+    ):
+        fail("kernel_size_range", f"must be two odd sizes, low <= high, not {sizes}.")
     modes = params["resize_modes"]
     if not modes or any(m not in RESIZE_MODES for m in modes):
         fail("resize_modes", f"must be a non-empty list of {', '.join(RESIZE_MODES)}.")
