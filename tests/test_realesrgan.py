@@ -68,10 +68,13 @@ def test_shape_in_a_data_map_with_unknown_shapes(scale):
         (48 // scale, 36 // scale, 3),
         (36 // scale, 60 // scale, 3),
     ]
-    # The traced graph and the eager function draw the same numbers from the same seed.
+    # The traced graph and the eager function draw the same numbers from the same seed (float
+    # rounding may move a JPEG level here and there; other draws would change every pixel).
     eager = degrade(images[1], tf.constant(seeds[1]))
     assert eager.shape == (36 // scale, 60 // scale, 3)
-    np.testing.assert_allclose(mapped[1], eager, atol=1e-5)
+    assert np.abs(mapped[1] - eager.numpy()).mean() < 0.5 / 255
+    other = degrade(images[1], tf.constant([5, scale], tf.int64)).numpy()
+    assert np.abs(mapped[1] - other).mean() > 2.0 / 255
 
 
 def test_output_finite_and_near_the_unit_range():
