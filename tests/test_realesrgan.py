@@ -180,6 +180,19 @@ def test_noise_parameters_are_honoured(noise):
     assert (noisy - quiet).std() > 5.0 / 255
 
 
+@pytest.mark.parametrize("gaussian", [1.0, 0.0])
+def test_gray_noise_is_one_field_on_every_channel(gaussian):
+    hr = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(photo(96, 96)))
+    hr = tf.round(hr * 255.0) / 255.0
+    noisy = dict(PLAIN, gaussian_noise_prob2=gaussian, noise_range2=(20.0, 20.0))
+    noisy |= dict(poisson_scale_range2=(3.0, 3.0))
+    spread = {}
+    for gray in (1.0, 0.0):
+        lr = realesrgan(4, **noisy, gray_noise_prob2=gray)(hr, SEED).numpy()
+        spread[gray] = np.abs(lr - lr.mean(axis=-1, keepdims=True)).mean()
+    assert spread[1.0] < 1.0 / 255 and spread[0.0] > 4.0 / 255
+
+
 @pytest.mark.parametrize(
     "params,key",
     [
