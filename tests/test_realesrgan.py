@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-from harness_degradations.realesrgan import filter2d, mixed_kernel, realesrgan, sinc_kernel
+from harness_degradations.realesrgan import (
+    EXACT_POISSON_BELOW,
+    _poisson,
+    filter2d,
+    mixed_kernel,
+    realesrgan,
+    sinc_kernel,
+)
 from scipy import special
 
 from harness.errors import ConfigError
@@ -178,6 +185,16 @@ def test_noise_parameters_are_honoured(noise):
         loud |= dict(gaussian_noise_prob2=0.0, poisson_scale_range2=(3.0, 3.0))
     noisy = realesrgan(4, **loud)(hr, SEED).numpy()
     assert (noisy - quiet).std() > 5.0 / 255
+
+
+@pytest.mark.parametrize("lam", [0.5, 6.0, EXACT_POISSON_BELOW + 1, 200.0])
+def test_poisson_counts_have_the_poisson_mean_and_variance(lam):
+    counts = _poisson(tf.fill([200, 100], lam), tf.constant([4, 2], tf.int64)).numpy()
+    assert np.array_equal(counts, np.round(counts)) and counts.min() >= 0
+    assert counts.mean() == pytest.approx(lam, rel=0.03, abs=0.02)
+    assert counts.var() == pytest.approx(lam, rel=0.05)
+    if lam < 1:  # the exact sampler: P(0) = exp(-lam)
+        assert (counts == 0).mean() == pytest.approx(math.exp(-lam), abs=0.015)
 
 
 @pytest.mark.parametrize("gaussian", [1.0, 0.0])

