@@ -33,6 +33,7 @@ ERROR_ATTR = "error"  # a crashed trial's error; such a trial counts as done
 INTERRUPTED_ATTR = "interrupted"  # a trial given up by its worker; it is run again
 RETRY_ATTR = "retry_of"  # a queued retry: the number of the lost trial it runs again
 RUN_ATTR = "mlflow_run_id"
+RUN_URL_ATTR = "mlflow_run_url"  # the run's MLflow UI page, when the UI's address is known
 PARENT_ATTR = "mlflow_parent_run_id"
 
 
