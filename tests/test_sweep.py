@@ -76,6 +76,10 @@ def test_sweep_files_load_and_check(registry):
         ("[sweep]\nobjectives = [{metric = 'val/psnr_y', reduce = 'mean'}]\n", '"best"'),
         ("[sweep]\ntrials = 0\n", "at least 1"),
         ("[sweep]\nsampler = 'cmaes'\n", "one of"),
+        ("[sweep]\nmode = 'preferential'\nsampler = 'grid'\n", 'sampler = "gp"'),
+        ("[sweep]\nsampler = 'gp'\n", 'mode = "preferential"'),
+        ("[sweep]\nmode = 'ranked'\n", "one of"),
+        ("[sweep]\nn_generate = 0\n", "at least 1"),
     ],
 )
 def test_bad_sweep_tables_name_the_key_and_the_fix(tmp_path, body, message, registry):

@@ -33,10 +33,11 @@ WAIT_S = 2.0  # between looks at the study while every generated trial awaits a 
 
 
 def make_sampler(p: Plan) -> BaseSampler:
-    """``sampler = "random"``: Optuna's random sampler; else the preferential GP."""
+    """``sampler = "random"``: Optuna's random sampler; else the preferential GP (the default
+    ``"tpe"`` cannot learn from rankings; its ``sampler_options`` are left out)."""
     import optuna
 
-    options = dict(p.sweep.sampler_options)
+    options = dict(p.sweep.sampler_options) if p.sweep.sampler in ("gp", "random") else {}
     try:
         if p.sweep.sampler == "random":
             return optuna.samplers.RandomSampler(**options)
