@@ -114,6 +114,9 @@ def run_trial(job: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
         "optuna.study": job["study"],
         "optuna.storage": storage_text(job["storage"]),
         "optuna.trial_number": str(number),
+        # the run keeps only its sampled values as parameters; the rest is in its run
+        # directory's experiment.toml (and in the artifact of that name)
+        "harness.run_dir": str(run_dir.resolve()),
     }
     result = None
     try:
