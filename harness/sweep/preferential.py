@@ -20,7 +20,13 @@ from harness.signals import term_as_interrupt
 from harness.sweep.artifacts import GRID_ATTR, artifact_dir
 from harness.sweep.parent import ParentRun
 from harness.sweep.plan import Plan, SweepError, distributions, redact, suggest
-from harness.sweep.storage import ERROR_ATTR, INTERRUPTED_ATTR, open_storage
+from harness.sweep.storage import (
+    ERROR_ATTR,
+    INTERRUPTED_ATTR,
+    WORKER_ATTR,
+    open_storage,
+    owner_alive,
+)
 from harness.sweep.worker import SweepResult, _Worker
 
 if TYPE_CHECKING:
@@ -29,6 +35,9 @@ if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
     from optuna_dashboard.preferential import PreferentialStudy
 
+NEEDS_DASHBOARD = (
+    '[sweep] mode = "preferential" needs optuna-dashboard: pip install "srgan-harness[dashboard]".'
+)
 WAIT_S = 2.0  # between looks at the study while every generated trial awaits a ranking
 
 
@@ -61,10 +70,7 @@ def open_preferential_study(p: Plan, storage: Any) -> PreferentialStudy:
         from optuna_dashboard import register_preference_feedback_component
         from optuna_dashboard.preferential import create_study
     except ImportError:
-        raise ConfigError(
-            '[sweep] mode = "preferential" needs optuna-dashboard: '
-            'pip install "srgan-harness[dashboard]".'
-        ) from None
+        raise ConfigError(NEEDS_DASHBOARD) from None
     try:
         study = create_study(
             n_generate=p.sweep.n_generate,
@@ -110,6 +116,8 @@ def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
     )
     worker = _Worker(p, parent, p.trials, echo)
     space = distributions(p.sweep)
+    for number in fail_orphans(study, plain):
+        echo(f"trial {number}: its worker died before the trial made its sample grid; failed")
     start, waiting, status = time.monotonic(), False, "FINISHED"
     try:
         with term_as_interrupt():
@@ -151,6 +159,21 @@ def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
     )
 
 
+def fail_orphans(study: Any, plain: Any) -> list[int]:
+    """Fail the RUNNING trials without a sample grid whose worker (on this machine) is gone:
+    they would await a ranking forever. Their numbers."""
+    from optuna.trial import TrialState
+
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if GRID_ATTR in t.user_attrs:
+            continue
+        if owner_alive(t.user_attrs.get(WORKER_ATTR, "")) is False:
+            plain.tell(t.number, state=TrialState.FAIL)
+            failed.append(t.number)
+    return failed
+
+
 def _generate(study: Any, plain: Any, worker: _Worker, space: Any, echo: Any) -> None:
     """One trial: sampled, trained, its grid uploaded; left RUNNING for its ranking (or FAIL).
 
@@ -161,6 +184,7 @@ def _generate(study: Any, plain: Any, worker: _Worker, space: Any, echo: Any) ->
     from harness import tracking
 
     trial = study.ask()
+    trial.set_user_attr(WORKER_ATTR, worker.me)
     try:
         result = worker.train(trial, suggest(trial, space))
     except BaseException:
@@ -191,12 +215,28 @@ def _generate(study: Any, plain: Any, worker: _Worker, space: Any, echo: Any) ->
 def show(p: Plan, top: int = 10) -> str:
     """Counts, the trials no ranking put below another (the best so far), and the command that
     opens the ranking pages."""
+    import optuna
     from optuna.trial import TrialState
 
     from harness.evaluation.tables import text_table
     from harness.sweep.storage import RUN_ATTR
 
-    study = open_preferential_study(p, open_storage(p.storage_url))
+    try:
+        from optuna_dashboard.preferential import load_study
+    except ImportError:
+        raise ConfigError(NEEDS_DASHBOARD) from None
+    try:  # the sampler is never asked here: no need for BoTorch
+        study = load_study(
+            study_name=p.study_name,
+            storage=open_storage(p.storage_url),
+            sampler=optuna.samplers.RandomSampler(),
+        )
+    except (KeyError, ValueError) as exc:
+        raise SweepError(
+            f'there is no preferential study "{p.study_name}" in {redact(p.storage_url)} '
+            f"({exc}). Run `harness sweep {p.path} --preferential` first, or name the study "
+            "with --study and the storage with --storage."
+        ) from None
     by_state = {s: 0 for s in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL)}
     for t in study.get_trials(deepcopy=False):
         if t.state in by_state:

@@ -188,7 +188,7 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
 
 
-def _owner_alive(owner: str) -> bool | None:
+def owner_alive(owner: str) -> bool | None:
     """Whether the worker ``owner`` still runs; ``None`` when it is on another machine."""
     host, _, rest = owner.partition(":")
     pid_text, _, start = rest.partition(":")
@@ -266,7 +266,7 @@ def fail_lost_trials(study: optuna.Study, sweep: SweepConfig) -> list[int]:
     now = dt.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = t.user_attrs.get(WORKER_ATTR, "")
-        alive = _owner_alive(owner) if owner else None
+        alive = owner_alive(owner) if owner else None
         old = t.datetime_start is not None and (now - t.datetime_start).total_seconds() > grace
         if alive is False or (not owner and old):
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
