@@ -193,7 +193,7 @@ class SweepConfig:
     # "optimize": trials scored by their objectives; "preferential": people rank the trials'
     # sample grids in optuna-dashboard and the sampler learns from the rankings
     mode: Literal["optimize", "preferential"] = "optimize"
-    n_generate: int = 4  # preferential: trials awaiting a ranking before the sweep waits
+    n_generate: int = 4  # preferential: trials not marked worst before the sweep waits
     sampler: Literal["tpe", "random", "grid", "nsga2", "gp"] = "tpe"  # gp: preferential GP
     sampler_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments
     pruner: Literal["median", "hyperband", "none"] = "median"

@@ -5,7 +5,7 @@ optuna-dashboard's human-in-the-loop optimisation (``optuna_dashboard.preferenti
 is a preferential study whose feedback page shows each trial's ``sample_grid`` artifact. A trial
 trains in its own process as in an optimising sweep, uploads its grid and then stays RUNNING
 until someone ranks it; the dashboard completes the trials it ranks. While ``n_generate`` trials
-await a ranking (none marked worst, none skipped) the sweep waits. The default sampler is the
+are neither marked worst nor skipped, the sweep waits for rankings. The default sampler is the
 preferential GP (``PreferentialGPSampler``, which needs BoTorch); ``sampler = "random"`` samples
 at random and records the rankings all the same.
 """
@@ -95,7 +95,7 @@ def dashboard_command(p: Plan) -> str:
 
 def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
     """Generate trials until the study holds ``p.trials`` (failed ones aside) or the timeout;
-    wait for rankings whenever ``n_generate`` trials await one."""
+    wait for rankings while ``n_generate`` trials are neither marked worst nor skipped."""
     import optuna
     from optuna.trial import TrialState
 
@@ -130,7 +130,10 @@ def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
                     break
                 if not study.should_generate():
                     if not waiting:
-                        echo(f"{p.sweep.n_generate} trials await a ranking in optuna-dashboard")
+                        echo(
+                            f"waiting for rankings in optuna-dashboard: {p.sweep.n_generate} "
+                            "trials (n_generate) are neither marked worst nor skipped"
+                        )
                     waiting = True
                     time.sleep(WAIT_S)
                     continue
