@@ -110,7 +110,7 @@ def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
     p.trial_root.mkdir(parents=True, exist_ok=True)
     echo(
         f'preferential sweep "{p.study_name}" in {redact(p.storage_url)}: {p.trials} trials, '
-        f"{p.sweep.n_generate} awaiting a ranking at most; MLflow {parent.uri} (experiment "
+        f"n_generate {p.sweep.n_generate}; MLflow {parent.uri} (experiment "
         f"{parent.experiment}, parent run {parent.run_id})\n"
         f"rank the sample grids with: {dashboard_command(p)}"
     )

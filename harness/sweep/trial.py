@@ -90,7 +90,7 @@ def run_trial(job: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
     study = load_study(job["storage"], job["study"], pruner)
     number = int(job["trial_number"])
     trial = trial_of(study, number)
-    name = f"trial_{number:04d}"
+    name = dir_name(number)
     overrides = {
         **job["overrides"],
         **trial.params,
@@ -147,6 +147,11 @@ def run_trial(job: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
     except SweepError as exc:
         return {"state": "fail", "error": str(exc), "run_id": run_id}
     return {"state": "complete", "values": values, "run_id": run_id}
+
+
+def dir_name(number: int) -> str:
+    """A trial's run directory name (under the study's folder)."""
+    return f"trial_{number:04d}"
 
 
 def storage_text(url: str) -> str:

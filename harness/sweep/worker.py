@@ -42,7 +42,7 @@ from harness.sweep.storage import (
     surplus,
     worker_id,
 )
-from harness.sweep.trial import COMMAND
+from harness.sweep.trial import COMMAND, dir_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -242,7 +242,7 @@ class _Worker:
             if self.parent.run_url(run_id):
                 trial.set_user_attr(RUN_URL_ATTR, self.parent.run_url(run_id))
         try:
-            upload_grid(self.p, trial, self.p.trial_root / f"trial_{trial.number:04d}", run_id)
+            upload_grid(self.p, trial, self.p.trial_root / dir_name(trial.number), run_id)
         except Exception as exc:  # noqa: BLE001 - the trial's result matters more than its picture
             self.echo(f"trial {trial.number}: could not upload its sample grid: {exc}")
         self.finished[trial.number] = (result, child)
