@@ -191,7 +191,11 @@ class SweepConfig:
     trials: int = 20  # trials in the study in all, across workers and restarts
     timeout: float = 0.0  # seconds a worker keeps asking for new trials, 0: no limit
     jobs: int = 1  # trial processes a worker runs at once
-    sampler: Literal["tpe", "random", "grid", "nsga2"] = "tpe"
+    # "optimize": trials scored by their objectives; "preferential": people rank the trials'
+    # sample grids in optuna-dashboard and the sampler learns from the rankings
+    mode: Literal["optimize", "preferential"] = "optimize"
+    n_generate: int = 4  # preferential: trials not marked worst before the sweep waits
+    sampler: Literal["tpe", "random", "grid", "nsga2", "gp"] = "tpe"  # gp: preferential GP
     sampler_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments
     pruner: Literal["median", "hyperband", "none"] = "median"
     pruner_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments

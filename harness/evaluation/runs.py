@@ -227,6 +227,9 @@ class _Resolver:
             uri=uri,
         )
         self.store.fill(info, run)
+        kept = Path(info.tags.get("harness.run_dir", "")) / "experiment.toml"
+        if "harness.run_dir" in info.tags and kept.is_file():  # a sweep trial logs only its
+            info.params = {**_read_params(kept), **info.params}  # sampled values as params
         p = info.params
         local = Path(p.get("experiment.runs_dir", "runs")) / p.get("experiment.name", "")
         if (local / "mlflow_run_id").is_file() and (

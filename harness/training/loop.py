@@ -69,6 +69,7 @@ def train(
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
     fresh: bool = False,
+    params: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``exp`` to ``train.steps``, resuming its run directory's checkpoint if there is one.
 
@@ -84,6 +85,8 @@ def train(
         run_name, tags: the MLflow run's name (default: the experiment's name) and extra tags.
         fresh: move an existing checkpoint (and kept models) aside into
             ``<run_dir>/previous-<time>/`` and start a new MLflow run.
+        params: the MLflow run's parameters (default: every value, ``exp.flat_params()``; a
+            sweep's trial logs only what differs between its trials).
 
     Raises:
         NonFiniteLoss: a loss became NaN/inf (the MLflow run is FAILED).
@@ -117,7 +120,7 @@ def train(
     try:
         trainer = Trainer(exp, registry=registry, strategy=strategy)
         try:
-            result = _run(exp, trainer, tracker, callbacks, chief, ckpt_dir)
+            result = _run(exp, trainer, tracker, callbacks, chief, ckpt_dir, params)
         except (tf.errors.UnavailableError, tf.errors.CancelledError) as exc:
             if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
                 raise
@@ -201,6 +204,7 @@ def _run(
     callbacks: Sequence[Callback],
     chief: bool,
     ckpt_dir: Path,
+    params: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     from harness.training.warmstart import warm_start
 
@@ -221,7 +225,7 @@ def _run(
     sources = [] if resumed else warm_start(trainer)
     if chief:
         _atomic_write(toml_path, exp.to_toml())
-        tracker.log_params(exp.flat_params())
+        tracker.log_params(exp.flat_params() if params is None else params)
         tracker.log_artifact(toml_path)
         tracker.set_tags({"precision": trainer.policy, "replicas": trainer.replicas})
         if not tracker.resumed:
