@@ -83,13 +83,17 @@ def sample_grid(
     images: Sequence[tuple[str, np.ndarray]],
     scale: int,
 ) -> bytes:
-    """A PNG: one row per image, columns LR (nearest) | bicubic | SR | HR."""
+    """A PNG: one row per image, columns LR (nearest) | bicubic | SR | HR. An image given with
+    its LR (paired validation data) shows that LR."""
     from harness.data.images import encode_png, to_uint8
 
     rows = []
-    for _, hr in images:
+    for _, hr, *given in images:
         h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
-        lr = metrics.bicubic_downsample(hr[:h, :w], scale)[None]
+        if given:
+            lr = (np.asarray(given[0], np.float32) / 255.0)[None]
+        else:
+            lr = metrics.bicubic_downsample(hr[:h, :w], scale)[None]
         nearest = np.repeat(np.repeat(lr[0], scale, axis=0), scale, axis=1)
         bicubic = metrics.bicubic_upsample(lr, scale)[0]
         sr = upscale(lr)[0]
