@@ -5,6 +5,8 @@ Each factory takes the host's ``scale`` and its own parameters and returns ``deg
 
 - ``bicubic``: MATLAB ``imresize(hr, 1/scale, 'bicubic')`` rounded to 8 bits, the classic
   synthetic LR of SRGAN, EDSR and the benchmark sets, and the default ``[data.degradation]``.
+- ``realesrgan``: Real-ESRGAN's second-order degradation (blur, resize, noise, JPEG, twice),
+  in :mod:`harness_degradations.realesrgan`.
 """
 
 from __future__ import annotations
@@ -30,4 +32,6 @@ def bicubic(scale: int) -> Degrade:
 
 @hookimpl
 def harness_register_degradations() -> dict[str, Callable[..., Degrade]]:
-    return {"bicubic": bicubic}
+    from harness_degradations.realesrgan import realesrgan
+
+    return {"bicubic": bicubic, "realesrgan": realesrgan}
