@@ -193,7 +193,7 @@ def test_contracts_hold_for_the_test_plugins_and_catch_broken_ones(reg) -> None:
 
     def python_random(scale: int):
         rng = np.random.default_rng()
-        return lambda hr, seed: _pool(hr, scale) + float(rng.uniform())
+        return lambda hr, seed: _pool(hr, scale) * 0.5 + 0.1 * float(rng.uniform())
 
     def on_255(scale: int):
         return lambda hr, seed: _pool(hr, scale) * 255.0

@@ -338,7 +338,7 @@ def check_degradation(
         at = f"{what} at scale {scale}"
         spec = [tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([2], tf.int64)]
         try:
-            eager = degrade(hr, seed)
+            eager, eager_again = degrade(hr, seed), degrade(hr, seed)
             traced = tf.function(degrade, input_signature=spec)
             lr, again = traced(hr, seed), traced(hr, seed)
         except Exception as exc:
@@ -356,7 +356,10 @@ def check_degradation(
             raise _fail(
                 at, f"returns values in [{value.min()}, {value.max()}], expected about [0, 1]."
             )
-        if not np.array_equal(value, again.numpy()):
+        if not (
+            np.array_equal(value, again.numpy())
+            and np.array_equal(eager.numpy(), eager_again.numpy())
+        ):
             raise _fail(at, "gives different LR for the same seed; derive randomness from seed.")
 
 
