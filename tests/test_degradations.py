@@ -168,8 +168,12 @@ def test_degradation_table_errors_name_the_key(reg) -> None:
     with pytest.raises(ConfigError, match="scale"):  # host-supplied, not settable
         config.from_dict({"data": {"degradation": {"name": "shade", "scale": 2}}}, registry=reg)
     raw = {"data": {"degradation": {"name": "noisy"}}}
-    config.set_dotted(raw, "data.degradation.sigma", 0.1)  # a sweep parameter's path
+    config.set_dotted(raw, "data.degradation.sigma", 0.1)  # a --set key's path
     assert config.from_dict(raw, registry=reg).data.degradation.params == {"sigma": 0.1}
+    raw["sweep"] = {"params": {"data.degradation.sigma": {"type": "float", "low": 0, "high": 1}}}
+    assert (
+        "data.degradation.sigma" in config.check_sweep(config.from_dict(raw, registry=reg)).params
+    )
 
 
 def test_batches_with_a_random_degradation_follow_the_seed(folders, reg) -> None:
@@ -259,6 +263,15 @@ def test_paired_validation_and_evaluate_use_the_given_lr(folders, registry) -> N
     assert name == "hr/img1" and hr.shape == (80, 96, 3) and lr.shape == (20, 24, 3)
     direct = protocol.evaluate(protocol.bicubic_upscaler(4), val, 4)
     assert direct.psnr_y == pytest.approx(pooled.results["hr"].psnr_y)
+    import io
+
+    from harness.training.validation import sample_grid
+
+    grid = imageio.to_rgb8(
+        imageio.open_image(io.BytesIO(sample_grid(protocol.bicubic_upscaler(4), val[:1], 4)))
+    )
+    nearest = np.repeat(np.repeat(val[0][2], 4, axis=0), 4, axis=1)
+    assert np.array_equal(grid[: nearest.shape[0], : nearest.shape[1]], nearest)  # the given LR
 
 
 @pytest.mark.slow
