@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-from harness_degradations.realesrgan import filter2d, mixed_kernel, realesrgan, sinc_kernel
+from harness_degradations.realesrgan import (
+    EXACT_POISSON_BELOW,
+    _poisson,
+    filter2d,
+    mixed_kernel,
+    realesrgan,
+    sinc_kernel,
+)
 from scipy import special
 
 from harness.errors import ConfigError
@@ -54,23 +61,27 @@ def test_same_seed_same_output_other_seed_differs():
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
-def test_shape_in_a_data_map_and_under_unknown_shapes(scale):
+def test_shape_in_a_data_map_with_unknown_shapes(scale):
     degrade = realesrgan(scale)
-    hr = photo(48, 36, seed=scale)
-    seeds = tf.constant([[1, 2], [3, 4]], tf.int64)
-    data = tf.data.Dataset.from_tensors(hr).repeat(2)
-    data = tf.data.Dataset.zip(data, tf.data.Dataset.from_tensor_slices(seeds))
+    images = [photo(48, 36, seed=scale), photo(36, 60, seed=scale)]
+    seeds = [np.array([1, scale], np.int64), np.array([2, scale], np.int64)]
+    spec = (tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([2], tf.int64))
+    data = tf.data.Dataset.from_generator(
+        lambda: zip(images, seeds, strict=True), output_signature=spec
+    )
     data = data.map(degrade, num_parallel_calls=tf.data.AUTOTUNE)
-    assert data.element_spec.shape.as_list() == [48 // scale, 36 // scale, 3]
     mapped = list(data.as_numpy_iterator())
-    assert [lr.shape for lr in mapped] == [(48 // scale, 36 // scale, 3)] * 2
-
-    spec = [tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([2], tf.int64)]
-    graph = tf.function(degrade, input_signature=spec)
-    lr = graph(hr, seeds[0])
-    assert lr.shape == (48 // scale, 36 // scale, 3)
-    # The graph and the eager function draw the same numbers from the same seed.
-    np.testing.assert_allclose(lr.numpy(), mapped[0], atol=1e-5)
+    assert [lr.shape for lr in mapped] == [
+        (48 // scale, 36 // scale, 3),
+        (36 // scale, 60 // scale, 3),
+    ]
+    # The traced graph and the eager function draw the same numbers from the same seed (float
+    # rounding may move a JPEG level here and there; other draws would change every pixel).
+    eager = degrade(images[1], tf.constant(seeds[1]))
+    assert eager.shape == (36 // scale, 60 // scale, 3)
+    assert np.abs(mapped[1] - eager.numpy()).mean() < 0.5 / 255
+    other = degrade(images[1], tf.constant([5, scale], tf.int64)).numpy()
+    assert np.abs(mapped[1] - other).mean() > 2.0 / 255
 
 
 def test_output_finite_and_near_the_unit_range():
@@ -174,6 +185,29 @@ def test_noise_parameters_are_honoured(noise):
         loud |= dict(gaussian_noise_prob2=0.0, poisson_scale_range2=(3.0, 3.0))
     noisy = realesrgan(4, **loud)(hr, SEED).numpy()
     assert (noisy - quiet).std() > 5.0 / 255
+
+
+@pytest.mark.parametrize("lam", [0.5, 6.0, EXACT_POISSON_BELOW + 1, 200.0])
+def test_poisson_counts_have_the_poisson_mean_and_variance(lam):
+    counts = _poisson(tf.fill([200, 100], lam), tf.constant([4, 2], tf.int64)).numpy()
+    assert np.array_equal(counts, np.round(counts)) and counts.min() >= 0
+    assert counts.mean() == pytest.approx(lam, rel=0.03, abs=0.02)
+    assert counts.var() == pytest.approx(lam, rel=0.05)
+    if lam < 1:  # the exact sampler: P(0) = exp(-lam)
+        assert (counts == 0).mean() == pytest.approx(math.exp(-lam), abs=0.015)
+
+
+@pytest.mark.parametrize("gaussian", [1.0, 0.0])
+def test_gray_noise_is_one_field_on_every_channel(gaussian):
+    hr = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(photo(96, 96)))
+    hr = tf.round(hr * 255.0) / 255.0
+    noisy = dict(PLAIN, gaussian_noise_prob2=gaussian, noise_range2=(20.0, 20.0))
+    noisy |= dict(poisson_scale_range2=(3.0, 3.0))
+    spread = {}
+    for gray in (1.0, 0.0):
+        lr = realesrgan(4, **noisy, gray_noise_prob2=gray)(hr, SEED).numpy()
+        spread[gray] = np.abs(lr - lr.mean(axis=-1, keepdims=True)).mean()
+    assert spread[1.0] < 1.0 / 255 and spread[0.0] > 4.0 / 255
 
 
 @pytest.mark.parametrize(
