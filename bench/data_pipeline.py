@@ -1,10 +1,11 @@
 """How fast the training data pipeline delivers batches, against what a training step consumes.
 
     .venv/bin/python bench/data_pipeline.py [--data DIR ...] [--seconds 20] [--no-step]
+        [--degradation NAME] [--set key=value ...] [--step-time SECONDS]
 
 Measures images per second of :func:`harness.data.pipeline.training_dataset` (96 px HR crops, batch
-16,
-decoded images cached in memory, augmentation on) after one warm-up epoch, and the time of one
+16, decoded images cached in memory, augmentation on, LR made per crop by ``--degradation``,
+``bicubic`` by default) after one warm-up epoch, and the time of one
 SRResNet-16 MSE training step (batch 16, ``mixed_bfloat16`` where the CPU has bf16 units) when the
 ``srresnet`` generator is registered; otherwise it uses the figure in NOTES.md (0.54 s). The
 pipeline should deliver at least 5 times what the step consumes, so it never starves training.
@@ -26,15 +27,31 @@ TARGET_RATIO = 5.0
 
 
 def pipeline_rate(
-    folders: list[str], batch: int, patch: int, seconds: float
+    folders: list[str],
+    batch: int,
+    patch: int,
+    seconds: float,
+    degradation: str = "bicubic",
+    params: dict | None = None,
 ) -> tuple[float, float]:
     """(images per second after warm-up, seconds to the first batch)."""
-    from harness.config import DataConfig
+    from harness.config import DataConfig, PluginConfig
     from harness.data import pipeline as data
+    from harness.data.degrade import build
+    from harness.plugin_api.registry import build_registry
 
-    cfg = DataConfig(train=tuple(folders), patch=patch, scale=4, augment=True, cache="memory")
+    registry = build_registry()
+    build(registry, degradation, params or {}, 4)  # parameters checked, as --set would be
+    cfg = DataConfig(
+        train=tuple(folders),
+        patch=patch,
+        scale=4,
+        augment=True,
+        cache="memory",
+        degradation=PluginConfig(degradation, dict(params or {})),
+    )
     start = time.perf_counter()
-    it = iter(data.training_dataset(cfg, batch, seed=0))
+    it = iter(data.training_dataset(cfg, batch, seed=0, registry=registry))
     next(it)
     first = time.perf_counter() - start
     for _ in range(50):  # past the first epoch: every image decoded and cached
@@ -107,17 +124,31 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=96)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--no-step", action="store_true", help="use the NOTES.md step time")
+    parser.add_argument("--step-time", type=float, default=None, help="seconds per step, given")
+    parser.add_argument("--degradation", default="bicubic", help="a registered degradation")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--no-eval", action="store_true", help="skip timing the evaluation")
     args = parser.parse_args()
 
-    rate, first = pipeline_rate(args.data, args.batch, args.patch, args.seconds)
-    print(
-        f"pipeline: {rate:.0f} img/s ({args.patch} px crops, batch {args.batch}, "
-        f"{os.cpu_count()} CPUs); first batch after {first:.1f} s"
+    from harness.config import parse_overrides
+
+    params = parse_overrides(args.sets)
+    rate, first = pipeline_rate(
+        args.data, args.batch, args.patch, args.seconds, args.degradation, params
     )
-    seconds, how = (None, "--no-step") if args.no_step else step_time(args.batch, args.patch)
+    print(
+        f"pipeline: {rate:.0f} img/s ({args.patch} px crops, batch {args.batch}, degradation "
+        f"{args.degradation}, {os.cpu_count()} CPUs); first batch after {first:.1f} s"
+    )
+    if args.step_time:
+        seconds, how = args.step_time, "given with --step-time"
+    elif args.no_step:
+        seconds, how = None, "--no-step"
+    else:
+        seconds, how = step_time(args.batch, args.patch)
     if seconds is None:
         seconds, how = NOTES_STEP_S, f"NOTES.md figure ({how})"
-    else:
+    elif not args.step_time:
         how = f"measured here, {how}"
     consumed = args.batch / seconds
     ratio = rate / consumed
@@ -127,7 +158,7 @@ def main() -> None:
     )
     print(f"ratio: {ratio:.1f}x what training consumes ({verdict})")
     bsd100 = SHARED / "bsd100"
-    if bsd100.is_dir():
+    if bsd100.is_dir() and not args.no_eval:
         took, psnr_y, n = eval_time(bsd100)
         print(
             f"evaluation: bicubic x4 on BSD100 ({n} images) PSNR-Y {psnr_y:.2f} dB "

@@ -1,4 +1,4 @@
-"""``harness data``: fetch public data sets and check image folders."""
+"""``harness data``: fetch public data sets, check image folders and make degraded copies."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
+from harness.commands._options import overrides_option, registry
 from harness.errors import HarnessError
 
 
 @click.group("data")
 def command() -> None:
-    """Fetch public super-resolution data sets and check image folders."""
+    """Fetch public super-resolution data sets, check image folders, make LR copies."""
 
 
 @command.command("list")
@@ -156,3 +157,53 @@ def check_command(folders: tuple[str, ...], min_side: int, scale: int) -> None:
             err=True,
         )
         raise click.exceptions.Exit(1)
+
+
+@command.command("degrade")
+@click.argument("src", metavar="SRC")
+@click.option(
+    "-o", "--out", "dst", required=True, type=click.Path(file_okay=False), help="LR folder."
+)
+@click.option(
+    "--degradation",
+    default="bicubic",
+    show_default=True,
+    help="A registered degradation (`harness plugins --kind degradation`).",
+)
+@overrides_option("A parameter of the degradation (TOML value), e.g. --set sigma=2. Repeatable.")
+@click.option("--scale", type=int, default=4, show_default=True, help="Downscaling factor.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random draws.")
+@click.option("--quiet", is_flag=True, help="Print only the summary.")
+def degrade_command(
+    src: str,
+    dst: str,
+    degradation: str,
+    overrides: tuple[str, ...],
+    scale: int,
+    seed: int,
+    quiet: bool,
+) -> None:
+    """Write a seeded LR copy of the images of SRC (same names, PNG) made by a degradation.
+
+    Each image is cropped to a multiple of --scale and degraded whole with a seed made from
+    --seed and its file name, so the same command writes the same files. Score a model on the
+    copy with `harness evaluate --data SRC --lr DST`.
+
+    \b
+      harness data degrade ../shared/data/bsd100 -o data/bsd100_realesrgan_x4 \\
+          --degradation realesrgan --seed 0
+    """
+    from harness.config import parse_overrides
+    from harness.data.degrade import degrade_folder
+
+    written = degrade_folder(
+        src,
+        dst,
+        registry(),
+        name=degradation,
+        params=parse_overrides(overrides),
+        scale=scale,
+        seed=seed,
+        log=(lambda _: None) if quiet else click.echo,
+    )
+    click.echo(f"{len(written)} LR images (x{scale}, {degradation}, seed {seed}) in {dst}")

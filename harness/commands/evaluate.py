@@ -29,6 +29,14 @@ from harness.commands._options import registry
     "may follow as plain arguments.",
 )
 @click.argument("more", nargs=-1, metavar="[DIR]...")
+@click.option(
+    "--lr",
+    "lr_dirs",
+    multiple=True,
+    metavar="DIR",
+    help="A folder of given LR images for each data folder, in order (matched by file name, "
+    "e.g. from `harness data degrade`); upscaled instead of bicubic LR.",
+)
 @click.option("--scale", type=int, default=None, help="Upscaling factor (bicubic: default 4).")
 @click.option(
     "--border", type=int, default=None, help="Pixels cropped from each border [default: scale]."
@@ -60,6 +68,7 @@ def command(
     model_ref: str,
     data_opts: tuple[str, ...],
     more: tuple[str, ...],
+    lr_dirs: tuple[str, ...],
     scale: int | None,
     border: int | None,
     limit: int,
@@ -77,6 +86,7 @@ def command(
       harness evaluate --model bicubic --data ../shared/data/set5 ../shared/data/set14
       harness evaluate --model runs/srgan --data data/set5 --csv set5.csv
       harness evaluate --model runs:/<run id>/generator --data data/set5 data/vid4
+      harness evaluate --model runs/real --data data/bsd100 --lr data/bsd100_realesrgan_x4
     """
     from harness.evaluation import mlflow_log, suite
     from harness.evaluation.run_store import store_uri
@@ -90,6 +100,7 @@ def command(
         limit=limit,
         tile=tile,
         metrics=metric_names,
+        lr_specs=lr_dirs,
     )
     click.echo(result.text(summary))
     if json_path:

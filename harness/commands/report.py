@@ -19,12 +19,15 @@ def _command_line(
     model_kind: str,
     tracking_uri: str | None,
     use_mlflow: bool,
+    lr: tuple[str, ...] = (),
 ) -> str:
     args = ["harness", "report", *runs]
     if out:
         args += ["-o", out]
     for spec in data:
         args += ["--data", spec]
+    for spec in lr:
+        args += ["--lr", spec]
     for name in metrics:
         args += ["--metric", name]
     if crops != 2:
@@ -54,6 +57,14 @@ def _command_line(
     metavar="DIR",
     help="A benchmark folder of HR images (repeatable) [default: data/set5 data/set14 "
     "data/bsd100, where `harness data download set5 set14 bsd100 --dest data` puts them].",
+)
+@click.option(
+    "--lr",
+    "lr",
+    multiple=True,
+    metavar="DIR",
+    help="A folder of given LR images for each --data folder, in order (matched by file name); "
+    "upscaled instead of bicubic LR.",
 )
 @click.option(
     "--metric",
@@ -94,6 +105,7 @@ def command(
     runs: tuple[str, ...],
     out: str | None,
     data: tuple[str, ...],
+    lr: tuple[str, ...],
     metrics: tuple[str, ...],
     crops: int,
     model_kind: str,
@@ -123,12 +135,13 @@ def command(
             "no RUN to report: give run directories, MLflow run ids or an MLflow experiment "
             "name, e.g. `harness report runs/srresnet runs/srgan`."
         )
-    line = _command_line(runs, out, data, metrics, crops, model_kind, tracking_uri, use_mlflow)
+    line = _command_line(runs, out, data, metrics, crops, model_kind, tracking_uri, use_mlflow, lr)
     result = rep.write_report(
         list(runs),
         out,
         registry=registry(),
         data=list(data) or rep.DEFAULT_DATA,
+        lr=list(lr),
         metrics=list(metrics) if metrics else None,
         tracking_uri=tracking_uri,
         crops=crops,

@@ -117,17 +117,37 @@ class ExperimentMeta:
 
 
 @dataclass(frozen=True)
+class PairedFolder:
+    """A ``{hr = "...", lr = "..."}`` entry of ``[data] train`` or ``val``: HR images and their
+    given LR images, matched by file name (see docs/data-and-evaluation.md)."""
+
+    hr: str
+    lr: str
+
+    def to_toml(self) -> dict[str, Any]:
+        return {"hr": self.hr, "lr": self.lr}
+
+
+DEFAULT_DEGRADATION = "bicubic"
+"""The degradation that makes LR from HR when ``[data.degradation]`` names none."""
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """``[data]``: image folders and how training samples are made from them."""
 
-    train: tuple[str, ...] = ("skimage",)  # folders; "skimage" = photos shipped with scikit-image
-    val: tuple[str, ...] = ("skimage",)
+    # folders of HR images (LR made by the degradation), or {hr = "...", lr = "..."} pairs;
+    # "skimage" = the photos shipped with scikit-image
+    train: tuple[str | PairedFolder, ...] = ("skimage",)
+    val: tuple[str | PairedFolder, ...] = ("skimage",)
     patch: int = 96  # HR crop size; LR is patch / scale
     scale: int = 4
     augment: bool = True  # random flips and 90-degree rotations
     cache: str = "memory"  # "memory", a cache file path, or "none"
     val_limit: int = 0  # use at most this many validation images (0: all)
     val_max_side: int = 0  # centre-crop validation HR to at most this many pixels (0: whole)
+    # [data.degradation]: the plugin making LR from HR (plain folders only) and its parameters
+    degradation: PluginConfig = PluginConfig(DEFAULT_DEGRADATION)
 
 
 @dataclass(frozen=True)
@@ -283,7 +303,11 @@ FIXED_TABLES: dict[str, type] = {
 PLUGIN_TABLES: dict[str, str] = {"generator": "generator", "discriminator": "discriminator"}
 """Plugin tables (not weighted) -> the registry kind they name."""
 TOP_LEVEL = [*FIXED_TABLES, *PLUGIN_TABLES, *WEIGHTED_TABLES, "extends"]
-HOST_SUPPLIED = {"generator": ("scale",), "discriminator": ("patch",)}
+HOST_SUPPLIED = {
+    "generator": ("scale",),
+    "discriminator": ("patch",),
+    "data.degradation": ("scale",),
+}
 """Factory parameters the trainer passes itself (from ``[data]``), not settable in the table."""
 HOST_KEYS = {"generator": ("init",), "discriminator": ("init",)}
 """Keys of a plugin table the host reads itself (not passed to the factory)."""

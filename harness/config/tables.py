@@ -36,7 +36,9 @@ from harness.config.schema import (
     PLUGIN_TABLES,
     TOP_LEVEL,
     WEIGHTED_TABLES,
+    DataConfig,
     Experiment,
+    PairedFolder,
     PluginConfig,
     Schedulable,
     ScheduleSpec,
@@ -100,6 +102,44 @@ class _Reader:
             except ScheduleError as exc:
                 raise ConfigError(f"{self.where(f'{table}.{key}')}: {exc}") from None
         return cls(**kwargs)
+
+    def data(self, values: Mapping[str, Any]) -> DataConfig:
+        """``[data]``: a fixed table whose folder lists may hold ``{hr, lr}`` pairs, with the
+        plugin table ``[data.degradation]`` inside."""
+        values = dict(values)
+        degradation = values.pop("degradation", None)
+        for key in ("train", "val"):
+            if isinstance(values.get(key), list | tuple):
+                values[key] = tuple(self._folder(f"data.{key}", v) for v in values[key])
+        cfg = self.fixed(DataConfig, "data", values)
+        if degradation is None:
+            return cfg
+        path = "data.degradation"
+        if not isinstance(degradation, Mapping):
+            raise ConfigError(
+                f"{self.where(path)} must be a table [data.degradation] naming the degradation "
+                f'(name = "bicubic") and its parameters, not {degradation!r}.'
+            )
+        table = {"name": cfg.degradation.name, **degradation}
+        name = self._name(path, "degradation", table.pop("name"))
+        if name == cfg.degradation.name and not table:
+            # the default as written back by `harness show`: no parameters to check (a registry
+            # without the degradation plugins, as in hermetic tests, still reads the file)
+            return cfg
+        params = self._params("degradation", name, path, "degradation", table, HOST_SUPPLIED[path])
+        return dataclasses.replace(cfg, degradation=PluginConfig(name, params))
+
+    def _folder(self, path: str, value: Any) -> Any:
+        """One entry of ``[data] train`` or ``val``: a folder, or ``{hr = ..., lr = ...}``."""
+        if not isinstance(value, Mapping):
+            return value  # checked against the field's type by fixed()
+        keys = set(value)
+        if keys != {"hr", "lr"} or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(
+                f"{self.where(path)}: a paired entry is a table of two folders, "
+                f'{{hr = "HR folder", lr = "LR folder"}}, not {dict(value)!r}.'
+            )
+        return PairedFolder(value["hr"], value["lr"])
 
     def plugin(self, table: str, kind: str, values: Mapping[str, Any]) -> PluginConfig:
         """``[generator]`` or ``[discriminator]``."""
@@ -184,7 +224,9 @@ def experiment(
     reader = _Reader(where, registry, milestones.read(raw.get("train", {}), where))
     kwargs: dict[str, Any] = {"source": source}
     for table, cls in FIXED_TABLES.items():
-        if table in raw:
+        if table == "data" and table in raw:
+            kwargs[table] = reader.data(raw[table])
+        elif table in raw:
             kwargs[table] = reader.fixed(cls, table, raw[table])
     for table, kind in PLUGIN_TABLES.items():
         kwargs[table] = reader.plugin(table, kind, raw.get(table, {}))

@@ -1,10 +1,11 @@
 """Image folders -> tf.data training batches, and validation images.
 
 Training samples follow SRGAN: a random ``patch`` x ``patch`` HR crop, optionally flipped and
-rotated by a multiple of 90 degrees, and its LR made by MATLAB-compatible bicubic downsampling
-(the same weights as :mod:`harness.evaluation.protocol`, applied as two small matrix products),
-rounded to
-8 bits. LR is in ``[0, 1]``, HR in ``[-1, 1]``.
+rotated by a multiple of 90 degrees, and its LR made by the ``[data.degradation]`` plugin
+(``bicubic`` by default: MATLAB-compatible bicubic downsampling, the weights of
+:mod:`harness.evaluation.protocol`), clipped and rounded to 8 bits. A ``{hr, lr}`` entry of
+``[data] train`` gives its LR instead (:mod:`harness.data.pairs`): aligned crops of both. LR is
+in ``[0, 1]``, HR in ``[-1, 1]``.
 
 The pipeline decodes each image once (in parallel) and caches the decoded images in memory or in
 a cache file; crops then come from the cache. Randomness is stateless and keyed by the seed and
@@ -24,12 +25,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.config import DataConfig
+from harness.config import DataConfig, PairedFolder
 from harness.data import images as imageio
 from harness.errors import HarnessError, HarnessWarning
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import tensorflow as tf
+
+    from harness.plugin_api.registry import Registry
+
+    Degrade = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
 SKIMAGE = "skimage"
 """The folder spec meaning the real photographs shipped inside scikit-image's wheel."""
@@ -258,39 +265,104 @@ def downsample_batch(hr_uint8: tf.Tensor, scale: int) -> tf.Tensor:
     return tf.clip_by_value(tf.floor(x + 0.5), 0.0, 255.0) / 255.0
 
 
-def training_dataset(data: DataConfig, batch_size: int, seed: int) -> tf.data.Dataset:
+def to_8bit_levels(x: tf.Tensor) -> tf.Tensor:
+    """``x`` clipped to ``[0, 1]`` and rounded (half up) to the nearest of the 256 levels."""
+    import tensorflow as tf
+
+    return tf.floor(tf.clip_by_value(x, 0.0, 1.0) * 255.0 + 0.5) / 255.0
+
+
+def degradation(data: DataConfig, registry: Registry | None = None) -> Degrade:
+    """The ``[data.degradation]`` plugin built for ``data.scale``: ``degrade(hr, seed) -> lr``."""
+    if registry is None:
+        from harness.plugin_api.registry import build_registry
+
+        registry = build_registry()
+    cfg = data.degradation
+    factory = registry.factory("degradation", cfg.name, where="[data.degradation]")
+    try:
+        return factory(scale=data.scale, **cfg.params)
+    except HarnessError:
+        raise
+    except Exception as exc:
+        raise DataError(
+            f'degradation "{cfg.name}" cannot be built with scale {data.scale} and '
+            f"{cfg.params}: {type(exc).__name__}: {exc}. Check [data.degradation]."
+        ) from exc
+
+
+def training_dataset(
+    data: DataConfig, batch_size: int, seed: int, registry: Registry | None = None
+) -> tf.data.Dataset:
     """Infinite ``(lr, hr)`` batches: float32 ``(B, p/s, p/s, 3)`` in ``[0, 1]`` and
     ``(B, p, p, 3)`` in ``[-1, 1]``; the same batches for the same seed.
 
-    Folders in ``data.train`` are merged. Images smaller than ``data.patch`` are skipped with a
-    warning; missing folders and empty results are :class:`DataError`.
+    Folders in ``data.train`` are merged. A plain folder's LR is made per crop by the
+    ``[data.degradation]`` plugin (from ``registry``; the installed plugins when ``None``),
+    seeded by ``seed`` and the sample's index, then clipped and rounded to 8-bit levels; a
+    ``{hr, lr}`` pair's LR is the aligned crop of its given LR image. Images smaller than
+    ``data.patch`` are skipped with a warning; missing folders and empty results are
+    :class:`DataError`.
     """
     import tensorflow as tf
+
+    from harness.data.pairs import decoded_pairs, paired_patch
 
     if data.patch % data.scale:
         raise DataError(f"[data] patch {data.patch} must be a multiple of scale {data.scale}.")
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, not {batch_size}.")
-    infos = scan(data.train, data.patch, "training")
-    images = decoded_images(infos, data.cache, data.patch)
-    shuffled = images.repeat().shuffle(
-        min(len(infos), 256), seed=seed, reshuffle_each_iteration=True
-    )
+    plain = [s for s in data.train if not isinstance(s, PairedFolder)]
+    paired = [s for s in data.train if isinstance(s, PairedFolder)]
     patch, augment, scale = data.patch, data.augment, data.scale
+    nothing = tf.zeros([0, 0, 3], tf.uint8)
+    parts: list[tf.data.Dataset] = []
+    count = 0
+    degrade = None
+    if plain:
+        infos = scan(plain, data.patch, "training")
+        images = decoded_images(infos, data.cache, data.patch)
+        parts.append(images.map(lambda img: (img, nothing, tf.constant(False))))
+        count += len(infos)
+        degrade = degradation(data, registry)
+    if paired:
+        pairs, n = decoded_pairs(data, paired)
+        parts.append(pairs.map(lambda hr, lr: (hr, lr, tf.constant(True))))
+        count += n
+    images = parts[0] if len(parts) == 1 else parts[0].concatenate(parts[1])
+    shuffled = images.repeat().shuffle(min(count, 256), seed=seed, reshuffle_each_iteration=True)
+
+    def from_hr(index: tf.Tensor, hr_image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        hr = _random_patch(hr_image, index, seed, patch, augment)
+        key = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)]) + [0, 3 << 40]
+        lr = degrade(tf.cast(hr, tf.float32) / 255.0, key)
+        lr = tf.ensure_shape(tf.cast(lr, tf.float32), [patch // scale, patch // scale, 3])
+        return to_8bit_levels(lr), hr
+
+    def from_pair(
+        index: tf.Tensor, hr_image: tf.Tensor, lr_image: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        key = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)])
+        hr, lr = paired_patch(hr_image, lr_image, key, patch, scale, augment)
+        return tf.cast(lr, tf.float32) / 255.0, hr
+
+    def sample(index, hr_image, lr_image, is_pair):
+        if not paired:
+            lr, hr = from_hr(index, hr_image)
+        elif not plain:
+            lr, hr = from_pair(index, hr_image, lr_image)
+        else:
+            lr, hr = tf.cond(
+                is_pair,
+                lambda: from_pair(index, hr_image, lr_image),
+                lambda: from_hr(index, hr_image),
+            )
+        return lr, tf.cast(hr, tf.float32) / 127.5 - 1.0
+
     ds = shuffled.enumerate().map(
-        lambda i, img: _random_patch(img, i, seed, patch, augment),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
+        lambda i, item: sample(i, *item), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
     ds = ds.batch(batch_size, drop_remainder=True)
-    ds = ds.map(
-        lambda hr: (
-            downsample_batch(hr, scale),
-            tf.cast(hr, tf.float32) / 127.5 - 1.0,
-        ),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
     options = tf.data.Options()
     options.deterministic = True
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
@@ -338,13 +410,21 @@ def load_folder(
 
 
 def validation_images(data: DataConfig) -> list[tuple[str, np.ndarray]]:
-    """``(name, uint8 HR (H, W, 3))`` for every validation image, H and W multiples of scale.
+    """``(name, uint8 HR (H, W, 3))`` for every validation image, H and W multiples of scale;
+    ``(name, uint8 HR, uint8 LR)`` for the images of a ``{hr, lr}`` entry (the given LR, which
+    :func:`harness.evaluation.protocol.evaluate` then uses instead of bicubic).
 
     Names are ``<folder>/<file stem>``. ``data.val_limit`` keeps the first N (by folder, then
     name); ``data.val_max_side`` centre-crops each to at most that many pixels a side.
     """
+    from harness.data.pairs import load_pairs
+
     out: list[tuple[str, np.ndarray]] = []
     for spec in data.val:
+        if isinstance(spec, PairedFolder):
+            found = load_pairs(spec.hr, spec.lr, data.scale, data.val_max_side, prefix=True)
+            out.extend(found)  # type: ignore[arg-type]
+            continue
         out.extend(load_folder(spec, data.scale, data.val_max_side, prefix=True))
     if data.val_limit > 0:
         out = out[: data.val_limit]

@@ -115,11 +115,11 @@ def report_crops(
 
     paths = []
     for set_label, hrs in images.items():
-        for i, (name, hr) in enumerate(hrs):
+        for i, (name, hr, *given) in enumerate(hrs):
             if any(len(o) <= i for o in outputs[set_label].values()):
                 break
             y, x, side = crop_window(hr, scale)
-            lr = to_uint8(bicubic_downsample(hr, scale))
+            lr = given[0] if given else to_uint8(bicubic_downsample(hr, scale))
             s = scale
             lr_crop = lr[y // s : (y + side) // s, x // s : (x + side) // s]
             tiles = [Tile(f"LR x{s} (nearest)", nearest_up(lr_crop, s))]

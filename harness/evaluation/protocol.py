@@ -399,7 +399,7 @@ def score(
 
 def evaluate(
     upscale: Upscaler,
-    images: Iterable[tuple[str, np.ndarray]],
+    images: Iterable[tuple[str, np.ndarray] | tuple[str, np.ndarray, np.ndarray]],
     scale: int,
     border: int | None = None,
     extra: Mapping[str, Callable[[np.ndarray, np.ndarray], float]] | None = None,
@@ -407,20 +407,22 @@ def evaluate(
     """Run the protocol: ``upscale`` each image's bicubic LR and score it against its HR.
 
     ``images`` holds ``(name, uint8 HR (H, W, 3))``; HR is cropped to a multiple of ``scale``
-    here. ``border`` defaults to ``scale``. ``extra`` adds metrics ``fn(sr, hr) -> float`` on the
-    images each metric's :class:`MetricProtocol` asks for (the registered ``metric`` plugins
-    have this signature): cropped or whole, RGB or Y.
+    here. An item ``(name, HR, LR)`` gives its uint8 LR (real or separately degraded LR, e.g.
+    ``harness evaluate --lr``), which is upscaled instead of the bicubic one; the HR is then
+    of the size LR * ``scale``. ``border`` defaults to ``scale``. ``extra`` adds metrics
+    ``fn(sr, hr) -> float`` on the images each metric's :class:`MetricProtocol` asks for (the
+    registered ``metric`` plugins have this signature): cropped or whole, RGB or Y.
     """
     border = scale if border is None else border
     scores = []
-    for name, hr in images:
+    for name, hr, *given in images:
         hr = np.asarray(hr)
         if hr.dtype != np.uint8 or hr.ndim != 3 or hr.shape[2] != 3:
             raise HarnessError(
                 f"{name}: evaluation needs uint8 (H, W, 3) HR images, not {hr.dtype} {hr.shape}."
             )
         hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
-        lr = bicubic_downsample(hr, scale)
+        lr = given_lr(name, hr, given[0], scale) if given else bicubic_downsample(hr, scale)
         sr = np.asarray(upscale(lr[None]))
         if sr.ndim != 4 or sr.shape[1:] != hr.shape:
             raise HarnessError(
@@ -429,3 +431,19 @@ def evaluate(
             )
         scores.append(score(to_uint8(sr[0]), hr, border, extra, name))
     return EvalResult(tuple(scores), scale, border)
+
+
+def given_lr(name: str, hr: np.ndarray, lr: np.ndarray, scale: int) -> np.ndarray:
+    """A given uint8 LR checked against its (modcropped) HR, as float32 ``[0, 1]``."""
+    lr = np.asarray(lr)
+    if lr.dtype != np.uint8 or lr.ndim != 3 or lr.shape[2] != 3:
+        raise HarnessError(
+            f"{name}: a given LR must be uint8 (h, w, 3), not {lr.dtype} {lr.shape}."
+        )
+    if (lr.shape[0] * scale, lr.shape[1] * scale) != hr.shape[:2]:
+        raise HarnessError(
+            f"{name}: the LR is {lr.shape[1]}x{lr.shape[0]} px and the HR (cropped to a "
+            f"multiple of {scale}) {hr.shape[1]}x{hr.shape[0]} px; at scale {scale} the HR must "
+            f"be {lr.shape[1] * scale}x{lr.shape[0] * scale}."
+        )
+    return lr.astype(np.float32) / np.float32(255.0)

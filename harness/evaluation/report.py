@@ -200,6 +200,7 @@ def write_report(
     *,
     registry: Registry,
     data: Sequence[str] = DEFAULT_DATA,
+    lr: Sequence[str] = (),
     metrics: Sequence[str] | None = None,
     tracking_uri: str | None = None,
     crops: int = 2,
@@ -212,15 +213,15 @@ def write_report(
     """Evaluate each run of ``refs`` and bicubic on ``data`` and write the report to ``out``
     (default ``reports/<date-time>``). ``metrics`` are metric plugin names of ``registry``
     (default: the registered ones of :data:`DEFAULT_METRICS`); ``crops`` images per set get a
-    crop figure."""
-    from harness.data.pipeline import load_folder
+    crop figure. ``lr`` (one folder per ``data`` folder) gives LR images to upscale instead of
+    bicubic LR."""
     from harness.evaluation import mlflow_log
     from harness.evaluation.crops import report_crops
     from harness.evaluation.plots import run_curves
     from harness.evaluation.protocol import PROTOCOL_MEASURES, metric_protocol
 
     now = _dt.datetime.now().astimezone()
-    suites = discover(list(data))
+    suites = discover(list(data), list(lr))
     runs = resolve_runs(refs, tracking_uri=tracking_uri, model_kind=model_kind, say=say)
     extra = metric_functions(registry, metrics)
     protocols = {
@@ -232,7 +233,7 @@ def write_report(
     folder = Path(out) if out else Path("reports") / now.strftime("%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)
 
-    images = {s.label: load_folder(s.spec, scale) for s in suites}
+    images = {s.label: s.images(scale) for s in suites}
     results, outputs = _measure(runs, suites, images, scale, extra, crops, progress, registry)
     tables = {
         s: {row: {k: r.mean(k) for k in measures} for row, r in res.items()}

@@ -40,24 +40,43 @@ class Suite:
     label: str
     spec: str
     group: str = ""  # the clip collection this folder belongs to ("" for a plain folder)
+    lr: str = ""  # a folder of given LR images matching spec's HR by name ("" -> bicubic LR)
+
+    def images(self, scale: int, limit: int = 0) -> list[Any]:
+        """``(name, uint8 HR)``, or ``(name, uint8 HR, uint8 LR)`` with given LR images."""
+        from harness.data.pairs import load_pairs
+        from harness.data.pipeline import load_folder
+
+        if self.lr:
+            return list(load_pairs(self.spec, self.lr, scale, limit=limit))
+        return list(load_folder(self.spec, scale, limit=limit))
 
 
-def discover(specs: Sequence[str]) -> list[Suite]:
+def discover(specs: Sequence[str], lr_specs: Sequence[str] = ()) -> list[Suite]:
     """Folder specs -> data sets. A folder holding no images but subfolders of images (the Vid4
-    layout: one folder of frames per clip) becomes one data set per clip, in a group."""
+    layout: one folder of frames per clip) becomes one data set per clip, in a group.
+
+    ``lr_specs`` (one per spec, in order, or none) are folders of given LR images; for a clip
+    folder, the LR of clip ``c`` is ``<lr>/c``."""
     from harness.data import images
     from harness.data import pipeline as data
 
+    if lr_specs and len(lr_specs) != len(specs):
+        raise HarnessError(
+            f"{len(lr_specs)} --lr folders for {len(specs)} --data folders: give one --lr per "
+            "--data folder, in the same order (or none, for bicubic LR)."
+        )
     suites: list[Suite] = []
-    for spec in specs:
+    for i, spec in enumerate(specs):
+        lr = lr_specs[i] if lr_specs else ""
         if spec == data.SKIMAGE:
-            suites.append(Suite(data.SKIMAGE, spec))
+            suites.append(Suite(data.SKIMAGE, spec, lr=lr))
             continue
         folder = Path(spec).expanduser()
         files = data.resolve(spec)  # raises with a download hint when missing
         label = data.folder_label(spec)
         if files:
-            suites.append(Suite(label, spec))
+            suites.append(Suite(label, spec, lr=lr))
             continue
         clips = sorted(p for p in folder.iterdir() if p.is_dir() and images.list_images(p))
         if not clips:
@@ -65,7 +84,10 @@ def discover(specs: Sequence[str]) -> list[Suite]:
                 f"{folder} holds no images ({', '.join(images.IMAGE_SUFFIXES)}) and no "
                 "subfolders of images (video frames)."
             )
-        suites.extend(Suite(f"{label}/{clip.name}", str(clip), label) for clip in clips)
+        suites.extend(
+            Suite(f"{label}/{clip.name}", str(clip), label, str(Path(lr) / clip.name) if lr else "")
+            for clip in clips
+        )
     labels = [s.label for s in suites]
     dupes = sorted({x for x in labels if labels.count(x) > 1})
     if dupes:
@@ -236,10 +258,12 @@ def evaluate_folders(
     limit: int = 0,
     tile: int = 0,
     metrics: Sequence[str] = (),
+    lr_specs: Sequence[str] = (),
 ) -> SuiteResult:
     """Score ``model_ref`` (``bicubic`` or any model reference) on the data sets of ``specs``:
-    the protocol's measures plus the metric plugins ``metrics`` of ``registry``."""
-    from harness.data.pipeline import load_folder
+    the protocol's measures plus the metric plugins ``metrics`` of ``registry``. With
+    ``lr_specs`` (one folder per spec) the given LR images are upscaled instead of bicubic LR
+    (``bicubic`` then upscales them with MATLAB bicubic)."""
     from harness.evaluation.protocol import evaluate, metric_protocol
 
     if not specs:
@@ -249,14 +273,12 @@ def evaluate_folders(
         )
     if scale is not None and scale < 1:
         raise HarnessError(f"--scale must be at least 1, not {scale}.")
-    suites = discover(specs)
+    suites = discover(specs, lr_specs)
     upscale, scale = load_model(model_ref, registry, scale, tile)
     border = scale if border is None else border
     extra = metric_functions(registry, list(metrics))
     results = {
-        suite.label: evaluate(
-            upscale, load_folder(suite.spec, scale, limit=limit), scale, border, extra
-        )
+        suite.label: evaluate(upscale, suite.images(scale, limit), scale, border, extra)
         for suite in suites
     }
     return SuiteResult(

@@ -311,6 +311,58 @@ def check_metric(
         raise _fail(what, f"returned {number}, expected a finite value.")
 
 
+def check_degradation(
+    factory: Callable[..., Any],
+    params: Mapping[str, Any] | None = None,
+    name: str = "degradation",
+    scales: Iterable[int] = (2, 3, 4),
+) -> None:
+    """``factory(scale=...)`` for each of ``scales`` gives ``degrade(hr, seed)`` mapping a float32
+    ``(H, W, 3)`` HR in ``[0, 1]`` (not square) to finite float32 ``(H/s, W/s, 3)`` near
+    ``[0, 1]`` (within ``[-0.5, 1.5]``: the host clips, but a 0..255 output is a bug), in a
+    ``tf.function`` traced for any image size (as a ``tf.data`` map runs it; eagerly too, for
+    the shape); the same seed gives the same LR."""
+    import tensorflow as tf
+
+    what = f'degradation "{name}"'
+    rng = np.random.default_rng(0)
+    for scale in scales:
+        degrade = _build(what, factory, {**_params(factory, params), "scale": scale})
+        if not callable(degrade):
+            raise _fail(
+                what, f"factory returned {type(degrade).__name__}; expected degrade(hr, seed)."
+            )
+        h, w = 12 * scale, 10 * scale
+        hr = tf.constant(rng.integers(0, 256, (h, w, 3)).astype(np.float32) / 255.0)
+        seed = tf.constant([7, 11], tf.int64)
+        at = f"{what} at scale {scale}"
+        spec = [tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([2], tf.int64)]
+        try:
+            eager, eager_again = degrade(hr, seed), degrade(hr, seed)
+            traced = tf.function(degrade, input_signature=spec)
+            lr, again = traced(hr, seed), traced(hr, seed)
+        except Exception as exc:
+            raise _fail(at, f"raised {type(exc).__name__}: {exc}") from exc
+        expected = (h // scale, w // scale, 3)
+        for label, out in (("", lr), (" eagerly", eager)):
+            if tuple(out.shape) != expected:
+                raise _fail(
+                    at, f"maps HR {(h, w, 3)} to {tuple(out.shape)}{label}, expected {expected}."
+                )
+            if out.dtype != tf.float32:
+                raise _fail(at, f"returns {out.dtype.name}{label}, expected float32.")
+        value = lr.numpy()
+        if not np.all(np.isfinite(value)) or value.min() < -0.5 or value.max() > 1.5:
+            raise _fail(
+                at, f"returns values in [{value.min()}, {value.max()}], expected about [0, 1]."
+            )
+        if not (
+            np.array_equal(value, again.numpy())
+            and np.array_equal(eager.numpy(), eager_again.numpy())
+        ):
+            raise _fail(at, "gives different LR for the same seed; derive randomness from seed.")
+
+
 CHECKS: dict[str, Callable[..., None]] = {
     "content_loss": check_content_loss,
     "adversarial_loss": check_adversarial_loss,
@@ -318,6 +370,7 @@ CHECKS: dict[str, Callable[..., None]] = {
     "discriminator": check_discriminator,
     "schedule": check_schedule,
     "metric": check_metric,
+    "degradation": check_degradation,
 }
 """Registry kind -> its check."""
 

@@ -109,3 +109,25 @@ def harness_register_metrics() -> Mapping[str, Factory]:
     ``[validation] metrics`` lists it. The older ``higher_is_better`` attribute is still read
     when there is no ``protocol``.
     """
+
+
+@hookspec
+def harness_register_degradations() -> Mapping[str, Factory]:
+    """Register degradations: how a training LR image is made from its HR image.
+
+    Called once when the registry is built. Each factory is called as
+    ``factory(scale=..., **params)`` (``scale`` from ``[data] scale``, the other keywords from
+    ``[data.degradation]``) and returns ``degrade(hr, seed) -> lr``:
+
+    - ``hr``: float32 tensor ``(H, W, 3)`` in ``[0, 1]`` on 8-bit levels, H and W multiples of
+      ``scale`` and not necessarily square or of static size (``harness data degrade`` passes
+      whole images);
+    - ``seed``: int64 tensor of shape ``[2]``, a stateless-RNG key; every random draw derives
+      from it (``tf.random.stateless_*``, ``tf.random.experimental.stateless_split``), so the
+      same seed gives the same LR;
+    - returns float32 ``(H // scale, W // scale, 3)``. The host clips it to ``[0, 1]`` and rounds
+      it to 8-bit levels.
+
+    ``degrade`` is pure TensorFlow (no ``numpy_function``, no Python randomness): the training
+    pipeline calls it per crop inside a ``tf.data`` map, in graph mode.
+    """

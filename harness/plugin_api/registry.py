@@ -64,6 +64,7 @@ KINDS: dict[str, str] = {
     "discriminator": "harness_register_discriminators",
     "schedule": "harness_register_schedules",
     "metric": "harness_register_metrics",
+    "degradation": "harness_register_degradations",
 }
 """Registry kind -> the hook that fills it."""
 

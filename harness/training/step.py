@@ -364,7 +364,9 @@ class Trainer:
             from harness.data import pipeline as data
 
             seed = int(self.rng.uniform_full_int([], tf.int64).numpy() % (2**31 - 1))
-            dataset = data.training_dataset(self.exp.data, self.exp.train.batch_size, seed)
+            dataset = data.training_dataset(
+                self.exp.data, self.exp.train.batch_size, seed, self.registry
+            )
         if self.replicas > 1:
             # DATA sharding: every worker builds the same global batches (same seed) and takes
             # its slice of each, so the workers together train on exactly the batches of a
@@ -422,8 +424,8 @@ class Trainer:
 
             raise DataError(
                 "none of the training images in "
-                f"{', '.join(self.exp.data.train)} could be decoded (truncated or damaged "
-                "files; the warnings above name them). List them with `harness data check "
+                f"{', '.join(map(str, self.exp.data.train))} could be decoded (truncated or "
+                "damaged files; the warnings above name them). List them with `harness data check "
                 "FOLDER` and replace or remove them."
             ) from None
 

@@ -96,19 +96,23 @@ def _caption(text: str, width: int) -> np.ndarray:
 
 def sample_grid(
     upscale: Callable[[np.ndarray], np.ndarray],
-    images: Sequence[tuple[str, np.ndarray]],
+    images: Sequence[tuple[str, np.ndarray] | tuple[str, np.ndarray, np.ndarray]],
     scale: int,
 ) -> np.ndarray:
     """A ``uint8 (H, W, 3)`` image: one row per image, columns LR (nearest) | bicubic | SR | HR,
     each tile captioned with its column's name and, for bicubic and SR, its PSNR-Y against HR
-    (the protocol's: Y channel, ``scale`` pixels of border cropped)."""
+    (the protocol's: Y channel, ``scale`` pixels of border cropped). An image given with its LR
+    (paired validation data) shows that LR."""
     from harness.data.images import to_uint8
 
     rows = []
-    for name, hr in images:
+    for name, hr, *given in images:
         h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
         hr = hr[:h, :w]
-        lr = metrics.bicubic_downsample(hr, scale)[None]
+        if given:
+            lr = (np.asarray(given[0], np.float32) / 255.0)[None]
+        else:
+            lr = metrics.bicubic_downsample(hr, scale)[None]
         nearest = np.repeat(np.repeat(lr[0], scale, axis=0), scale, axis=1)
         tiles = [
             to_uint8(t) for t in (nearest, metrics.bicubic_upsample(lr, scale)[0], upscale(lr)[0])
