@@ -134,7 +134,7 @@ def test_the_preferential_gp_needs_botorch_or_says_so(tmp_path, registry):
     try:
         import botorch  # noqa: F401
     except ImportError:
-        with pytest.raises(ConfigError, match='pip install botorch.*sampler = "random"'):
+        with pytest.raises(ConfigError, match=r'srgan-harness\[dashboard\].*sampler = "random"'):
             preferential.make_sampler(p)
     else:
         from optuna_dashboard.preferential.samplers.gp import PreferentialGPSampler

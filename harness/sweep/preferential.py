@@ -56,7 +56,8 @@ def make_sampler(p: Plan) -> BaseSampler:
             raise ConfigError(
                 f'[sweep] mode = "preferential" ({p.path}) learns from rankings with '
                 f"optuna-dashboard's PreferentialGPSampler, which needs BoTorch ({exc}): "
-                'pip install botorch, or sample at random with sampler = "random".'
+                'pip install "srgan-harness[dashboard]" (or botorch), or sample at random with '
+                'sampler = "random".'
             ) from None
         return PreferentialGPSampler(**options)
     except TypeError as exc:
