@@ -179,6 +179,10 @@ class TrackingConfig:
     uri: str = ""  # "" -> $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     experiment: str = ""  # MLflow experiment name; "" -> [experiment].name
     log_model: bool = True
+    # registered model the final generator becomes a version of; "" -> none (docs/inference.md)
+    register: str = ""
+    # alias set on the registered version of the best validation generator (best_psnr_y)
+    alias: str = "champion"
 
 
 @dataclass(frozen=True)
