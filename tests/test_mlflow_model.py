@@ -140,6 +140,21 @@ def test_the_alias_goes_on_the_final_version_when_it_is_the_best(store, registry
     assert str(client.get_model_version_by_alias("solo", "prod").version) == "1"
 
 
+@pytest.mark.parametrize(
+    ("tracking", "words"),
+    [
+        ({"register": "sr", "log_model": False}, "log_model"),
+        ({"register": "sr", "alias": "latest"}, "reserves"),
+        ({"register": "sr", "alias": "best one"}, "letters"),
+    ],
+)
+def test_unusable_registration_settings_are_refused_when_read(tracking, words, registry) -> None:
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=words):
+        config.from_dict({"tracking": tracking}, registry=registry)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
