@@ -7,8 +7,13 @@ Where runs go: ``[tracking].uri`` if set, else ``$MLFLOW_TRACKING_URI``, else
 
 Names (see docs/architecture.md): parameters are the dotted keys of ``Experiment.flat_params()``;
 metrics ``loss/<term>``, ``weight/<term>``, ``loss/d``, ``loss/g_total``, ``train/img_per_s``,
-``train/learning_rate``, ``val/<metric>``; artifacts ``experiment.toml``, ``samples/step_<N>.png``
-and the generator as an MLflow model named ``generator``.
+``train/learning_rate``, ``val/<metric>``, ``val/bicubic_<metric>``; MLflow's ``system/...``
+metrics (CPU, memory, GPU) unless ``[tracking] system_metrics = false``; the sample grids as the
+stepped image ``samples`` (:meth:`Tracker.log_image`); the data folders as dataset inputs
+(``training``, ``validation``); artifacts ``experiment.toml`` and the generator as an MLflow
+model named ``generator``. Tags: ``mlflow.note.content`` (``[experiment] description``),
+``mlflow.user``, ``mlflow.source.name`` (the experiment file) and ``mlflow.source.git.commit``
+when that file is in a git checkout.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +34,18 @@ from mlflow.tracking import MlflowClient
 from harness import __version__
 from harness.config import Experiment
 from harness.errors import HarnessError, HarnessWarning
+from harness.run_context import run_context_tags
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
 RESUMED_FROM_TAG = "harness.resumed_from_run"
 """Set on a new run that continues a checkpoint whose MLflow run is gone (the old run id)."""
 ERROR_TAG = "error"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+"""MLflow 3's UI opens an experiment on its model-training pages when this tag is
+``custom_model_development`` (its GenAI pages otherwise)."""
+SYSTEM_METRICS_INTERVAL = 10.0
+"""Seconds between system metric samples; ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` overrides."""
 MAX_BATCH = 100  # MLflow accepts at most 100 params per log_batch call
 
 
@@ -159,6 +170,7 @@ class Tracker:
                         TrackingWarning,
                         stacklevel=2,
                     )
+            self.experiment_id = self.client.get_run(self.run_id).info.experiment_id
         except (MlflowException, ValueError) as exc:
             raise TrackingError(
                 f"MLflow tracking store {self.uri} failed: {exc}. Check [tracking].uri or "
@@ -167,6 +179,7 @@ class Tracker:
         # log_model goes through MLflow's fluent layer, which reads the global URI.
         mlflow.set_tracking_uri(self.uri)
         self.ended = False
+        self._system_metrics: Any = None
 
     def _missing(self, run_id: str) -> str | None:
         """Why ``run_id`` cannot be continued (``"does not exist"``, ``"was deleted"``), or
@@ -195,9 +208,15 @@ class Tracker:
             if found is not None:
                 if found.lifecycle_stage != "active":
                     self.client.restore_experiment(found.experiment_id)
+                if EXPERIMENT_KIND_TAG not in found.tags:
+                    self.client.set_experiment_tag(
+                        found.experiment_id, EXPERIMENT_KIND_TAG, "custom_model_development"
+                    )
                 return found.experiment_id
             try:
-                return self.client.create_experiment(name)
+                return self.client.create_experiment(
+                    name, tags={EXPERIMENT_KIND_TAG: "custom_model_development"}
+                )
             except MlflowException:
                 if attempt == 1:
                     raise
@@ -271,6 +290,68 @@ class Tracker:
             path.write_bytes(data)
             self.client.log_artifact(self.run_id, str(path), folder or None)
 
+    def log_image(self, image: Any, key: str, step: int) -> None:
+        """Log ``image`` (``uint8 (H, W, 3)``) as the stepped image ``key`` at ``step``: MLflow's
+        image chart, with a step slider and run comparison (stored under ``images/``)."""
+        self.client.log_image(self.run_id, image, key=key, step=int(step), synchronous=True)
+
+    def log_context(self, exp: Experiment) -> None:
+        """The run's context: description, user, source file and git commit
+        (:func:`run_context_tags`)."""
+        self.set_tags(run_context_tags(exp))
+
+    def log_datasets(self, datasets: Sequence[Any], context: str) -> None:
+        """Log MLflow datasets (:func:`image_folder_dataset`) as inputs of the run, used for
+        ``context`` (``training``, ``validation``)."""
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        inputs = [
+            DatasetInput(ds._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, context)])
+            for ds in datasets
+        ]
+        if inputs:
+            self.client.log_inputs(self.run_id, datasets=inputs)
+
+    def start_system_metrics(self, interval: float = SYSTEM_METRICS_INTERVAL) -> None:
+        """Sample CPU, memory, disk, network and (with ``pynvml`` and an NVIDIA GPU) GPU use
+        every ``interval`` seconds as MLflow's ``system/...`` metrics until :meth:`end`; a
+        resumed run continues their steps."""
+        if self._system_metrics is not None:
+            return
+        import logging
+
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        # MLflow announces the monitor at INFO level on every start and stop
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+        monitor = SystemMetricsMonitor(
+            self.run_id,
+            sampling_interval=interval,
+            resume_logging=self.resumed,
+            tracking_uri=self.uri,
+        )
+        monitor.start()
+        self._system_metrics = monitor
+
+    def _stop_system_metrics(self) -> None:
+        """Stop sampling; one last sample is logged so a run shorter than the interval still
+        has its system metrics."""
+        monitor, self._system_metrics = self._system_metrics, None
+        if monitor is None:
+            return
+        monitor.finish()
+        try:
+            monitor.collect_metrics()
+            monitor.publish_metrics(monitor.aggregate_metrics())
+            monitor.mlflow_logger.flush()
+        except Exception as exc:  # a store gone at the end: the run's own end reports it
+            warnings.warn(
+                f"the last system metrics sample was not logged: {exc}",
+                TrackingWarning,
+                stacklevel=3,
+            )
+
     def log_lineage(self, source: Any) -> None:
         """Record a warm start (:class:`harness.training.warmstart.Source`): the reference as the
         ``init.<network>`` tag, the source's MLflow run as ``init.<network>_run`` (the
@@ -311,6 +392,7 @@ class Tracker:
 
     def delete(self) -> None:
         """Delete this run (a duplicate: two sweep workers created the study's parent run)."""
+        self._stop_system_metrics()
         self.client.delete_run(self.run_id)
         self.ended = True
 
@@ -322,6 +404,7 @@ class Tracker:
         """
         if self.ended:
             return
+        self._stop_system_metrics()
         if error:
             self.set_tag(ERROR_TAG, error)
         elif (

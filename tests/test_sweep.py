@@ -76,6 +76,10 @@ def test_sweep_files_load_and_check(registry):
         ("[sweep]\nobjectives = [{metric = 'val/psnr_y', reduce = 'mean'}]\n", '"best"'),
         ("[sweep]\ntrials = 0\n", "at least 1"),
         ("[sweep]\nsampler = 'cmaes'\n", "one of"),
+        ("[sweep]\nmode = 'preferential'\nsampler = 'grid'\n", 'sampler = "gp"'),
+        ("[sweep]\nsampler = 'gp'\n", 'mode = "preferential"'),
+        ("[sweep]\nmode = 'ranked'\n", "one of"),
+        ("[sweep]\nn_generate = 0\n", "at least 1"),
     ],
 )
 def test_bad_sweep_tables_name_the_key_and_the_fix(tmp_path, body, message, registry):
@@ -302,7 +306,12 @@ def test_sweep_through_the_cli_tracks_trials_in_mlflow(tmp_path, shared_data):
     assert len(parents) == 1 and len(children) == 2
     parent = parents[0]
     assert parent.info.status == "FINISHED"
+    assert study.metric_names == ["val/psnr_y"]  # optuna-dashboard's name for the objective
     assert study.user_attrs[sweep.PARENT_ATTR] == parent.info.run_id
+    assert study.user_attrs["mlflow_experiment_id"] == parent.info.experiment_id
+    assert study.user_attrs["mlflow_tracking_uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    folder = tmp_path / "runs" / "quickstart_sweep" / "quickstart_w1_w2" / "artifacts"
+    assert study.user_attrs["artifact_dir"] == str(folder)
     assert parent.data.tags["best.trial_number"] == str(best.number)
     assert parent.data.metrics["best/val/psnr_y"] == pytest.approx(best.value)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
@@ -313,6 +322,15 @@ def test_sweep_through_the_cli_tracks_trials_in_mlflow(tmp_path, shared_data):
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.tags["optuna.trial_number"] == str(trial.number)
         assert run.data.tags["optuna.state"] == trial.state.name
+        assert run.data.tags["optuna.storage"] == storage
+        # the trial number first, so runs sort by trial; the sampled values are its parameters
+        assert run.info.run_name == f"{trial.number:04d} quickstart_w1_w2"
+        assert set(run.data.params) == set(trial.params)
+        # its last validation sample grid, for optuna-dashboard (--artifact-dir)
+        metas = optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage)
+        assert [m.artifact_id for m in metas] == [trial.user_attrs[sweep.GRID_ATTR]]
+        assert metas[0].filename.startswith(f"trial_{trial.number:04d}_")
+        assert (folder / metas[0].artifact_id).read_bytes()[:4] == b"\x89PNG"
         assert run.info.status == ("FINISHED" if trial.state == TrialState.COMPLETE else "KILLED")
         for key, value in trial.params.items():
             assert float(run.data.params[key]) == pytest.approx(value)
@@ -320,6 +338,14 @@ def test_sweep_through_the_cli_tracks_trials_in_mlflow(tmp_path, shared_data):
         assert psnr and sorted(trial.intermediate_values) == [2, 4][: len(psnr)]
         if trial.state == TrialState.COMPLETE:
             assert trial.value == pytest.approx(max(psnr))
+
+    # a report of the sweep finds each trial's run directory and values (its experiment.toml)
+    from harness.evaluation.report import resolve_runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    infos = resolve_runs([parent.info.run_id], tracking_uri=uri, say=lambda _: None)
+    assert sorted(i.run_dir.name for i in infos) == [f"trial_{t.number:04d}" for t in trials]
+    assert all(i.params["data.scale"] == "4" for i in infos)
 
     shown = subprocess.run(
         [*HARNESS, "sweep", "--show", str(QUICK)],

@@ -132,3 +132,9 @@ def command(
     click.echo(line)
     if result.model_path:
         click.echo(f"generator: {result.model_path}")
+    if result.run_id and result.experiment_id:
+        from harness.run_context import run_url, ui_command
+
+        if command := ui_command(result.tracking_uri):
+            click.echo(f"MLflow UI: {command}")
+        click.echo(f"run page: {run_url(result.tracking_uri, result.experiment_id, result.run_id)}")

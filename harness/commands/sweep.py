@@ -22,6 +22,12 @@ from harness.commands._options import overrides_option, registry
 )
 @click.option("--study", "study_name", metavar="NAME", help="Study name (default [sweep].study).")
 @overrides_option("Override a value of FILE (TOML syntax) for every trial. Repeatable.")
+@click.option(
+    "--preferential",
+    is_flag=True,
+    help="Rank the trials' sample grids by eye in optuna-dashboard ([sweep] mode = "
+    '"preferential"); the sampler learns from the rankings.',
+)
 @click.option("--show", is_flag=True, help="Print the best trials from the storage and exit.")
 @click.option("--top", type=int, default=10, show_default=True, help="Rows --show prints.")
 def command(
@@ -31,6 +37,7 @@ def command(
     storage: str | None,
     study_name: str | None,
     overrides: tuple[str, ...],
+    preferential: bool,
     show: bool,
     top: int,
 ) -> None:
@@ -43,13 +50,16 @@ def command(
     \b
       harness sweep experiments/perpix_sweep.toml --trials 40 --jobs 2
       harness sweep --show experiments/perpix_sweep.toml   (or: harness sweep show FILE)
-      optuna-dashboard sqlite:///optuna.db
+      harness sweep experiments/quickstart_sweep.toml --preferential
+      optuna-dashboard sqlite:///optuna.db --artifact-dir runs/<experiment>/<study>/artifacts
     """
     if len(args) == 2 and args[0] == "show":
         show, args = True, args[1:]
     if len(args) != 1:
         raise click.UsageError("give one sweep FILE (or: harness sweep show FILE).")
     file = args[0]
+    if preferential:
+        overrides = (*overrides, 'sweep.mode="preferential"')
     p = sweeps.plan(
         file,
         overrides,
@@ -65,6 +75,7 @@ def command(
     result = sweeps.run(p, echo=lambda line: click.echo(line, err=False))
     click.echo(
         f'sweep "{result.study_name}": {len(result.ran)} trials run here; MLflow parent run '
-        f"{result.parent_run_id}"
+        f"{result.parent_run_id}; sample grids: optuna-dashboard {sweeps.redact(p.storage_url)} "
+        f"--artifact-dir {sweeps.artifact_dir(p)}"
     )
     click.echo(sweeps.show(p, top=top))

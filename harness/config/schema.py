@@ -179,6 +179,7 @@ class TrackingConfig:
     uri: str = ""  # "" -> $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     experiment: str = ""  # MLflow experiment name; "" -> [experiment].name
     log_model: bool = True
+    system_metrics: bool = True  # CPU, memory, GPU use as MLflow's system/... metrics
     # registered model the final generator becomes a version of; "" -> none (docs/inference.md)
     register: str = ""
     # alias set on the registered version of the best validation generator (best_psnr_y)
@@ -194,7 +195,11 @@ class SweepConfig:
     trials: int = 20  # trials in the study in all, across workers and restarts
     timeout: float = 0.0  # seconds a worker keeps asking for new trials, 0: no limit
     jobs: int = 1  # trial processes a worker runs at once
-    sampler: Literal["tpe", "random", "grid", "nsga2"] = "tpe"
+    # "optimize": trials scored by their objectives; "preferential": people rank the trials'
+    # sample grids in optuna-dashboard and the sampler learns from the rankings
+    mode: Literal["optimize", "preferential"] = "optimize"
+    n_generate: int = 4  # preferential: trials not marked worst before the sweep waits
+    sampler: Literal["tpe", "random", "grid", "nsga2", "gp"] = "tpe"  # gp: preferential GP
     sampler_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments
     pruner: Literal["median", "hyperband", "none"] = "median"
     pruner_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments

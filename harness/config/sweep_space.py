@@ -39,6 +39,18 @@ def check_sweep(exp: Experiment) -> SweepConfig:
         raise ConfigError(f'{where}: "timeout" must be 0 (none) or seconds, not {sweep.timeout}.')
     if sweep.jobs < 1:
         raise ConfigError(f'{where}: "jobs" must be at least 1, not {sweep.jobs}.')
+    if sweep.n_generate < 1:
+        raise ConfigError(f'{where}: "n_generate" must be at least 1, not {sweep.n_generate}.')
+    if sweep.mode == "preferential" and sweep.sampler in ("grid", "nsga2"):
+        raise ConfigError(
+            f'{where}: mode = "preferential" learns from rankings with sampler = "gp" (the '
+            f'default there) or samples at random (sampler = "random"), not "{sweep.sampler}".'
+        )
+    if sweep.mode == "optimize" and sweep.sampler == "gp":
+        raise ConfigError(
+            f'{where}: sampler = "gp" is the preferential GP; it needs mode = "preferential" '
+            '(or choose "tpe", "random", "grid" or "nsga2").'
+        )
     if sweep.heartbeat_interval < 1 or sweep.grace_period < 0:
         raise ConfigError(
             f'{where}: "heartbeat_interval" must be at least 1 s and "grace_period" 0 or more.'

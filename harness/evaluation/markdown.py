@@ -103,7 +103,10 @@ def render_markdown(
                 )
             )
         rows.append([method, *cells, info.get("source", "")])
-    lines += markdown_table(["method", *ref_sets, "source"], rows, numeric=len(ref_sets))
+    if rows:
+        lines += markdown_table(["method", *ref_sets, "source"], rows, numeric=len(ref_sets))
+    else:
+        lines.append(f"None at x{scale} in `harness/evaluation/references.toml`.")
     lines.append("")
     for key, source in references.get("sources", {}).items():
         lines.append(

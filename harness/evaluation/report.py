@@ -55,14 +55,29 @@ class Report:
     mlflow_run_id: str = ""
 
 
-def load_references() -> dict[str, Any]:
-    """``references.toml``: ``{"sources": {...}, "methods": {name: {source, set: {}}}}``."""
+def load_references(scale: int | None = None) -> dict[str, Any]:
+    """``references.toml``: ``{"sources": {...}, "methods": {name: {source, scale, set: {}}}}``.
+
+    With ``scale``, only the methods published at that factor and their sources: an x2 report
+    draws no x4 points.
+    """
     text = (
         resources.files("harness.evaluation")
         .joinpath("references.toml")
         .read_text(encoding="utf-8")
     )
-    return tomllib.loads(text)
+    references = tomllib.loads(text)
+    default = references.pop("scale", None)
+    methods = {
+        name: {"scale": method.get("scale", default), **method}
+        for name, method in references.get("methods", {}).items()
+    }
+    if scale is None:
+        return {**references, "methods": methods}
+    methods = {name: m for name, m in methods.items() if m["scale"] == scale}
+    cited = {m.get("source") for m in methods.values()}
+    sources = {k: v for k, v in references.get("sources", {}).items() if k in cited}
+    return {"sources": sources, "methods": methods}
 
 
 class _Recorder:
@@ -80,26 +95,41 @@ class _Recorder:
         return sr
 
 
-def _upscaler(run: RunInfo | None, scale: int, registry: Registry) -> Any:
-    """Bicubic (``run`` ``None``) or the run's model, checked to upscale by ``scale``."""
+def _load(run: RunInfo, registry: Registry) -> Any:
+    """The run's model as an upscaler."""
     from harness.deploy.models import ModelReferenceError, load_upscaler
-    from harness.evaluation.protocol import bicubic_upscaler
 
-    if run is None:
-        return bicubic_upscaler(scale)
     if re.match(r"^(runs|models):/", run.model_ref):
         import mlflow
 
         mlflow.set_tracking_uri(run.uri)  # MLflow models load through the global URI
     try:
-        upscale = load_upscaler(run.model_ref, registry=registry)
+        return load_upscaler(run.model_ref, registry=registry)
     except ModelReferenceError as exc:
         raise ReportError(f'run "{run.label}": {exc}') from None
+
+
+def report_scale(runs: Sequence[RunInfo], registry: Registry) -> int:
+    """The factor the runs upscale by: as their experiments recorded it (one factor, checked
+    by :func:`resolve_runs`), else what the first run's model does."""
+    recorded = [r.scale for r in runs if r.scale is not None]
+    return recorded[0] if recorded else int(_load(runs[0], registry).scale)
+
+
+def _upscaler(run: RunInfo | None, scale: int, registry: Registry) -> Any:
+    """Bicubic (``run`` ``None``) or the run's model, checked to upscale by ``scale``."""
+    from harness.evaluation.protocol import bicubic_upscaler
+
+    if run is None:
+        return bicubic_upscaler(scale)
+    upscale = _load(run, registry)
     if upscale.scale != scale:
-        raise ReportError(
-            f'run "{run.label}" upscales x{upscale.scale}, its experiment '
-            f"says x{scale}; was experiment.toml edited?"
+        says = (
+            f"its experiment says x{scale}; was experiment.toml edited?"
+            if run.scale == scale
+            else f"the report's other runs upscale x{scale}; report runs of one scale together."
         )
+        raise ReportError(f'run "{run.label}" upscales x{upscale.scale}, {says}')
     return upscale
 
 
@@ -198,7 +228,7 @@ def write_report(
         **{k: metric_protocol(f) for k, f in extra.items()},
     }
     measures = tuple(protocols)
-    scale = runs[0].scale
+    scale = report_scale(runs, registry)
     folder = Path(out) if out else Path("reports") / now.strftime("%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -208,7 +238,7 @@ def write_report(
         s: {row: {k: r.mean(k) for k in measures} for row, r in res.items()}
         for s, res in results.items()
     }
-    references = load_references()
+    references = load_references(scale)
     perceptual = "lpips" if "lpips" in extra else next(iter(extra), "ssim_y")
     figures = [
         run_curves(runs, folder / "curves.png", extra),
@@ -257,6 +287,7 @@ __all__ = [
     "ReportError",
     "RunInfo",
     "load_references",
+    "report_scale",
     "metric_functions",
     "resolve_runs",
     "to_json",

@@ -57,8 +57,11 @@ class RunInfo:
     bicubic_val: float | None = None
 
     @property
-    def scale(self) -> int:
-        return int(self.params.get("data.scale", 4))
+    def scale(self) -> int | None:
+        """``data.scale`` as the run recorded it; ``None`` for a run directory holding only a
+        model (its model says: :func:`harness.evaluation.report.report_scale`)."""
+        value = self.params.get("data.scale")
+        return int(value) if value else None
 
     def _table(self, prefix: str) -> str:
         skip = {"name", "init", "plugin", "weight"}
@@ -224,6 +227,9 @@ class _Resolver:
             uri=uri,
         )
         self.store.fill(info, run)
+        kept = Path(info.tags.get("harness.run_dir", "")) / "experiment.toml"
+        if "harness.run_dir" in info.tags and kept.is_file():  # a sweep trial logs only its
+            info.params = {**_read_params(kept), **info.params}  # sampled values as params
         p = info.params
         local = Path(p.get("experiment.runs_dir", "runs")) / p.get("experiment.name", "")
         if (local / "mlflow_run_id").is_file() and (
@@ -353,7 +359,7 @@ def resolve_runs(
             info.label = f"{info.label} ({info.run_id[:8] or info.run_dir})"
     for info in runs:
         _name_source(info, runs, resolver)
-    scales = sorted({r.scale for r in runs})
+    scales = sorted({r.scale for r in runs if r.scale is not None})
     if len(scales) > 1:
         raise ReportError(
             f"the runs upscale by different factors ({scales}); report runs of one scale together."

@@ -5,7 +5,9 @@
   lost and run again.
 - :mod:`~harness.sweep.worker`: one worker's ``study.optimize`` loop, a child process a trial.
 - :mod:`~harness.sweep.trial`: the child process that trains one trial.
-- :mod:`~harness.sweep.parent`: the MLflow parent run, best trials, plots.
+- :mod:`~harness.sweep.parent`: the MLflow parent run, best trials, plots, links to MLflow.
+- :mod:`~harness.sweep.artifacts`: each trial's sample grid as an Optuna artifact.
+- :mod:`~harness.sweep.preferential`: people rank the grids in optuna-dashboard.
 - :mod:`~harness.sweep.show`: the ``--show`` table.
 
 See docs/sweeps.md.
@@ -13,6 +15,7 @@ See docs/sweeps.md.
 
 from __future__ import annotations
 
+from harness.sweep.artifacts import GRID_ATTR, artifact_dir
 from harness.sweep.parent import ParentRun, best_trials, save_plots
 from harness.sweep.plan import (
     DEFAULT_OBJECTIVE,
@@ -35,6 +38,7 @@ from harness.sweep.storage import (
     PARENT_ATTR,
     RETRY_ATTR,
     RUN_ATTR,
+    RUN_URL_ATTR,
     WORKER_ATTR,
     counts,
     fail_lost_trials,
@@ -49,14 +53,17 @@ __all__ = [
     "DEFAULT_OBJECTIVE",
     "DEFAULT_STORAGE",
     "ERROR_ATTR",
+    "GRID_ATTR",
     "INTERRUPTED_ATTR",
     "PARENT_ATTR",
     "RETRY_ATTR",
     "RUN_ATTR",
+    "RUN_URL_ATTR",
     "WORKER_ATTR",
     "Objective",
     "ParentRun",
     "Plan",
+    "artifact_dir",
     "SweepError",
     "SweepResult",
     "best_trials",

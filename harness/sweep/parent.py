@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 import time
 import warnings
@@ -43,6 +44,36 @@ class ParentRun:
                 "MLFLOW_TRACKING_URI."
             ) from exc
         self.run_id = self.tracker.run_id
+        self.experiment_id = self.tracker.client.get_run(self.run_id).info.experiment_id
+        self.ui = ui_address(self.uri)
+
+    def run_url(self, run_id: str) -> str:
+        """The MLflow UI page of ``run_id`` ("" when no UI address is known)."""
+        if not self.ui or not run_id:
+            return ""
+        return f"{self.ui}/#/experiments/{self.experiment_id}/runs/{run_id}"
+
+    def link(self, p: Plan, study: Any) -> None:
+        """Study user attributes that lead to MLflow (and to the artifact store), so
+        optuna-dashboard shows where the trials' runs are."""
+        from harness.sweep.artifacts import artifact_dir
+
+        attrs = {
+            "mlflow_tracking_uri": redact(self.uri),
+            "mlflow_experiment": self.experiment,
+            "mlflow_experiment_id": self.experiment_id,
+            PARENT_ATTR: self.run_id,
+            "artifact_dir": str(artifact_dir(p)),
+        }
+        if self.ui:
+            attrs["mlflow_url"] = (
+                f"{self.ui}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
+            )
+            attrs["mlflow_parent_run_url"] = self.run_url(self.run_id)
+        known = study.user_attrs
+        for key, value in attrs.items():
+            if known.get(key) != value:
+                study.set_user_attr(key, value)
 
     @staticmethod
     def _get_or_create(p: Plan, study: optuna.Study) -> Tracker:
@@ -113,11 +144,21 @@ class ParentRun:
             self.tracker.end(status)
 
 
+def ui_address(uri: str) -> str:
+    """The MLflow UI's address: ``$HARNESS_MLFLOW_UI`` (say http://localhost:5000 for
+    ``mlflow ui``), else the tracking URI when it is an MLflow server, else ""."""
+    address = os.environ.get("HARNESS_MLFLOW_UI", "")
+    if not address and uri.startswith(("http://", "https://")):
+        address = uri
+    return address.rstrip("/")
+
+
 def _log_setup(p: Plan, tracker: Tracker) -> None:
     """The sweep's setup as the parent run's parameters, and the resolved experiment."""
     s = p.sweep
     params = {
         "sweep.study": p.study_name,
+        "sweep.mode": s.mode,
         "sweep.sampler": s.sampler,
         "sweep.pruner": s.pruner if len(p.objectives) == 1 else "none",
         "sweep.objectives": json.dumps([o.__dict__ for o in p.objectives]),

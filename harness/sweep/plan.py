@@ -238,11 +238,12 @@ def make_sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(sweep: SweepConfig, n_objectives: int = 1) -> optuna.pruners.BasePruner:
-    """The configured pruner; none for several objectives (Optuna cannot prune those)."""
+    """The configured pruner; none for several objectives (Optuna cannot prune those) and for
+    a preferential sweep (people judge its trials)."""
     import optuna
 
     options = dict(sweep.pruner_options)
-    if sweep.pruner == "none" or n_objectives > 1:
+    if sweep.pruner == "none" or n_objectives > 1 or sweep.mode == "preferential":
         return optuna.pruners.NopPruner()
     try:
         if sweep.pruner == "hyperband":

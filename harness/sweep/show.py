@@ -21,6 +21,10 @@ def show(p: Plan, top: int = 10) -> str:
                 f"there is no sweep storage {path}: run `harness sweep {p.path}` first, or name "
                 "the storage with --storage."
             )
+    if p.sweep.mode == "preferential":
+        from harness.sweep.preferential import show as show_preferential
+
+        return show_preferential(p, top)
     study = open_study(p, open_storage(p.storage_url), create=False)
     c = counts(study)
     best = best_trials(study, p.objectives)

@@ -33,6 +33,7 @@ ERROR_ATTR = "error"  # a crashed trial's error; such a trial counts as done
 INTERRUPTED_ATTR = "interrupted"  # a trial given up by its worker; it is run again
 RETRY_ATTR = "retry_of"  # a queued retry: the number of the lost trial it runs again
 RUN_ATTR = "mlflow_run_id"
+RUN_URL_ATTR = "mlflow_run_url"  # the run's MLflow UI page, when the UI's address is known
 PARENT_ATTR = "mlflow_parent_run_id"
 
 
@@ -187,7 +188,7 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
 
 
-def _owner_alive(owner: str) -> bool | None:
+def owner_alive(owner: str) -> bool | None:
     """Whether the worker ``owner`` still runs; ``None`` when it is on another machine."""
     host, _, rest = owner.partition(":")
     pid_text, _, start = rest.partition(":")
@@ -265,7 +266,7 @@ def fail_lost_trials(study: optuna.Study, sweep: SweepConfig) -> list[int]:
     now = dt.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = t.user_attrs.get(WORKER_ATTR, "")
-        alive = _owner_alive(owner) if owner else None
+        alive = owner_alive(owner) if owner else None
         old = t.datetime_start is not None and (now - t.datetime_start).total_seconds() > grace
         if alive is False or (not owner and old):
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):

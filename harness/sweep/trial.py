@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from harness import config
 from harness.errors import HarnessError
 from harness.signals import raise_interrupt
-from harness.sweep.plan import Objective, SweepError, make_pruner, params_text
+from harness.sweep.plan import Objective, SweepError, make_pruner, params_text, redact
 from harness.sweep.storage import load_study, quiet_optuna, trial_of
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def run_trial(job: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
     study = load_study(job["storage"], job["study"], pruner)
     number = int(job["trial_number"])
     trial = trial_of(study, number)
-    name = f"trial_{number:04d}"
+    name = dir_name(number)
     overrides = {
         **job["overrides"],
         **trial.params,
@@ -110,16 +110,24 @@ def run_trial(job: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
     from harness.training.loop import StopTraining, train
 
     reporter = _Reporter(trial, objectives, int(job["parent_pid"]))
-    tags = {"optuna.study": job["study"], "optuna.trial_number": str(number)}
+    tags = {
+        "optuna.study": job["study"],
+        "optuna.storage": storage_text(job["storage"]),
+        "optuna.trial_number": str(number),
+        # the run keeps only its sampled values as parameters; the rest is in its run
+        # directory's experiment.toml (and in the artifact of that name)
+        "harness.run_dir": str(run_dir.resolve()),
+    }
     result = None
     try:
         result = train(
             exp,
             callbacks=[reporter],
             parent_run_id=job["parent_run_id"],
-            run_name=f"{job['study']} trial {number}",
+            run_name=run_name(number, job["study"]),
             tags=tags,
             registry=registry,
+            params=trial.params,  # what differs between trials; the rest is the parent's
         )
     except StopTraining:
         pass
@@ -139,6 +147,24 @@ def run_trial(job: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
     except SweepError as exc:
         return {"state": "fail", "error": str(exc), "run_id": run_id}
     return {"state": "complete", "values": values, "run_id": run_id}
+
+
+def dir_name(number: int) -> str:
+    """A trial's run directory name (under the study's folder)."""
+    return f"trial_{number:04d}"
+
+
+def storage_text(url: str) -> str:
+    """The study's storage as a tag: password hidden, a relative SQLite path made absolute
+    (the trial process runs where its worker does)."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        url = "sqlite:///" + Path(url.removeprefix("sqlite:///")).resolve().as_posix()
+    return redact(url)
+
+
+def run_name(number: int, study: str) -> str:
+    """A trial's MLflow run name: its number first, zero-padded, so runs sort by trial."""
+    return f"{number:04d} {study}"
 
 
 def _run_id(result: Any, reporter: _Reporter, run_dir: Path) -> str:

@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.signals import term_as_interrupt
+from harness.sweep.artifacts import upload_grid
 from harness.sweep.parent import ParentRun, best_trials
 from harness.sweep.plan import Plan, distributions, grid_size, params_text, redact, suggest
 from harness.sweep.storage import (
     ERROR_ATTR,
     INTERRUPTED_ATTR,
     RUN_ATTR,
+    RUN_URL_ATTR,
     WORKER_ATTR,
     counts,
     fail_lost_trials,
@@ -40,7 +42,7 @@ from harness.sweep.storage import (
     surplus,
     worker_id,
 )
-from harness.sweep.trial import COMMAND
+from harness.sweep.trial import COMMAND, dir_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -88,9 +90,15 @@ def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
     ``echo`` prints progress lines. Interrupting (Ctrl-C, SIGTERM) stops the children, marks
     their trials interrupted (they run again) and re-raises.
     """
+    if p.sweep.mode == "preferential":
+        from harness.sweep.preferential import run as run_preferential
+
+        return run_preferential(p, echo)
     storage = open_storage(p.storage_url, p.sweep)
     study = open_study(p, storage)
+    study.set_metric_names([o.metric for o in p.objectives])  # optuna-dashboard's axis names
     parent = ParentRun(p, study)
+    parent.link(p, study)
     target = p.trials
     if p.sweep.sampler == "grid" and grid_size(p.sweep) < target:
         target = grid_size(p.sweep)
@@ -100,7 +108,7 @@ def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
         f'sweep "{p.study_name}" in {redact(p.storage_url)}: {target} trials, {p.jobs} at once; '
         f"MLflow {parent.uri} (experiment {parent.experiment}, parent run {parent.run_id})"
     )
-    worker = _Worker(p, parent.run_id, target, echo)
+    worker = _Worker(p, parent, target, echo)
     start = time.monotonic()
     status = "FINISHED"
     try:
@@ -142,8 +150,8 @@ def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
 class _Worker:
     """The objective and the after-trial callback of one worker's ``study.optimize`` calls."""
 
-    def __init__(self, p: Plan, parent_run_id: str, target: int, echo: Any) -> None:
-        self.p, self.parent_run_id, self.target, self.echo = p, parent_run_id, target, echo
+    def __init__(self, p: Plan, parent: ParentRun, target: int, echo: Any) -> None:
+        self.p, self.parent, self.target, self.echo = p, parent, target, echo
         self.me = worker_id()
         self.space = distributions(p.sweep)
         self.stop = threading.Event()  # set by the main thread when the sweep is interrupted
@@ -203,6 +211,19 @@ class _Worker:
             trial.set_user_attr(INTERRUPTED_ATTR, "surplus: the study was full")
             study.stop()
             raise _Surplus("the study was full")
+        result = self.train(trial, params)
+        if result.get("state") == "complete":
+            values = [float(v) for v in result["values"]]
+            return values[0] if len(values) == 1 else values
+        if result.get("state") == "pruned":
+            raise optuna.TrialPruned(f"pruned at step {result.get('step')}")
+        error = str(result.get("error") or "unknown error")
+        trial.set_user_attr(ERROR_ATTR, error[:4000])
+        raise _Crashed(error)
+
+    def train(self, trial: optuna.Trial, params: dict[str, Any]) -> dict[str, Any]:
+        """Train ``trial`` in its process; link it to its MLflow run and upload its sample
+        grid (the trial still runs: Optuna takes attributes and artifacts until it is told)."""
         child = self._spawn(trial.number)
         self.ran.append(trial.number)
         self.echo(f"trial {trial.number} started: {params_text(params)}")
@@ -215,17 +236,17 @@ class _Worker:
             if child.process.poll() is None:
                 _stop(child.process)
         result = _read_result(child)
-        if result.get("run_id"):
-            trial.set_user_attr(RUN_ATTR, result["run_id"])
+        run_id = result.get("run_id") or ""
+        if run_id:
+            trial.set_user_attr(RUN_ATTR, run_id)
+            if self.parent.run_url(run_id):
+                trial.set_user_attr(RUN_URL_ATTR, self.parent.run_url(run_id))
+        try:
+            upload_grid(self.p, trial, self.p.trial_root / dir_name(trial.number), run_id)
+        except Exception as exc:  # noqa: BLE001 - the trial's result matters more than its picture
+            self.echo(f"trial {trial.number}: could not upload its sample grid: {exc}")
         self.finished[trial.number] = (result, child)
-        if result.get("state") == "complete":
-            values = [float(v) for v in result["values"]]
-            return values[0] if len(values) == 1 else values
-        if result.get("state") == "pruned":
-            raise optuna.TrialPruned(f"pruned at step {result.get('step')}")
-        error = str(result.get("error") or "unknown error")
-        trial.set_user_attr(ERROR_ATTR, error[:4000])
-        raise _Crashed(error)
+        return result
 
     def _give_up(self, trial: optuna.Trial, why: str) -> None:
         """Fail ``trial`` as interrupted (not counted) and queue it again; stop asking."""
@@ -256,15 +277,9 @@ class _Worker:
             self.echo(f"trial {frozen.number} FAIL: {error.splitlines()[0]}")
         run_id = result.get("run_id")
         if run_id:
-            # the swept values under their own dotted keys (the run's parameters hold the
-            # lists they sit in, e.g. losses.perpix.w1.values)
-            try:
+            try:  # the trial logged its sampled values as its parameters itself
                 tracking.annotate_run(
-                    self.p.exp,
-                    run_id,
-                    tags={"optuna.state": state},
-                    params=frozen.params,
-                    files={child.log: "logs"},
+                    self.p.exp, run_id, tags={"optuna.state": state}, files={child.log: "logs"}
                 )
             except Exception as exc:  # noqa: BLE001 - the trial is told; its run lacks a note
                 self.echo(f"trial {frozen.number}: could not annotate MLflow run {run_id}: {exc}")
@@ -278,7 +293,7 @@ class _Worker:
             "storage": self.p.storage_url,
             "study": self.p.study_name,
             "trial_number": number,
-            "parent_run_id": self.parent_run_id,
+            "parent_run_id": self.parent.run_id,
             "parent_pid": os.getpid(),
             "runs_dir": str(root.resolve()),
             "objectives": [o.__dict__ for o in self.p.objectives],

@@ -11,7 +11,8 @@ A callback is any object with some of these methods (Keras' ``Callback`` shape, 
 - ``on_train_end(result)``: once the last step is done and validated.
 
 The built-in ones, in the order the loop runs them: :class:`MLflowLogging` (losses, weights,
-learning rates and throughput every ``log_every`` steps; validation metrics),
+learning rates and throughput every ``log_every`` steps; validation metrics with the bicubic
+references at the same step),
 :class:`SampleGrids`, :class:`History`, :class:`KeepBest` (``best_<metric>.keras``),
 :class:`Progress` (the bar, or plain lines when quiet), :class:`PeriodicCheckpoint`,
 :class:`StopOnSignal`, :class:`ExportModels`; then the caller's. A new "thing every N steps" is
@@ -35,6 +36,8 @@ from harness.training.kept import KeptGenerators
 from harness.training.step import PHASES, Trainer
 from harness.training.validation import Validator, sample_grid
 
+SAMPLES_KEY = "samples"
+"""The MLflow image key of the sample grids."""
 HOOKS = ("on_train_begin", "on_step_end", "on_validation", "on_train_end")
 
 
@@ -76,6 +79,8 @@ class TrainResult:
     model_path: Path | None = None
     model_uri: str | None = None
     kept: dict[str, dict[str, float]] = field(default_factory=dict)
+    experiment_id: str = ""  # the MLflow experiment of the run
+    tracking_uri: str = ""  # the MLflow store it was logged to
 
 
 @dataclass
@@ -177,11 +182,14 @@ class MLflowLogging:
         self.sums, self.count, self.tick = {}, 0, time.perf_counter()
 
     def on_validation(self, step: int, metrics: dict[str, float]) -> None:
-        self.run.tracker.log_metrics(metrics, step=step)
+        # the bicubic references at the same step, so each draws as a flat line in its chart
+        self.run.tracker.log_metrics({**metrics, **self.run.result.bicubic_metrics}, step=step)
 
 
 class SampleGrids:
-    """At each validation, ``samples/step_<n>.png`` in MLflow: LR | bicubic | SR | HR rows."""
+    """At each validation, the stepped MLflow image ``samples``: LR | bicubic | SR | HR rows,
+    captioned with the PSNR-Y of bicubic and SR (MLflow's image chart has a step slider and
+    compares runs)."""
 
     def __init__(self, run: Run) -> None:
         self.run = run
@@ -192,7 +200,7 @@ class SampleGrids:
         if samples and run.chief:
             upscale = run.validator.upscaler(run.trainer.final_generator)
             grid = sample_grid(upscale, samples, run.exp.data.scale)
-            run.tracker.log_bytes(grid, f"samples/step_{step}.png")
+            run.tracker.log_image(grid, key=SAMPLES_KEY, step=step)
 
 
 class History:
@@ -378,6 +386,7 @@ __all__ = [
     "PeriodicCheckpoint",
     "Progress",
     "Run",
+    "SAMPLES_KEY",
     "SampleGrids",
     "StopOnSignal",
     "StopTraining",

@@ -46,6 +46,8 @@ class _NullTracker:
     """What a non-chief worker of a multi-worker run logs with: nothing."""
 
     run_id = ""
+    experiment_id = ""
+    uri = ""
     resumed = False
 
     def __getattr__(self, name: str) -> Any:
@@ -67,6 +69,7 @@ def train(
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
     fresh: bool = False,
+    params: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``exp`` to ``train.steps``, resuming its run directory's checkpoint if there is one.
 
@@ -82,6 +85,8 @@ def train(
         run_name, tags: the MLflow run's name (default: the experiment's name) and extra tags.
         fresh: move an existing checkpoint (and kept models) aside into
             ``<run_dir>/previous-<time>/`` and start a new MLflow run.
+        params: the MLflow run's parameters (default: every value, ``exp.flat_params()``; a
+            sweep's trial logs only what differs between its trials).
 
     Raises:
         NonFiniteLoss: a loss became NaN/inf (the MLflow run is FAILED).
@@ -115,7 +120,7 @@ def train(
     try:
         trainer = Trainer(exp, registry=registry, strategy=strategy)
         try:
-            result = _run(exp, trainer, tracker, callbacks, chief, ckpt_dir)
+            result = _run(exp, trainer, tracker, callbacks, chief, ckpt_dir, params)
         except (tf.errors.UnavailableError, tf.errors.CancelledError) as exc:
             if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
                 raise
@@ -155,6 +160,21 @@ def _lost_text(exc: BaseException, ckpt_dir: Path) -> str:
     )
 
 
+def _log_data_inputs(exp: Experiment, tracker: Any) -> None:
+    """The training and validation folders as MLflow dataset inputs of the run (one dataset
+    per folder: its name, a digest of its file list and its number of images)."""
+    from harness.data.pipeline import SKIMAGE, folder_label, resolve, skimage_folder
+    from harness.run_context import image_folder_dataset
+
+    for context, specs in (("training", exp.data.train), ("validation", exp.data.val)):
+        datasets = []
+        for spec in dict.fromkeys(specs):
+            folder = skimage_folder() if spec == SKIMAGE else Path(spec).expanduser()
+            files = resolve(spec)
+            datasets.append(image_folder_dataset(folder_label(spec), folder, files, context))
+        tracker.log_datasets(datasets, context)
+
+
 def _check_same_step(trainer: Trainer, source: Path) -> None:
     """Every worker of a multi-worker run must start at the same step (a worker that did not
     find the chief's checkpoints would start at 0 and the run would deadlock): compare the
@@ -184,6 +204,7 @@ def _run(
     callbacks: Sequence[Callback],
     chief: bool,
     ckpt_dir: Path,
+    params: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     from harness.training.warmstart import warm_start
 
@@ -204,13 +225,24 @@ def _run(
     sources = [] if resumed else warm_start(trainer)
     if chief:
         _atomic_write(toml_path, exp.to_toml())
-        tracker.log_params(exp.flat_params())
+        tracker.log_params(exp.flat_params() if params is None else params)
         tracker.log_artifact(toml_path)
         tracker.set_tags({"precision": trainer.policy, "replicas": trainer.replicas})
+        if not tracker.resumed:
+            tracker.log_context(exp)
+            _log_data_inputs(exp, tracker)
+        if exp.tracking.system_metrics:
+            tracker.start_system_metrics()
         for source in sources:
             tracker.log_lineage(source)
     kept = KeptGenerators(run_dir, exp, trainer.registry, enabled=chief, resumed=resumed)
-    result = TrainResult(run_id=tracker.run_id, run_dir=run_dir, steps=trainer.step)
+    result = TrainResult(
+        run_id=tracker.run_id,
+        run_dir=run_dir,
+        steps=trainer.step,
+        experiment_id=tracker.experiment_id,
+        tracking_uri=tracker.uri,
+    )
     progress = cb.Progress(t.steps, trainer.step, t.quiet, t.log_every)
     say = progress.write
     if resumed:
@@ -220,8 +252,10 @@ def _run(
     say(f"precision {trainer.policy}, {trainer.replicas} replica(s); run dir {run_dir}")
 
     validator = Validator(exp, trainer.registry)
-    if validator.images and not resumed:
+    if validator.images:
+        # the reference: logged at step 0 and again beside every validation (MLflowLogging)
         result.bicubic_metrics = validator.bicubic()
+    if validator.images and not resumed:
         tracker.log_metrics(result.bicubic_metrics, step=0)
         say(
             "bicubic on the validation set: "

@@ -78,34 +78,63 @@ class Validator:
         return mean_metrics(metrics.evaluate(upscale, self.images, self.scale, extra=self.extras))
 
 
+SAMPLE_COLUMNS = ("LR", "bicubic", "SR", "HR")
+"""The sample grid's columns, left to right (LR enlarged by pixel repetition)."""
+
+_GAP = 4  # white pixels between tiles and rows
+_LABEL_HEIGHT = 14  # the caption band above each row of tiles
+
+
+def _caption(text: str, width: int) -> np.ndarray:
+    """A white ``(_LABEL_HEIGHT, width, 3)`` band with ``text`` in black (cut at the width)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    band = Image.new("RGB", (width, _LABEL_HEIGHT), "white")
+    ImageDraw.Draw(band).text((1, 1), text, fill="black", font=ImageFont.load_default(size=11))
+    return np.asarray(band, dtype=np.uint8)
+
+
 def sample_grid(
     upscale: Callable[[np.ndarray], np.ndarray],
     images: Sequence[tuple[str, np.ndarray]],
     scale: int,
-) -> bytes:
-    """A PNG: one row per image, columns LR (nearest) | bicubic | SR | HR."""
-    from harness.data.images import encode_png, to_uint8
+) -> np.ndarray:
+    """A ``uint8 (H, W, 3)`` image: one row per image, columns LR (nearest) | bicubic | SR | HR,
+    each tile captioned with its column's name and, for bicubic and SR, its PSNR-Y against HR
+    (the protocol's: Y channel, ``scale`` pixels of border cropped)."""
+    from harness.data.images import to_uint8
 
     rows = []
-    for _, hr in images:
+    for name, hr in images:
         h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
-        lr = metrics.bicubic_downsample(hr[:h, :w], scale)[None]
+        hr = hr[:h, :w]
+        lr = metrics.bicubic_downsample(hr, scale)[None]
         nearest = np.repeat(np.repeat(lr[0], scale, axis=0), scale, axis=1)
-        bicubic = metrics.bicubic_upsample(lr, scale)[0]
-        sr = upscale(lr)[0]
-        tiles = [nearest, bicubic, sr, hr[:h, :w].astype(np.float32) / 255.0]
-        tiles = [to_uint8(t) for t in tiles]
-        gap = np.full((h, 4, 3), 255, np.uint8)
-        rows.append(np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2], gap, tiles[3]], 1))
+        tiles = [
+            to_uint8(t) for t in (nearest, metrics.bicubic_upsample(lr, scale)[0], upscale(lr)[0])
+        ]
+        tiles.append(hr.astype(np.uint8))
+        hr_y = metrics.rgb_to_y(metrics.crop_border(hr, scale))
+        labels = [f"LR x{scale}  {name}"]
+        for label, tile in zip(SAMPLE_COLUMNS[1:3], tiles[1:3], strict=True):
+            db = metrics.psnr(metrics.rgb_to_y(metrics.crop_border(tile, scale)), hr_y)
+            labels.append(f"{label} {db:.2f} dB")
+        labels.append("HR")
+        gap = np.full((_LABEL_HEIGHT + h, _GAP, 3), 255, np.uint8)
+        parts = []
+        for label, tile in zip(labels, tiles, strict=True):
+            parts += [np.concatenate([_caption(label, w), tile], 0), gap]
+        rows.append(np.concatenate(parts[:-1], 1))
     width = max(r.shape[1] for r in rows)
     padded = []
     for r in rows:
         pad = np.full((r.shape[0], width - r.shape[1], 3), 255, np.uint8)
-        padded += [np.concatenate([r, pad], 1), np.full((4, width, 3), 255, np.uint8)]
-    return encode_png(np.concatenate(padded[:-1], 0))
+        padded += [np.concatenate([r, pad], 1), np.full((_GAP, width, 3), 255, np.uint8)]
+    return np.concatenate(padded[:-1], 0)
 
 
 __all__ = [
+    "SAMPLE_COLUMNS",
     "Validator",
     "mean_metrics",
     "metric_directions",

@@ -1,0 +1,268 @@
+"""The preferential sweep (``[sweep] mode = "preferential"``, ``harness sweep --preferential``):
+people rank the trials' sample grids in optuna-dashboard, and the sampler learns from the ranks.
+
+optuna-dashboard's human-in-the-loop optimisation (``optuna_dashboard.preferential``): the study
+is a preferential study whose feedback page shows each trial's ``sample_grid`` artifact. A trial
+trains in its own process as in an optimising sweep, uploads its grid and then stays RUNNING
+until someone ranks it; the dashboard completes the trials it ranks. While ``n_generate`` trials
+are neither marked worst nor skipped, the sweep waits for rankings. The default sampler is the
+preferential GP (``PreferentialGPSampler``, which needs BoTorch); ``sampler = "random"`` samples
+at random and records the rankings all the same.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import ConfigError
+from harness.signals import term_as_interrupt
+from harness.sweep.artifacts import GRID_ATTR, artifact_dir
+from harness.sweep.parent import ParentRun
+from harness.sweep.plan import Plan, SweepError, distributions, redact, suggest
+from harness.sweep.storage import (
+    ERROR_ATTR,
+    INTERRUPTED_ATTR,
+    WORKER_ATTR,
+    open_storage,
+    owner_alive,
+)
+from harness.sweep.worker import SweepResult, _Worker
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from optuna.samplers import BaseSampler
+    from optuna_dashboard.preferential import PreferentialStudy
+
+NEEDS_DASHBOARD = (
+    '[sweep] mode = "preferential" needs optuna-dashboard: pip install "srgan-harness[dashboard]".'
+)
+WAIT_S = 2.0  # between looks at the study while every generated trial awaits a ranking
+
+
+def make_sampler(p: Plan) -> BaseSampler:
+    """``sampler = "random"``: Optuna's random sampler; else the preferential GP (the default
+    ``"tpe"`` cannot learn from rankings; its ``sampler_options`` are left out)."""
+    import optuna
+
+    options = dict(p.sweep.sampler_options) if p.sweep.sampler in ("gp", "random") else {}
+    try:
+        if p.sweep.sampler == "random":
+            return optuna.samplers.RandomSampler(**options)
+        try:
+            from optuna_dashboard.preferential.samplers.gp import PreferentialGPSampler
+        except ImportError as exc:
+            raise ConfigError(
+                f'[sweep] mode = "preferential" ({p.path}) learns from rankings with '
+                f"optuna-dashboard's PreferentialGPSampler, which needs BoTorch ({exc}): "
+                'pip install botorch, or sample at random with sampler = "random".'
+            ) from None
+        return PreferentialGPSampler(**options)
+    except TypeError as exc:
+        raise ConfigError(f"[sweep] sampler_options for {p.sweep.sampler!r}: {exc}.") from None
+
+
+def open_preferential_study(p: Plan, storage: Any) -> PreferentialStudy:
+    """The plan's preferential study (created, or loaded), its feedback page showing each
+    trial's sample grid."""
+    try:
+        from optuna_dashboard import register_preference_feedback_component
+        from optuna_dashboard.preferential import create_study
+    except ImportError:
+        raise ConfigError(NEEDS_DASHBOARD) from None
+    try:
+        study = create_study(
+            n_generate=p.sweep.n_generate,
+            storage=storage,
+            sampler=make_sampler(p),
+            study_name=p.study_name,
+            load_if_exists=True,
+        )
+    except ValueError as exc:  # the study exists and is not a preferential one
+        raise SweepError(
+            f'study "{p.study_name}" in {redact(p.storage_url)} cannot be a preferential '
+            f"study ({exc}). Name another study ([sweep] study = ... or --study)."
+        ) from None
+    register_preference_feedback_component(study, "artifact", GRID_ATTR)
+    return study
+
+
+def dashboard_command(p: Plan) -> str:
+    """The optuna-dashboard command that shows the study with its sample grids."""
+    return f"optuna-dashboard {redact(p.storage_url)} --artifact-dir {artifact_dir(p)}"
+
+
+def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
+    """Generate trials until the study holds ``p.trials`` (failed ones aside) or the timeout;
+    wait for rankings while ``n_generate`` trials are neither marked worst nor skipped."""
+    import optuna
+    from optuna.trial import TrialState
+
+    # no heartbeats: a generated trial stays RUNNING until someone ranks it
+    storage = open_storage(p.storage_url)
+    study = open_preferential_study(p, storage)
+    plain = optuna.load_study(
+        study_name=p.study_name, storage=storage, sampler=optuna.samplers.RandomSampler()
+    )
+    parent = ParentRun(p, study)
+    parent.link(p, study)
+    p.trial_root.mkdir(parents=True, exist_ok=True)
+    echo(
+        f'preferential sweep "{p.study_name}" in {redact(p.storage_url)}: {p.trials} trials, '
+        f"n_generate {p.sweep.n_generate}; MLflow {parent.uri} (experiment "
+        f"{parent.experiment}, parent run {parent.run_id})\n"
+        f"rank the sample grids with: {dashboard_command(p)}"
+    )
+    worker = _Worker(p, parent, p.trials, echo)
+    space = distributions(p.sweep)
+    for number in fail_orphans(study, plain):
+        echo(f"trial {number}: its worker died before the trial made its sample grid; failed")
+    start, waiting, status = time.monotonic(), False, "FINISHED"
+    try:
+        with term_as_interrupt():
+            while True:
+                made = study.get_trials(
+                    deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE)
+                )
+                timed_out = bool(p.sweep.timeout) and time.monotonic() - start >= p.sweep.timeout
+                if len(made) >= p.trials or timed_out:
+                    break
+                if not study.should_generate():
+                    if not waiting:
+                        echo(
+                            f"waiting for rankings in optuna-dashboard: {p.sweep.n_generate} "
+                            "trials (n_generate) are neither marked worst nor skipped"
+                        )
+                    waiting = True
+                    time.sleep(WAIT_S)
+                    continue
+                waiting = False
+                _generate(study, plain, worker, space, echo)
+    except BaseException:
+        status = "KILLED"
+        raise
+    finally:
+        ranked = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        try:
+            parent.tracker.log_metrics(
+                {"sweep/trials_generated": len(worker.ran), "sweep/trials_ranked": ranked},
+                step=len(study.get_trials(deepcopy=False)),
+            )
+        except Exception as exc:  # noqa: BLE001 - the trials are done; say what is missing
+            echo(f"could not log the study's counts on the MLflow parent run: {exc}")
+        parent.end(status)
+    return SweepResult(
+        study_name=p.study_name,
+        storage=p.storage_url,
+        parent_run_id=parent.run_id,
+        ran=worker.ran,
+        counts={"generated": len(worker.ran), "ranked": ranked},
+        best=study.best_trials,
+    )
+
+
+def fail_orphans(study: Any, plain: Any) -> list[int]:
+    """Fail the RUNNING trials without a sample grid whose worker (on this machine) is gone:
+    they would await a ranking forever. Their numbers."""
+    from optuna.trial import TrialState
+
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if GRID_ATTR in t.user_attrs:
+            continue
+        if owner_alive(t.user_attrs.get(WORKER_ATTR, "")) is False:
+            plain.tell(t.number, state=TrialState.FAIL)
+            failed.append(t.number)
+    return failed
+
+
+def _generate(study: Any, plain: Any, worker: _Worker, space: Any, echo: Any) -> None:
+    """One trial: sampled, trained, its grid uploaded; left RUNNING for its ranking (or FAIL).
+
+    ``plain`` is the same study as an ``optuna.Study`` (a preferential study has no ``tell``).
+    """
+    from optuna.trial import TrialState
+
+    from harness import tracking
+
+    trial = study.ask()
+    trial.set_user_attr(WORKER_ATTR, worker.me)
+    try:
+        result = worker.train(trial, suggest(trial, space))
+    except BaseException:
+        trial.set_user_attr(INTERRUPTED_ATTR, "the sweep was interrupted")
+        plain.tell(trial.number, state=TrialState.FAIL)
+        raise
+    worker.finished.pop(trial.number, None)
+    state = result.get("state")
+    if state == "complete":
+        for objective, value in zip(worker.p.objectives, result["values"], strict=True):
+            trial.set_user_attr(objective.metric, float(value))
+        shown = "" if GRID_ATTR in trial.user_attrs else " (it made no sample grid)"
+        echo(f"trial {trial.number} awaits a ranking{shown}")
+        label = "awaiting ranking"
+    else:
+        error = str(result.get("error") or "unknown error")
+        trial.set_user_attr(ERROR_ATTR, error[:4000])
+        plain.tell(trial.number, state=TrialState.FAIL)
+        echo(f"trial {trial.number} FAIL: {error.splitlines()[0]}")
+        label = "FAIL"
+    if result.get("run_id"):
+        try:
+            tracking.annotate_run(worker.p.exp, result["run_id"], tags={"optuna.state": label})
+        except Exception as exc:  # noqa: BLE001
+            echo(f"trial {trial.number}: could not annotate MLflow run {result['run_id']}: {exc}")
+
+
+def show(p: Plan, top: int = 10) -> str:
+    """Counts, the trials no ranking put below another (the best so far), and the command that
+    opens the ranking pages."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from harness.evaluation.tables import text_table
+    from harness.sweep.storage import RUN_ATTR
+
+    try:
+        from optuna_dashboard.preferential import load_study
+    except ImportError:
+        raise ConfigError(NEEDS_DASHBOARD) from None
+    try:  # the sampler is never asked here: no need for BoTorch
+        study = load_study(
+            study_name=p.study_name,
+            storage=open_storage(p.storage_url),
+            sampler=optuna.samplers.RandomSampler(),
+        )
+    except (KeyError, ValueError) as exc:
+        raise SweepError(
+            f'there is no preferential study "{p.study_name}" in {redact(p.storage_url)} '
+            f"({exc}). Run `harness sweep {p.path} --preferential` first, or name the study "
+            "with --study and the storage with --storage."
+        ) from None
+    by_state = {s: 0 for s in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL)}
+    for t in study.get_trials(deepcopy=False):
+        if t.state in by_state:
+            by_state[t.state] += 1
+    head = (
+        f'preferential study "{p.study_name}" in {redact(p.storage_url)}: '
+        f"{by_state[TrialState.COMPLETE]} ranked, {by_state[TrialState.RUNNING]} awaiting a "
+        f"ranking, {by_state[TrialState.FAIL]} failed\nrank them: {dashboard_command(p)}"
+    )
+    best = sorted(study.best_trials, key=lambda t: t.number)[:top]
+    if not best:
+        return head + "\nno ranking yet"
+    keys = sorted({k for t in best for k in t.params})
+    rows = [
+        [t.number, *(_cell(t.params.get(k)) for k in keys), t.user_attrs.get(RUN_ATTR, "")]
+        for t in best
+    ]
+    return "\n".join(
+        [head, "never ranked below another:", text_table(["trial", *keys, "mlflow run"], rows)]
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
