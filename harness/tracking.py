@@ -377,45 +377,18 @@ class Tracker:
             pass
 
     def log_generator(self, model: Any, step: int, name: str = "generator") -> str:
-        """Log the generator as the MLflow model ``name``; returns its model URI.
+        """Log the generator as the MLflow model ``name`` (float32 NHWC ``[0, 1]`` ->
+        ``[0, 1]``, see :mod:`harness.deploy.mlflow_model`); returns its model URI."""
+        from harness.deploy.mlflow_model import log_generator
 
-        The signature takes any batch of any spatial size: ``(-1, -1, -1, 3)`` float32 in
-        ``[0, 1]`` -> ``(-1, -1, -1, 3)`` float32 in ``[-1, 1]``. Requirements are given
-        explicitly so MLflow does not spend a subprocess inferring them.
-        """
-        import keras
-        import mlflow.tensorflow
-        import numpy as np
-        import tensorflow as tf
-        from mlflow.models.signature import ModelSignature
-        from mlflow.types.schema import Schema, TensorSpec
+        return log_generator(self.client, self.run_id, model, step, name)
 
-        spec = TensorSpec(np.dtype(np.float32), (-1, -1, -1, 3))
-        signature = ModelSignature(inputs=Schema([spec]), outputs=Schema([spec]))
-        requirements = [
-            f"tensorflow=={tf.__version__}",
-            f"keras=={keras.__version__}",
-            f"srgan-harness=={__version__}",
-        ]
-        # Created here so the model lands in the run's MLflow experiment (MLflow would otherwise
-        # file it under the caller's active experiment).
-        run = self.client.get_run(self.run_id)
-        logged = self.client.create_logged_model(
-            run.info.experiment_id,
-            name=name,
-            source_run_id=self.run_id,
-            params=dict(run.data.params),
-        )
-        info = mlflow.tensorflow.log_model(
-            model,
-            name=name,
-            signature=signature,
-            pip_requirements=requirements,
-            run_id=self.run_id,
-            model_id=logged.model_id,
-            step=int(step),
-        )
-        return info.model_uri
+    def register_model(self, model_uri: str, name: str, alias: str = "") -> str:
+        """Register ``model_uri`` as a version of ``name`` (``[tracking] register``), with
+        ``alias`` when given; the version number."""
+        from harness.deploy.mlflow_model import register
+
+        return register(self.client, model_uri, name, self.run_id, alias)
 
     def delete(self) -> None:
         """Delete this run (a duplicate: two sweep workers created the study's parent run)."""

@@ -92,6 +92,37 @@ def test_status_and_health(server) -> None:
     assert missing.status_code == 404 and "srgan" in missing.json()["error"]
 
 
+def test_openapi_schema_docs_and_ping(server) -> None:
+    schema = server.get("/openapi.json")
+    assert schema.status_code == 200, schema.text
+    paths = schema.json()["paths"]
+    for route in ("/invocations", "/upscale", "/ping", "/health", "/v1/models/{model}"):
+        assert route in paths, sorted(paths)
+    docs = server.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    ping = server.get("/ping")
+    assert ping.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"files": {"image": ("in.png", b"\x89PNG garbage \x00\xff" * 8, "image/png")}},
+        {"json": {"image": base64.b64encode(b"\x00\xffgarbage" * 8).decode()}},
+        {"content": b"GIF89a garbage" * 8, "headers": {"content-type": "image/png"}},
+        {"content": b"\xff\xd8\xff truncated", "headers": {"content-type": "image/jpeg"}},
+        {"content": b"\x00" * 64, "headers": {"content-type": "application/octet-stream"}},
+    ],
+)
+def test_garbage_uploads_get_a_400_without_python_reprs(server, kwargs) -> None:
+    response = server.post("/upscale", **kwargs)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert "could not be decoded" in error and "PNG or JPEG" in error
+    for leak in ("0x", "<_io", "object at", "BytesIO"):
+        assert leak not in error, error
+
+
 def test_tf_serving_predict(server, generator) -> None:
     lr = lr_batch()
     response = server.post("/v1/models/srgan:predict", json={"instances": lr.tolist()})

@@ -127,6 +127,27 @@ def test_video_keeps_frame_rate(model_file, frames, tmp_path) -> None:
     assert video.probe(out.with_name("clip_sr_compare.mp4")).width == 256
 
 
+def test_a_folder_of_frames_with_a_video_output_is_encoded(model_file, frames, tmp_path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"f{i:03d}.png")
+    out = tmp_path / "out.mp4"
+    result = run("upscale", folder, "-o", out, "-m", model_file, "--fps", "12", "-q")
+    assert result.exit_code == 0, result.output
+    assert out.is_file(), "a video file, not a folder named out.mp4"
+    info = video.probe(out)
+    assert info.fps == 12 and (info.width, info.height) == (128, 96)
+    decoded = list(video.read_frames(out))
+    assert len(decoded) == len(frames)
+    want = expected(model_file, frames[1]).astype(float)
+    assert np.abs(decoded[1] - want).mean() < 10  # lossy H.264
+    # a container harness cannot encode is refused before any work
+    result = run("upscale", folder, "-o", tmp_path / "out.flv", "-m", model_file)
+    assert result.exit_code != 0 and ".mp4" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out.flv").exists()
+
+
 def test_export_cli_then_upscale_with_the_export(model_file, frames, tmp_path) -> None:
     base = tmp_path / "serving" / "srgan"
     result = run("export", model_file, "-o", base, "--version", "1")

@@ -64,7 +64,7 @@ def command(
     POST /v1/models/NAME:predict  {"instances": [HxWx3 images in [0,1]]} -> {"predictions": ...}
     POST /invocations             {"inputs": NxHxWx3 tensor in [0,1]}    -> {"predictions": ...}
     POST /upscale                 a PNG/JPEG (multipart, raw body or {"image": base64}) -> PNG
-    GET  /v1/models/NAME, /health
+    GET  /v1/models/NAME, /health, /ping, /openapi.json, /docs (Swagger UI, from a CDN)
 
     MODEL is any model reference, including a `harness export` folder.
     """

@@ -21,7 +21,8 @@ from harness.deploy.models import ACCEPTED
     "--output",
     required=True,
     type=click.Path(path_type=Path),
-    help="Output file (for an image or video INPUT) or folder (for a folder INPUT).",
+    help="Output file (for an image or video INPUT) or folder (for a folder INPUT; a video "
+    "file such as out.mp4 encodes the upscaled frames).",
 )
 @click.option("--model", "-m", required=True, help=f"The trained model: {ACCEPTED}.")
 @click.option(
@@ -49,6 +50,13 @@ from harness.deploy.models import ACCEPTED
     show_default=True,
     help="Images or frames per forward pass (same-sized ones only).",
 )
+@click.option(
+    "--fps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=25.0,
+    show_default=True,
+    help="Frame rate of the video a folder of frames becomes (-o out.mp4).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def command(
     input_path: Path,
@@ -58,14 +66,16 @@ def command(
     overlap: int | None,
     compare: bool,
     batch: int,
+    fps: float,
     quiet: bool,
 ) -> None:
     """Upscale INPUT with a trained generator.
 
     INPUT is an image, a folder of images (video frames included) or a video file (anything
-    FFmpeg reads). Outputs keep the input's format (and a video its frame rate); with --compare
-    a bicubic-vs-model side-by-side is written next to each output (NAME_compare.EXT, or a
-    folder OUTPUT_compare for a folder INPUT).
+    FFmpeg reads). Outputs keep the input's format (and a video its frame rate); a folder of
+    frames with -o naming a video (.mp4, .mkv, .mov, .avi, .webm) is encoded at --fps. With
+    --compare a bicubic-vs-model side-by-side is written next to each output
+    (NAME_compare.EXT, or a folder OUTPUT_compare for a folder INPUT).
     """
     from harness.deploy.upscaling import upscale_path
 
@@ -79,6 +89,7 @@ def command(
         compare=compare,
         batch=batch,
         quiet=quiet,
+        fps=fps,
     )
     if not quiet:
         click.echo(f"upscaled x{done.scale}: {done.summary}")

@@ -5,6 +5,7 @@ the file is read rather than at the step where they first apply."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,25 @@ def check(exp: Experiment, where: Where) -> None:
         raise ConfigError(
             f"every [losses.*] weight is 0 in {where.source} and there is no [adversarial] "
             "table: nothing would train the generator. Give one loss a weight."
+        )
+    check_registration(exp, where)
+
+
+def check_registration(exp: Experiment, where: Where) -> None:
+    """``[tracking] register`` needs the logged model; an alias MLflow would refuse is refused
+    when the file is read, not after training."""
+    tr = exp.tracking
+    if tr.register and not tr.log_model:
+        raise ConfigError(
+            f"{where('tracking.register')} registers the logged generator, but "
+            "tracking.log_model is false; set log_model = true or remove register."
+        )
+    if tr.alias and (
+        not re.fullmatch(r"[\w-]+", tr.alias) or re.fullmatch(r"latest|v\d+", tr.alias.lower())
+    ):
+        raise ConfigError(
+            f'{where("tracking.alias")} "{tr.alias}" is not a usable MLflow alias: use letters, '
+            'digits, _ and - (not "latest" nor v<number>, which MLflow reserves), e.g. "champion".'
         )
 
 

@@ -200,6 +200,10 @@ class TrackingConfig:
     experiment: str = ""  # MLflow experiment name; "" -> [experiment].name
     log_model: bool = True
     system_metrics: bool = True  # CPU, memory, GPU use as MLflow's system/... metrics
+    # registered model the final generator becomes a version of; "" -> none (docs/inference.md)
+    register: str = ""
+    # alias set on the registered version of the best validation generator (best_psnr_y)
+    alias: str = "champion"
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@
   receptive-field probe, the generator -> ``[0, 1]`` mapping);
 - :mod:`~harness.deploy.upscaling`: image, folder and video pipelines (``harness upscale``);
 - :mod:`~harness.deploy.export`: SavedModels for TF Serving (``harness export``);
+- :mod:`~harness.deploy.onnx`: ONNX models checked against TensorFlow (``--format onnx``);
+- :mod:`~harness.deploy.mlflow_model`: the logged MLflow model (a pyfunc over the SavedModel,
+  run by :mod:`~harness.deploy.mlflow_pyfunc`) and registering it;
 - :mod:`~harness.deploy.serve` and :mod:`~harness.deploy.codecs`: the REST app (``harness
   serve``), its routes, and its request/response codecs and limits.
 """

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -199,8 +200,22 @@ def decode_image(
         raise
     except Exception as exc:  # UnidentifiedImageError, truncated data, decompression bomb
         raise RequestError(
-            400, f"the image could not be decoded ({exc}); send a PNG or JPEG."
+            400, f"the image could not be decoded ({_decode_reason(exc)}); send a PNG or JPEG."
         ) from None
+
+
+_REPR = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>")
+
+
+def _decode_reason(exc: Exception) -> str:
+    """Why Pillow could not decode an upload, without Python object reprs (Pillow's
+    ``cannot identify image file <_io.BytesIO object at 0x...>``)."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image format Pillow reads"
+    text = _REPR.sub("", str(exc).splitlines()[0] if str(exc) else "").strip()
+    return text or type(exc).__name__
 
 
 # --------------------------------------------------------------------------- limits

@@ -9,6 +9,7 @@ A reference to a trained model may be any of (see :data:`ACCEPTED`):
 - a ``.keras`` file;
 - a SavedModel directory written by ``harness export`` (an upscaler, not a generator);
 - an MLflow model: ``runs:/<run_id>/generator``, ``models:/<name>/<version>``,
+  ``models:/<name>@<alias>`` (a registered model's alias, ``[tracking] register``),
   ``models:/<model_id>``, a local MLflow model folder (with ``MLmodel``), or a bare run id.
 
 The plugin registry is passed in explicitly (``registry=``): Keras deserializes a plugin's
@@ -33,7 +34,8 @@ ACCEPTED = (
     "a checkpoints/ directory or a checkpoint prefix such as runs/x/checkpoints/ckpt-12; "
     "a run directory with @best_psnr_y (or another kept generator: @best_lpips, @generator); "
     "a .keras file; a SavedModel directory from `harness export`; "
-    "an MLflow model URI (runs:/<run_id>/generator, models:/<name>/<version>, models:/<id>), "
+    "an MLflow model URI (runs:/<run_id>/generator, models:/<name>/<version>, "
+    "models:/<name>@<alias>, models:/<id>), "
     "a local MLflow model folder (holding MLmodel), or a bare MLflow run id"
 )
 """Every form of model reference, for error messages and help texts."""
@@ -160,17 +162,48 @@ def _restore_checkpoint(prefix: Path, experiment: Path, ref: str, registry: Regi
 # --------------------------------------------------------------------------- MLflow, SavedModel
 
 
-def _load_mlflow(uri: str, ref: str) -> Any:
-    import mlflow.tensorflow
+def _mlflow_folder(uri: str, ref: str) -> Path:
+    """The local folder of the MLflow model ``uri`` (downloaded from the tracking store)."""
+    import mlflow.artifacts
 
+    if Path(uri).is_dir():
+        return Path(uri)
     try:
-        return mlflow.tensorflow.load_model(uri)
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except Exception as exc:
         raise _bad_ref(
             ref,
             f"MLflow could not load {uri} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
             "check MLFLOW_TRACKING_URI (it must point at the store the run was logged to)",
         ) from exc
+
+
+def _load_mlflow(uri: str, ref: str, registry: Registry) -> Any:
+    """The generator of the MLflow model ``uri``: its ``generator.keras`` artifact, or (a
+    model logged with the ``tensorflow`` flavour by earlier versions) the flavour's model."""
+    folder = _mlflow_folder(uri, ref)
+    keras_file = folder / "artifacts" / "generator.keras"
+    if keras_file.is_file():
+        return load_keras_file(keras_file, registry=registry)
+    import mlflow.tensorflow
+
+    try:
+        return mlflow.tensorflow.load_model(str(folder))
+    except Exception as exc:
+        raise _bad_ref(
+            ref,
+            f"MLflow could not load {uri} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+            "it is not a generator logged by harness",
+        ) from exc
+
+
+def _mlflow_uri(ref: str) -> str | None:
+    """The MLflow model URI ``ref`` names (a URI, or a bare run id), else ``None``."""
+    if re.match(r"^[a-z][a-z0-9+.-]*:/", ref) and not re.match(r"^[a-zA-Z]:[\\/]", ref):
+        return ref
+    if RUN_ID.match(ref):
+        return f"runs:/{ref}/{MLFLOW_MODEL_NAME}"
+    return None
 
 
 def _is_saved_model(path: Path) -> bool:
@@ -228,7 +261,7 @@ def load_generator(ref: str | Path, *, registry: Registry) -> Any:
                 "load_upscaler, or give the run it was exported from",
             )
         if (path / "MLmodel").is_file():
-            return _load_mlflow(str(path), text)
+            return _load_mlflow(str(path), text, registry)
         if (path / "generator.keras").is_file():
             return load_keras_file(path / "generator.keras", registry=registry)
         if (path / "checkpoints").is_dir():
@@ -241,10 +274,9 @@ def load_generator(ref: str | Path, *, registry: Registry) -> Any:
             experiment = prefix.parent.parent / "experiment.toml"
             return _restore_checkpoint(prefix, experiment, text, registry)
         raise _bad_ref(text, "the path holds neither a model, a run nor a checkpoint")
-    if re.match(r"^[a-z][a-z0-9+.-]*:/", text) and not re.match(r"^[a-zA-Z]:[\\/]", text):
-        return _load_mlflow(text, text)
-    if RUN_ID.match(text):
-        return _load_mlflow(f"runs:/{text}/{MLFLOW_MODEL_NAME}", text)
+    uri = _mlflow_uri(text)
+    if uri is not None:
+        return _load_mlflow(uri, text, registry)
     raise _bad_ref(text, "no such file or directory, and not an MLflow URI or run id")
 
 
@@ -257,5 +289,10 @@ def load_upscaler(
     path = Path(str(ref)).expanduser()
     if _is_saved_model(path):
         return _saved_model_upscaler(path, tile=tile, overlap=overlap)
+    uri = str(path) if (path / "MLmodel").is_file() else _mlflow_uri(str(ref))
+    if uri is not None and kept_model_path(str(ref)) is None:
+        saved = _mlflow_folder(uri, str(ref)) / "artifacts" / "saved_model"
+        if _is_saved_model(saved):
+            return _saved_model_upscaler(saved, tile=tile, overlap=overlap)
     generator = load_generator(ref, registry=registry)
     return Upscaler.from_generator(generator, tile=tile, overlap=overlap)

@@ -11,7 +11,10 @@ Routes (``<name>`` is the served model's name, ``srgan`` by default):
 - ``POST /upscale``: one PNG/JPEG image, as a multipart upload (any file field), as the raw
   body (``Content-Type: image/...``) or as JSON ``{"image": "<base64>"}``; returns a PNG.
 - ``GET /v1/models/<name>`` (TF Serving's model status), ``GET /v1/models/<name>/metadata``,
-  ``GET /health``.
+  ``GET /health``, ``GET /ping`` (MLflow's and SageMaker's health check: 200 once the model is
+  loaded, which it is before the server listens).
+- ``GET /openapi.json`` (the schema, offline) and ``GET /docs`` (Swagger UI; the page loads its
+  JavaScript and CSS from a CDN, so it needs internet access in the browser).
 
 Tensors are float32 NHWC in ``[0, 1]`` (LR in, SR out). Every bad request gets a 4xx with
 ``{"error": "..."}`` naming the problem (TF Serving's error shape); bodies over ``max_bytes``
@@ -33,7 +36,11 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from fastapi import Request  # module level: FastAPI resolves handler annotations here
+
+# module level: FastAPI resolves the handlers' annotations (postponed by the __future__
+# import) in this module's namespace when it builds /openapi.json
+from fastapi import Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from harness.data.images import encode_png, to_uint8
 from harness.deploy.codecs import (
@@ -72,7 +79,6 @@ def create_app(
     """
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
 
@@ -137,6 +143,10 @@ def create_app(
                 404,
                 f'Servable not found for request: model "{model}"; this server serves "{name}".',
             )
+
+    @app.get("/ping", response_class=PlainTextResponse)
+    def ping() -> PlainTextResponse:
+        return PlainTextResponse("\n")
 
     @app.get("/health")
     def health() -> dict:

@@ -145,24 +145,28 @@ def upscale_folder(
     return written, skipped
 
 
-def upscale_video(
-    upscaler: Upscaler, source: Path, target: Path, compare: bool, batch: int, quiet: bool
+def _encode(
+    upscaler: Upscaler,
+    frames: Iterable[tuple[str, np.ndarray]],
+    target: Path,
+    fps: Any,
+    total: int | None,
+    compare: bool,
+    batch: int,
+    quiet: bool,
 ) -> int:
-    """A video file -> ``target`` at the same frame rate; returns the frame count."""
+    """Upscale ``frames`` in batches and encode them as the video ``target`` at ``fps`` (and
+    the side-by-side next to it with ``compare``); returns the frame count."""
     from contextlib import ExitStack
 
     from harness.data import video
 
-    info = video.probe(source)
     with ExitStack() as stack:
-        out = stack.enter_context(video.VideoWriter(target, info.fps))
+        out = stack.enter_context(video.VideoWriter(target, fps))
         side = (
-            stack.enter_context(video.VideoWriter(compare_path(target), info.fps))
-            if compare
-            else None
+            stack.enter_context(video.VideoWriter(compare_path(target), fps)) if compare else None
         )
-        bar = stack.enter_context(_progress(info.frames or None, "frame", quiet))
-        frames = ((str(i), f) for i, f in enumerate(video.read_frames(source)))
+        bar = stack.enter_context(_progress(total, "frame", quiet))
         for group in _batches(frames, batch):
             srs = upscaler.upscale_uint8(np.stack([frame for _, frame in group]))
             for (_, frame), sr in zip(group, srs, strict=True):
@@ -170,9 +174,63 @@ def upscale_video(
                 if side is not None:
                     side.write(side_by_side(frame, sr, upscaler.scale))
             bar.update(len(group))
-    if out.frames == 0:
-        raise HarnessError(f"{source} has no frames to upscale.")
     return out.frames
+
+
+def upscale_video(
+    upscaler: Upscaler, source: Path, target: Path, compare: bool, batch: int, quiet: bool
+) -> int:
+    """A video file -> ``target`` at the same frame rate; returns the frame count."""
+    from harness.data import video
+
+    info = video.probe(source)
+    frames = ((str(i), f) for i, f in enumerate(video.read_frames(source)))
+    count = _encode(upscaler, frames, target, info.fps, info.frames or None, compare, batch, quiet)
+    if count == 0:
+        raise HarnessError(f"{source} has no frames to upscale.")
+    return count
+
+
+def upscale_frames_to_video(
+    upscaler: Upscaler,
+    source: Path,
+    target: Path,
+    fps: float,
+    compare: bool,
+    batch: int,
+    quiet: bool,
+) -> tuple[int, list[str]]:
+    """A folder of frames (in name order) -> the video ``target`` at ``fps``.
+
+    Unreadable frames are skipped and reported as :func:`upscale_folder` does; frames must
+    share one size. Returns the frame count and one message per skipped file.
+    """
+    from harness.data.images import ImageReadError, list_images, read_image
+
+    files = sorted(list_images(source), key=lambda f: f.name)
+    if not files:
+        raise HarnessError(f"{source} holds no images (.png, .jpg, .jpeg, .bmp).")
+    skipped: list[str] = []
+
+    def readable() -> Iterator[tuple[str, np.ndarray]]:
+        for f in files:
+            try:
+                yield f.name, read_image(f)
+            except ImageReadError as exc:
+                skipped.append(str(exc))
+
+    count = _encode(upscaler, readable(), target, fps, len(files), compare, batch, quiet)
+    if count == 0:
+        raise HarnessError(f"no frame of {source} could be read; nothing was encoded.")
+    return count, skipped
+
+
+def frames_to_video(kind: Kind, output: Path) -> bool:
+    """Whether a folder INPUT is to become a video: ``-o`` names a video container (not an
+    existing folder)."""
+    from harness.data import video
+
+    return kind == "folder" and video.is_video_file(output) and not output.is_dir()
 
 
 # --------------------------------------------------------------------------- checks before work
@@ -222,6 +280,15 @@ def check_output(input_path: Path, output: Path, kind: Kind, compare: bool) -> N
 
     from harness.data import video
 
+    if frames_to_video(kind, output):
+        if output.suffix.lower() not in video.ENCODERS:
+            raise HarnessError(
+                f"-o {output}: a folder of frames is encoded as video, but not as "
+                f"{output.suffix}; use one of {', '.join(sorted(video.ENCODERS))} (or a folder "
+                "name for upscaled images)."
+            )
+        _check_folder(output.parent, f"-o {output}: its folder")
+        return
     if kind == "folder":
         if output.exists() and not output.is_dir():
             raise HarnessError(
@@ -299,17 +366,26 @@ def upscale_path(
     compare: bool = False,
     batch: int = 1,
     quiet: bool = False,
+    fps: float = 25.0,
 ) -> Upscaled:
     """Upscale an image, a folder or a video with ``model`` (any model reference) to ``output``.
 
-    The output is checked before the model loads; unreadable images of a folder are skipped and
-    listed in the result (:meth:`Upscaled.skipped_error`), the rest are written.
+    A folder with ``-o`` naming a video container (``.mp4``, ``.mkv``, ``.mov``, ``.avi``,
+    ``.webm``) becomes that video at ``fps``. The output is checked before the model loads;
+    unreadable images of a folder are skipped and listed in the result
+    (:meth:`Upscaled.skipped_error`), the rest are written.
     """
     from harness.deploy.models import load_upscaler
 
     kind = input_kind(input_path)
     check_output(input_path, output, kind, compare)
     upscaler = load_upscaler(model, registry=registry, tile=tile, overlap=overlap)
+    if frames_to_video(kind, output):
+        count, skipped = upscale_frames_to_video(
+            upscaler, input_path, output, fps, compare, batch, quiet
+        )
+        summary = f"{count} frames -> {output} ({fps:g} fps)"
+        return Upscaled(input_path, output, upscaler.scale, summary, count, skipped)
     if kind == "folder":
         count, skipped = upscale_folder(upscaler, input_path, output, compare, batch, quiet)
         summary = f"{count} images -> {output}/"

@@ -343,12 +343,35 @@ class ExportModels:
             tracker, step = run.tracker, run.trainer.step
             result.model_uri = tracker.log_generator(run.trainer.final_generator, step=step)
             tracker.set_tag("generator_model_uri", result.model_uri)
+            uris: dict[str, str] = {}
             for name, info in run.kept.load_all():
                 if info.step == step:  # the final generator itself: not logged twice
                     uri = result.model_uri
                 else:
                     uri = tracker.log_generator(info.model, step=info.step, name=name)
                 tracker.set_tag(f"{name}_model_uri", uri)
+                uris[name] = uri
+            register_models(run.exp, tracker, result.model_uri, uris)
+
+
+BEST_KEPT = "best_psnr_y"
+"""The kept generator ``[tracking] alias`` names: the best by validation PSNR-Y."""
+
+
+def register_models(exp: Any, tracker: Any, final_uri: str, kept: dict[str, str]) -> None:
+    """``[tracking] register``: the final generator becomes a version of the registered model;
+    the best validation generator (:data:`BEST_KEPT`, the final one when it is the best) gets
+    ``[tracking] alias`` on its version."""
+    name, alias = exp.tracking.register, exp.tracking.alias
+    if not name:
+        return
+    best = kept.get(BEST_KEPT)
+    version = tracker.register_model(final_uri, name, alias if best == final_uri else "")
+    tracker.set_tag("registered_model_version", f"{name}/{version}")
+    if best and best != final_uri:
+        version = tracker.register_model(best, name, alias)
+    if alias and best:
+        tracker.set_tag("registered_model_alias", f"{name}@{alias} = version {version}")
 
 
 __all__ = [

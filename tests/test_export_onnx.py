@@ -1,0 +1,80 @@
+"""``harness export --format onnx``: ONNX Runtime runs the export with the SavedModel's
+contract (float32 NHWC [0, 1], dynamic batch/height/width) and matches TensorFlow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from harness.cli import cli
+from harness.deploy.onnx import (
+    DYNAMIC_DIMS,
+    OnnxExportError,
+    check_image,
+    check_onnx,
+    export_onnx,
+    onnx_session,
+)
+from harness.deploy.upscaler import Upscaler
+
+
+@pytest.fixture(scope="module", params=["srresnet", "msrresnet"])
+def generator(request, registry) -> tf.keras.Model:
+    """A tiny generator of each upsampling style (BN + sub-pixel; bilinear skip)."""
+    tf.keras.utils.set_random_seed(7)
+    return registry.factory("generator", request.param)(scale=4, blocks=1, filters=8)
+
+
+def test_cli_exports_checks_and_onnx_runtime_matches_tf(generator, shared_data, tmp_path):
+    model_file = tmp_path / "generator.keras"
+    generator.save(model_file)
+    image = shared_data / "set5" / "baby.png"
+    if not image.is_file():
+        pytest.skip(f"Set5 is missing under {shared_data}")
+    result = CliRunner().invoke(
+        cli,
+        ["export", str(model_file), "-o", str(tmp_path / "onnx"), "--format", "onnx"]
+        + ["--version", "1", "--check-image", str(image)],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "max |ONNX - TensorFlow|" in result.output
+    path = tmp_path / "onnx" / "1" / "model.onnx"
+    session = onnx_session(path)
+    (given,), (out,) = session.get_inputs(), session.get_outputs()
+    assert (given.name, given.type, given.shape) == ("lr", "tensor(float)", [*DYNAMIC_DIMS, 3])
+    assert out.name == "sr"
+    want = Upscaler.from_generator(generator)
+    rng = np.random.default_rng(0)
+    for shape in ((1, 12, 20, 3), (2, 17, 9, 3)):
+        lr = rng.uniform(0, 1, shape).astype(np.float32)
+        got = session.run(["sr"], {"lr": lr})[0]
+        assert got.shape == (shape[0], shape[1] * 4, shape[2] * 4, 3)
+        assert got.min() >= 0 and got.max() <= 1
+        np.testing.assert_allclose(got, want(lr), atol=1e-4)
+
+
+def test_the_check_fails_loudly_on_a_model_that_disagrees(registry, tmp_path) -> None:
+    tf.keras.utils.set_random_seed(1)
+    exported = registry.factory("generator", "srresnet")(scale=4, blocks=1, filters=8)
+    other = registry.factory("generator", "srresnet")(scale=4, blocks=1, filters=8)
+    path = export_onnx(exported, tmp_path / "g.onnx")
+    lr = check_image(size=24)  # the bundled photo
+    assert lr.shape == (1, 24, 24, 3) and lr.min() >= 0 and lr.max() <= 1
+    assert check_onnx(path, exported, lr) < 1e-4
+    with pytest.raises(OnnxExportError, match="differs from TensorFlow"):
+        check_onnx(path, other, lr)
+    with pytest.raises(OnnxExportError, match="exists"):
+        export_onnx(exported, path)
+
+
+def test_export_refuses_an_existing_onnx_file_before_loading(tmp_path) -> None:
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"x")
+    result = CliRunner().invoke(
+        cli, ["export", "does/not/matter", "-o", str(target), "--format", "onnx"]
+    )
+    assert result.exit_code != 0 and "exists" in result.output
+    assert "Traceback" not in result.output and target.read_bytes() == b"x"
