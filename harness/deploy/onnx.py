@@ -28,11 +28,24 @@ class OnnxExportError(HarnessError):
     """The generator cannot be converted to ONNX, or the ONNX model disagrees with it."""
 
 
+def _require(module: str) -> Any:
+    """Import ``module`` of the ``onnx`` extra, or say how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise OnnxExportError(
+            f'ONNX export needs {module} ({exc}): pip install "srgan-harness[onnx]" '
+            "(tf2onnx, onnx, onnxruntime)."
+        ) from None
+
+
 def export_onnx(generator: Any, path: str | Path, *, opset: int = OPSET) -> Path:
     """Write ``generator`` as the ONNX model ``path`` (``lr`` -> ``sr``, both ``[0, 1]``)."""
     import tensorflow as tf
-    import tf2onnx
 
+    tf2onnx = _require("tf2onnx")
     from harness.deploy.upscaler import generator_sr
 
     path = Path(path)
@@ -82,8 +95,7 @@ def check_image(source: str | Path | None = None, size: int = 128) -> np.ndarray
 
 def onnx_session(path: str | Path) -> Any:
     """An ONNX Runtime CPU session for ``path``."""
-    import onnxruntime as ort
-
+    ort = _require("onnxruntime")
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
