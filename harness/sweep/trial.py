@@ -189,8 +189,11 @@ def _history_of(result: Any) -> list[tuple[int, dict[str, float]]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """The trial process: ``python -c "<COMMAND>" JOB.json``; the result goes to the job's
     ``result`` file (written whole, so the worker never reads half of one)."""
+    from harness.cli import quiet_tensorflow
     from harness.plugin_api.registry import build_registry
 
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "2":  # set by a CLI without --verbose
+        quiet_tensorflow()
     args = list(sys.argv[1:] if argv is None else argv)
     job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     signal.signal(signal.SIGTERM, raise_interrupt)

@@ -303,8 +303,9 @@ class _Worker:
         job_path.write_text(json.dumps(job, indent=2), encoding="utf-8")
         result.unlink(missing_ok=True)
         log = root / f"trial_{number:04d}.log"
+        # TF_CPP_MIN_LOG_LEVEL=2 (what the CLI sets unless --verbose) makes the trial hide
+        # TensorFlow's start-up lines as the CLI does
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         with log.open("w", encoding="utf-8") as log_file:  # the child keeps its own handle
             process = subprocess.Popen(
                 [sys.executable, "-c", COMMAND, str(job_path.resolve())],
