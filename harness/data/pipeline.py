@@ -227,24 +227,15 @@ def decoded_images(
 def _random_patch(
     image: tf.Tensor, index: tf.Tensor, seed: int, patch: int, augment: bool
 ) -> tf.Tensor:
+    """A random ``patch`` crop of ``image`` (flipped and rotated when ``augment``), keyed by the
+    seed and the sample's index: a paired crop of the image with itself."""
     import tensorflow as tf
 
+    from harness.data.pairs import paired_patch
+
     key = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)])
-    shape = tf.shape(image)
-    top = tf.random.stateless_uniform(
-        [], key, minval=0, maxval=shape[0] - patch + 1, dtype=tf.int32
-    )
-    left = tf.random.stateless_uniform(
-        [], key + [0, 1 << 40], minval=0, maxval=shape[1] - patch + 1, dtype=tf.int32
-    )
-    hr = image[top : top + patch, left : left + patch]
-    if augment:
-        choice = tf.random.stateless_uniform(
-            [2], key + [0, 2 << 40], minval=0, maxval=4, dtype=tf.int32
-        )
-        hr = tf.cond(choice[0] >= 2, lambda: tf.reverse(hr, axis=[1]), lambda: hr)
-        hr = tf.image.rot90(hr, k=choice[1])
-    return tf.ensure_shape(hr, [patch, patch, 3])
+    hr, _ = paired_patch(image, image, key, patch, 1, augment)
+    return hr
 
 
 def downsample_batch(hr_uint8: tf.Tensor, scale: int) -> tf.Tensor:
