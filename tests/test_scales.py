@@ -105,6 +105,7 @@ def lr_image(h: int = 10, w: int = 14, seed: int = 0) -> np.ndarray:
 
 def test_training_keeps_models_of_its_scale(run, registry, store, monkeypatch) -> None:
     from harness.deploy.models import load_upscaler
+    from harness.training.validation import _GAP, _LABEL_HEIGHT
 
     scale, folder = run
     assert (folder / "generator.keras").is_file()
@@ -114,10 +115,14 @@ def test_training_keeps_models_of_its_scale(run, registry, store, monkeypatch) -
     run_id = (folder / "mlflow_run_id").read_text().strip()
     logged = load_upscaler(f"runs:/{run_id}/generator", registry=registry)
     assert logged.scale == scale
-    grid = MlflowClient(store).download_artifacts(run_id, "samples/step_2.png", str(folder.parent))
-    sample = Image.open(grid)
-    # the 36-pixel validation image: LR (nearest), bicubic, model and HR, 4-pixel gaps
-    assert sample.size == (4 * 36 + 3 * 4, 36)
+    client = MlflowClient(store)
+    pngs = [a.path for a in client.list_artifacts(run_id, "images") if a.path.endswith(".png")]
+    step_2 = [p for p in pngs if p.split("/")[1].startswith("samples+step+2+")]
+    assert len(step_2) == 1, pngs  # the stepped image "samples" of the validation at step 2
+    sample = Image.open(client.download_artifacts(run_id, step_2[0], str(folder.parent)))
+    # the 36-pixel validation image: LR (nearest), bicubic, model and HR, 4-pixel gaps, and a
+    # caption band above them
+    assert sample.size == (4 * 36 + 3 * _GAP, _LABEL_HEIGHT + 36)
 
 
 def test_upscale_command(run, registry, tmp_path) -> None:
