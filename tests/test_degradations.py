@@ -333,3 +333,24 @@ def test_degrade_then_evaluate_through_the_cli(folders, tmp_path) -> None:
     assert given.exit_code == 0 and given.output == plain.output
     bad = runner.invoke(cli, [*base, "--lr", str(out), "--lr", str(out)])
     assert bad.exit_code != 0 and "2 --lr folders for 1 --data folders" in bad.output
+
+
+def test_paired_entries_are_logged_as_two_mlflow_datasets(folders, reg) -> None:
+    from harness.training.loop import _log_data_inputs
+
+    pair = {"hr": str(folders["hr"]), "lr": str(folders["lr"])}
+    exp = config.from_dict(
+        {"data": {"train": [pair, str(folders["bic"])], "val": [pair]}},
+        "paired.toml",
+        registry=reg,
+    )
+    logged: dict[str, list] = {}
+
+    class Tracker:
+        def log_datasets(self, datasets, context):
+            logged[context] = datasets
+
+    _log_data_inputs(exp, Tracker())
+    assert [d.name for d in logged["training"]] == ["hr", "lr (LR)", "bic"]
+    assert [d.name for d in logged["validation"]] == ["hr", "lr (LR)"]
+    assert [d.profile["num_images"] for d in logged["validation"]] == [3, 3]

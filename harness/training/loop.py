@@ -162,16 +162,23 @@ def _lost_text(exc: BaseException, ckpt_dir: Path) -> str:
 
 def _log_data_inputs(exp: Experiment, tracker: Any) -> None:
     """The training and validation folders as MLflow dataset inputs of the run (one dataset
-    per folder: its name, a digest of its file list and its number of images)."""
+    per folder: its name, a digest of its file list and its number of images; a paired entry
+    is two, its HR and its LR folder, the LR one named ``<name> (LR)``)."""
+    from harness.config.schema import PairedFolder
     from harness.data.pipeline import SKIMAGE, folder_label, resolve, skimage_folder
     from harness.run_context import image_folder_dataset
 
-    for context, specs in (("training", exp.data.train), ("validation", exp.data.val)):
+    for context, entries in (("training", exp.data.train), ("validation", exp.data.val)):
         datasets = []
-        for spec in dict.fromkeys(specs):
-            folder = skimage_folder() if spec == SKIMAGE else Path(spec).expanduser()
-            files = resolve(spec)
-            datasets.append(image_folder_dataset(folder_label(spec), folder, files, context))
+        for entry in dict.fromkeys(entries):
+            if isinstance(entry, PairedFolder):
+                folders = [(entry.hr, ""), (entry.lr, " (LR)")]
+            else:
+                folders = [(entry, "")]
+            for spec, suffix in folders:
+                folder = skimage_folder() if spec == SKIMAGE else Path(spec).expanduser()
+                name = folder_label(spec) + suffix
+                datasets.append(image_folder_dataset(name, folder, resolve(spec), context))
         tracker.log_datasets(datasets, context)
 
 
