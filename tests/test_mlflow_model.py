@@ -202,3 +202,21 @@ def test_mlflow_models_serve_answers_invocations_without_harness(logged, store, 
     finally:
         server.terminate()
         server.wait(20)
+
+
+def test_logging_a_model_prints_nothing(store, registry, capfd) -> None:
+    """The end of `harness run` stays readable: no MLflow progress bars, INFO lines or
+    type-hint warnings while the model is logged and its input example checked."""
+    import warnings
+
+    tracker, _ = make_tracker(store, registry)
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tracker.log_generator(tiny_generator(3, registry), step=1)
+    tracker.end()
+    out, err = capfd.readouterr()
+    assert "Downloading artifacts" not in out + err
+    assert "INFO mlflow" not in out + err
+    hints = [str(w.message) for w in caught if "ype hint" in str(w.message)]
+    assert not hints, hints

@@ -15,7 +15,10 @@ numpy at the versions that trained the model), never srgan-harness, so every env
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,20 +84,46 @@ def log_generator(client: Any, run_id: str, model: Any, step: int, name: str = "
         model.save(keras_file)
         # Model.log, not mlflow.pyfunc.log_model: only it takes the run to log into, and
         # harness never starts a fluent run (a caller's active run stays untouched)
-        info = Model.log(
-            artifact_path=None,
-            name=name,
-            flavor=mlflow.pyfunc,
-            python_model=str(LOADER),
-            artifacts={SAVED_MODEL: str(saved), GENERATOR: str(keras_file)},
-            signature=signature,
-            input_example=example,
-            pip_requirements=requirements(),
-            run_id=run_id,
-            model_id=logged.model_id,
-            step=int(step),
-        )
+        with _quiet_mlflow():
+            info = Model.log(
+                artifact_path=None,
+                name=name,
+                flavor=mlflow.pyfunc,
+                python_model=str(LOADER),
+                artifacts={SAVED_MODEL: str(saved), GENERATOR: str(keras_file)},
+                signature=signature,
+                input_example=example,
+                pip_requirements=requirements(),
+                run_id=run_id,
+                model_id=logged.model_id,
+                step=int(step),
+            )
     return info.model_uri
+
+
+@contextlib.contextmanager
+def _quiet_mlflow() -> Iterator[None]:
+    """No progress bars, INFO lines or type-hint advice while MLflow logs and validates the
+    model (it loads the model back to check the input example). The model's signature is
+    given explicitly, so MLflow's advice on ``predict``'s type hints does not apply."""
+    import logging
+    import warnings
+
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    saved = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"(?s).*type hint", category=UserWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+        if saved is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved
 
 
 def register(client: Any, model_uri: str, name: str, run_id: str, alias: str = "") -> str:

@@ -24,13 +24,19 @@ SAVED_MODEL = "saved_model"
 class SavedModelUpscaler(mlflow.pyfunc.PythonModel):
     """``predict(lr)``: the SavedModel's ``serving_default`` on a float32 NHWC batch."""
 
+    # The model is logged with an explicit tensor signature; without this MLflow reads
+    # predict's type hints as an input schema when the class is defined and warns whatever
+    # they are (its own built-in models set the same attribute).
+    _skip_type_hint_validation = True
+
     def load_context(self, context: Any) -> None:
         import tensorflow as tf
 
         self._loaded = tf.saved_model.load(context.artifacts[SAVED_MODEL])
         self._serve = self._loaded.signatures["serving_default"]
 
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> np.ndarray:
+    # no type hints: MLflow would try to infer a schema from them when the model is logged
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
         import tensorflow as tf
 
         lr = np.asarray(model_input, np.float32)
