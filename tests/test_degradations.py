@@ -354,3 +354,40 @@ def test_paired_entries_are_logged_as_two_mlflow_datasets(folders, reg) -> None:
     assert [d.name for d in logged["training"]] == ["hr", "lr (LR)", "bic"]
     assert [d.name for d in logged["validation"]] == ["hr", "lr (LR)"]
     assert [d.profile["num_images"] for d in logged["validation"]] == [3, 3]
+
+
+def test_report_on_given_lr_says_so_and_shows_no_published_figures(
+    folders, registry, tmp_path
+) -> None:
+    import json
+
+    from harness.evaluation.report import write_report
+
+    run = tmp_path / "tiny"  # a run directory holding only its model
+    run.mkdir()
+    tf.keras.utils.set_random_seed(0)
+    registry.factory("generator", "msrresnet")(scale=4, blocks=1, filters=8).save(
+        run / "generator.keras"
+    )
+    report = write_report(
+        [str(run)],
+        tmp_path / "report",
+        registry=registry,
+        data=[str(folders["hr"])],
+        lr=[str(folders["lr"])],
+        metrics=[],
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        crops=1,
+        log_to_mlflow=False,
+        say=lambda _: None,
+        progress=False,
+    )
+    markdown = report.markdown.read_text()
+    assert f"- LR of hr: the given images of `{folders['lr']}`" in markdown
+    assert "None shown: published figures are measured on bicubic LR" in markdown
+    assert "SRResNet" not in markdown  # no published row beside given-LR scores
+    given = evaluate_folders(
+        "bicubic", [str(folders["hr"])], registry, lr_specs=[str(folders["lr"])]
+    )
+    assert report.tables["hr"]["bicubic"]["psnr_y"] == pytest.approx(given.results["hr"].psnr_y)
+    assert json.loads(report.json.read_text())["given_lr"] == {"hr": str(folders["lr"])}

@@ -30,6 +30,7 @@ def render_markdown(
     references: Mapping[str, Any],
     data: Mapping[str, str],
     scale: int,
+    given_lr: Mapping[str, str] | None = None,
 ) -> str:
     """The text of ``report.md`` (a :class:`harness.evaluation.report.Report` as ``report``)."""
     from harness.evaluation.protocol import format_value
@@ -48,6 +49,11 @@ def render_markdown(
         "rounded to 8 bits, model outputs clipped and rounded to 8 bits "
         "(`harness.evaluation.protocol`).",
     ]
+    for label, folder in (given_lr or {}).items():
+        lines.append(
+            f"- LR of {label}: the given images of `{folder}` (matched by file name), not bicubic; "
+            "the bicubic row upscales them with MATLAB bicubic."
+        )
     for key, protocol in protocols.items():
         notes = [f"{scale} px cut from each side"] if protocol.crop_border else []
         notes += ["Y = BT.601 luma, 16..235"] if protocol.color == "y" else []
@@ -105,6 +111,8 @@ def render_markdown(
         rows.append([method, *cells, info.get("source", "")])
     if rows:
         lines += markdown_table(["method", *ref_sets, "source"], rows, numeric=len(ref_sets))
+    elif given_lr:
+        lines.append("None shown: published figures are measured on bicubic LR, not these.")
     else:
         lines.append(f"None at x{scale} in `harness/evaluation/references.toml`.")
     lines.append("")

@@ -239,7 +239,9 @@ def write_report(
         s: {row: {k: r.mean(k) for k in measures} for row, r in res.items()}
         for s, res in results.items()
     }
-    references = load_references(scale)
+    given_lr = {s.label: s.lr for s in suites if s.lr}
+    # published figures are measured on bicubic LR: not comparable with given LR images
+    references = {"sources": {}, "methods": {}} if given_lr else load_references(scale)
     perceptual = "lpips" if "lpips" in extra else next(iter(extra), "ssim_y")
     figures = [
         run_curves(runs, folder / "curves.png", extra),
@@ -270,6 +272,7 @@ def write_report(
             references,
             {s.label: s.spec for s in suites},
             scale,
+            given_lr,
         )
     except BaseException:
         if client is not None:

@@ -26,6 +26,7 @@ def write_files(
     references: Mapping[str, Any],
     data: Mapping[str, str],
     scale: int,
+    given_lr: Mapping[str, str] | None = None,
 ) -> None:
     """``report.json``, ``report.md`` and ``report.html`` of ``report`` (its figures are in its
     folder already)."""
@@ -35,6 +36,7 @@ def write_files(
         "date": date,
         "scale": scale,
         "data": dict(data),
+        "given_lr": dict(given_lr or {}),
         "protocols": {k: dataclasses.asdict(p) for k, p in protocols.items()},
         "references": dict(references),
     }
@@ -47,6 +49,7 @@ def write_files(
         references=references,
         data=data,
         scale=scale,
+        given_lr=given_lr,
     )
     report.markdown.write_text(text, encoding="utf-8")
     title = text.splitlines()[0].lstrip("# ")
