@@ -238,24 +238,6 @@ def _random_patch(
     return hr
 
 
-def downsample_batch(hr_uint8: tf.Tensor, scale: int) -> tf.Tensor:
-    """MATLAB-compatible bicubic LR of a uint8 ``(B, P, P, 3)`` batch, float32 ``[0, 1]``.
-
-    Rounded to 8-bit levels, as the evaluation protocol's LR is.
-    """
-    import tensorflow as tf
-
-    from harness.evaluation.protocol import resize_matrix
-
-    h, w = hr_uint8.shape[1], hr_uint8.shape[2]
-    rows = tf.constant(resize_matrix(h, h // scale, 1.0 / scale), tf.float32)
-    cols = tf.constant(resize_matrix(w, w // scale, 1.0 / scale), tf.float32)
-    x = tf.cast(hr_uint8, tf.float32)
-    x = tf.einsum("oh,bhwc->bowc", rows, x)
-    x = tf.einsum("pw,bowc->bopc", cols, x)
-    return tf.clip_by_value(tf.floor(x + 0.5), 0.0, 255.0) / 255.0
-
-
 def to_8bit_levels(x: tf.Tensor) -> tf.Tensor:
     """``x`` clipped to ``[0, 1]`` and rounded (half up) to the nearest of the 256 levels."""
     import tensorflow as tf

@@ -109,8 +109,9 @@ def sample_grid(
     for name, hr, *given in images:
         h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
         hr = hr[:h, :w]
+        # the LR the protocol scores: the given one (checked against HR) or MATLAB bicubic
         if given:
-            lr = (np.asarray(given[0], np.float32) / 255.0)[None]
+            lr = metrics.given_lr(name, hr, given[0], scale)[None]
         else:
             lr = metrics.bicubic_downsample(hr, scale)[None]
         nearest = np.repeat(np.repeat(lr[0], scale, axis=0), scale, axis=1)
