@@ -178,10 +178,11 @@ def _mlflow_folder(uri: str, ref: str) -> Path:
         ) from exc
 
 
-def _load_mlflow(uri: str, ref: str, registry: Registry) -> Any:
-    """The generator of the MLflow model ``uri``: its ``generator.keras`` artifact, or (a
-    model logged with the ``tensorflow`` flavour by earlier versions) the flavour's model."""
-    folder = _mlflow_folder(uri, ref)
+def _load_mlflow(uri: str, ref: str, registry: Registry, folder: Path | None = None) -> Any:
+    """The generator of the MLflow model ``uri`` (in ``folder`` when already downloaded): its
+    ``generator.keras`` artifact, or (a model logged with the ``tensorflow`` flavour by earlier
+    versions) the flavour's model."""
+    folder = _mlflow_folder(uri, ref) if folder is None else folder
     keras_file = folder / "artifacts" / "generator.keras"
     if keras_file.is_file():
         return load_keras_file(keras_file, registry=registry)
@@ -291,8 +292,11 @@ def load_upscaler(
         return _saved_model_upscaler(path, tile=tile, overlap=overlap)
     uri = str(path) if (path / "MLmodel").is_file() else _mlflow_uri(str(ref))
     if uri is not None and kept_model_path(str(ref)) is None:
-        saved = _mlflow_folder(uri, str(ref)) / "artifacts" / "saved_model"
+        folder = _mlflow_folder(uri, str(ref))  # downloaded once, for either form
+        saved = folder / "artifacts" / "saved_model"
         if _is_saved_model(saved):
             return _saved_model_upscaler(saved, tile=tile, overlap=overlap)
-    generator = load_generator(ref, registry=registry)
+        generator = _load_mlflow(uri, str(ref), registry, folder)
+    else:
+        generator = load_generator(ref, registry=registry)
     return Upscaler.from_generator(generator, tile=tile, overlap=overlap)
