@@ -18,6 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+
 from harness.config import Experiment
 
 UI_QUERY = "workflowType=machine_learning"
@@ -82,9 +85,6 @@ def image_folder_dataset(
     source, a digest of its file list (names and sizes) and ``context`` and the number of images
     as its profile. The context is in the digest because MLflow records a dataset once per run:
     a folder that both trains and validates is two datasets of the run."""
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.meta_dataset import MetaDataset
-
     digest = hashlib.sha256(f"{context}\n".encode())
     for path in sorted(files):
         digest.update(f"{Path(path).name}\0{Path(path).stat().st_size}\n".encode())

@@ -14,10 +14,16 @@ stepped image ``samples`` (:meth:`Tracker.log_image`); the data folders as datas
 model named ``generator``. Tags: ``mlflow.note.content`` (``[experiment] description``),
 ``mlflow.user``, ``mlflow.source.name`` (the experiment file) and ``mlflow.source.git.commit``
 when that file is in a git checkout.
+
+This module is the only one that builds an :class:`MlflowClient` (:func:`client`), and every
+call names its store: nothing here sets MLflow's process-wide tracking URI, so runs of several
+stores can be read and written in one process.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 import tempfile
 import time
@@ -26,13 +32,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import mlflow
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import (
+    DatasetInput,
+    InputTag,
+    LoggedModelInput,
+    Metric,
+    Param,
+    RunStatus,
+    RunTag,
+)
 from mlflow.exceptions import MlflowException
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from harness import __version__
 from harness.config import Experiment
+from harness.deploy import mlflow_model
 from harness.errors import HarnessError, HarnessWarning
 from harness.run_context import run_context_tags
 
@@ -77,11 +93,21 @@ def database_url(url: str) -> str:
     """
     if not url.startswith(("postgresql://", "postgres://")):
         return url
-    import importlib.util
-
     if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
         return "postgresql+psycopg2://" + url.split("://", 1)[1]
     return url
+
+
+def client(uri: str) -> MlflowClient:
+    """A client of the store ``uri`` (its model registry too, unless ``MLFLOW_REGISTRY_URI``
+    names another)."""
+    return MlflowClient(tracking_uri=uri)
+
+
+def download_model(model_uri: str, uri: str, dst: str | Path | None = None) -> Path:
+    """The local folder of the MLflow model ``model_uri`` of the store ``uri``, downloaded into
+    ``dst`` (or where MLflow chooses): :func:`harness.deploy.mlflow_model.download`."""
+    return mlflow_model.download(client(uri), model_uri, dst)
 
 
 def experiment_name(exp: Experiment) -> str:
@@ -94,7 +120,7 @@ def run_is_active(exp: Experiment, run_id: str | None) -> bool:
     if not run_id:
         return False
     try:
-        run = MlflowClient(tracking_uri=tracking_uri(exp)).get_run(run_id)
+        run = client(tracking_uri(exp)).get_run(run_id)
     except (MlflowException, ValueError):
         return False
     return run.info.lifecycle_stage == "active"
@@ -110,15 +136,15 @@ def annotate_run(
 ) -> None:
     """Add tags, new parameters and files (``path -> artifact folder``) to a run of ``exp``'s
     store, leaving its status as it is (a sweep's finished trial runs)."""
-    client = MlflowClient(tracking_uri=tracking_uri(exp))
+    store = client(tracking_uri(exp))
     batch_tags = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
     batch_params = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
     for i in range(0, max(len(batch_params), 1), MAX_BATCH):
-        client.log_batch(
+        store.log_batch(
             run_id, params=batch_params[i : i + MAX_BATCH], tags=batch_tags if i == 0 else []
         )
     for path, folder in (files or {}).items():
-        client.log_artifact(run_id, str(path), folder)
+        store.log_artifact(run_id, str(path), folder)
 
 
 class Tracker:
@@ -130,7 +156,7 @@ class Tracker:
     training can still be joined.
 
     All logging goes through an explicit :class:`MlflowClient`, so an active fluent run of the
-    caller (a sweep's parent run, say) is never touched.
+    caller (a sweep's parent run, say) and MLflow's process-wide tracking URI are never touched.
     """
 
     def __init__(
@@ -148,7 +174,7 @@ class Tracker:
         # the steps after its checkpoint; those are not logged a second time)
         self._logged_through: dict[str, int] = {}
         try:
-            self.client = MlflowClient(tracking_uri=self.uri)
+            self.client = client(self.uri)
             missing = self._missing(run_id) if run_id else None
             if run_id and missing is None:
                 self.run_id = run_id
@@ -176,8 +202,6 @@ class Tracker:
                 f"MLflow tracking store {self.uri} failed: {exc}. Check [tracking].uri or "
                 "MLFLOW_TRACKING_URI."
             ) from exc
-        # log_model goes through MLflow's fluent layer, which reads the global URI.
-        mlflow.set_tracking_uri(self.uri)
         self.ended = False
         self._system_metrics: Any = None
 
@@ -303,9 +327,6 @@ class Tracker:
     def log_datasets(self, datasets: Sequence[Any], context: str) -> None:
         """Log MLflow datasets (:func:`image_folder_dataset`) as inputs of the run, used for
         ``context`` (``training``, ``validation``)."""
-        from mlflow.entities import DatasetInput, InputTag
-        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-
         inputs = [
             DatasetInput(ds._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, context)])
             for ds in datasets
@@ -319,10 +340,6 @@ class Tracker:
         resumed run continues their steps."""
         if self._system_metrics is not None:
             return
-        import logging
-
-        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
         # MLflow announces the monitor at INFO level on every start and stop
         logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
         monitor = SystemMetricsMonitor(
@@ -364,8 +381,6 @@ class Tracker:
         if not source.run_id:
             return
         try:
-            from mlflow.entities import LoggedModelInput
-
             src = self.client.get_run(source.run_id)
             models = self.client.search_logged_models(
                 experiment_ids=[src.info.experiment_id],
@@ -379,16 +394,12 @@ class Tracker:
     def log_generator(self, model: Any, step: int, name: str = "generator") -> str:
         """Log the generator as the MLflow model ``name`` (float32 NHWC ``[0, 1]`` ->
         ``[0, 1]``, see :mod:`harness.deploy.mlflow_model`); returns its model URI."""
-        from harness.deploy.mlflow_model import log_generator
-
-        return log_generator(self.client, self.run_id, model, step, name)
+        return mlflow_model.log_generator(self.client, self.run_id, model, step, name)
 
     def register_model(self, model_uri: str, name: str, alias: str = "") -> str:
         """Register ``model_uri`` as a version of ``name`` (``[tracking] register``), with
         ``alias`` when given; the version number."""
-        from harness.deploy.mlflow_model import register
-
-        return register(self.client, model_uri, name, self.run_id, alias)
+        return mlflow_model.register(self.client, model_uri, name, self.run_id, alias)
 
     def delete(self) -> None:
         """Delete this run (a duplicate: two sweep workers created the study's parent run)."""

@@ -63,13 +63,28 @@ def make_tracker(store, registry, **tracking) -> Tracker:
 
 @pytest.fixture(scope="module")
 def logged(store, registry):
-    """A run with two generators logged: ``generator`` (final) and ``best_psnr_y``."""
-    tracker, exp = make_tracker(store, registry, register="upscaler")
-    final, best = tiny_generator(1, registry), tiny_generator(2, registry)
-    final_uri = tracker.log_generator(final, step=4)
-    best_uri = tracker.log_generator(best, step=2, name="best_psnr_y")
-    register_models(exp, tracker, final_uri, {"best_psnr_y": best_uri})
-    tracker.end()
+    """A run with two generators logged: ``generator`` (final) and ``best_psnr_y``.
+
+    They are logged and registered while MLflow's process-wide URI and MLFLOW_TRACKING_URI name
+    another store: every call goes to the run's own store, and both are left as they were."""
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    uri, folder = store
+    elsewhere = f"sqlite:///{folder / 'elsewhere.db'}"
+    previous = tracking_utils._tracking_uri
+    tracking_utils._tracking_uri = os.environ["MLFLOW_TRACKING_URI"] = elsewhere
+    try:
+        tracker, exp = make_tracker(store, registry, register="upscaler")
+        final, best = tiny_generator(1, registry), tiny_generator(2, registry)
+        final_uri = tracker.log_generator(final, step=4)
+        best_uri = tracker.log_generator(best, step=2, name="best_psnr_y")
+        register_models(exp, tracker, final_uri, {"best_psnr_y": best_uri})
+        tracker.end()
+        assert tracking_utils._tracking_uri == os.environ["MLFLOW_TRACKING_URI"] == elsewhere
+        assert not (folder / "elsewhere.db").exists()
+    finally:
+        tracking_utils._tracking_uri = previous
+        os.environ["MLFLOW_TRACKING_URI"] = uri
     return tracker.run_id, final, best
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from harness import config
 from harness.plugin_api.registry import Registry, build_registry
@@ -162,13 +164,30 @@ def test_a_run_that_failed_then_finished_loses_its_error_tag(tmp_path, store):
     assert run.info.status == "FINISHED" and "error" not in run.data.tags
 
 
-def test_active_fluent_run_of_the_caller_is_untouched(tmp_path, store):
+def test_active_fluent_run_of_the_caller_is_untouched(tmp_path, store, monkeypatch):
     exp = exp_with(tmp_path, store)
-    mlflow.set_tracking_uri(exp.tracking.uri)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", exp.tracking.uri)  # the caller's
     with mlflow.start_run() as outer:
         tracker = Tracker(exp, parent_run_id=outer.info.run_id)
         tracker.end()
         assert mlflow.active_run().info.run_id == outer.info.run_id
+
+
+def test_a_tracker_leaves_mlflows_process_uri_alone(tmp_path, store, monkeypatch):
+    """Every call names the run's store: MLflow's process-wide URI (and MLFLOW_TRACKING_URI,
+    which ``mlflow.set_tracking_uri`` also sets) stay what they were."""
+    process = f"sqlite:///{tmp_path / 'process.db'}"
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", process)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    exp = exp_with(tmp_path, store)
+    tracker = Tracker(exp)
+    tracker.log_metrics({"loss/mse": 0.5}, step=1)
+    annotate_run(exp, tracker.run_id, tags={"note": "x"})
+    tracker.end()
+    assert run_is_active(exp, tracker.run_id)
+    assert mlflow.get_tracking_uri() == process and "MLFLOW_TRACKING_URI" not in os.environ
+    assert not (tmp_path / "process.db").exists()
+    assert MlflowClient(store).get_run(tracker.run_id).data.tags["note"] == "x"
 
 
 def test_unusable_store_is_a_clear_error(tmp_path):

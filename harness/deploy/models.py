@@ -162,27 +162,36 @@ def _restore_checkpoint(prefix: Path, experiment: Path, ref: str, registry: Regi
 # --------------------------------------------------------------------------- MLflow, SavedModel
 
 
-def _mlflow_folder(uri: str, ref: str) -> Path:
-    """The local folder of the MLflow model ``uri`` (downloaded from the tracking store)."""
-    import mlflow.artifacts
+def _mlflow_folder(uri: str, ref: str, tracking_uri: str | None = None) -> Path:
+    """The local folder of the MLflow model ``uri``, downloaded from the tracking store
+    ``tracking_uri`` (else ``$MLFLOW_TRACKING_URI``, else the default store)."""
+    from harness import tracking  # MLflow: only a model reference of MLflow needs it
 
     if Path(uri).is_dir():
         return Path(uri)
+    store = tracking.resolve_uri(tracking_uri)
     try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+        return tracking.download_model(uri, store)
     except Exception as exc:
         raise _bad_ref(
             ref,
-            f"MLflow could not load {uri} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
-            "check MLFLOW_TRACKING_URI (it must point at the store the run was logged to)",
+            f"MLflow could not load {uri} from {store} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0]}); check MLFLOW_TRACKING_URI (it must point at the "
+            "store the run was logged to)",
         ) from exc
 
 
-def _load_mlflow(uri: str, ref: str, registry: Registry, folder: Path | None = None) -> Any:
+def _load_mlflow(
+    uri: str,
+    ref: str,
+    registry: Registry,
+    folder: Path | None = None,
+    tracking_uri: str | None = None,
+) -> Any:
     """The generator of the MLflow model ``uri`` (in ``folder`` when already downloaded): its
     ``generator.keras`` artifact, or (a model logged with the ``tensorflow`` flavour by earlier
     versions) the flavour's model."""
-    folder = _mlflow_folder(uri, ref) if folder is None else folder
+    folder = _mlflow_folder(uri, ref, tracking_uri) if folder is None else folder
     keras_file = folder / "artifacts" / "generator.keras"
     if keras_file.is_file():
         return load_keras_file(keras_file, registry=registry)
@@ -237,13 +246,14 @@ def _saved_model_upscaler(path: Path, *, tile: int, overlap: int | None) -> Upsc
 # --------------------------------------------------------------------------- references
 
 
-def load_generator(ref: str | Path, *, registry: Registry) -> Any:
+def load_generator(ref: str | Path, *, registry: Registry, tracking_uri: str | None = None) -> Any:
     """The trained generator (``keras.Model``: LR ``[0, 1]`` -> SR ``[-1, 1]``) ``ref`` names.
 
     ``registry`` provides the plugins (their Keras layers, and the generator a checkpoint is
     restored into). Raises :class:`ModelReferenceError` listing the accepted forms when ``ref``
     names nothing loadable. An exported SavedModel holds an upscaler, not a generator: use
-    :func:`load_upscaler` for it.
+    :func:`load_upscaler` for it. An MLflow model is read from the store ``tracking_uri`` (else
+    ``$MLFLOW_TRACKING_URI``, else the default).
     """
     text = str(ref)
     kept = kept_model_path(text)
@@ -277,22 +287,28 @@ def load_generator(ref: str | Path, *, registry: Registry) -> Any:
         raise _bad_ref(text, "the path holds neither a model, a run nor a checkpoint")
     uri = _mlflow_uri(text)
     if uri is not None:
-        return _load_mlflow(uri, text, registry)
+        return _load_mlflow(uri, text, registry, tracking_uri=tracking_uri)
     raise _bad_ref(text, "no such file or directory, and not an MLflow URI or run id")
 
 
 def load_upscaler(
-    ref: str | Path, *, registry: Registry, tile: int = 0, overlap: int | None = None
+    ref: str | Path,
+    *,
+    registry: Registry,
+    tile: int = 0,
+    overlap: int | None = None,
+    tracking_uri: str | None = None,
 ) -> Upscaler:
     """An :class:`~harness.deploy.upscaler.Upscaler` for ``ref`` (any form
     :func:`load_generator` takes, or an exported SavedModel). ``tile`` > 0 bounds memory (LR
-    tile side in pixels); ``overlap`` ``None`` uses the measured receptive field."""
+    tile side in pixels); ``overlap`` ``None`` uses the measured receptive field; an MLflow
+    model is read from the store ``tracking_uri`` (else ``$MLFLOW_TRACKING_URI``)."""
     path = Path(str(ref)).expanduser()
     if _is_saved_model(path):
         return _saved_model_upscaler(path, tile=tile, overlap=overlap)
     uri = str(path) if (path / "MLmodel").is_file() else _mlflow_uri(str(ref))
     if uri is not None and kept_model_path(str(ref)) is None:
-        folder = _mlflow_folder(uri, str(ref))  # downloaded once, for either form
+        folder = _mlflow_folder(uri, str(ref), tracking_uri)  # downloaded once, for either form
         saved = folder / "artifacts" / "saved_model"
         if _is_saved_model(saved):
             return _saved_model_upscaler(saved, tile=tile, overlap=overlap)

@@ -58,12 +58,11 @@ def local_grids(run_dir: Path) -> list[Path]:
 def _mlflow_grid(exp: Experiment, run_id: str, dst: Path) -> Path | None:
     """The latest sample grid among the run's MLflow artifacts, downloaded into ``dst``."""
     import mlflow
-    from mlflow.tracking import MlflowClient
 
     from harness import tracking
 
     uri = tracking.tracking_uri(exp)
-    client = MlflowClient(tracking_uri=uri)
+    client = tracking.client(uri)
     pngs: list[str] = []
     folders = [None]
     while folders:

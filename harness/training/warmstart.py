@@ -96,12 +96,12 @@ def copy_weights(target: Any, source: Any, network: str, ref: str, target_desc: 
     target.set_weights(source.get_weights())
 
 
-def load_generator(ref: str, registry: Registry) -> Any:
-    """The generator ``ref`` names (any model reference)."""
+def load_generator(ref: str, registry: Registry, tracking_uri: str | None = None) -> Any:
+    """The generator ``ref`` names (any model reference; an MLflow one in ``tracking_uri``)."""
     from harness.deploy.models import ModelReferenceError, load_generator
 
     try:
-        return load_generator(ref, registry=registry)
+        return load_generator(ref, registry=registry, tracking_uri=tracking_uri)
     except ModelReferenceError as exc:
         raise WarmStartError(f"[generator] init: {exc}") from None
 
@@ -150,7 +150,8 @@ def warm_start(trainer: Any) -> list[Source]:
 
     exp, sources = trainer.exp, []
     if exp.generator.init:
-        source = load_generator(exp.generator.init, trainer.registry)
+        # an MLflow model of the experiment's own store, as its run's lineage is read there
+        source = load_generator(exp.generator.init, trainer.registry, exp.tracking.uri or None)
         desc = f"[generator] {exp.generator.name} ({config_text(exp.generator.params)})"
         copy_weights(trainer.generator, source, "generator", exp.generator.init, desc)
         if trainer.ema_generator is not None:
