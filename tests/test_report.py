@@ -10,9 +10,11 @@ import os
 import shutil
 from pathlib import Path
 
+import mlflow
 import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service import utils as tracking_utils
 from PIL import Image
 from test_train import tiny
 
@@ -241,21 +243,34 @@ def test_missing_data_and_missing_model_are_clear_errors(env, tmp_path):
         resolve_runs([f"{env['base']}@best_dists"], tracking_uri=env["store"], say=lambda _: None)
 
 
+@pytest.fixture(scope="module")
+def logged_only(env, registry):
+    """A finished run of env's store that only MLflow knows (its run directory moved away):
+    ``(run id, experiment)``."""
+    cwd = os.getcwd()
+    os.chdir(env["root"])  # MLflow artifacts (./mlruns) land in the temporary folder
+    try:
+        exp = tiny(
+            env["root"] / "logged",
+            experiment={"name": "rep_logged"},
+            adversarial=None,
+            train={"steps": 1},
+            validation={"every": 1},
+            tracking={"uri": env["store"], "experiment": "report-logged", "log_model": True},
+        )
+        result = train(exp, registry=registry)
+    finally:
+        os.chdir(cwd)
+    shutil.move(exp.run_dir, env["root"] / "logged" / "moved")
+    return result.run_id, exp
+
+
 def test_a_run_known_only_to_mlflow_is_reported_from_its_logged_model(
-    env, tmp_path, monkeypatch, registry
+    env, logged_only, tmp_path, registry
 ):
-    monkeypatch.chdir(env["root"])
-    exp = tiny(
-        tmp_path,
-        experiment={"name": "rep_logged"},
-        adversarial=None,
-        train={"steps": 1},
-        tracking={"uri": env["store"], "experiment": "report-logged", "log_model": True},
-    )
-    result = train(exp, registry=registry)
-    shutil.move(exp.run_dir, tmp_path / "moved")  # only MLflow knows the run now
+    run_id, _ = logged_only
     report = write_report(
-        [result.run_id],
+        [run_id],
         tmp_path / "out",
         registry=registry,
         data=env["data"][:1],
@@ -268,10 +283,54 @@ def test_a_run_known_only_to_mlflow_is_reported_from_its_logged_model(
     (run,) = report.runs
     assert run.run_dir is None and run.model_ref.startswith("models:/")
     assert report.measures == ("psnr_y", "ssim_y")
-    direct = metrics.evaluate(
-        load_upscaler(run.model_ref, registry=registry), load_folder(env["data"][0], 4), 4
-    )
+    model = load_upscaler(run.model_ref, registry=registry, tracking_uri=env["store"])
+    direct = metrics.evaluate(model, load_folder(env["data"][0], 4), 4)
     assert report.tables["set5"]["rep_logged"]["psnr_y"] == pytest.approx(direct.psnr_y, rel=1e-9)
     logged = MlflowClient(env["store"]).get_run(report.mlflow_run_id)
-    assert logged.data.tags["harness.report.runs"] == result.run_id
+    assert logged.data.tags["harness.report.runs"] == run_id
     assert (tmp_path / "out" / "crops_set5_img0.png").is_file()
+
+
+def test_runs_of_two_stores_are_read_from_each_and_mlflows_process_uri_stays(
+    env, logged_only, tmp_path, monkeypatch, registry
+):
+    """A run directory logging to one store and a run known only to MLflow in another, in one
+    report: each is read from (and its model downloaded from) its own store, and MLflow's
+    process-wide tracking URI and ``MLFLOW_TRACKING_URI`` are what they were."""
+    monkeypatch.chdir(tmp_path)
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    exp = tiny(
+        tmp_path,
+        experiment={"name": "rep_other"},
+        adversarial=None,
+        train={"steps": 1},
+        validation={"every": 1},
+        tracking={"uri": other, "experiment": "report-other"},
+    )
+    train(exp, registry=registry)
+    run_id, _ = logged_only
+    # A process-wide URI naming neither store (what mlflow.set_tracking_uri sets), and bare
+    # run ids resolved in env's store through MLFLOW_TRACKING_URI.
+    process = f"sqlite:///{tmp_path / 'process.db'}"
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", process)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["store"])
+    report = write_report(
+        [str(exp.run_dir), run_id],
+        tmp_path / "out",
+        registry=registry,
+        data=env["data"][:1],
+        metrics=[],
+        crops=0,
+        say=lambda _: None,
+        progress=False,
+    )
+    assert mlflow.get_tracking_uri() == process
+    assert os.environ["MLFLOW_TRACKING_URI"] == env["store"]
+    assert not (tmp_path / "process.db").exists() and not (tmp_path / "mlflow.db").exists()
+    here, logged = report.runs
+    assert (here.label, here.uri, here.run_dir) == ("rep_other", other, exp.run_dir)
+    assert (logged.label, logged.uri, logged.run_dir) == ("rep_logged", env["store"], None)
+    assert here.history["val/psnr_y"] and logged.history["val/psnr_y"]  # curves of each store
+    assert set(report.tables["set5"]) == {"bicubic", "rep_other", "rep_logged"}
+    # the report's own run goes to the first run's store
+    assert MlflowClient(other).get_run(report.mlflow_run_id).info.run_name == "report"

@@ -2,43 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
-
 import click
 
 from harness.commands._options import registry
 from harness.errors import HarnessError
-
-
-def _command_line(
-    runs: tuple[str, ...],
-    out: str | None,
-    data: tuple[str, ...],
-    metrics: tuple[str, ...],
-    crops: int,
-    model_kind: str,
-    tracking_uri: str | None,
-    use_mlflow: bool,
-    lr: tuple[str, ...] = (),
-) -> str:
-    args = ["harness", "report", *runs]
-    if out:
-        args += ["-o", out]
-    for spec in data:
-        args += ["--data", spec]
-    for spec in lr:
-        args += ["--lr", spec]
-    for name in metrics:
-        args += ["--metric", name]
-    if crops != 2:
-        args += ["--crops", str(crops)]
-    if model_kind != "final":
-        args += ["--model-kind", model_kind]
-    if tracking_uri:
-        args += ["--tracking-uri", tracking_uri]
-    if not use_mlflow:
-        args.append("--no-mlflow")
-    return shlex.join(args)
 
 
 @click.command("report")
@@ -135,7 +102,6 @@ def command(
             "no RUN to report: give run directories, MLflow run ids or an MLflow experiment "
             "name, e.g. `harness report runs/srresnet runs/srgan`."
         )
-    line = _command_line(runs, out, data, metrics, crops, model_kind, tracking_uri, use_mlflow, lr)
     result = rep.write_report(
         list(runs),
         out,
@@ -148,7 +114,6 @@ def command(
         model_kind=model_kind,
         log_to_mlflow=use_mlflow,
         say=click.echo,
-        command=line,
         progress=not quiet,
     )
     for label, table in result.tables.items():

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from harness.evaluation.tables import measure_name
 
@@ -64,8 +65,6 @@ def _fit(draw: Any, text: str, font: Any, width: int) -> str:
 
 def crop_figure(tiles: Sequence[Tile], path: Path, heading: str = "", zoom: int = 0) -> Path:
     """Tiles side by side (nearest-zoomed to at least 160 px), each captioned below."""
-    from PIL import Image, ImageDraw, ImageFont
-
     font = ImageFont.load_default()
     side = max(t.image.shape[0] for t in tiles)
     zoom = zoom or max(1, math.ceil(160 / side))

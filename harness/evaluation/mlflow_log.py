@@ -7,28 +7,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
-from harness import __version__
+from mlflow.entities import Metric
+
+from harness import __version__, tracking
 from harness.errors import HarnessError
-from harness.evaluation.run_store import ReportError
+from harness.evaluation.records import REPORT_TAG, ReportError, RunInfo
 
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from harness.evaluation.runs import RunInfo
-
-REPORT_TAG = "harness.report"
 BATCH = 100  # metrics per log_batch call
 
 
 def log_evaluation(run_id: str, uri: str, values: Mapping[str, float], report: dict) -> None:
     """Log the finite ``values`` and ``report`` (as ``eval/report.json``) to an existing run."""
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
-
     try:
-        client = MlflowClient(tracking_uri=uri)
+        client = tracking.client(uri)
         client.get_run(run_id)
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if math.isfinite(v)]
@@ -53,11 +47,9 @@ def start_report_run(runs: Sequence[RunInfo], say: Callable[[str], Any]) -> tupl
     if not tracked:
         say("not logged to MLflow: none of the runs has an MLflow run")
         return None, ""
-    from mlflow.tracking import MlflowClient
-
     first = tracked[0]
     try:
-        client = MlflowClient(tracking_uri=first.uri)
+        client = tracking.client(first.uri)
         experiment_id = client.get_run(first.run_id).info.experiment_id
         ids = ",".join(r.run_id for r in runs if r.run_id)
         tags = {

@@ -21,6 +21,7 @@ def color(index: int) -> str:
 
 
 def _pyplot() -> Any:
+    # matplotlib (seconds to import, and a backend to choose): only a report draws figures
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -46,7 +47,7 @@ def plot_curves(runs: Sequence[Curves], path: Path, perceptual: str = "lpips") -
     run, each run's bicubic PSNR-Y on its validation set as a dashed line (Ledig et al. Figs.
     6-8 style)."""
     plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # matplotlib: loaded by _pyplot, as a figure is drawn
 
     keys = ["val/psnr_y"]
     if any(r.history.get(f"val/{perceptual}") for r in runs):

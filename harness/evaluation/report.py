@@ -14,19 +14,24 @@ artifacts of a run named ``report`` (:mod:`harness.evaluation.mlflow_log`).
 from __future__ import annotations
 
 import datetime as _dt
-import re
+import shlex
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tqdm import tqdm
 
-from harness.evaluation.run_store import ReportError
-from harness.evaluation.runs import FINAL, RunInfo, resolve_runs
+from harness.deploy.models import ModelReferenceError, load_upscaler
+from harness.evaluation import mlflow_log
+from harness.evaluation.crops import report_crops
+from harness.evaluation.plots import plot_perception_distortion, run_curves
+from harness.evaluation.records import FINAL, Report, ReportError, RunInfo
+from harness.evaluation.runs import resolve_runs
 from harness.evaluation.suite import DEFAULT_METRICS, discover, metric_functions
+from harness.evaluation.tables import measure_name
 from harness.evaluation.writing import to_json, write_files
 
 if TYPE_CHECKING:
@@ -36,23 +41,6 @@ if TYPE_CHECKING:
 
 DEFAULT_DATA: tuple[str, ...] = ("data/set5", "data/set14", "data/bsd100")
 """Where ``harness data download set5 set14 bsd100 --dest data`` puts the benchmark sets."""
-
-
-@dataclass
-class Report:
-    """What :func:`write_report` wrote: the folder, its files and every number."""
-
-    out: Path
-    markdown: Path
-    html: Path
-    json: Path
-    runs: list[RunInfo]
-    tables: dict[str, dict[str, dict[str, float]]]
-    results: dict[str, dict[str, Any]]
-    figures: list[Path]
-    measures: tuple[str, ...]
-    protocols: dict[str, Any] = field(default_factory=dict)
-    mlflow_run_id: str = ""
 
 
 def load_references(scale: int | None = None) -> dict[str, Any]:
@@ -96,15 +84,10 @@ class _Recorder:
 
 
 def _load(run: RunInfo, registry: Registry) -> Any:
-    """The run's model as an upscaler."""
-    from harness.deploy.models import ModelReferenceError, load_upscaler
-
-    if re.match(r"^(runs|models):/", run.model_ref):
-        import mlflow
-
-        mlflow.set_tracking_uri(run.uri)  # MLflow models load through the global URI
+    """The run's model as an upscaler; an MLflow model is read from the run's own store (runs
+    of several stores are reported together)."""
     try:
-        return load_upscaler(run.model_ref, registry=registry)
+        return load_upscaler(run.model_ref, registry=registry, tracking_uri=run.uri or None)
     except ModelReferenceError as exc:
         raise ReportError(f'run "{run.label}": {exc}') from None
 
@@ -145,8 +128,6 @@ def _measure(
 ) -> tuple[dict[str, dict[str, EvalResult]], dict[str, dict[str, list[np.ndarray]]]]:
     """Bicubic and each run on each set: ``(results, outputs)``, both ``set -> row -> ...``,
     the outputs being the first ``crops`` SR images."""
-    from tqdm import tqdm
-
     from harness.evaluation.protocol import evaluate
 
     results: dict[str, dict[str, EvalResult]] = {s.label: {} for s in suites}
@@ -177,9 +158,6 @@ def _plane(
     perceptual: str,
     protocols: Mapping[str, MetricProtocol],
 ) -> Path:
-    from harness.evaluation.plots import plot_perception_distortion
-    from harness.evaluation.tables import measure_name
-
     published = {
         k: {s: v for s, v in meth.items() if isinstance(v, dict)}
         for k, meth in references.get("methods", {}).items()
@@ -192,6 +170,40 @@ def _plane(
         y_label=measure_name(perceptual),
         lower_is_better=not protocols[perceptual].higher_is_better,
     )
+
+
+def command_line(
+    refs: Sequence[str | Path],
+    out: str | Path | None = None,
+    *,
+    data: Sequence[str] = DEFAULT_DATA,
+    lr: Sequence[str] = (),
+    metrics: Sequence[str] | None = None,
+    tracking_uri: str | None = None,
+    crops: int = 2,
+    model_kind: str = FINAL,
+    log_to_mlflow: bool = True,
+) -> str:
+    """The ``harness report`` command line that writes this report (what it says it was made
+    with), quoted for a POSIX shell."""
+    args = ["harness", "report", *map(str, refs)]
+    if out:
+        args += ["-o", str(out)]
+    for spec in () if tuple(data) == DEFAULT_DATA else data:
+        args += ["--data", spec]
+    for spec in lr:
+        args += ["--lr", spec]
+    for name in metrics or ():
+        args += ["--metric", name]
+    if crops != 2:
+        args += ["--crops", str(crops)]
+    if model_kind != FINAL:
+        args += ["--model-kind", model_kind]
+    if tracking_uri:
+        args += ["--tracking-uri", tracking_uri]
+    if not log_to_mlflow:
+        args.append("--no-mlflow")
+    return shlex.join(args)
 
 
 def write_report(
@@ -207,17 +219,24 @@ def write_report(
     model_kind: str = FINAL,
     log_to_mlflow: bool = True,
     say: Callable[[str], Any] = print,
-    command: str = "",
     progress: bool = True,
 ) -> Report:
     """Evaluate each run of ``refs`` and bicubic on ``data`` and write the report to ``out``
     (default ``reports/<date-time>``). ``metrics`` are metric plugin names of ``registry``
     (default: the registered ones of :data:`DEFAULT_METRICS`); ``crops`` images per set get a
     crop figure. ``lr`` (one folder per ``data`` folder) gives LR images to upscale instead of
-    bicubic LR."""
-    from harness.evaluation import mlflow_log
-    from harness.evaluation.crops import report_crops
-    from harness.evaluation.plots import run_curves
+    bicubic LR. The report says it was made with :func:`command_line` of these arguments."""
+    command = command_line(
+        refs,
+        out,
+        data=data,
+        lr=lr,
+        metrics=metrics,
+        tracking_uri=tracking_uri,
+        crops=crops,
+        model_kind=model_kind,
+        log_to_mlflow=log_to_mlflow,
+    )
     from harness.evaluation.protocol import PROTOCOL_MEASURES, metric_protocol
 
     now = _dt.datetime.now().astimezone()
@@ -266,7 +285,7 @@ def write_report(
     try:
         write_files(
             report,
-            command or f"write_report({[str(r) for r in refs]!r}, {str(folder)!r})",
+            command,
             now,
             protocols,
             references,
@@ -288,6 +307,7 @@ __all__ = [
     "DEFAULT_DATA",
     "DEFAULT_METRICS",
     "Report",
+    "command_line",
     "ReportError",
     "RunInfo",
     "load_references",

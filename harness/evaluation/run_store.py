@@ -8,27 +8,19 @@ store whose file does not exist is never opened (opening it would create it).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from harness.errors import HarnessError
+from mlflow.exceptions import MlflowException
 
-if TYPE_CHECKING:
-    from harness.evaluation.runs import RunInfo
-
-
-class ReportError(HarnessError):
-    """A RUN cannot be resolved, has no model, or the report cannot be written or logged."""
+from harness import tracking
+from harness.evaluation.records import ReportError, RunInfo
 
 
 def store_uri(explicit: str | None = None, configured: str = "") -> str:
     """The MLflow store: ``explicit``, else ``configured`` (a run's ``[tracking] uri``), else
     ``$MLFLOW_TRACKING_URI``, else the default, with an installed PostgreSQL driver."""
-    from harness.tracking import DEFAULT_URI, database_url
-
-    raw = explicit or configured or os.environ.get("MLFLOW_TRACKING_URI", "") or DEFAULT_URI
-    return database_url(raw)
+    return tracking.resolve_uri(explicit or configured)
 
 
 def store_exists(uri: str) -> bool:
@@ -55,15 +47,11 @@ class RunStore:
 
     def client(self, uri: str) -> Any:
         if uri not in self.clients:
-            from mlflow.tracking import MlflowClient
-
-            self.clients[uri] = MlflowClient(tracking_uri=uri)
+            self.clients[uri] = tracking.client(uri)
         return self.clients[uri]
 
     def get_run(self, uri: str, run_id: str) -> Any:
         """The run, or ``None`` when the store does not have it."""
-        from mlflow.exceptions import MlflowException
-
         if not store_exists(uri):
             return None
         try:
@@ -75,8 +63,6 @@ class RunStore:
 
     def experiment(self, uri: str, text: str) -> Any:
         """The active experiment named ``text`` (or with id ``text``), or ``None``."""
-        from mlflow.exceptions import MlflowException
-
         if not store_exists(uri):
             return None
         client = self.client(uri)
@@ -138,4 +124,4 @@ class RunStore:
             info.steps = max(steps)
 
 
-__all__ = ["ReportError", "RunStore", "store_exists", "store_uri"]
+__all__ = ["RunStore", "store_error", "store_exists", "store_uri"]

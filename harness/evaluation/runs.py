@@ -19,104 +19,16 @@ import json
 import re
 import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.evaluation.mlflow_log import REPORT_TAG
-from harness.evaluation.run_store import ReportError, RunStore, store_uri
+from harness.config import flatten
+from harness.evaluation.records import FINAL, REPORT_TAG, ReportError, RunInfo
+from harness.evaluation.run_store import RunStore, store_uri
 
-FINAL = "final"
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 MLFLOW_RUN = re.compile(r"^runs:/([0-9a-f]{32})(/.*)?$")
 KIND = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-@dataclass
-class RunInfo:
-    """One reported run: where it lives, what it was and which model is evaluated."""
-
-    ref: str
-    label: str
-    kind: str = FINAL
-    run_id: str = ""
-    run_dir: Path | None = None
-    uri: str = ""
-    mlflow_experiment: str = ""
-    status: str = ""
-    params: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    model_ref: str = ""
-    model_step: int | None = None
-    steps: int | None = None
-    wall_s: float | None = None
-    init_ref: str = ""
-    init_run: str = ""
-    init_label: str = ""
-    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-    bicubic_val: float | None = None
-
-    @property
-    def scale(self) -> int | None:
-        """``data.scale`` as the run recorded it; ``None`` for a run directory holding only a
-        model (its model says: :func:`harness.evaluation.report.report_scale`)."""
-        value = self.params.get("data.scale")
-        return int(value) if value else None
-
-    def _table(self, prefix: str) -> str:
-        skip = {"name", "init", "plugin", "weight"}
-        return ", ".join(
-            f"{k[len(prefix) :]}={v}"
-            for k, v in self.params.items()
-            if k.startswith(prefix) and k[len(prefix) :] not in skip and "." not in k[len(prefix) :]
-        )
-
-    @property
-    def generator(self) -> str:
-        params = self._table("generator.")
-        return f"{self.params.get('generator.name', '?')} ({params})" if params else "?"
-
-    @property
-    def losses(self) -> str:
-        keys = dict.fromkeys(
-            k.split(".")[1] for k in self.params if k.startswith("losses.") and k.count(".") >= 2
-        )
-        out = []
-        for key in keys:
-            weight = self.params.get(f"losses.{key}.weight", "scheduled")
-            plugin = self.params.get(f"losses.{key}.plugin", key)
-            out.append(f"{key}{'' if plugin == key else f' ({plugin})'} x {weight}")
-        return ", ".join(out) or "?"
-
-    @property
-    def adversarial(self) -> str:
-        name = self.params.get("adversarial.name")
-        if not name:
-            return "none"
-        return f"{name} x {self.params.get('adversarial.weight', 'scheduled')}"
-
-    def facts(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "ref": self.ref,
-            "model_kind": self.kind,
-            "model": self.model_ref,
-            "model_step": self.model_step,
-            "mlflow_run_id": self.run_id,
-            "mlflow_experiment": self.mlflow_experiment,
-            "tracking_uri": self.uri,
-            "run_dir": str(self.run_dir) if self.run_dir else "",
-            "status": self.status,
-            "description": self.params.get("experiment.description", ""),
-            "generator": self.generator,
-            "losses": self.losses,
-            "adversarial": self.adversarial,
-            "init": self.init_ref,
-            "init_run": self.init_run,
-            "init_label": self.init_label,
-            "steps": self.steps,
-            "wall_s": self.wall_s,
-        }
 
 
 class _Resolver:
@@ -302,8 +214,6 @@ def _is_run_dir(path: Path) -> bool:
 
 
 def _read_params(path: Path) -> dict[str, str]:
-    from harness.config import flatten
-
     if not path.is_file():
         return {}
     try:

@@ -1,21 +1,34 @@
 """The files of a report: ``report.json`` (every number, per image too), ``report.md``
-(:mod:`harness.evaluation.markdown`) and ``report.html``, the same page self-contained with its
-figures embedded."""
+(:mod:`harness.evaluation.markdown`) and ``report.html``, the same page rendered by
+Python-Markdown, self-contained with its figures embedded."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as _dt
+import html
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import markdown
 
 from harness import __version__
 from harness.evaluation.markdown import render_markdown
+from harness.evaluation.records import Report
 
-if TYPE_CHECKING:
-    from harness.evaluation.report import Report
+STYLE = (
+    "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+    "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
+    "padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
+    "img{max-width:100%}blockquote{color:#555;border-left:3px solid #ccc;"
+    "margin-left:0;padding-left:1em}"
+)
+"""The page's CSS: numbers right-aligned, the row label left, figures at most page-wide."""
+IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
 
 
 def write_files(
@@ -73,74 +86,21 @@ def to_json(report: Report, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _inline(text: str) -> str:
-    import html
-    import re
+def markdown_to_html(text: str, folder: Path, title: str = "harness report") -> str:
+    """The Markdown ``text`` as one self-contained HTML page (Python-Markdown with its
+    ``tables`` extension), each image of ``folder`` it shows embedded as a base64 PNG."""
 
-    text = html.escape(text, quote=False)
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
+    def embed(match: re.Match[str]) -> str:
+        path = folder / match.group(2)
+        if not path.is_file():
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f"![{match.group(1)}](data:image/png;base64,{data})"
 
-
-def markdown_to_html(markdown: str, folder: Path, title: str = "harness report") -> str:
-    """The markdown subset :func:`render_markdown` writes as one self-contained HTML page,
-    images embedded as base64 PNGs."""
-    import base64
-    import html
-    import re
-
-    out: list[str] = []
-    lines = markdown.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")
-        elif line.startswith("|"):
-            block = []
-            while i < len(lines) and lines[i].startswith("|"):
-                block.append([c.strip() for c in re.split(r"(?<!\\)\|", lines[i])[1:-1]])
-                i += 1
-            head, body = block[0], block[2:]
-            out.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>")
-            for row in body:
-                out.append(
-                    "<tr>"
-                    + "".join(f"<td>{_inline(c.replace(chr(92) + '|', '|'))}</td>" for c in row)
-                    + "</tr>"
-                )
-            out.append("</table>")
-            continue
-        elif line.startswith("- "):
-            out.append("<ul>")
-            while i < len(lines) and lines[i].startswith("- "):
-                out.append(f"<li>{_inline(lines[i][2:])}</li>")
-                i += 1
-            out.append("</ul>")
-            continue
-        elif match := re.fullmatch(r"!\[([^\]]*)\]\(([^)]+)\)", line):
-            path = folder / match.group(2)
-            data = base64.b64encode(path.read_bytes()).decode() if path.is_file() else ""
-            out.append(
-                f'<p><img alt="{html.escape(match.group(1))}" '
-                f'src="data:image/png;base64,{data}"></p>'
-            )
-        elif line.startswith("> "):
-            out.append(f"<blockquote>{_inline(line[2:])}</blockquote>")
-        elif line.strip():
-            out.append(f"<p>{_inline(line)}</p>")
-        i += 1
-    style = (
-        "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
-        "padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
-        "img{max-width:100%}blockquote{color:#555;border-left:3px solid #ccc;"
-        "margin-left:0;padding-left:1em}"
-    )
+    body = markdown.markdown(IMAGE.sub(embed, text), extensions=["tables"], output_format="html")
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}'
-        f"</title><style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n"
+        f"</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n"
     )
 
 
