@@ -65,7 +65,7 @@ class TrialRunner:
         self.stopping = threading.Event()
         self.ran: list[int] = []
         self._children: set[subprocess.Popen] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # the signal handler may stop children mid-spawn
 
     def interrupt(self) -> None:
         """Stop every trial process now (SIGTERM: each ends its MLflow run as KILLED)."""
