@@ -136,66 +136,69 @@ def _study(tmp_path: Path, registry):
     return p, sweep.open_study(p, storage)
 
 
-def test_a_trial_of_a_dead_worker_is_failed_and_run_again(tmp_path, registry):
-    p, study = _study(tmp_path, registry)
-    space = sweep.distributions(p.sweep)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    host = sweep.worker_id().split(":")[0]
-    lost = study.ask(space)
-    lost.set_user_attr(sweep.WORKER_ATTR, f"{host}:{dead.pid}:1")
-    live = study.ask(space)
-    study._storage.record_heartbeat(live._trial_id)
-    live.set_user_attr(sweep.WORKER_ATTR, sweep.worker_id())
-    elsewhere = study.ask(space)  # another machine's worker, heartbeat fresh
-    study._storage.record_heartbeat(elsewhere._trial_id)
-    elsewhere.set_user_attr(sweep.WORKER_ATTR, "other-host:1:1")
-    crashed = study.ask(space)
-    crashed.set_user_attr(sweep.ERROR_ATTR, "ValueError: boom")
-    study.tell(crashed, state=TrialState.FAIL)
-
-    assert sweep.fail_lost_trials(study, p.sweep) == [lost.number]
-    states = {t.number: t.state for t in study.get_trials()}
-    assert states[lost.number] == TrialState.FAIL
-    assert states[live.number] == states[elsewhere.number] == TrialState.RUNNING
-    c = sweep.counts(study)
-    # the crash counts toward the study's size; the lost trial does not (it runs again)
-    assert (c["done"], c["failed"], c["retry"], c["running"]) == (1, 1, 1, 2)
-
-
-def test_a_lost_trial_is_queued_again_with_its_parameters(tmp_path, registry):
-    p, study = _study(tmp_path, registry)
-    space = sweep.distributions(p.sweep)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    lost = study.ask(space)
-    lost.set_user_attr(sweep.WORKER_ATTR, f"{sweep.worker_id().split(':')[0]}:{dead.pid}:1")
-    assert sweep.fail_lost_trials(study, p.sweep) == [lost.number]
-    queued = study.get_trials(states=(TrialState.WAITING,))
-    assert [t.user_attrs for t in queued] == [{sweep.RETRY_ATTR: lost.number}]
-    assert sweep.counts(study)["waiting"] == 1
-    again = study.ask(space)  # the next trial asked for is the retry
-    assert again.number == queued[0].number and again.params == lost.params
-
-
-def test_a_trial_is_lost_only_when_its_heartbeat_is_stale(tmp_path, registry):
+def _beating_study(tmp_path: Path, registry, lost: list[int] | None = None):
+    """A study whose storage fails a trial 2 s after its last heartbeat (beats every 1 s)."""
     p = sweep.plan(
         QUICK,
         ["sweep.heartbeat_interval=1", "sweep.grace_period=2"],
         registry=registry,
         storage=f"sqlite:///{tmp_path / 'optuna.db'}",
     )
-    study = sweep.open_study(p, sweep.open_storage(p.storage_url, p.sweep))
+    on_lost = None if lost is None else lost.append
+    return p, sweep.open_study(p, sweep.open_storage(p.storage_url, p.sweep, on_lost=on_lost))
+
+
+def test_a_lost_trial_is_failed_and_queued_again_with_its_parameters(tmp_path, registry):
+    lost_numbers: list[int] = []
+    p, study = _beating_study(tmp_path, registry, lost_numbers)
     space = sweep.distributions(p.sweep)
-    quiet, beating = study.ask(space), study.ask(space)
-    for trial in (quiet, beating):  # workers on another machine: only heartbeats tell
+    lost, live = study.ask(space), study.ask(space)
+    never = study.ask(space)  # no heartbeat yet: Optuna leaves it alone
+    crashed = study.ask(space)
+    crashed.set_user_attr(sweep.ERROR_ATTR, "ValueError: boom")
+    study.tell(crashed, state=TrialState.FAIL)
+    for trial in (lost, live):  # their workers' heartbeats
         study._storage.record_heartbeat(trial._trial_id)
-        trial.set_user_attr(sweep.WORKER_ATTR, "other-host:1:1")
-    for _ in range(5):
+    for _ in range(3):  # only the live trial's worker still beats
         time.sleep(1.0)
-        study._storage.record_heartbeat(beating._trial_id)
-    assert sweep.fail_lost_trials(study, p.sweep) == [quiet.number]
-    assert study._storage.get_trial(beating._trial_id).state == TrialState.RUNNING
+        study._storage.record_heartbeat(live._trial_id)
+
+    optuna.storages.fail_stale_trials(study)  # what study.optimize does before each ask
+
+    assert lost_numbers == [lost.number]
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[lost.number] == TrialState.FAIL
+    assert states[live.number] == states[never.number] == TrialState.RUNNING
+    queued = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.user_attrs for t in queued] == [{sweep.RETRY_ATTR: lost.number}]
+    c = sweep.counts(study)
+    # the crash counts toward the study's size; the lost trial does not (it runs again)
+    assert (c["done"], c["failed"], c["retry"], c["running"], c["waiting"]) == (1, 1, 1, 2, 1)
+    again = study.ask(space)  # the next trial asked for is the retry
+    assert again.number == queued[0].number and again.params == lost.params
+
+
+def test_the_study_size_counts_done_and_running_trials(tmp_path, registry):
+    p, study = _study(tmp_path, registry)
+    space = sweep.distributions(p.sweep)
+    size = sweep.StudySize(3)
+    done = study.ask(space)
+    study.tell(done, 20.0)
+    crashed = study.ask(space)
+    crashed.set_user_attr(sweep.ERROR_ATTR, "ValueError: boom")
+    study.tell(crashed, state=TrialState.FAIL)
+    interrupted = study.ask(space)  # given up: does not count
+    study.tell(interrupted, state=TrialState.FAIL)
+    assert size.free(study) == 1
+    running = study.ask(space)  # another worker's
+    assert size.free(study) == 0
+    study.tell(running, state=TrialState.PRUNED)
+
+    stopped = []
+    study.optimize(
+        lambda t: stopped.append(t.number) or 1.0, n_trials=5, callbacks=[sweep.StudySize(4)]
+    )
+    assert len(stopped) == 1  # one free slot: Optuna's loop stops after one trial
 
 
 def test_surplus_and_show_table(tmp_path, registry):
@@ -379,6 +382,7 @@ def _processes_with(text: str) -> list[int]:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the trial process through /proc")
 def test_a_killed_sweep_resumes_and_completes_the_requested_trials(tmp_path, shared_data):
     cmd = [*HARNESS, "sweep", str(QUICK), "--trials", "2", *_sets(shared_data, tmp_path)]
+    cmd += ["--set", "sweep.heartbeat_interval=1", "--set", "sweep.grace_period=2"]
     worker = subprocess.Popen(
         cmd, cwd=tmp_path, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -407,8 +411,12 @@ def test_a_killed_sweep_resumes_and_completes_the_requested_trials(tmp_path, sha
     assert again.returncode == 0, again.stdout + again.stderr
     assert "trial 0: its worker is gone" in again.stdout
     trials = optuna.load_study(study_name="quickstart_w1_w2", storage=storage).get_trials()
-    assert trials[0].state == TrialState.FAIL and sweep.INTERRUPTED_ATTR in trials[0].user_attrs
+    # its heartbeat stopped with its worker: failed without an error (it does not count) ...
+    assert trials[0].state == TrialState.FAIL and sweep.ERROR_ATTR not in trials[0].user_attrs
     done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert [t.number for t in done] == [1, 2]
+    # ... and run again with its parameters
+    retry = [t for t in done if t.user_attrs.get(sweep.RETRY_ATTR) == 0]
+    assert len(retry) == 1 and retry[0].params == trials[0].params
     result = json.loads((job.parent / "trial_0002.result.json").read_text())
     assert result["state"] in ("complete", "pruned")

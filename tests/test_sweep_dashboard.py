@@ -107,24 +107,6 @@ def test_the_preferential_study_shows_each_trials_grid(tmp_path, registry):
         preferential.open_preferential_study(r, storage)
 
 
-def test_a_trial_whose_worker_died_before_its_grid_is_failed(tmp_path, registry):
-    p = _plan(tmp_path, registry, *RANDOM)
-    storage = sweep.open_storage(p.storage_url)
-    study = preferential.open_preferential_study(p, storage)
-    plain = optuna.load_study(study_name=p.study_name, storage=storage)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    host = sweep.worker_id().split(":")[0]
-    orphan, shown, live = study.ask(), study.ask(), study.ask()
-    orphan.set_user_attr(sweep.WORKER_ATTR, f"{host}:{dead.pid}:1")
-    shown.set_user_attr(sweep.WORKER_ATTR, f"{host}:{dead.pid}:1")
-    shown.set_user_attr(sweep.GRID_ATTR, "an-artifact-id")  # awaits its ranking: kept
-    live.set_user_attr(sweep.WORKER_ATTR, sweep.worker_id())
-    assert preferential.fail_orphans(study, plain) == [orphan.number]
-    states = [t.state for t in study.get_trials()]
-    assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING]
-
-
 def test_the_preferential_gp_needs_botorch_or_says_so(tmp_path, registry):
     p = _plan(tmp_path, registry, 'sweep.mode="preferential"', "sweep.sampler_options={}")
     assert isinstance(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from harness import sweep as sweeps
 from harness.commands._options import overrides_option, registry
 
 
@@ -53,6 +52,8 @@ def command(
       harness sweep experiments/quickstart_sweep.toml --preferential
       optuna-dashboard sqlite:///optuna.db --artifact-dir runs/<experiment>/<study>/artifacts
     """
+    from harness import sweep as sweeps  # Optuna and MLflow: only when this command runs
+
     if len(args) == 2 and args[0] == "show":
         show, args = True, args[1:]
     if len(args) != 1:

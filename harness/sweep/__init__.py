@@ -2,8 +2,9 @@
 
 - :mod:`~harness.sweep.plan`: objectives, the checked :class:`Plan`, the search space.
 - :mod:`~harness.sweep.storage`: the study in its RDB storage; which trials count, which are
-  lost and run again.
-- :mod:`~harness.sweep.worker`: one worker's ``study.optimize`` loop, a child process a trial.
+  lost (Optuna's heartbeat) and run again, when a worker stops (the study's size).
+- :mod:`~harness.sweep.objective`: one trial of either mode, trained in its own process.
+- :mod:`~harness.sweep.worker`: the optimising mode, one worker's ``study.optimize``.
 - :mod:`~harness.sweep.trial`: the child process that trains one trial.
 - :mod:`~harness.sweep.parent`: the MLflow parent run, best trials, plots, links to MLflow.
 - :mod:`~harness.sweep.artifacts`: each trial's sample grid as an Optuna artifact.
@@ -15,6 +16,10 @@ See docs/sweeps.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from harness.sweep import preferential, worker
 from harness.sweep.artifacts import GRID_ATTR, artifact_dir
 from harness.sweep.parent import ParentRun, best_trials, save_plots
 from harness.sweep.plan import (
@@ -23,6 +28,7 @@ from harness.sweep.plan import (
     Objective,
     Plan,
     SweepError,
+    SweepResult,
     distributions,
     grace_period,
     grid,
@@ -40,14 +46,23 @@ from harness.sweep.storage import (
     RUN_ATTR,
     RUN_URL_ATTR,
     WORKER_ATTR,
+    RetryLost,
+    StudySize,
     counts,
-    fail_lost_trials,
     open_storage,
     open_study,
     surplus,
     worker_id,
 )
-from harness.sweep.worker import SweepResult, run
+
+
+def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
+    """Run ``p``'s sweep in its mode: optimising (:mod:`~harness.sweep.worker`) or
+    preferential (:mod:`~harness.sweep.preferential`)."""
+    if p.sweep.mode == "preferential":
+        return preferential.run(p, echo)
+    return worker.run(p, echo)
+
 
 __all__ = [
     "DEFAULT_OBJECTIVE",
@@ -63,13 +78,14 @@ __all__ = [
     "Objective",
     "ParentRun",
     "Plan",
+    "RetryLost",
+    "StudySize",
     "artifact_dir",
     "SweepError",
     "SweepResult",
     "best_trials",
     "counts",
     "distributions",
-    "fail_lost_trials",
     "grace_period",
     "grid",
     "make_pruner",

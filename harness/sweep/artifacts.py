@@ -17,9 +17,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    import optuna
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
 
+if TYPE_CHECKING:
     from harness.config import Experiment
     from harness.sweep.plan import Plan
 
@@ -35,8 +36,6 @@ def artifact_dir(p: Plan) -> Path:
 
 def artifact_store(p: Plan) -> Any:
     """Optuna's file-system artifact store for the study (the folder is created)."""
-    from optuna.artifacts import FileSystemArtifactStore
-
     folder = artifact_dir(p)
     folder.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(str(folder))
@@ -91,8 +90,6 @@ def _mlflow_grid(exp: Experiment, run_id: str, dst: Path) -> Path | None:
 def upload_grid(p: Plan, trial: optuna.Trial, run_dir: Path, run_id: str = "") -> str | None:
     """Upload the trial's latest sample grid as an artifact of ``trial`` (still running) and
     record its id as the ``sample_grid`` user attribute; ``None`` when the run made none."""
-    import optuna
-
     with tempfile.TemporaryDirectory() as tmp:
         grids = local_grids(run_dir)
         grid = grids[-1] if grids else (_mlflow_grid(p.exp, run_id, Path(tmp)) if run_id else None)

@@ -15,23 +15,22 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import optuna
+from optuna.trial import TrialState
+
+from harness import tracking
+from harness.sweep.artifacts import artifact_dir
 from harness.sweep.plan import Objective, Plan, SweepError, redact
 from harness.sweep.storage import PARENT_ATTR, RUN_ATTR, counts, quiet_optuna
-
-if TYPE_CHECKING:
-    import optuna
-
-    from harness.tracking import Tracker
+from harness.tracking import Tracker, run_is_active
 
 
 class ParentRun:
     """The sweep's MLflow parent run: one per study, shared by every worker."""
 
     def __init__(self, p: Plan, study: optuna.Study) -> None:
-        from harness import tracking
-
         self.uri = tracking.tracking_uri(p.exp)
         self.experiment = tracking.experiment_name(p.exp)
         try:
@@ -56,8 +55,6 @@ class ParentRun:
     def link(self, p: Plan, study: Any) -> None:
         """Study user attributes that lead to MLflow (and to the artifact store), so
         optuna-dashboard shows where the trials' runs are."""
-        from harness.sweep.artifacts import artifact_dir
-
         attrs = {
             "mlflow_tracking_uri": redact(self.uri),
             "mlflow_experiment": self.experiment,
@@ -77,8 +74,6 @@ class ParentRun:
 
     @staticmethod
     def _get_or_create(p: Plan, study: optuna.Study) -> Tracker:
-        from harness.tracking import Tracker, run_is_active
-
         known = study.user_attrs.get(PARENT_ATTR)
         if known and run_is_active(p.exp, known):
             return Tracker(p.exp, run_id=known)
@@ -172,11 +167,10 @@ def _log_setup(p: Plan, tracker: Tracker) -> None:
 def save_plots(study: optuna.Study, objectives: Sequence[Objective], folder: Path) -> list[Path]:
     """The study's plots as PNG files (matplotlib backend; plots that cannot be drawn yet, say
     parameter importances with one finished trial, are skipped)."""
-    import matplotlib
+    import matplotlib  # heavy, and only when a worker summarises: imported here, headless
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import optuna
     import optuna.visualization.matplotlib as vis
 
     quiet_optuna()
@@ -232,8 +226,6 @@ def save_plots(study: optuna.Study, objectives: Sequence[Objective], folder: Pat
 
 def best_trials(study: optuna.Study, objectives: Sequence[Objective]) -> list[Any]:
     """The best trial first (one objective: sorted by value), or the Pareto front."""
-    from optuna.trial import TrialState
-
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not done:
         return []

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import optuna
+from optuna import distributions as d
+
 from harness import config
 from harness.errors import ConfigError, HarnessError
 
 if TYPE_CHECKING:
-    import optuna
-
     from harness.config import Experiment, SweepConfig
     from harness.plugin_api.registry import Registry
 
@@ -52,6 +53,18 @@ class Objective:
         if self.reduce == "final":
             return values[-1]
         return max(values) if self.direction == "maximize" else min(values)
+
+
+@dataclass
+class SweepResult:
+    """What one worker did (the trials it ran), and the study's state when it stopped."""
+
+    study_name: str
+    storage: str
+    parent_run_id: str
+    ran: list[int]
+    counts: dict[str, int]
+    best: list[Any]
 
 
 @dataclass(frozen=True)
@@ -153,10 +166,8 @@ def params_text(params: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- the search space
 
 
-def distributions(sweep: SweepConfig) -> dict[str, optuna.distributions.BaseDistribution]:
+def distributions(sweep: SweepConfig) -> dict[str, d.BaseDistribution]:
     """``[sweep.params]`` as Optuna distributions, keyed by the dotted keys."""
-    from optuna import distributions as d
-
     out: dict[str, d.BaseDistribution] = {}
     for key, spec in sweep.params.items():
         kind = spec["type"]
@@ -182,8 +193,6 @@ def distributions(sweep: SweepConfig) -> dict[str, optuna.distributions.BaseDist
 def suggest(trial: optuna.Trial, space: Mapping[str, Any]) -> dict[str, Any]:
     """Sample every parameter of ``space`` (from :func:`distributions`) with ``trial.suggest_*``
     (the route ``study.optimize`` gives an objective); returns ``trial.params``."""
-    from optuna import distributions as d
-
     for key, dist in space.items():
         if isinstance(dist, d.CategoricalDistribution):
             trial.suggest_categorical(key, list(dist.choices))
@@ -222,8 +231,6 @@ def grid_size(sweep: SweepConfig) -> int:
 
 def make_sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
     """The configured sampler (``sampler_options`` are its keyword arguments)."""
-    import optuna
-
     options = dict(sweep.sampler_options)
     try:
         if sweep.sampler == "random":
@@ -231,7 +238,7 @@ def make_sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
         if sweep.sampler == "nsga2":
             return optuna.samplers.NSGAIISampler(**options)
         if sweep.sampler == "grid":
-            return _grid_sampler_class()(grid(sweep), **options)
+            return optuna.samplers.GridSampler(grid(sweep), **options)
         return optuna.samplers.TPESampler(**options)
     except TypeError as exc:
         raise ConfigError(f"[sweep] sampler_options for {sweep.sampler!r}: {exc}.") from None
@@ -240,8 +247,6 @@ def make_sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
 def make_pruner(sweep: SweepConfig, n_objectives: int = 1) -> optuna.pruners.BasePruner:
     """The configured pruner; none for several objectives (Optuna cannot prune those) and for
     a preferential sweep (people judge its trials)."""
-    import optuna
-
     options = dict(sweep.pruner_options)
     if sweep.pruner == "none" or n_objectives > 1 or sweep.mode == "preferential":
         return optuna.pruners.NopPruner()
@@ -251,17 +256,3 @@ def make_pruner(sweep: SweepConfig, n_objectives: int = 1) -> optuna.pruners.Bas
         return optuna.pruners.MedianPruner(**options)
     except TypeError as exc:
         raise ConfigError(f"[sweep] pruner_options for {sweep.pruner!r}: {exc}.") from None
-
-
-def _grid_sampler_class() -> type:
-    import optuna
-
-    class GridSampler(optuna.samplers.GridSampler):
-        """Optuna's grid sampler without its ``study.stop()`` after a trial: that call raises
-        outside ``optimize`` (a lost trial is failed by ``study.tell`` there), and the worker
-        stops by counting trials, the grid's size capping the study."""
-
-        def after_trial(self, study, trial, state, values):  # noqa: ANN001, D102
-            return None
-
-    return GridSampler

@@ -8,30 +8,38 @@ until someone ranks it; the dashboard completes the trials it ranks. While ``n_g
 are neither marked worst nor skipped, the sweep waits for rankings. The default sampler is the
 preferential GP (``PreferentialGPSampler``, which needs BoTorch); ``sampler = "random"`` samples
 at random and records the rankings all the same.
+
+Its trials get no heartbeat: a trial awaiting its ranking stays RUNNING with no process behind
+it, and Optuna's stale-trial check would fail it (heartbeats are for ``study.optimize`` only,
+optuna/optuna#3293, and no trial can be exempted). A trial whose worker died before it made its
+grid is therefore left RUNNING; skip it on the dashboard's feedback page.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import optuna
+from optuna.trial import TrialState
+
 from harness.errors import ConfigError
-from harness.signals import term_as_interrupt
+from harness.evaluation.tables import text_table
 from harness.sweep.artifacts import GRID_ATTR, artifact_dir
+from harness.sweep.objective import TrialRunner, interrupts_stop
 from harness.sweep.parent import ParentRun
-from harness.sweep.plan import Plan, SweepError, distributions, redact, suggest
+from harness.sweep.plan import Plan, SweepError, SweepResult, distributions, redact, suggest
 from harness.sweep.storage import (
     ERROR_ATTR,
     INTERRUPTED_ATTR,
+    RUN_ATTR,
     WORKER_ATTR,
     open_storage,
-    owner_alive,
+    worker_id,
 )
-from harness.sweep.worker import SweepResult, _Worker
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from optuna.samplers import BaseSampler
     from optuna_dashboard.preferential import PreferentialStudy
 
@@ -44,13 +52,11 @@ WAIT_S = 2.0  # between looks at the study while every generated trial awaits a 
 def make_sampler(p: Plan) -> BaseSampler:
     """``sampler = "random"``: Optuna's random sampler; else the preferential GP (the default
     ``"tpe"`` cannot learn from rankings; its ``sampler_options`` are left out)."""
-    import optuna
-
     options = dict(p.sweep.sampler_options) if p.sweep.sampler in ("gp", "random") else {}
     try:
         if p.sweep.sampler == "random":
             return optuna.samplers.RandomSampler(**options)
-        try:
+        try:  # optional: BoTorch (and PyTorch) come with the dashboard extra only
             from optuna_dashboard.preferential.samplers.gp import PreferentialGPSampler
         except ImportError as exc:
             raise ConfigError(
@@ -67,7 +73,7 @@ def make_sampler(p: Plan) -> BaseSampler:
 def open_preferential_study(p: Plan, storage: Any) -> PreferentialStudy:
     """The plan's preferential study (created, or loaded), its feedback page showing each
     trial's sample grid."""
-    try:
+    try:  # optional: the dashboard extra
         from optuna_dashboard import register_preference_feedback_component
         from optuna_dashboard.preferential import create_study
     except ImportError:
@@ -97,9 +103,6 @@ def dashboard_command(p: Plan) -> str:
 def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
     """Generate trials until the study holds ``p.trials`` (failed ones aside) or the timeout;
     wait for rankings while ``n_generate`` trials are neither marked worst nor skipped."""
-    import optuna
-    from optuna.trial import TrialState
-
     # no heartbeats: a generated trial stays RUNNING until someone ranks it
     storage = open_storage(p.storage_url)
     study = open_preferential_study(p, storage)
@@ -115,13 +118,11 @@ def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
         f"{parent.experiment}, parent run {parent.run_id})\n"
         f"rank the sample grids with: {dashboard_command(p)}"
     )
-    worker = _Worker(p, parent, p.trials, echo)
+    runner = TrialRunner(p, parent, echo, retry=False)
     space = distributions(p.sweep)
-    for number in fail_orphans(study, plain):
-        echo(f"trial {number}: its worker died before the trial made its sample grid; failed")
     start, waiting, status = time.monotonic(), False, "FINISHED"
     try:
-        with term_as_interrupt():
+        with interrupts_stop(runner):
             while True:
                 made = study.get_trials(
                     deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE)
@@ -139,7 +140,7 @@ def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
                     time.sleep(WAIT_S)
                     continue
                 waiting = False
-                _generate(study, plain, worker, space, echo)
+                _generate(study, plain, runner, space)
     except BaseException:
         status = "KILLED"
         raise
@@ -147,7 +148,7 @@ def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
         ranked = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         try:
             parent.tracker.log_metrics(
-                {"sweep/trials_generated": len(worker.ran), "sweep/trials_ranked": ranked},
+                {"sweep/trials_generated": len(runner.ran), "sweep/trials_ranked": ranked},
                 step=len(study.get_trials(deepcopy=False)),
             )
         except Exception as exc:  # noqa: BLE001 - the trials are done; say what is missing
@@ -157,75 +158,44 @@ def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
         study_name=p.study_name,
         storage=p.storage_url,
         parent_run_id=parent.run_id,
-        ran=worker.ran,
-        counts={"generated": len(worker.ran), "ranked": ranked},
+        ran=runner.ran,
+        counts={"generated": len(runner.ran), "ranked": ranked},
         best=study.best_trials,
     )
 
 
-def fail_orphans(study: Any, plain: Any) -> list[int]:
-    """Fail the RUNNING trials without a sample grid whose worker (on this machine) is gone:
-    they would await a ranking forever. Their numbers."""
-    from optuna.trial import TrialState
-
-    failed = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if GRID_ATTR in t.user_attrs:
-            continue
-        if owner_alive(t.user_attrs.get(WORKER_ATTR, "")) is False:
-            plain.tell(t.number, state=TrialState.FAIL)
-            failed.append(t.number)
-    return failed
-
-
-def _generate(study: Any, plain: Any, worker: _Worker, space: Any, echo: Any) -> None:
+def _generate(study: Any, plain: optuna.Study, runner: TrialRunner, space: Any) -> None:
     """One trial: sampled, trained, its grid uploaded; left RUNNING for its ranking (or FAIL).
 
     ``plain`` is the same study as an ``optuna.Study`` (a preferential study has no ``tell``).
     """
-    from optuna.trial import TrialState
-
-    from harness import tracking
-
     trial = study.ask()
-    trial.set_user_attr(WORKER_ATTR, worker.me)
+    trial.set_user_attr(WORKER_ATTR, worker_id())
     try:
-        result = worker.train(trial, suggest(trial, space))
+        outcome = runner.train(trial, suggest(trial, space))
     except BaseException:
         trial.set_user_attr(INTERRUPTED_ATTR, "the sweep was interrupted")
         plain.tell(trial.number, state=TrialState.FAIL)
         raise
-    worker.finished.pop(trial.number, None)
-    state = result.get("state")
-    if state == "complete":
-        for objective, value in zip(worker.p.objectives, result["values"], strict=True):
+    if outcome.state == "complete":
+        for objective, value in zip(runner.p.objectives, outcome.values, strict=True):
             trial.set_user_attr(objective.metric, float(value))
         shown = "" if GRID_ATTR in trial.user_attrs else " (it made no sample grid)"
-        echo(f"trial {trial.number} awaits a ranking{shown}")
+        runner.echo(f"trial {trial.number} awaits a ranking{shown}")
         label = "awaiting ranking"
     else:
-        error = str(result.get("error") or "unknown error")
+        error = outcome.error or "unknown error"
         trial.set_user_attr(ERROR_ATTR, error[:4000])
         plain.tell(trial.number, state=TrialState.FAIL)
-        echo(f"trial {trial.number} FAIL: {error.splitlines()[0]}")
+        runner.echo(f"trial {trial.number} FAIL: {error.splitlines()[0]}")
         label = "FAIL"
-    if result.get("run_id"):
-        try:
-            tracking.annotate_run(worker.p.exp, result["run_id"], tags={"optuna.state": label})
-        except Exception as exc:  # noqa: BLE001
-            echo(f"trial {trial.number}: could not annotate MLflow run {result['run_id']}: {exc}")
+    runner.annotate(trial.number, outcome, label)
 
 
 def show(p: Plan, top: int = 10) -> str:
     """Counts, the trials no ranking put below another (the best so far), and the command that
     opens the ranking pages."""
-    import optuna
-    from optuna.trial import TrialState
-
-    from harness.evaluation.tables import text_table
-    from harness.sweep.storage import RUN_ATTR
-
-    try:
+    try:  # optional: the dashboard extra
         from optuna_dashboard.preferential import load_study
     except ImportError:
         raise ConfigError(NEEDS_DASHBOARD) from None

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.evaluation.tables import text_table
+from harness.sweep import preferential
 from harness.sweep.parent import best_trials
 from harness.sweep.plan import Plan, SweepError, redact
 from harness.sweep.storage import RUN_ATTR, counts, open_storage, open_study
@@ -22,9 +23,7 @@ def show(p: Plan, top: int = 10) -> str:
                 "the storage with --storage."
             )
     if p.sweep.mode == "preferential":
-        from harness.sweep.preferential import show as show_preferential
-
-        return show_preferential(p, top)
+        return preferential.show(p, top)
     study = open_study(p, open_storage(p.storage_url), create=False)
     c = counts(study)
     best = best_trials(study, p.objectives)

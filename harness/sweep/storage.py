@@ -1,34 +1,35 @@
 """The study in its Optuna RDB storage: opening it, and the trial bookkeeping around it.
 
-Who owns a running trial (user attribute ``worker`` = host:pid:start), which trials count
-toward the study's size (:func:`counts`), and which were lost and are run again
-(:func:`fail_lost_trials`): a trial whose worker is gone is failed without ``error`` and queued
-again with the same parameters (:func:`retry_lost`, Optuna's stale-trial callback).
+Liveness is Optuna's: a worker's ``study.optimize`` records a heartbeat for each trial it runs,
+and before asking for a trial it fails the trials whose heartbeat is stale
+(``fail_stale_trials``); :class:`RetryLost`, the storage's stale-trial callback, queues such a
+lost trial again with its parameters. :func:`counts` says which trials count toward the
+study's size and :class:`StudySize` stops a worker when no slot is free.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import functools
 import os
 import random
 import socket
-import threading
 import time
 import warnings
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import optuna
+import sqlalchemy
+import sqlalchemy.exc
+from optuna.trial import FrozenTrial, TrialState
 
 from harness.errors import ConfigError
 from harness.sweep.plan import Plan, SweepError, grace_period, make_pruner, make_sampler, redact
+from harness.tracking import database_url
 
 if TYPE_CHECKING:
-    import optuna
-
     from harness.config import SweepConfig
 
-WORKER_ATTR = "worker"  # host:pid:start of the worker that owns a running trial
+WORKER_ATTR = "worker"  # host:pid of the worker that ran a trial
 ERROR_ATTR = "error"  # a crashed trial's error; such a trial counts as done
 INTERRUPTED_ATTR = "interrupted"  # a trial given up by its worker; it is run again
 RETRY_ATTR = "retry_of"  # a queued retry: the number of the lost trial it runs again
@@ -39,22 +40,57 @@ PARENT_ATTR = "mlflow_parent_run_id"
 
 def quiet_optuna() -> None:
     """Optuna's own log lines and experimental warnings off (the sweep prints its own)."""
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
 
 
-def open_storage(url: str, sweep: SweepConfig | None = None) -> optuna.storages.RDBStorage:
+def worker_id() -> str:
+    """This process as the worker that ran a trial: ``host:pid`` (the user attribute
+    ``worker``; informative only, liveness is the trial's heartbeat)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class RetryLost:
+    """The storage's stale-trial callback: a lost trial is queued again with its parameters
+    (a WAITING trial the next ``ask`` takes) and ``on_lost`` hears its number.
+
+    Optuna's ``RetryHeartbeatStaleTrialCallback`` would do, but it copies the user attributes,
+    which name the worker that died; ``enqueue_trial`` starts clean.
+    """
+
+    def __init__(self, on_lost: Callable[[int], Any] | None = None) -> None:
+        self.on_lost = on_lost
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        retry_lost(study, trial)
+        if self.on_lost is not None:
+            self.on_lost(trial.number)
+
+
+def retry_lost(study: optuna.Study, trial: optuna.trial.BaseTrial) -> None:
+    """Queue a lost or interrupted trial again with its parameters (user attribute
+    ``retry_of`` = its number)."""
+    study.enqueue_trial(dict(trial.params), user_attrs={RETRY_ATTR: trial.number})
+
+
+def _begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
+    """SQLite: every transaction takes the write lock when it begins (SQLAlchemy's pysqlite
+    recipe for serializable transactions), so two threads or workers never both turn one
+    queued (WAITING) trial into their RUNNING one: Optuna's ``SELECT ... FOR UPDATE`` locks
+    nothing on SQLite (optuna/optuna#4621: enqueued trials raced between workers)."""
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def open_storage(
+    url: str, sweep: SweepConfig | None = None, on_lost: Callable[[int], Any] | None = None
+) -> optuna.storages.RDBStorage:
     """An Optuna RDB storage for ``url``; with ``sweep``, heartbeats are on (a worker's view):
-    ``study.optimize`` records them for its trials and fails stale ones, which
-    :func:`retry_lost` queues again."""
-    import optuna
-    import sqlalchemy.exc
-
-    from harness.tracking import database_url  # mlflow is imported only when a sweep runs
-
+    ``study.optimize`` records them for its trials and fails stale ones, which :class:`RetryLost`
+    queues again (``on_lost`` hears their numbers)."""
     quiet_optuna()
     if not url.startswith(("sqlite:", "postgresql", "mysql")):
         raise ConfigError(
@@ -63,7 +99,8 @@ def open_storage(url: str, sweep: SweepConfig | None = None) -> optuna.storages.
         )
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
-        engine_kwargs["connect_args"] = {"timeout": 60}
+        # the driver's own transaction handling off: _begin_immediate begins them
+        engine_kwargs["connect_args"] = {"timeout": 60, "isolation_level": None}
     else:
         engine_kwargs["pool_pre_ping"] = True
     beat: dict[str, Any] = {}
@@ -71,19 +108,19 @@ def open_storage(url: str, sweep: SweepConfig | None = None) -> optuna.storages.
         beat = {
             "heartbeat_interval": sweep.heartbeat_interval,
             "grace_period": grace_period(sweep),
-            "heartbeat_stale_trial_callback": retry_lost,
+            "heartbeat_stale_trial_callback": RetryLost(on_lost),
         }
     try:
         for attempt in range(3):
             try:
-                return optuna.storages.RDBStorage(
+                storage = optuna.storages.RDBStorage(
                     database_url(url), engine_kwargs=engine_kwargs, **beat
                 )
+                break
             except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError):
                 if attempt == 2:  # workers creating the tables at once may collide: retry
                     raise
                 time.sleep(0.5 + random.random() * 2)
-        raise AssertionError("unreachable")
     except ImportError as exc:
         raise SweepError(
             f"sweep storage {redact(url)} needs a database driver that is not installed "
@@ -95,49 +132,29 @@ def open_storage(url: str, sweep: SweepConfig | None = None) -> optuna.storages.
             f"cannot open the sweep storage {redact(url)}: {exc}. Check --storage or "
             "[sweep].storage, and that the database server is running."
         ) from None
-
-
-@functools.cache
-def _study_class() -> type:
-    import optuna
-
-    class SweepStudy(optuna.Study):
-        """An Optuna study that keeps the storage it was opened with (``storage``).
-
-        Optuna has no public route from a trial number to a trial one can write to (its trial
-        id is private: optuna/optuna#6365, "Get trial by id"); the sweep looks it up through
-        the storage's public methods instead (:func:`trial_of`).
-        """
-
-        def __init__(self, study_name: str, storage: Any, **kwargs: Any) -> None:
-            super().__init__(study_name=study_name, storage=storage, **kwargs)
-            self.storage = storage
-            self.ask_lock = threading.Lock()
-
-        def ask(self, fixed_distributions: Any = None) -> optuna.Trial:
-            """``Study.ask``, one thread at a time: on SQLite (no row locks) two ``--jobs``
-            threads could otherwise both take the same queued (WAITING) trial."""
-            with self.ask_lock:
-                return super().ask(fixed_distributions)
-
-    return SweepStudy
+    if url.startswith("sqlite:"):
+        _begin_immediate(storage.engine)
+    return storage
 
 
 def open_study(p: Plan, storage: Any, *, create: bool = True) -> optuna.Study:
     """The plan's study in ``storage``: created, or loaded when it exists (``load_if_exists``)."""
-    import optuna
-
     directions = [o.direction for o in p.objectives]
     sampler, pruner = make_sampler(p.sweep), make_pruner(p.sweep, len(directions))
     try:
         if create:
-            optuna.create_study(
+            study = optuna.create_study(
                 storage=storage,
                 study_name=p.study_name,
                 directions=directions,
+                sampler=sampler,
+                pruner=pruner,
                 load_if_exists=True,
             )
-        study = _study_class()(p.study_name, storage, sampler=sampler, pruner=pruner)
+        else:
+            study = optuna.load_study(
+                study_name=p.study_name, storage=storage, sampler=sampler, pruner=pruner
+            )
     except KeyError:
         raise SweepError(
             f'there is no study "{p.study_name}" in {redact(p.storage_url)}. Run '
@@ -152,21 +169,12 @@ def open_study(p: Plan, storage: Any, *, create: bool = True) -> optuna.Study:
     return study
 
 
-def load_study(url: str, name: str, pruner: Any = None) -> optuna.Study:
-    """An existing study (a trial process's view: no heartbeats, no sampling)."""
-    import optuna
+def trial_of(study: optuna.Study, storage: Any, number: int) -> optuna.Trial:
+    """The writable trial ``number`` of ``study`` in ``storage`` (a trial process's view).
 
-    return _study_class()(
-        name, open_storage(url), sampler=optuna.samplers.RandomSampler(), pruner=pruner
-    )
-
-
-def trial_of(study: optuna.Study, number: int) -> optuna.Trial:
-    """The writable trial ``number`` of a study from :func:`open_study` or :func:`load_study`
-    (see optuna/optuna#6365: Optuna has no public trial lookup by number)."""
-    import optuna
-
-    storage = study.storage
+    Optuna has no public route from a trial number to a trial one can write to (its trial id
+    is private: optuna/optuna#6365, "Get trial by id"); the storage's public methods find it.
+    """
     study_id = storage.get_study_id_from_name(study.study_name)
     return optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, number))
 
@@ -174,41 +182,9 @@ def trial_of(study: optuna.Study, number: int) -> optuna.Trial:
 # --------------------------------------------------------------------------- trial bookkeeping
 
 
-def _process_start(pid: int) -> str:
-    """The start time of process ``pid`` (Linux), so a reused pid is not taken for its owner."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[-1].split()[19]
-
-
-def worker_id() -> str:
-    """This process as a trial owner: ``host:pid:start``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
-
-
-def owner_alive(owner: str) -> bool | None:
-    """Whether the worker ``owner`` still runs; ``None`` when it is on another machine."""
-    host, _, rest = owner.partition(":")
-    pid_text, _, start = rest.partition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return None
-    pid = int(pid_text)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not start or _process_start(pid) in ("", start)
-
-
 def counts(study: optuna.Study) -> dict[str, int]:
     """Trials by what they mean for the sweep: done (count), running, waiting (queued again),
-    retry (lost: run again)."""
-    from optuna.trial import TrialState
-
+    retry (lost or interrupted: run again)."""
     out = {"complete": 0, "pruned": 0, "failed": 0, "running": 0, "waiting": 0, "retry": 0}
     for t in study.get_trials(deepcopy=False):
         if t.state == TrialState.COMPLETE:
@@ -225,9 +201,7 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return out
 
 
-def _counts_toward(t: optuna.trial.FrozenTrial) -> bool:
-    from optuna.trial import TrialState
-
+def _counts_toward(t: FrozenTrial) -> bool:
     if t.state == TrialState.FAIL:
         return ERROR_ATTR in t.user_attrs
     return t.state != TrialState.WAITING
@@ -241,42 +215,25 @@ def surplus(study: optuna.Study, trial: Any, target: int) -> bool:
     return len(ahead) >= target
 
 
-def retry_lost(study: optuna.Study, trial: optuna.trial.BaseTrial) -> None:
-    """Queue a lost or interrupted trial again with its parameters (a WAITING trial the next
-    ``ask`` takes).
+class StudySize:
+    """An ``optimize`` callback that stops this worker when no slot of the study is free:
+    ``target`` minus the done trials (COMPLETE, PRUNED, and FAIL with an ``error``) minus the
+    running ones (this worker's and others').
 
-    Optuna's ``RetryHeartbeatStaleTrialCallback`` would do, but it copies the user attributes,
-    which here name the dead owner and the interruption; ``enqueue_trial`` starts clean.
+    Optuna's ``MaxTrialsCallback`` counts by state, and a crashed trial (counts) and a lost
+    one (run again) are both FAIL (optuna/optuna#5860 asked for a STALE state); without running
+    trials it overshoots by one trial a worker (optuna/optuna#3518).
     """
-    study.enqueue_trial(dict(trial.params), user_attrs={RETRY_ATTR: trial.number})
 
+    def __init__(self, target: int) -> None:
+        self.target = target
 
-def fail_lost_trials(study: optuna.Study, sweep: SweepConfig) -> list[int]:
-    """Fail running trials whose worker is gone, so they are run again; their numbers.
+    def free(self, study: optuna.Study) -> int:
+        """Free slots, after failing (and queueing again) the trials lost meanwhile."""
+        optuna.storages.fail_stale_trials(study)
+        c = counts(study)
+        return self.target - c["done"] - c["running"]
 
-    Same machine: the owner process is checked directly. Elsewhere: the heartbeat (Optuna's
-    ``fail_stale_trials``, whose callback queues the trial again). A trial never heartbeaten
-    (its worker died right after asking) is failed once it is older than the grace period.
-    """
-    import optuna
-    from optuna.trial import TrialState
-
-    lost = []
-    grace = grace_period(sweep)
-    now = dt.datetime.now()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = t.user_attrs.get(WORKER_ATTR, "")
-        alive = owner_alive(owner) if owner else None
-        old = t.datetime_start is not None and (now - t.datetime_start).total_seconds() > grace
-        if alive is False or (not owner and old):
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                trial_of(study, t.number).set_user_attr(
-                    INTERRUPTED_ATTR, f"worker {owner or '?'} is gone"
-                )
-                failed = study.tell(t.number, state=TrialState.FAIL)
-                lost.append(t.number)
-                retry_lost(study, failed)
-    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
-    optuna.storages.fail_stale_trials(study)
-    after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
-    return sorted([*lost, *(after - before)])
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self.free(study) <= 0:
+            study.stop()

@@ -6,6 +6,10 @@ It builds its own plugin registry (a separate process), loads its trial from the
 applies the trial's parameters as ``--set`` overrides (same keys, same type checks), trains,
 reports each validation to the study (``trial.report``) and stops when the pruner says so. It
 hands its objective values back in a small JSON file; the worker tells the study.
+
+The worker holds the Optuna trial (and its heartbeat); this process reads its standard input,
+which the worker never writes, and stops itself (SIGTERM, so MLflow ends its run) at the end
+of file: when the worker is gone.
 """
 
 from __future__ import annotations
@@ -22,16 +26,17 @@ import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from harness import config
+import mlflow
+import optuna
+
+from harness import config, tracking
 from harness.errors import HarnessError
+from harness.plugin_api.registry import Registry, build_registry
 from harness.signals import raise_interrupt
 from harness.sweep.plan import Objective, SweepError, make_pruner, params_text, redact
-from harness.sweep.storage import load_study, quiet_optuna, trial_of
-
-if TYPE_CHECKING:
-    from harness.plugin_api.registry import Registry
+from harness.sweep.storage import open_storage, quiet_optuna, trial_of
 
 COMMAND = "import sys; from harness.sweep.trial import main; sys.exit(main())"
 """What ``python -c`` runs in a trial process (the job file is its argument)."""
@@ -40,23 +45,18 @@ COMMAND = "import sys; from harness.sweep.trial import main; sys.exit(main())"
 class _Reporter:
     """The ``on_validation`` callback of a trial: history, ``trial.report``, pruning."""
 
-    def __init__(self, trial: Any, objectives: Sequence[Objective], parent_pid: int) -> None:
+    def __init__(self, trial: Any, objectives: Sequence[Objective]) -> None:
         self.trial = trial
         self.objectives = objectives
-        self.parent_pid = parent_pid
         self.history: list[tuple[int, dict[str, float]]] = []
         self.run_id = ""
         self.pruned_at: int | None = None
 
     def on_validation(self, step: int, metrics: dict[str, float]) -> None:
-        from harness.training.loop import StopTraining
+        from harness.training.loop import StopTraining  # TensorFlow: imported when training
 
-        if os.getppid() != self.parent_pid:  # the worker died: stop rather than run orphaned
-            raise StopTraining("the sweep worker is gone")
         self.history.append((int(step), {k: float(v) for k, v in metrics.items()}))
         with contextlib.suppress(Exception):
-            import mlflow
-
             active = mlflow.active_run()
             self.run_id = self.run_id or (active.info.run_id if active else "")
         if len(self.objectives) > 1:
@@ -70,26 +70,32 @@ class _Reporter:
             raise StopTraining(f"pruned by the sweep's pruner at step {step}")
 
 
-def _watch_parent(parent_pid: int) -> None:
-    """Stop this trial process when its worker dies (SIGTERM first, so MLflow ends the run)."""
-    while os.getppid() == parent_pid:
-        time.sleep(1.0)
-    os.kill(os.getpid(), signal.SIGTERM)
+def _watch_worker() -> None:
+    """Stop this trial process when its worker is gone (its standard input ends): SIGTERM
+    first, so MLflow ends the run, then exit after 30 s."""
+    with contextlib.suppress(OSError, ValueError):
+        while sys.stdin.buffer.read(4096):
+            pass
+    signal.raise_signal(signal.SIGTERM)
     time.sleep(30.0)
     os._exit(1)
 
 
 def run_trial(job: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
     """Train one trial (in the trial process); returns the result the worker tells the study."""
-    from harness import tracking
-
     quiet_optuna()
     base = config.load(job["path"], job["overrides"], registry=registry)
     objectives = [Objective(**o) for o in job["objectives"]]
     pruner = make_pruner(base.sweep, len(objectives)) if base.sweep else None
-    study = load_study(job["storage"], job["study"], pruner)
+    storage = open_storage(job["storage"])  # no heartbeat here: the worker sends it
+    study = optuna.load_study(
+        study_name=job["study"],
+        storage=storage,
+        sampler=optuna.samplers.RandomSampler(),  # never asked here
+        pruner=pruner,
+    )
     number = int(job["trial_number"])
-    trial = trial_of(study, number)
+    trial = trial_of(study, storage, number)
     name = dir_name(number)
     overrides = {
         **job["overrides"],
@@ -107,9 +113,9 @@ def run_trial(job: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
     run_dir = exp.run_dir
     if run_dir.exists():  # left by an earlier study of the same name: never resume it
         shutil.rmtree(run_dir)
-    from harness.training.loop import StopTraining, train
+    from harness.training.loop import StopTraining, train  # TensorFlow: imported when training
 
-    reporter = _Reporter(trial, objectives, int(job["parent_pid"]))
+    reporter = _Reporter(trial, objectives)
     tags = {
         "optuna.study": job["study"],
         "optuna.storage": storage_text(job["storage"]),
@@ -189,15 +195,14 @@ def _history_of(result: Any) -> list[tuple[int, dict[str, float]]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """The trial process: ``python -c "<COMMAND>" JOB.json``; the result goes to the job's
     ``result`` file (written whole, so the worker never reads half of one)."""
-    from harness.cli import quiet_tensorflow
-    from harness.plugin_api.registry import build_registry
+    from harness.cli import quiet_tensorflow  # the CLI loads every command: only in this process
 
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "2":  # set by a CLI without --verbose
         quiet_tensorflow()
     args = list(sys.argv[1:] if argv is None else argv)
     job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     signal.signal(signal.SIGTERM, raise_interrupt)
-    threading.Thread(target=_watch_parent, args=(int(job["parent_pid"]),), daemon=True).start()
+    threading.Thread(target=_watch_worker, name="watch-worker", daemon=True).start()
     try:
         result = run_trial(job, build_registry())
     except KeyboardInterrupt:
