@@ -12,8 +12,9 @@ from PIL import Image
 
 import harness.deploy.models
 from harness.cli import cli
-from harness.evaluation import protocol as metrics
 from harness.evaluation import suite as evaluate_cmd
+from harness.measures.bicubic import bicubic_upscaler
+from harness.measures.scoring import evaluate
 
 
 def _run(*args: str):
@@ -86,7 +87,7 @@ def test_clear_errors(tmp_path):
 def _fake_loader(scale: int, seen: list[str]):
     def load_upscaler(ref, **kwargs):
         seen.append(ref)
-        return metrics.bicubic_upscaler(scale)
+        return bicubic_upscaler(scale)
 
     return load_upscaler
 
@@ -125,8 +126,8 @@ def test_mlflow_run_reference_logs_eval_metrics(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     logged = client.get_run(run_id).data.metrics
     assert set(logged) == {"eval/clipset/psnr_y", "eval/clipset/ssim_y", "eval/clipset/psnr_rgb"}
-    expected = metrics.evaluate(
-        metrics.bicubic_upscaler(4),
+    expected = evaluate(
+        bicubic_upscaler(4),
         [(p.stem, np.asarray(Image.open(p))) for p in sorted((tmp_path / "clipset").iterdir())],
         4,
     )

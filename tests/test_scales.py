@@ -16,7 +16,7 @@ from PIL import Image
 
 from harness.cli import cli
 from harness.data.images import read_image, to_uint8
-from harness.evaluation.protocol import bicubic_upscaler
+from harness.measures.bicubic import bicubic_upscaler
 
 ROOT = Path(__file__).resolve().parents[1]
 PATCH = {2: 24, 3: 36}  # HR crops of 12 LR pixels at either scale

@@ -3,7 +3,7 @@
 Training samples follow SRGAN: a random ``patch`` x ``patch`` HR crop, optionally flipped and
 rotated by a multiple of 90 degrees, and its LR made by the ``[data.degradation]`` plugin
 (``bicubic`` by default: MATLAB-compatible bicubic downsampling, the weights of
-:mod:`harness.evaluation.protocol`), clipped and rounded to 8 bits. A ``{hr, lr}`` entry of
+:mod:`harness.measures.bicubic`), clipped and rounded to 8 bits. A ``{hr, lr}`` entry of
 ``[data] train`` gives its LR instead (:mod:`harness.data.pairs`): aligned crops of both. LR is
 in ``[0, 1]``, HR in ``[-1, 1]``.
 
@@ -385,7 +385,7 @@ def load_folder(
 def validation_images(data: DataConfig) -> list[tuple[str, np.ndarray]]:
     """``(name, uint8 HR (H, W, 3))`` for every validation image, H and W multiples of scale;
     ``(name, uint8 HR, uint8 LR)`` for the images of a ``{hr, lr}`` entry (the given LR, which
-    :func:`harness.evaluation.protocol.evaluate` then uses instead of bicubic).
+    :func:`harness.measures.scoring.evaluate` then uses instead of bicubic).
 
     Names are ``<folder>/<file stem>``. ``data.val_limit`` keeps the first N (by folder, then
     name); ``data.val_max_side`` centre-crops each to at most that many pixels a side.

@@ -3,7 +3,7 @@ runs it and ``harness report`` reuses it.
 
 A data spec is a folder of HR images, or a folder of clip folders of frames (the Vid4 layout:
 one data set per clip, and their mean as a group). The protocol is
-:mod:`harness.evaluation.protocol`; each metric plugin is measured on the protocol it declares.
+:mod:`harness.measures`; each metric plugin is measured on the protocol it declares.
 The result prints as text tables and writes as JSON or CSV; :mod:`harness.evaluation.mlflow_log`
 logs it to the model's MLflow run.
 """
@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.evaluation.tables import format_measure, text_table
+from harness.measures.bicubic import bicubic_upscaler
+from harness.measures.scoring import EvalResult, evaluate
+from harness.plugin_api.metrics import MetricProtocol, build_metric, metric_protocol
 
 if TYPE_CHECKING:
-    from harness.evaluation.protocol import EvalResult, MetricProtocol
     from harness.plugin_api.registry import Registry
 
 MLFLOW_RUN = re.compile(r"^runs:/([0-9a-zA-Z]+)(/.*)?$")
@@ -119,8 +121,6 @@ def metric_functions(
 ) -> dict[str, Callable[..., float]]:
     """The metric plugins ``names`` (``None``: the registered ones of :data:`DEFAULT_METRICS`),
     built from ``registry`` with their declared protocols."""
-    from harness.evaluation.protocol import build_metric
-
     if names is None:
         names = [n for n in DEFAULT_METRICS if n in registry.names("metric")]
     return {n: build_metric(registry.factory("metric", n, where=where)) for n in names}
@@ -131,8 +131,6 @@ def load_model(
 ) -> tuple[Any, int]:
     """``(upscaler, scale)`` of a model reference, or of ``bicubic`` (scale 4 by default); a
     ``scale`` given for a model must be the model's."""
-    from harness.evaluation.protocol import bicubic_upscaler
-
     if ref == "bicubic":
         scale = scale or 4
         return bicubic_upscaler(scale), scale
@@ -264,8 +262,6 @@ def evaluate_folders(
     the protocol's measures plus the metric plugins ``metrics`` of ``registry``. With
     ``lr_specs`` (one folder per spec) the given LR images are upscaled instead of bicubic LR
     (``bicubic`` then upscales them with MATLAB bicubic)."""
-    from harness.evaluation.protocol import evaluate, metric_protocol
-
     if not specs:
         raise HarnessError(
             "no data to evaluate on: give folders with --data DIR (e.g. --data data/set5); "
