@@ -19,6 +19,7 @@ from harness.data import images as imageio
 from harness.data import pipeline as data
 from harness.data import resize
 from harness.data.degrade import degrade_folder
+from harness.data.folders import skimage_folder
 from harness.data.pairs import PairingError, load_pairs
 from harness.errors import ConfigError
 from harness.evaluation.suite import evaluate_folders
@@ -66,7 +67,7 @@ def reg():
 
 
 def _photo(h: int, w: int, top: int = 0, left: int = 0) -> np.ndarray:
-    photo = imageio.read_image(data.skimage_folder() / "astronaut.png")
+    photo = imageio.read_image(skimage_folder() / "astronaut.png")
     return np.ascontiguousarray(photo[top : top + h, left : left + w])
 
 

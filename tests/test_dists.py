@@ -17,7 +17,7 @@ import pytest
 from harness_metrics import dists, lpips
 
 from harness.data import torchfile, weights
-from harness.data.weights import WeightsError
+from harness.data.torchfile import WeightsError
 from harness.errors import HarnessError
 from harness.plugin_api.metrics import metric_protocol
 

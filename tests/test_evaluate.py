@@ -12,6 +12,7 @@ from PIL import Image
 
 import harness.deploy.models
 from harness.cli import cli
+from harness.data.folders import DataWarning
 from harness.evaluation import suite as evaluate_cmd
 from harness.measures.bicubic import bicubic_upscaler
 from harness.measures.scoring import evaluate
@@ -157,8 +158,6 @@ def test_a_saved_keras_generator_end_to_end(tmp_path):
 
 
 def test_an_image_over_the_pixel_limit_is_skipped_unread(tmp_path, bomb_png, no_big_decodes):
-    from harness.data.pipeline import DataWarning
-
     _frames(tmp_path / "imgs", 1, 4)
     (tmp_path / "imgs" / "bomb.png").write_bytes(bomb_png.read_bytes())
     out = tmp_path / "r.json"

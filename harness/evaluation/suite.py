@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.data.folders import SKIMAGE, folder_label, resolve
 from harness.errors import HarnessError
 from harness.evaluation.tables import format_measure, text_table
 from harness.measures.bicubic import bicubic_upscaler
@@ -61,7 +62,6 @@ def discover(specs: Sequence[str], lr_specs: Sequence[str] = ()) -> list[Suite]:
     ``lr_specs`` (one per spec, in order, or none) are folders of given LR images; for a clip
     folder, the LR of clip ``c`` is ``<lr>/c``."""
     from harness.data import images
-    from harness.data import pipeline as data
 
     if lr_specs and len(lr_specs) != len(specs):
         raise HarnessError(
@@ -71,12 +71,12 @@ def discover(specs: Sequence[str], lr_specs: Sequence[str] = ()) -> list[Suite]:
     suites: list[Suite] = []
     for i, spec in enumerate(specs):
         lr = lr_specs[i] if lr_specs else ""
-        if spec == data.SKIMAGE:
-            suites.append(Suite(data.SKIMAGE, spec, lr=lr))
+        if spec == SKIMAGE:
+            suites.append(Suite(SKIMAGE, spec, lr=lr))
             continue
         folder = Path(spec).expanduser()
-        files = data.resolve(spec)  # raises with a download hint when missing
-        label = data.folder_label(spec)
+        files = resolve(spec)  # raises with a download hint when missing
+        label = folder_label(spec)
         if files:
             suites.append(Suite(label, spec, lr=lr))
             continue
