@@ -203,7 +203,8 @@ def check_dists(torch, data: Path, count: int, crop: int) -> float:
     from PIL import Image
 
     from harness.data import images, weights
-    from harness.evaluation import protocol as metrics
+    from harness.data.images import to_uint8
+    from harness.measures.bicubic import bicubic_downsample, bicubic_upsample
 
     vgg = load_weights("vgg")
     alpha, beta = weights.dists_alpha_beta()
@@ -214,7 +215,7 @@ def check_dists(torch, data: Path, count: int, crop: int) -> float:
     files = sorted(p for p in data.iterdir() if p.suffix.lower() in (".png", ".bmp", ".jpg"))
     for path in files[:count]:
         hr = images.modcrop(np.asarray(Image.open(path).convert("RGB")), 4)
-        sr = metrics.to_uint8(metrics.bicubic_upsample(metrics.bicubic_downsample(hr, 4), 4))
+        sr = to_uint8(bicubic_upsample(bicubic_downsample(hr, 4), 4))
         if crop:
             hr, sr = hr[:crop, :crop], sr[:crop, :crop]
         a = sr.astype(np.float32)[None] / 255.0

@@ -109,11 +109,12 @@ def step_time(batch: int, patch: int, steps: int = 6) -> tuple[float | None, str
 def eval_time(folder: Path) -> tuple[float, float, int]:
     """(seconds, bicubic PSNR-Y, images) for the evaluation protocol on one folder."""
     from harness.data import pipeline as data
-    from harness.evaluation import protocol as metrics
+    from harness.measures.bicubic import bicubic_upscaler
+    from harness.measures.scoring import evaluate
 
     start = time.perf_counter()
     images = data.load_folder(str(folder), 4)
-    result = metrics.evaluate(metrics.bicubic_upscaler(4), images, 4)
+    result = evaluate(bicubic_upscaler(4), images, 4)
     return time.perf_counter() - start, result.psnr_y, len(images)
 
 

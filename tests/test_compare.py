@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from harness.errors import HarnessError
 from harness.evaluation import compare
+from harness.measures.scoring import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "experiments" / "compare"
@@ -117,10 +118,9 @@ def test_the_cpu_sized_comparison_trains_every_variant_from_the_base(tmp_path, r
         assert name in text
     from harness.data.pipeline import load_folder
     from harness.deploy import models as inference
-    from harness.evaluation import protocol as metrics
 
     upscaler = inference.load_upscaler(runs / "compare_ft_srgan", registry=registry)
-    direct = metrics.evaluate(upscaler, load_folder(str(bench), 4), 4).means()
+    direct = evaluate(upscaler, load_folder(str(bench), 4), 4).means()
     row = tables["tables"]["tinyset"]["compare_ft_srgan"]
     assert row["psnr_y"] == pytest.approx(direct["psnr_y"], abs=1e-9)
     assert row["ssim_y"] == pytest.approx(direct["ssim_y"], abs=1e-9)

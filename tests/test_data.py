@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from harness.config import DataConfig
-from harness.data import images
+from harness.data import folders, images
 from harness.data import pipeline as data
 from harness.errors import HarnessError
-from harness.evaluation import protocol as metrics
+from harness.measures.bicubic import bicubic_downsample
 
 RNG = np.random.default_rng(0)
 PHOTO = RNG.integers(0, 256, (40, 52, 3)).astype(np.uint8)
@@ -148,8 +148,8 @@ def test_training_batches_shapes_ranges_and_lr_from_hr(tmp_path):
     hr8 = np.round((hr + 1) * 127.5).astype(np.uint8)
     np.testing.assert_allclose((hr + 1) * 127.5, hr8, atol=1e-3)  # HR is exact 8-bit levels
     # LR is the evaluation protocol's MATLAB bicubic of this very HR crop
-    np.testing.assert_allclose(lr, metrics.bicubic_downsample(hr8, 4), atol=1.01 / 255)
-    assert np.mean(np.abs(lr - metrics.bicubic_downsample(hr8, 4)) > 1e-4) < 0.01
+    np.testing.assert_allclose(lr, bicubic_downsample(hr8, 4), atol=1.01 / 255)
+    assert np.mean(np.abs(lr - bicubic_downsample(hr8, 4)) > 1e-4) < 0.01
     assert not np.array_equal(hr, hr2)
 
 
@@ -198,7 +198,7 @@ def test_bad_images_are_skipped_with_one_warning(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ((lr, hr),) = _first(_cfg(folder))
-    messages = [str(w.message) for w in caught if issubclass(w.category, data.DataWarning)]
+    messages = [str(w.message) for w in caught if issubclass(w.category, folders.DataWarning)]
     assert len(messages) == 1, messages
     assert "skipped 2 of 3" in messages[0]
     assert "broken.png" in messages[0] and "img01.png (40x8)" in messages[0]
@@ -208,13 +208,13 @@ def test_bad_images_are_skipped_with_one_warning(tmp_path):
 def test_empty_and_missing_folders_are_clear_errors(tmp_path):
     empty = _folder(tmp_path / "tiny", [(8, 8)])
     with (
-        pytest.warns(data.DataWarning),
-        pytest.raises(data.DataError, match=r"no usable training images in .*tiny"),
+        pytest.warns(folders.DataWarning),
+        pytest.raises(folders.DataError, match=r"no usable training images in .*tiny"),
     ):
         data.training_dataset(_cfg(empty), 4, 0)
-    with pytest.raises(data.DataError, match=r"set5 does not exist.*harness data download set5"):
+    with pytest.raises(folders.DataError, match=r"set5 does not exist.*harness data download set5"):
         data.training_dataset(_cfg(tmp_path / "set5"), 4, 0)
-    with pytest.raises(data.DataError, match=r"nowhere does not exist.*harness data download"):
+    with pytest.raises(folders.DataError, match=r"nowhere does not exist.*harness data download"):
         data.training_dataset(_cfg(tmp_path / "nowhere"), 4, 0)
 
 
@@ -233,8 +233,8 @@ def test_file_cache_is_keyed_by_the_file_list(tmp_path):
 
 
 def test_skimage_spec_is_the_bundled_photographs():
-    files = data.resolve(data.SKIMAGE)
-    assert [f.name for f in files] == list(data.SKIMAGE_PHOTOS)
+    files = folders.resolve(folders.SKIMAGE)
+    assert [f.name for f in files] == list(folders.SKIMAGE_PHOTOS)
     assert all(images.probe_image(f)[2] == "RGB" for f in files)
 
 
@@ -280,16 +280,16 @@ def test_training_and_validation_skip_an_image_over_the_limit_unread(
 ):
     folder = _folder(tmp_path / "mixed", [(40, 40), (44, 40)])
     (folder / "bomb.png").write_bytes(bomb_png.read_bytes())
-    with pytest.warns(data.DataWarning) as caught:
-        infos = data.scan([str(folder)], 16)
+    with pytest.warns(folders.DataWarning) as caught:
+        infos = folders.scan([str(folder)], 16)
     assert [i.path.name for i in infos] == ["img00.png", "img01.png"]
-    (message,) = [str(w.message) for w in caught if issubclass(w.category, data.DataWarning)]
+    (message,) = [str(w.message) for w in caught if issubclass(w.category, folders.DataWarning)]
     assert "skipped 1 of 3" in message and "bomb.png (20000x20000)" in message
     assert f"over the limit of {images.DEFAULT_MAX_PIXELS} pixels" in message
     assert images.MAX_PIXELS_ENV in message
-    with pytest.warns(data.DataWarning, match="bomb.png"):
+    with pytest.warns(folders.DataWarning, match="bomb.png"):
         ((_, hr),) = _first(_cfg(folder, augment=False))
     assert hr.shape == (4, 16, 16, 3)
-    with pytest.warns(data.DataWarning, match="bomb.png"):
+    with pytest.warns(folders.DataWarning, match="bomb.png"):
         loaded = data.load_folder(str(folder), 4)
     assert [name for name, _ in loaded] == ["img00", "img01"]

@@ -19,10 +19,12 @@ from harness.data import images as imageio
 from harness.data import pipeline as data
 from harness.data import resize
 from harness.data.degrade import degrade_folder
+from harness.data.folders import skimage_folder
 from harness.data.pairs import PairingError, load_pairs
 from harness.errors import ConfigError
-from harness.evaluation import protocol
 from harness.evaluation.suite import evaluate_folders
+from harness.measures.bicubic import bicubic_downsample, bicubic_upscaler, resize_matrix
+from harness.measures.scoring import evaluate
 from harness.plugin_api import contracts
 from harness.plugin_api.registry import build_registry
 
@@ -65,7 +67,7 @@ def reg():
 
 
 def _photo(h: int, w: int, top: int = 0, left: int = 0) -> np.ndarray:
-    photo = imageio.read_image(data.skimage_folder() / "astronaut.png")
+    photo = imageio.read_image(skimage_folder() / "astronaut.png")
     return np.ascontiguousarray(photo[top : top + h, left : left + w])
 
 
@@ -87,7 +89,7 @@ def folders(tmp_path_factory) -> dict[str, Path]:
         hr = _photo(h, w, 40 * i + 100, 30 * i + 150)
         imageio.write_png(out["hr"] / f"img{i}.png", hr)
         imageio.write_png(out["lr"] / f"img{i}x4.png", _block_mean(hr, 4))
-        bic = protocol.bicubic_downsample(imageio.modcrop(hr, 4), 4)
+        bic = bicubic_downsample(imageio.modcrop(hr, 4), 4)
         imageio.write_png(out["bic"] / f"img{i}.png", imageio.to_uint8(bic))
     return out
 
@@ -108,7 +110,7 @@ def _levels(x: np.ndarray) -> np.ndarray:
 def test_tf_resize_matrix_is_the_protocol_matrix(n: int, scale: int) -> None:
     tf_matrix = resize.resize_matrix(tf.constant(n), tf.constant(n // scale), 1.0 / scale)
     np.testing.assert_allclose(
-        tf_matrix.numpy(), protocol.resize_matrix(n, n // scale, 1.0 / scale), atol=1e-12
+        tf_matrix.numpy(), resize_matrix(n, n // scale, 1.0 / scale), atol=1e-12
     )
 
 
@@ -116,8 +118,8 @@ def _batched_bicubic(hr_uint8: tf.Tensor, scale: int) -> tf.Tensor:
     """The batched MATLAB-bicubic LR the pipeline made before degradations were plugins: two
     matrix products over a uint8 ``(B, P, P, 3)`` batch, rounded to 8-bit levels."""
     h, w = hr_uint8.shape[1], hr_uint8.shape[2]
-    rows = tf.constant(protocol.resize_matrix(h, h // scale, 1.0 / scale), tf.float32)
-    cols = tf.constant(protocol.resize_matrix(w, w // scale, 1.0 / scale), tf.float32)
+    rows = tf.constant(resize_matrix(h, h // scale, 1.0 / scale), tf.float32)
+    cols = tf.constant(resize_matrix(w, w // scale, 1.0 / scale), tf.float32)
     x = tf.cast(hr_uint8, tf.float32)
     x = tf.einsum("oh,bhwc->bowc", rows, x)
     x = tf.einsum("pw,bowc->bopc", cols, x)
@@ -131,7 +133,7 @@ def test_bicubic_is_the_default_and_gives_todays_lr(folders, registry) -> None:
         hr8 = np.round((hr + 1.0) * 127.5).astype(np.uint8)
         before = _batched_bicubic(tf.constant(hr8), 4).numpy()  # the batched path
         assert np.array_equal(_levels(lr), _levels(before))
-        assert np.array_equal(_levels(lr), _levels(protocol.bicubic_downsample(hr8, 4)))
+        assert np.array_equal(_levels(lr), _levels(bicubic_downsample(hr8, 4)))
 
 
 def test_bicubic_of_any_size_in_a_traced_function(registry) -> None:
@@ -142,7 +144,7 @@ def test_bicubic_of_any_size_in_a_traced_function(registry) -> None:
     )
     hr = _photo(33, 51)
     lr = traced(tf.constant(hr, tf.float32) / 255.0, tf.constant([0, 0], tf.int64)).numpy()
-    assert np.array_equal(_levels(lr), _levels(protocol.bicubic_downsample(hr, 3)))
+    assert np.array_equal(_levels(lr), _levels(bicubic_downsample(hr, 3)))
 
 
 # --------------------------------------------------------------------------- plugins
@@ -273,11 +275,11 @@ def test_paired_validation_and_evaluate_use_the_given_lr(folders, registry) -> N
     assert [len(item) for item in val] == [3, 3, 3]
     name, hr, lr = val[1]
     assert name == "hr/img1" and hr.shape == (80, 96, 3) and lr.shape == (20, 24, 3)
-    direct = protocol.evaluate(protocol.bicubic_upscaler(4), val, 4)
+    direct = evaluate(bicubic_upscaler(4), val, 4)
     assert direct.psnr_y == pytest.approx(pooled.results["hr"].psnr_y)
     from harness.training.validation import _LABEL_HEIGHT, sample_grid
 
-    grid = sample_grid(protocol.bicubic_upscaler(4), val[:1], 4)
+    grid = sample_grid(bicubic_upscaler(4), val[:1], 4)
     nearest = np.repeat(np.repeat(val[0][2], 4, axis=0), 4, axis=1)
     tile = grid[_LABEL_HEIGHT : _LABEL_HEIGHT + nearest.shape[0], : nearest.shape[1]]
     assert np.array_equal(tile, nearest)  # the given LR

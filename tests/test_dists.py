@@ -17,9 +17,9 @@ import pytest
 from harness_metrics import dists, lpips
 
 from harness.data import torchfile, weights
-from harness.data.weights import WeightsError
+from harness.data.torchfile import WeightsError
 from harness.errors import HarnessError
-from harness.evaluation.protocol import metric_protocol
+from harness.plugin_api.metrics import metric_protocol
 
 # --------------------------------------------------------------------------- writing torch files
 # Pickle opcodes written out by hand (protocol 2), as torch.save emits them, so no torch is needed.

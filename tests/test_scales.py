@@ -15,8 +15,9 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from harness.cli import cli
+from harness.data.folders import SKIMAGE, resolve
 from harness.data.images import read_image, to_uint8
-from harness.evaluation.protocol import bicubic_upscaler
+from harness.measures.bicubic import bicubic_upscaler
 
 ROOT = Path(__file__).resolve().parents[1]
 PATCH = {2: 24, 3: 36}  # HR crops of 12 LR pixels at either scale
@@ -24,10 +25,8 @@ PATCH = {2: 24, 3: 36}  # HR crops of 12 LR pixels at either scale
 
 def _photos(folder: Path, count: int, side: int, seed: int) -> Path:
     """``count`` small crops of scikit-image's bundled photographs as PNG files."""
-    from harness.data import pipeline
-
     folder.mkdir(parents=True, exist_ok=True)
-    files = pipeline.resolve(pipeline.SKIMAGE)
+    files = resolve(SKIMAGE)
     for i, f in enumerate(files[seed : seed + count]):
         image = read_image(f)
         Image.fromarray(image[100 : 100 + side, 120 : 120 + side]).save(folder / f"{i}.png")

@@ -415,8 +415,6 @@ def half_level_upscaler() -> Upscaler:
 
 
 def test_served_png_rounds_as_evaluation_does() -> None:
-    from harness.evaluation import protocol
-
     upscaler = half_level_upscaler()
     buffer = io.BytesIO()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buffer, format="PNG")
@@ -426,6 +424,6 @@ def test_served_png_rounds_as_evaluation_does() -> None:
         )
     assert response.status_code == 200, response.text
     got = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))
-    scored = protocol.to_uint8(upscaler(np.zeros((1, 8, 8, 3), np.float32))[0])
+    scored = to_uint8(upscaler(np.zeros((1, 8, 8, 3), np.float32))[0])
     np.testing.assert_array_equal(got, scored)  # what is served is what evaluation scores
     assert got[0, 0].tolist() == [128, 128, 128]  # 127.5 rounds half up, not to even

@@ -16,7 +16,7 @@ from harness.cli import cli
 from harness.data import video
 from harness.data.images import ImageTooLargeError, list_images, read_image, to_uint8
 from harness.deploy.models import load_upscaler
-from harness.evaluation.protocol import bicubic_upscaler
+from harness.measures.bicubic import bicubic_upscaler
 
 
 @pytest.fixture(scope="module")
@@ -268,8 +268,6 @@ def test_an_unusable_output_is_refused_before_the_model_loads(tmp_path) -> None:
 
 def test_compare_shows_the_bicubic_evaluation_scores(model_file, frames, tmp_path) -> None:
     """--compare's left half is MATLAB bicubic (the protocol's baseline), not Pillow's."""
-    from harness.evaluation import protocol
-
     source = tmp_path / "in.png"
     Image.fromarray(frames[1]).save(source)
     out = tmp_path / "sr.png"
@@ -277,7 +275,7 @@ def test_compare_shows_the_bicubic_evaluation_scores(model_file, frames, tmp_pat
     assert result.exit_code == 0, result.output
     side = read_image(out.with_name("sr_compare.png"))
     lr = frames[1].astype(np.float32)[None] / 255.0
-    matlab = protocol.to_uint8(protocol.bicubic_upscaler(4)(lr)[0])
+    matlab = to_uint8(bicubic_upscaler(4)(lr)[0])
     np.testing.assert_array_equal(side[:, :128], matlab)
     pillow = np.asarray(Image.fromarray(frames[1]).resize((128, 96), Image.BICUBIC))
     assert np.any(side[:, :128] != pillow)  # the two bicubics differ: this is the scored one
@@ -286,7 +284,6 @@ def test_compare_shows_the_bicubic_evaluation_scores(model_file, frames, tmp_pat
 def test_upscaled_files_round_as_evaluation_does(tmp_path) -> None:
     from harness.deploy.upscaler import Upscaler
     from harness.deploy.upscaling import upscale_folder, upscale_image
-    from harness.evaluation import protocol
 
     def fn(lr: np.ndarray) -> np.ndarray:  # every value half-way between two 8-bit levels
         n, h, w, _ = np.shape(lr)
@@ -299,7 +296,7 @@ def test_upscaled_files_round_as_evaluation_does(tmp_path) -> None:
     source = tmp_path / "in" / "a.png"
     source.parent.mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(source)
-    scored = protocol.to_uint8(upscaler(np.zeros((1, 8, 8, 3), np.float32))[0])
+    scored = to_uint8(upscaler(np.zeros((1, 8, 8, 3), np.float32))[0])
     upscale_image(upscaler, source, tmp_path / "one.png", compare=False, quiet=True)
     np.testing.assert_array_equal(read_image(tmp_path / "one.png"), scored)
     upscale_folder(upscaler, source.parent, tmp_path / "many", False, batch=2, quiet=True)

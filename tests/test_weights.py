@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from harness.data import weights
-from harness.data.weights import WeightsError
+from harness.data.torchfile import WeightsError
 
 VGG16_CHANNELS = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
 

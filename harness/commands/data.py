@@ -79,15 +79,15 @@ def check_command(folders: tuple[str, ...], min_side: int, scale: int) -> None:
     default 16384x16384) are reported from their header and never decoded.
     """
     from harness.data import images
-    from harness.data import pipeline as data
+    from harness.data.folders import SKIMAGE, resolve
 
     limit = images.max_pixels()
     failed: list[str] = []
     for spec in folders:
-        files = data.resolve(spec)
-        label = spec if spec == data.SKIMAGE else str(Path(spec))
+        files = resolve(spec)
+        label = spec if spec == SKIMAGE else str(Path(spec))
         others = []
-        if spec != data.SKIMAGE:
+        if spec != SKIMAGE:
             others = [
                 p.name
                 for p in Path(spec).expanduser().iterdir()

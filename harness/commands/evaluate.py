@@ -1,6 +1,6 @@
 """``harness evaluate``: PSNR/SSIM of a model (or bicubic) on benchmark folders.
 
-The suite is :mod:`harness.evaluation.suite` (the protocol: :mod:`harness.evaluation.protocol`);
+The suite is :mod:`harness.evaluation.suite` (the protocol: :mod:`harness.measures`);
 this module parses the command line and prints.
 """
 

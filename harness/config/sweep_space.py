@@ -11,6 +11,7 @@ from typing import Any
 from harness.config.dotted import get_dotted
 from harness.config.schema import Experiment, SweepConfig
 from harness.errors import ConfigError
+from harness.plugin_api.metrics import MEASURES as VALIDATION_MEASURES
 
 SWEEP_PARAM_KEYS: dict[str, tuple[str, ...]] = {
     "float": ("type", "low", "high", "step", "log"),
@@ -84,8 +85,6 @@ def check_sweep(exp: Experiment) -> SweepConfig:
                 f'"val/ssim_y" or "val/lpips", not {metric!r}.'
             )
         name = metric[len("val/") :]
-        from harness.evaluation.protocol import MEASURES as VALIDATION_MEASURES
-
         if name not in VALIDATION_MEASURES and name not in exp.validation.metrics:
             raise ConfigError(
                 f'{here}: "{metric}" is measured only when [validation] metrics lists it '

@@ -16,6 +16,8 @@ from typing import Any
 
 from harness.config.checking import ParamError, check_params
 from harness.data import images as imageio
+from harness.data.folders import resolve
+from harness.data.pipeline import to_8bit_levels
 from harness.errors import ConfigError, HarnessError
 from harness.plugin_api.registry import Registry
 
@@ -49,8 +51,6 @@ def degrade_folder(
     """Write the LR of every image of ``src`` to ``dst`` (same stems, PNG); the paths written."""
     import numpy as np
     import tensorflow as tf
-
-    from harness.data.pipeline import resolve, to_8bit_levels
 
     if scale < 1:
         raise HarnessError(f"--scale must be at least 1, not {scale}.")

@@ -20,6 +20,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.data import images as imageio
+from harness.data.folders import (
+    DataError,
+    DataWarning,
+    ImageInfo,
+    cache_path,
+    folder_label,
+    resolve,
+    scan,
+)
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
@@ -43,8 +52,6 @@ class Pair:
 
 
 def _lr_index(lr_folder: str) -> dict[str, Path]:
-    from harness.data.pipeline import resolve
-
     index: dict[str, Path] = {}
     for path in resolve(lr_folder):
         if path.stem in index:
@@ -112,8 +119,6 @@ def load_pairs(
     ``max_side`` centre-crops both (aligned) so the HR is at most that many pixels a side;
     ``limit`` keeps the first N by name.
     """
-    from harness.data.pipeline import DataWarning, folder_label, scan
-
     infos = scan([hr_folder], 2 * scale + 11, "evaluation")
     if limit > 0:
         infos = infos[:limit]
@@ -153,8 +158,6 @@ def decoded_pairs(data: DataConfig, folders: Sequence[PairedFolder]) -> tuple[tf
     """Decoded ``(hr, lr)`` uint8 pairs of the paired folders (HR cropped to LR * scale)."""
     import tensorflow as tf
 
-    from harness.data.pipeline import DataError, DataWarning, ImageInfo, _cache_path, scan
-
     matched: list[Pair] = []
     for folder in folders:
         infos = scan([folder.hr], data.patch, "training")
@@ -189,7 +192,7 @@ def decoded_pairs(data: DataConfig, folders: Sequence[PairedFolder]) -> tuple[tf
         ds = ds.cache()
     elif data.cache not in ("none", ""):
         infos = [ImageInfo(p, 0, 0, "") for m in matched for p in (m.hr, m.lr)]
-        ds = ds.cache(_cache_path(data.cache + ".paired", infos))
+        ds = ds.cache(cache_path(data.cache + ".paired", infos))
     return ds, len(matched)
 
 

@@ -3,7 +3,7 @@
 Training samples follow SRGAN: a random ``patch`` x ``patch`` HR crop, optionally flipped and
 rotated by a multiple of 90 degrees, and its LR made by the ``[data.degradation]`` plugin
 (``bicubic`` by default: MATLAB-compatible bicubic downsampling, the weights of
-:mod:`harness.evaluation.protocol`), clipped and rounded to 8 bits. A ``{hr, lr}`` entry of
+:mod:`harness.measures.bicubic`), clipped and rounded to 8 bits. A ``{hr, lr}`` entry of
 ``[data] train`` gives its LR instead (:mod:`harness.data.pairs`): aligned crops of both. LR is
 in ``[0, 1]``, HR in ``[-1, 1]``.
 
@@ -14,20 +14,17 @@ the sample's position in the stream, so a seed gives the same batches on every r
 
 from __future__ import annotations
 
-import hashlib
-import os
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness.config import DataConfig, PairedFolder
 from harness.data import images as imageio
-from harness.errors import HarnessError, HarnessWarning
+from harness.data.folders import DataError, DataWarning, ImageInfo, cache_path, folder_label, scan
+from harness.data.pairs import decoded_pairs, load_pairs, paired_patch
+from harness.errors import HarnessError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,158 +35,8 @@ if TYPE_CHECKING:
 
     Degrade = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
-SKIMAGE = "skimage"
-"""The folder spec meaning the real photographs shipped inside scikit-image's wheel."""
-
-SKIMAGE_PHOTOS: tuple[str, ...] = (
-    "astronaut.png",
-    "chelsea.png",
-    "coffee.png",
-    "hubble_deep_field.jpg",
-    "motorcycle_left.png",
-    "motorcycle_right.png",
-    "rocket.jpg",
-)
-"""The natural colour photographs among scikit-image's data files (offline default data)."""
-
-
-class DataError(HarnessError):
-    """Training or validation data cannot be found or read."""
-
-
-class DataWarning(HarnessWarning):
-    """Some images were skipped (unreadable or too small)."""
-
-
-# --------------------------------------------------------------------------- folders
-
-
-def skimage_folder() -> Path:
-    """The folder of scikit-image's bundled data files."""
-    import skimage.data
-
-    return Path(skimage.data.__file__).parent
-
-
-def _download_hint(folder: Path) -> str:
-    from harness.data.datasets import DATASETS
-
-    key = folder.name.lower().replace("-", "_")
-    aliases = {"b100": "bsd100", "div2k_train_hr": "div2k", "div2k_valid_hr": "div2k_valid"}
-    key = aliases.get(key, key)
-    if key in DATASETS:
-        return f"Get it with `harness data download {key} --dest {folder.parent}`."
-    known = ", ".join(sorted(DATASETS))
-    return (
-        f"Check the path, or fetch a public data set with `harness data download NAME --dest DIR` "
-        f'(NAME one of {known}), or use "{SKIMAGE}" for the photos shipped with scikit-image.'
-    )
-
-
-def resolve(spec: str) -> list[Path]:
-    """The image files of one folder spec (a path, or ``"skimage"``), sorted by name."""
-    if spec == SKIMAGE:
-        base = skimage_folder()
-        return [base / name for name in SKIMAGE_PHOTOS if (base / name).is_file()]
-    folder = Path(spec).expanduser()
-    if not folder.is_dir():
-        what = "is a file, not a folder" if folder.exists() else "does not exist"
-        raise DataError(f"data folder {folder} {what}. {_download_hint(folder)}")
-    return imageio.list_images(folder)
-
-
-def folder_label(spec: str) -> str:
-    """A short name for a folder spec (its last path component)."""
-    return SKIMAGE if spec == SKIMAGE else Path(spec).expanduser().resolve().name or spec
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    """One usable image file and its header facts."""
-
-    path: Path
-    width: int
-    height: int
-    mode: str
-
-
-def _probe(path: Path, limit: int) -> ImageInfo | imageio.ImageReadError:
-    try:
-        w, h, mode = imageio.probe_image(path, limit)
-    except imageio.ImageReadError as exc:
-        return exc
-    return ImageInfo(path, w, h, mode)
-
-
-def scan(specs: Sequence[str], min_side: int, purpose: str = "training") -> list[ImageInfo]:
-    """The readable images of ``specs`` with both sides at least ``min_side``.
-
-    Skipped files are reported in one :class:`DataWarning` that counts and names them; no image
-    at all is a :class:`DataError` naming the folders read. Images over the pixel limit
-    (:func:`harness.data.images.max_pixels`) are skipped from their header, never decoded.
-    """
-    if not specs:
-        raise DataError(f"no {purpose} data folders given: list at least one in [data].")
-    paths: list[Path] = []
-    for spec in specs:
-        paths.extend(resolve(spec))
-    limit = imageio.max_pixels()
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-        probed = list(pool.map(lambda p: _probe(p, limit), paths))
-    usable: list[ImageInfo] = []
-    unreadable: list[str] = []
-    large: list[str] = []
-    small: list[str] = []
-    for path, info in zip(paths, probed, strict=True):
-        if isinstance(info, imageio.ImageTooLargeError):
-            large.append(f"{path.name} ({info.width}x{info.height})")
-        elif isinstance(info, imageio.ImageReadError):
-            unreadable.append(path.name)
-        elif min(info.width, info.height) < min_side:
-            small.append(f"{path.name} ({info.width}x{info.height})")
-        else:
-            usable.append(info)
-    if unreadable or large or small:
-        parts = []
-        if unreadable:
-            parts.append(f"{len(unreadable)} unreadable: {imageio.describe(unreadable)}")
-        if large:
-            parts.append(
-                f"{len(large)} over the limit of {limit} pixels (not decoded; raise it with "
-                f"{imageio.MAX_PIXELS_ENV}=N): {imageio.describe(large)}"
-            )
-        if small:
-            parts.append(
-                f"{len(small)} smaller than {min_side} px on a side: {imageio.describe(small)}"
-            )
-        skipped = len(unreadable) + len(large) + len(small)
-        warnings.warn(
-            f"skipped {skipped} of {len(paths)} {purpose} images in "
-            f"{', '.join(specs)}: " + "; ".join(parts) + ".",
-            DataWarning,
-            stacklevel=3,
-        )
-    if not usable:
-        raise DataError(
-            f"no usable {purpose} images in {', '.join(specs)} ({len(paths)} files with suffixes "
-            f"{', '.join(imageio.IMAGE_SUFFIXES)} found; each needs sides of at least "
-            f"{min_side} px). Point [data] at folders of images."
-        )
-    return usable
-
 
 # --------------------------------------------------------------------------- training
-
-
-def _cache_path(cache: str, infos: Sequence[ImageInfo]) -> str:
-    """A cache file name that changes whenever the list of files (or their contents) changes."""
-    digest = hashlib.sha256()
-    for info in infos:
-        st = info.path.stat()
-        digest.update(f"{info.path.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    path = Path(cache).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"{path}.{digest.hexdigest()[:12]}"
 
 
 def _decode(path: bytes) -> np.ndarray:
@@ -220,7 +67,7 @@ def decoded_images(
     if cache == "memory":
         ds = ds.cache()
     elif cache not in ("none", ""):
-        ds = ds.cache(_cache_path(cache, infos))
+        ds = ds.cache(cache_path(cache, infos))
     return ds
 
 
@@ -230,8 +77,6 @@ def _random_patch(
     """A random ``patch`` crop of ``image`` (flipped and rotated when ``augment``), keyed by the
     seed and the sample's index: a paired crop of the image with itself."""
     import tensorflow as tf
-
-    from harness.data.pairs import paired_patch
 
     key = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)])
     hr, _ = paired_patch(image, image, key, patch, 1, augment)
@@ -278,8 +123,6 @@ def training_dataset(
     :class:`DataError`.
     """
     import tensorflow as tf
-
-    from harness.data.pairs import decoded_pairs, paired_patch
 
     if data.patch % data.scale:
         raise DataError(f"[data] patch {data.patch} must be a multiple of scale {data.scale}.")
@@ -385,13 +228,11 @@ def load_folder(
 def validation_images(data: DataConfig) -> list[tuple[str, np.ndarray]]:
     """``(name, uint8 HR (H, W, 3))`` for every validation image, H and W multiples of scale;
     ``(name, uint8 HR, uint8 LR)`` for the images of a ``{hr, lr}`` entry (the given LR, which
-    :func:`harness.evaluation.protocol.evaluate` then uses instead of bicubic).
+    :func:`harness.measures.scoring.evaluate` then uses instead of bicubic).
 
     Names are ``<folder>/<file stem>``. ``data.val_limit`` keeps the first N (by folder, then
     name); ``data.val_max_side`` centre-crops each to at most that many pixels a side.
     """
-    from harness.data.pairs import load_pairs
-
     out: list[tuple[str, np.ndarray]] = []
     for spec in data.val:
         if isinstance(spec, PairedFolder):

@@ -1,6 +1,6 @@
 """MATLAB-compatible bicubic downsampling in TensorFlow ops, for images of any size.
 
-The weights are those of :func:`harness.evaluation.protocol.resize_matrix` (MATLAB ``imresize``:
+The weights are those of :func:`harness.measures.bicubic.resize_matrix` (MATLAB ``imresize``:
 cubic kernel a = -0.5 widened by the scale, symmetric edges), built here from tensors so that a
 graph traced once serves every image size: the degradation of a training crop and of a whole
 test image in ``harness data degrade`` are the same function.

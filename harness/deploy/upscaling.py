@@ -5,7 +5,7 @@ the output before any work, reading, batching same-sized images, tiling through 
 :class:`~harness.deploy.upscaler.Upscaler`, rounding to 8 bits with
 :func:`harness.data.images.to_uint8` and writing each result in its input's format. With
 ``compare`` a side-by-side is written too: the bicubic baseline evaluation scores (MATLAB
-``imresize``, :func:`harness.evaluation.protocol.bicubic_upscaler`) left, the model right.
+``imresize``, :func:`harness.measures.bicubic.bicubic_upscaler`) left, the model right.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 from harness.data.images import encode_png, to_uint8
 from harness.deploy.upscaler import Upscaler
 from harness.errors import HarnessError
+from harness.measures.bicubic import bicubic_upscaler
 
 if TYPE_CHECKING:
     from harness.plugin_api.registry import Registry
@@ -35,8 +36,6 @@ SAVE_OPTIONS = {".jpg": {"quality": 95}, ".jpeg": {"quality": 95}}
 def bicubic(image: np.ndarray, scale: int) -> np.ndarray:
     """uint8 RGB ``(h, w, 3)`` upscaled ``scale`` times by the bicubic baseline evaluation
     scores (MATLAB ``imresize``), rounded as every output is."""
-    from harness.evaluation.protocol import bicubic_upscaler
-
     lr = np.asarray(image, np.float32)[None] / np.float32(255.0)
     return to_uint8(bicubic_upscaler(scale)(lr)[0])
 

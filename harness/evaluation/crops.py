@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from harness.data.images import to_uint8
 from harness.evaluation.tables import measure_name
+from harness.measures.bicubic import bicubic_downsample
 
 CROP = 96
 """HR side of the crop windows (smaller images use their whole shorter side)."""
@@ -110,8 +112,6 @@ def report_crops(
     """A crop figure ``crops_<set>_<image>.png`` in ``folder`` for each image of each set whose
     outputs were kept (``outputs``: set -> row -> 8-bit SR images, in image order), captioned
     with PSNR-Y and the ``perceptual`` measure of ``results``."""
-    from harness.evaluation.protocol import bicubic_downsample, to_uint8
-
     paths = []
     for set_label, hrs in images.items():
         for i, (name, hr, *given) in enumerate(hrs):

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.evaluation.tables import markdown_table, measure_name
+from harness.plugin_api.metrics import format_value
 
 
 def _duration(seconds: float | None) -> str:
@@ -33,8 +34,6 @@ def render_markdown(
     given_lr: Mapping[str, str] | None = None,
 ) -> str:
     """The text of ``report.md`` (a :class:`harness.evaluation.report.Report` as ``report``)."""
-    from harness.evaluation.protocol import format_value
-
     runs = report.runs
     lines = [
         f"# Comparison report: {', '.join(r.label for r in runs)}",
@@ -47,7 +46,7 @@ def render_markdown(
         "",
         f"- Scale x{scale}: HR cropped to a multiple of {scale}, LR by MATLAB bicubic `imresize` "
         "rounded to 8 bits, model outputs clipped and rounded to 8 bits "
-        "(`harness.evaluation.protocol`).",
+        "(`harness.measures`).",
     ]
     for label, folder in (given_lr or {}).items():
         lines.append(

@@ -3,7 +3,7 @@
 The runs come from :func:`harness.evaluation.runs.resolve_runs` (run directories, MLflow run
 ids, sweeps, experiments). Nothing is copied from logs: every model and the bicubic baseline are
 scored here on each benchmark set (the data sets of :mod:`harness.evaluation.suite`) with
-:func:`harness.evaluation.protocol.evaluate` (PSNR-Y, SSIM-Y, and each metric plugin on its own
+:func:`harness.measures.scoring.evaluate` (PSNR-Y, SSIM-Y, and each metric plugin on its own
 declared protocol). The folder gets ``report.md``, ``report.html`` (figures embedded) and
 ``report.json`` (:mod:`harness.evaluation.writing`), ``curves.png`` (validation curves from
 MLflow), ``perception_distortion.png`` (:mod:`harness.evaluation.plots`) and
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
+from harness.data.images import to_uint8
 from harness.deploy.models import ModelReferenceError, load_upscaler
 from harness.evaluation import mlflow_log
 from harness.evaluation.crops import report_crops
@@ -33,9 +34,11 @@ from harness.evaluation.runs import resolve_runs
 from harness.evaluation.suite import DEFAULT_METRICS, discover, metric_functions
 from harness.evaluation.tables import measure_name
 from harness.evaluation.writing import to_json, write_files
+from harness.measures.bicubic import bicubic_upscaler
+from harness.measures.scoring import EvalResult, evaluate
+from harness.plugin_api.metrics import PROTOCOL_MEASURES, MetricProtocol, metric_protocol
 
 if TYPE_CHECKING:
-    from harness.evaluation.protocol import EvalResult, MetricProtocol
     from harness.evaluation.suite import Suite
     from harness.plugin_api.registry import Registry
 
@@ -75,8 +78,6 @@ class _Recorder:
         self.upscale, self.keep, self.outputs = upscale, keep, []
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
-        from harness.evaluation.protocol import to_uint8
-
         sr = np.asarray(self.upscale(lr))
         if len(self.outputs) < self.keep:
             self.outputs.append(to_uint8(sr[0]))
@@ -101,8 +102,6 @@ def report_scale(runs: Sequence[RunInfo], registry: Registry) -> int:
 
 def _upscaler(run: RunInfo | None, scale: int, registry: Registry) -> Any:
     """Bicubic (``run`` ``None``) or the run's model, checked to upscale by ``scale``."""
-    from harness.evaluation.protocol import bicubic_upscaler
-
     if run is None:
         return bicubic_upscaler(scale)
     upscale = _load(run, registry)
@@ -128,7 +127,6 @@ def _measure(
 ) -> tuple[dict[str, dict[str, EvalResult]], dict[str, dict[str, list[np.ndarray]]]]:
     """Bicubic and each run on each set: ``(results, outputs)``, both ``set -> row -> ...``,
     the outputs being the first ``crops`` SR images."""
-    from harness.evaluation.protocol import evaluate
 
     results: dict[str, dict[str, EvalResult]] = {s.label: {} for s in suites}
     outputs: dict[str, dict[str, list[np.ndarray]]] = {s.label: {} for s in suites}
@@ -237,7 +235,6 @@ def write_report(
         model_kind=model_kind,
         log_to_mlflow=log_to_mlflow,
     )
-    from harness.evaluation.protocol import PROTOCOL_MEASURES, metric_protocol
 
     now = _dt.datetime.now().astimezone()
     suites = discover(list(data), list(lr))

@@ -3,7 +3,7 @@ runs it and ``harness report`` reuses it.
 
 A data spec is a folder of HR images, or a folder of clip folders of frames (the Vid4 layout:
 one data set per clip, and their mean as a group). The protocol is
-:mod:`harness.evaluation.protocol`; each metric plugin is measured on the protocol it declares.
+:mod:`harness.measures`; each metric plugin is measured on the protocol it declares.
 The result prints as text tables and writes as JSON or CSV; :mod:`harness.evaluation.mlflow_log`
 logs it to the model's MLflow run.
 """
@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.data.folders import SKIMAGE, folder_label, resolve
 from harness.errors import HarnessError
 from harness.evaluation.tables import format_measure, text_table
+from harness.measures.bicubic import bicubic_upscaler
+from harness.measures.scoring import EvalResult, evaluate
+from harness.plugin_api.metrics import MetricProtocol, build_metric, metric_protocol
 
 if TYPE_CHECKING:
-    from harness.evaluation.protocol import EvalResult, MetricProtocol
     from harness.plugin_api.registry import Registry
 
 MLFLOW_RUN = re.compile(r"^runs:/([0-9a-zA-Z]+)(/.*)?$")
@@ -59,7 +62,6 @@ def discover(specs: Sequence[str], lr_specs: Sequence[str] = ()) -> list[Suite]:
     ``lr_specs`` (one per spec, in order, or none) are folders of given LR images; for a clip
     folder, the LR of clip ``c`` is ``<lr>/c``."""
     from harness.data import images
-    from harness.data import pipeline as data
 
     if lr_specs and len(lr_specs) != len(specs):
         raise HarnessError(
@@ -69,12 +71,12 @@ def discover(specs: Sequence[str], lr_specs: Sequence[str] = ()) -> list[Suite]:
     suites: list[Suite] = []
     for i, spec in enumerate(specs):
         lr = lr_specs[i] if lr_specs else ""
-        if spec == data.SKIMAGE:
-            suites.append(Suite(data.SKIMAGE, spec, lr=lr))
+        if spec == SKIMAGE:
+            suites.append(Suite(SKIMAGE, spec, lr=lr))
             continue
         folder = Path(spec).expanduser()
-        files = data.resolve(spec)  # raises with a download hint when missing
-        label = data.folder_label(spec)
+        files = resolve(spec)  # raises with a download hint when missing
+        label = folder_label(spec)
         if files:
             suites.append(Suite(label, spec, lr=lr))
             continue
@@ -119,8 +121,6 @@ def metric_functions(
 ) -> dict[str, Callable[..., float]]:
     """The metric plugins ``names`` (``None``: the registered ones of :data:`DEFAULT_METRICS`),
     built from ``registry`` with their declared protocols."""
-    from harness.evaluation.protocol import build_metric
-
     if names is None:
         names = [n for n in DEFAULT_METRICS if n in registry.names("metric")]
     return {n: build_metric(registry.factory("metric", n, where=where)) for n in names}
@@ -131,8 +131,6 @@ def load_model(
 ) -> tuple[Any, int]:
     """``(upscaler, scale)`` of a model reference, or of ``bicubic`` (scale 4 by default); a
     ``scale`` given for a model must be the model's."""
-    from harness.evaluation.protocol import bicubic_upscaler
-
     if ref == "bicubic":
         scale = scale or 4
         return bicubic_upscaler(scale), scale
@@ -264,8 +262,6 @@ def evaluate_folders(
     the protocol's measures plus the metric plugins ``metrics`` of ``registry``. With
     ``lr_specs`` (one folder per spec) the given LR images are upscaled instead of bicubic LR
     (``bicubic`` then upscales them with MATLAB bicubic)."""
-    from harness.evaluation.protocol import evaluate, metric_protocol
-
     if not specs:
         raise HarnessError(
             "no data to evaluate on: give folders with --data DIR (e.g. --data data/set5); "

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from harness.plugin_api.metrics import PROTOCOL_MEASURES, format_value
+
 NAMES = {"psnr_y": "PSNR-Y", "ssim_y": "SSIM-Y", "psnr_rgb": "PSNR-RGB"}
 
 
@@ -42,7 +44,5 @@ def measure_name(measure: str) -> str:
 
 def format_measure(value: float, measure: str, protocols: Mapping[str, Any] | None = None) -> str:
     """A cell of ``measure``: the protocol's own measures and those of ``protocols`` (metric
-    name -> :class:`~harness.evaluation.protocol.MetricProtocol`) with their decimals."""
-    from harness.evaluation.protocol import PROTOCOL_MEASURES, format_value
-
+    name -> :class:`~harness.plugin_api.metrics.MetricProtocol`) with their decimals."""
     return format_value(value, {**PROTOCOL_MEASURES, **(protocols or {})}.get(measure))

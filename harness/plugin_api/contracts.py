@@ -30,6 +30,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.plugin_api.losses import wants_real_logits
+from harness.plugin_api.metrics import metric_protocol, rgb_to_y
 from harness.plugin_api.registry import Entry, Registry
 
 STEPS = (0, 1, 2, 10, 100, 999, 1000, 1001, 15000, 20000, 35000, 100_000, 1_000_000)
@@ -285,11 +286,9 @@ def check_discriminator(
 def check_metric(
     factory: Callable[..., Any], params: Mapping[str, Any] | None = None, name: str = "metric"
 ) -> None:
-    """The declared protocol is a :class:`~harness.evaluation.protocol.MetricProtocol`, and
+    """The declared protocol is a :class:`~harness.plugin_api.metrics.MetricProtocol`, and
     ``metric(sr,
     hr)`` on two images of that protocol gives a finite float."""
-    from harness.evaluation.protocol import metric_protocol, rgb_to_y
-
     what = f'metric "{name}"'
     try:
         protocol = metric_protocol(factory)

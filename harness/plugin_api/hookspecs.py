@@ -98,7 +98,7 @@ def harness_register_metrics() -> Mapping[str, Factory]:
     Called once when the registry is built. Each factory returns a callable
     ``metric(sr, hr) -> float`` on one SR image and its HR. What the two arrays are is the
     metric's own declaration: the factory carries ``protocol =
-    harness.evaluation.protocol.MetricProtocol(
+    harness.plugin_api.metrics.MetricProtocol(
     crop_border=..., color=..., higher_is_better=..., decimals=..., in_validation=...)``. By
     default (no ``protocol``) a metric gets the PSNR protocol's images, ``uint8`` RGB
     ``(H, W, 3)`` with ``scale`` pixels cropped from each border; ``crop_border=False`` gives the

@@ -89,7 +89,7 @@ class Plan:
 
 def _default_direction(metric: str, registry: Registry) -> str:
     """``val/<name>``: the direction the metric plugin ``<name>`` declares (maximize else)."""
-    from harness.evaluation.protocol import PROTOCOL_MEASURES, metric_protocol
+    from harness.plugin_api.metrics import PROTOCOL_MEASURES, metric_protocol
 
     name = metric.removeprefix("val/")
     if name in PROTOCOL_MEASURES or name not in registry.names("metric"):

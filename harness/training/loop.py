@@ -19,6 +19,7 @@ from typing import Any
 import tensorflow as tf
 
 from harness.config import Experiment
+from harness.data.folders import SKIMAGE, folder_label, resolve, skimage_folder
 from harness.errors import HarnessError
 from harness.plugin_api.registry import Registry
 from harness.signals import signals_to_flag
@@ -165,7 +166,6 @@ def _log_data_inputs(exp: Experiment, tracker: Any) -> None:
     per folder: its name, a digest of its file list and its number of images; a paired entry
     is two, its HR and its LR folder, the LR one named ``<name> (LR)``)."""
     from harness.config.schema import PairedFolder
-    from harness.data.pipeline import SKIMAGE, folder_label, resolve, skimage_folder
     from harness.run_context import image_folder_dataset
 
     for context, entries in (("training", exp.data.train), ("validation", exp.data.val)):

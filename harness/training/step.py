@@ -30,6 +30,7 @@ import keras
 import tensorflow as tf
 
 from harness.config import Experiment, ScheduleSpec, schedules
+from harness.data.folders import DataError
 from harness.errors import ConfigError
 from harness.plugin_api.losses import wants_real_logits
 from harness.plugin_api.registry import Registry
@@ -420,8 +421,6 @@ class Trainer:
         except StopIteration:
             # The training dataset repeats forever once one image decodes, so an end means that
             # every file passed its header check and then failed to decode (truncated JPEGs).
-            from harness.data.pipeline import DataError
-
             raise DataError(
                 "none of the training images in "
                 f"{', '.join(map(str, self.exp.data.train))} could be decoded (truncated or "

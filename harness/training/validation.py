@@ -2,7 +2,7 @@
 ``[validation] metrics`` lists (only those), on the final generator; and the sample grids.
 
 A metric's protocol and direction come from its plugin
-(:func:`harness.evaluation.protocol.metric_protocol`); the host names no metric plugin.
+(:func:`harness.plugin_api.metrics.metric_protocol`); the host names no metric plugin.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from typing import Any
 import numpy as np
 
 from harness.config import Experiment
-from harness.evaluation import protocol as metrics
+from harness.measures.bicubic import bicubic_downsample, bicubic_upsample, bicubic_upscaler
+from harness.measures.quality import crop_border, psnr
+from harness.measures.scoring import evaluate, given_lr
+from harness.plugin_api.metrics import build_metric, metric_protocol, rgb_to_y
 from harness.plugin_api.registry import Registry
 
 
@@ -29,14 +32,14 @@ def metric_directions(exp: Experiment, registry: Registry) -> dict[str, bool]:
     out = {"val/psnr_y": True}
     for name in validation_metrics(exp):
         factory = registry.factory("metric", name, where="[validation] metrics")
-        out[f"val/{name}"] = metrics.metric_protocol(factory).higher_is_better
+        out[f"val/{name}"] = metric_protocol(factory).higher_is_better
     return out
 
 
 def validation_extras(exp: Experiment, registry: Registry) -> dict[str, Callable[..., float]]:
     """The listed metric plugins, built; each is measured on the protocol it declares."""
     return {
-        name: metrics.build_metric(registry.factory("metric", name, where="[validation] metrics"))
+        name: build_metric(registry.factory("metric", name, where="[validation] metrics"))
         for name in validation_metrics(exp)
     }
 
@@ -60,7 +63,7 @@ class Validator:
 
     def bicubic(self) -> dict[str, float]:
         """The bicubic baseline's metrics (``val/bicubic_psnr_y``, ...)."""
-        result = metrics.evaluate(metrics.bicubic_upscaler(self.scale), self.images, self.scale)
+        result = evaluate(bicubic_upscaler(self.scale), self.images, self.scale)
         return mean_metrics(result, "val/bicubic_")
 
     def upscaler(self, generator: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -75,7 +78,7 @@ class Validator:
     def __call__(self, generator: Any) -> dict[str, float]:
         """The validation metrics of ``generator`` under their MLflow names."""
         upscale = self.upscaler(generator)
-        return mean_metrics(metrics.evaluate(upscale, self.images, self.scale, extra=self.extras))
+        return mean_metrics(evaluate(upscale, self.images, self.scale, extra=self.extras))
 
 
 SAMPLE_COLUMNS = ("LR", "bicubic", "SR", "HR")
@@ -111,18 +114,16 @@ def sample_grid(
         hr = hr[:h, :w]
         # the LR the protocol scores: the given one (checked against HR) or MATLAB bicubic
         if given:
-            lr = metrics.given_lr(name, hr, given[0], scale)[None]
+            lr = given_lr(name, hr, given[0], scale)[None]
         else:
-            lr = metrics.bicubic_downsample(hr, scale)[None]
+            lr = bicubic_downsample(hr, scale)[None]
         nearest = np.repeat(np.repeat(lr[0], scale, axis=0), scale, axis=1)
-        tiles = [
-            to_uint8(t) for t in (nearest, metrics.bicubic_upsample(lr, scale)[0], upscale(lr)[0])
-        ]
+        tiles = [to_uint8(t) for t in (nearest, bicubic_upsample(lr, scale)[0], upscale(lr)[0])]
         tiles.append(hr.astype(np.uint8))
-        hr_y = metrics.rgb_to_y(metrics.crop_border(hr, scale))
+        hr_y = rgb_to_y(crop_border(hr, scale))
         labels = [f"LR x{scale}  {name}"]
         for label, tile in zip(SAMPLE_COLUMNS[1:3], tiles[1:3], strict=True):
-            db = metrics.psnr(metrics.rgb_to_y(metrics.crop_border(tile, scale)), hr_y)
+            db = psnr(rgb_to_y(crop_border(tile, scale)), hr_y)
             labels.append(f"{label} {db:.2f} dB")
         labels.append("HR")
         gap = np.full((_LABEL_HEIGHT + h, _GAP, 3), 255, np.uint8)

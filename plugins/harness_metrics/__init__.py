@@ -1,7 +1,7 @@
 """First-party metric plugins: LPIPS (Zhang et al. 2018) with the AlexNet or VGG16 backbone, and
 DISTS (Ding et al. 2020) on VGG16.
 
-PSNR and SSIM are the evaluation protocol itself (:mod:`harness.evaluation.protocol`); the metrics
+PSNR and SSIM are the evaluation protocol itself (:mod:`harness.measures`); the metrics
 here are extra columns for ``harness evaluate --metric NAME``, validation and sweep objectives.
 
 The factories are registered as ``lpips`` and ``dists`` but named ``lpips_distance`` and

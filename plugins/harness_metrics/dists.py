@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.evaluation.protocol import MetricProtocol
+from harness.plugin_api.metrics import MetricProtocol
 
 CHANNELS = (3, 64, 128, 256, 512, 512)
 """Channels of the six compared feature sets: the image, relu1_2, relu2_2, ..., relu5_3."""

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.evaluation.protocol import MetricProtocol
+from harness.plugin_api.metrics import MetricProtocol
 
 Net = Literal["vgg", "alex"]
 
