@@ -13,7 +13,7 @@ from PIL import Image
 import harness.deploy.models
 from harness.cli import cli
 from harness.evaluation import protocol as metrics
-from harness.evaluation import suite as evaluate_cmd
+from harness.references import parse_reference
 
 
 def _run(*args: str):
@@ -131,8 +131,8 @@ def test_mlflow_run_reference_logs_eval_metrics(tmp_path, monkeypatch):
         4,
     )
     assert logged["eval/clipset/psnr_y"] == pytest.approx(expected.psnr_y)
-    assert evaluate_cmd.mlflow_run_id("runs/x") is None
-    assert evaluate_cmd.mlflow_run_id(run_id) == run_id
+    assert parse_reference("runs/x").run_id == ""
+    assert parse_reference(run_id).run_id == run_id
 
 
 def test_a_saved_keras_generator_end_to_end(tmp_path):

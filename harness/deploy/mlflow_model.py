@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.rundir import GENERATOR_FILE
 
 SAVED_MODEL = "saved_model"
 """The artifact key of the SavedModel folder (also in :mod:`harness.deploy.mlflow_pyfunc`)."""
@@ -80,7 +81,7 @@ def log_generator(client: Any, run_id: str, model: Any, step: int, name: str = "
     )
     with tempfile.TemporaryDirectory() as tmp:
         saved = export_saved_model(model, Path(tmp) / SAVED_MODEL)
-        keras_file = Path(tmp) / "generator.keras"
+        keras_file = Path(tmp) / GENERATOR_FILE
         model.save(keras_file)
         # Model.log, not mlflow.pyfunc.log_model: only it takes the run to log into, and
         # harness never starts a fluent run (a caller's active run stays untouched)

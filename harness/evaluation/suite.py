@@ -19,15 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import references as refs
 from harness.errors import HarnessError
 from harness.evaluation.tables import format_measure, text_table
+from harness.references import ModelRef, parse_reference
 
 if TYPE_CHECKING:
     from harness.evaluation.protocol import EvalResult, MetricProtocol
     from harness.plugin_api.registry import Registry
-
-MLFLOW_RUN = re.compile(r"^runs:/([0-9a-zA-Z]+)(/.*)?$")
-BARE_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 DEFAULT_METRICS: tuple[str, ...] = ("lpips", "dists")
 """Perceptual metrics a report measures by default: those of these that are registered."""
@@ -98,16 +97,6 @@ def discover(specs: Sequence[str], lr_specs: Sequence[str] = ()) -> list[Suite]:
     return suites
 
 
-def mlflow_run_id(ref: str) -> str | None:
-    """The MLflow run a model reference belongs to (``runs:/<id>/...`` or a bare run id)."""
-    match = MLFLOW_RUN.match(ref)
-    if match:
-        return match.group(1)
-    if BARE_RUN_ID.match(ref) and not Path(ref).exists():
-        return ref
-    return None
-
-
 def metric_key(label: str, measure: str) -> str:
     """``eval/<data set>/<measure>`` with characters MLflow refuses replaced."""
     safe = re.sub(r"[^0-9A-Za-z_\-./ ]", "_", label)
@@ -127,13 +116,14 @@ def metric_functions(
 
 
 def load_model(
-    ref: str, registry: Registry, scale: int | None = None, tile: int = 0
+    ref: str | ModelRef, registry: Registry, scale: int | None = None, tile: int = 0
 ) -> tuple[Any, int]:
     """``(upscaler, scale)`` of a model reference, or of ``bicubic`` (scale 4 by default); a
     ``scale`` given for a model must be the model's."""
     from harness.evaluation.protocol import bicubic_upscaler
 
-    if ref == "bicubic":
+    ref = parse_reference(ref, bicubic=True)
+    if ref.kind == refs.BICUBIC:
         scale = scale or 4
         return bicubic_upscaler(scale), scale
     from harness.deploy.models import load_upscaler
@@ -249,7 +239,7 @@ def group_means(
 
 
 def evaluate_folders(
-    model_ref: str,
+    model_ref: str | ModelRef,
     specs: Sequence[str],
     registry: Registry,
     *,
@@ -282,7 +272,7 @@ def evaluate_folders(
         for suite in suites
     }
     return SuiteResult(
-        model=model_ref,
+        model=str(model_ref),
         scale=scale,
         border=border,
         results=results,
@@ -301,5 +291,4 @@ __all__ = [
     "load_model",
     "metric_functions",
     "metric_key",
-    "mlflow_run_id",
 ]
