@@ -27,12 +27,7 @@ from harness import references as refs
 from harness.evaluation.mlflow_log import REPORT_TAG
 from harness.evaluation.run_store import ReportError, RunStore, store_uri
 from harness.references import ModelReferenceError, parse_reference
-from harness.rundir import (
-    EXPERIMENT_FILE,
-    GENERATOR_FILE,
-    RUN_ID_FILE,
-    RunDir,
-)
+from harness.rundir import EXPERIMENT_FILE, GENERATOR_FILE, RUN_ID_FILE, RunDir
 from harness.rundir import FINAL as FINAL_KEPT
 
 FINAL = "final"
