@@ -98,7 +98,7 @@ def test_model_reference_goes_to_load_upscaler_and_scale_is_checked(tmp_path, mo
     out = tmp_path / "m.json"
     result = _run("--model", "runs/x", "--data", str(tmp_path / "imgs"), "--json", str(out))
     assert result.exit_code == 0, result.output
-    assert seen == ["runs/x"]
+    assert seen == [parse_reference("runs/x")]  # the command line's parsed reference
     report = json.loads(out.read_text())
     assert report["scale"] == 2 and report["border"] == 2
     result = _run("--model", "runs/x", "--scale", "4", "--data", str(tmp_path / "imgs"))
