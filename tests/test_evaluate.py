@@ -13,9 +13,9 @@ from PIL import Image
 import harness.deploy.models
 from harness.cli import cli
 from harness.data.folders import DataWarning
-from harness.evaluation import suite as evaluate_cmd
 from harness.measures.bicubic import bicubic_upscaler
 from harness.measures.scoring import evaluate
+from harness.references import parse_reference
 
 
 def _run(*args: str):
@@ -100,7 +100,7 @@ def test_model_reference_goes_to_load_upscaler_and_scale_is_checked(tmp_path, mo
     out = tmp_path / "m.json"
     result = _run("--model", "runs/x", "--data", str(tmp_path / "imgs"), "--json", str(out))
     assert result.exit_code == 0, result.output
-    assert seen == ["runs/x"]
+    assert seen == [parse_reference("runs/x")]  # the command line's parsed reference
     report = json.loads(out.read_text())
     assert report["scale"] == 2 and report["border"] == 2
     result = _run("--model", "runs/x", "--scale", "4", "--data", str(tmp_path / "imgs"))
@@ -133,8 +133,8 @@ def test_mlflow_run_reference_logs_eval_metrics(tmp_path, monkeypatch):
         4,
     )
     assert logged["eval/clipset/psnr_y"] == pytest.approx(expected.psnr_y)
-    assert evaluate_cmd.mlflow_run_id("runs/x") is None
-    assert evaluate_cmd.mlflow_run_id(run_id) == run_id
+    assert parse_reference("runs/x").run_id == ""
+    assert parse_reference(run_id).run_id == run_id
 
 
 def test_a_saved_keras_generator_end_to_end(tmp_path):

@@ -7,8 +7,29 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from harness.references import ModelRef, parse_reference
+
 if TYPE_CHECKING:
     from harness.plugin_api.registry import Registry
+
+
+class ModelReference(click.ParamType):
+    """A model reference, parsed into a :class:`~harness.references.ModelRef` as the command
+    line is read (a malformed one is one ``error:`` line, as every harness error is)."""
+
+    name = "model"
+
+    def __init__(self, bicubic: bool = False) -> None:
+        self.bicubic = bicubic
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> ModelRef:
+        return parse_reference(value, bicubic=self.bicubic)
+
+
+MODEL = ModelReference()
+"""A model reference option or argument's type."""
+MODEL_OR_BICUBIC = ModelReference(bicubic=True)
+"""The same, where ``bicubic`` (the baseline) is accepted too."""
 
 
 def overrides_option(

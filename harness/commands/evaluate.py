@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import click
 
-from harness.commands._options import registry
+from harness.commands._options import MODEL_OR_BICUBIC, registry
+from harness.references import ModelRef
 
 
 @click.command("evaluate")
 @click.option(
     "--model",
     "model_ref",
+    type=MODEL_OR_BICUBIC,
     default="bicubic",
     show_default=True,
     help="bicubic, or a trained model: run dir, checkpoint, .keras, exported SavedModel, or an "
@@ -65,7 +67,7 @@ from harness.commands._options import registry
     help="Log eval/<data set>/<measure> to the model's MLflow run (runs:/ references).",
 )
 def command(
-    model_ref: str,
+    model_ref: ModelRef,
     data_opts: tuple[str, ...],
     more: tuple[str, ...],
     lr_dirs: tuple[str, ...],
@@ -107,7 +109,7 @@ def command(
         result.write_json(json_path)
     if csv_path:
         result.write_csv(csv_path)
-    run_id = suite.mlflow_run_id(model_ref)
+    run_id = model_ref.run_id
     if run_id and use_mlflow:
         uri = store_uri(tracking_uri)
         values = result.metric_values()

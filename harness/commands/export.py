@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
-from harness.commands._options import registry
+from harness.commands._options import MODEL, registry
 from harness.deploy.models import load_generator
 from harness.errors import HarnessError
+from harness.references import ModelRef
 
 
 @click.command("export")
-@click.argument("run", metavar="RUN")
+@click.argument("run", metavar="RUN", type=MODEL)
 @click.option(
     "-o",
     "--output",
@@ -45,7 +46,7 @@ from harness.errors import HarnessError
     "astronaut photo].",
 )
 def command(
-    run: str, output: Path, fmt: str, model_version: int | None, check_image: Path | None
+    run: ModelRef, output: Path, fmt: str, model_version: int | None, check_image: Path | None
 ) -> None:
     """Export RUN's generator as a SavedModel with a "serving_default" signature, or as ONNX.
 

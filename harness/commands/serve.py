@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
-from harness.commands._options import registry
-from harness.deploy.models import ACCEPTED, load_upscaler
+from harness.commands._options import MODEL, registry
+from harness.deploy.models import load_upscaler
+from harness.references import ACCEPTED, ModelRef
 
 
 @click.command("serve")
-@click.argument("model", metavar="MODEL")
+@click.argument("model", metavar="MODEL", type=MODEL)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8501, show_default=True, help="TCP port."
@@ -49,7 +50,7 @@ from harness.deploy.models import ACCEPTED, load_upscaler
     help="Upscale larger inputs in LR tiles of this side (bounded memory; 0: never tile).",
 )
 def command(
-    model: str,
+    model: ModelRef,
     host: str,
     port: int,
     name: str,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from harness.commands._options import registry
-from harness.deploy.models import ACCEPTED
+from harness.commands._options import MODEL, registry
+from harness.references import ACCEPTED, ModelRef
 
 
 @click.command("upscale")
@@ -24,7 +24,7 @@ from harness.deploy.models import ACCEPTED
     help="Output file (for an image or video INPUT) or folder (for a folder INPUT; a video "
     "file such as out.mp4 encodes the upscaled frames).",
 )
-@click.option("--model", "-m", required=True, help=f"The trained model: {ACCEPTED}.")
+@click.option("--model", "-m", type=MODEL, required=True, help=f"The trained model: {ACCEPTED}.")
 @click.option(
     "--tile",
     type=click.IntRange(min=0),
@@ -61,7 +61,7 @@ from harness.deploy.models import ACCEPTED
 def command(
     input_path: Path,
     output: Path,
-    model: str,
+    model: ModelRef,
     tile: int,
     overlap: int | None,
     compare: bool,

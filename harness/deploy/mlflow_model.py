@@ -35,6 +35,7 @@ from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import Schema, TensorSpec
 
 from harness.errors import HarnessError
+from harness.rundir import GENERATOR_FILE
 
 SAVED_MODEL = "saved_model"
 """The artifact key of the SavedModel folder (also in :mod:`harness.deploy.mlflow_pyfunc`)."""
@@ -91,7 +92,7 @@ def log_generator(client: Any, run_id: str, model: Any, step: int, name: str = "
     try:
         with tempfile.TemporaryDirectory() as tmp, _quiet_mlflow():
             saved = export_saved_model(model, Path(tmp) / SAVED_MODEL)
-            keras_file = Path(tmp) / "generator.keras"
+            keras_file = Path(tmp) / GENERATOR_FILE
             model.save(keras_file)
             meta = Model(
                 artifact_path=logged.artifact_location,

@@ -19,38 +19,22 @@ restored into a generator the registry builds. Nothing here builds a registry of
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import references as refs
 from harness.deploy.upscaler import Upscaler
-from harness.errors import HarnessError
+from harness.references import ACCEPTED, ModelRef, ModelReferenceError, parse_reference
+from harness.rundir import GENERATOR_FILE, RunDir
 
 if TYPE_CHECKING:
     from harness.plugin_api.registry import Registry
 
-ACCEPTED = (
-    "a run directory (holding generator.keras, or experiment.toml and checkpoints/); "
-    "a checkpoints/ directory or a checkpoint prefix such as runs/x/checkpoints/ckpt-12; "
-    "a run directory with @best_psnr_y (or another kept generator: @best_lpips, @generator); "
-    "a .keras file; a SavedModel directory from `harness export`; "
-    "an MLflow model URI (runs:/<run_id>/generator, models:/<name>/<version>, "
-    "models:/<name>@<alias>, models:/<id>), "
-    "a local MLflow model folder (holding MLmodel), or a bare MLflow run id"
-)
-"""Every form of model reference, for error messages and help texts."""
-
-MLFLOW_MODEL_NAME = "generator"
-RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-KEPT_SUFFIX = ".keras"
+MLFLOW_MODEL_NAME = refs.MLFLOW_MODEL
 
 
-class ModelReferenceError(HarnessError):
-    """A model reference cannot be resolved or loaded."""
-
-
-def _bad_ref(ref: str, why: str) -> ModelReferenceError:
-    return ModelReferenceError(f'cannot load a model from "{ref}": {why}. Accepted: {ACCEPTED}.')
+def _bad_ref(ref: object, why: str) -> ModelReferenceError:
+    return refs.bad_reference(ref, why)
 
 
 # --------------------------------------------------------------------------- files
@@ -85,7 +69,7 @@ def load_keras_file(path: Path, *, registry: Registry) -> Any:
         ) from exc
 
 
-def kept_model_path(ref: str | Path) -> Path | None:
+def kept_model_path(ref: str | Path | ModelRef) -> Path | None:
     """``runs/x@best_lpips`` -> ``runs/x/best_lpips.keras``: a generator a run kept besides its
     last one (``best_<metric>`` by validation, ``generator`` = the final one).
 
@@ -93,20 +77,19 @@ def kept_model_path(ref: str | Path) -> Path | None:
     directory); :class:`ModelReferenceError` naming what the run holds when the run kept no
     generator of that name.
     """
-    text = str(ref)
-    if "@" not in text or text.startswith(("runs:/", "models:/")):
+    if not isinstance(ref, ModelRef) and refs.is_uri(str(ref)):
         return None
-    run, _, name = text.rpartition("@")
-    folder = Path(run).expanduser()
-    if not folder.is_dir():
+    parsed = parse_reference(ref)
+    if parsed.kind != refs.KEPT or parsed.path is None or not parsed.path.is_dir():
         return None
-    path = folder / f"{name}{KEPT_SUFFIX}"
+    run = RunDir(parsed.path)
+    path = run.kept(parsed.name)
     if not path.is_file():
-        kept = sorted(p.stem for p in folder.glob(f"*{KEPT_SUFFIX}"))
+        kept = sorted(p.stem for p in run.path.glob("*.keras"))
         raise _bad_ref(
-            text,
-            f"{folder} kept no generator named {name} (it holds: {', '.join(kept) or 'none'}; "
-            "best_<metric> files are written at validations)",
+            parsed,
+            f"{run.path} kept no generator named {parsed.name} (it holds: "
+            f"{', '.join(kept) or 'none'}; best_<metric> files are written at validations)",
         )
     return path
 
@@ -192,7 +175,7 @@ def _load_mlflow(
     ``generator.keras`` artifact, or (a model logged with the ``tensorflow`` flavour by earlier
     versions) the flavour's model."""
     folder = _mlflow_folder(uri, ref, tracking_uri) if folder is None else folder
-    keras_file = folder / "artifacts" / "generator.keras"
+    keras_file = folder / "artifacts" / GENERATOR_FILE
     if keras_file.is_file():
         return load_keras_file(keras_file, registry=registry)
     import mlflow.tensorflow
@@ -205,15 +188,6 @@ def _load_mlflow(
             f"MLflow could not load {uri} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
             "it is not a generator logged by harness",
         ) from exc
-
-
-def _mlflow_uri(ref: str) -> str | None:
-    """The MLflow model URI ``ref`` names (a URI, or a bare run id), else ``None``."""
-    if re.match(r"^[a-z][a-z0-9+.-]*:/", ref) and not re.match(r"^[a-zA-Z]:[\\/]", ref):
-        return ref
-    if RUN_ID.match(ref):
-        return f"runs:/{ref}/{MLFLOW_MODEL_NAME}"
-    return None
 
 
 def _is_saved_model(path: Path) -> bool:
@@ -246,7 +220,9 @@ def _saved_model_upscaler(path: Path, *, tile: int, overlap: int | None) -> Upsc
 # --------------------------------------------------------------------------- references
 
 
-def load_generator(ref: str | Path, *, registry: Registry, tracking_uri: str | None = None) -> Any:
+def load_generator(
+    ref: str | Path | ModelRef, *, registry: Registry, tracking_uri: str | None = None
+) -> Any:
     """The trained generator (``keras.Model``: LR ``[0, 1]`` -> SR ``[-1, 1]``) ``ref`` names.
 
     ``registry`` provides the plugins (their Keras layers, and the generator a checkpoint is
@@ -255,44 +231,48 @@ def load_generator(ref: str | Path, *, registry: Registry, tracking_uri: str | N
     :func:`load_upscaler` for it. An MLflow model is read from the store ``tracking_uri`` (else
     ``$MLFLOW_TRACKING_URI``, else the default).
     """
-    text = str(ref)
-    kept = kept_model_path(text)
-    if kept is not None:
-        return load_keras_file(kept, registry=registry)
-    path = Path(text).expanduser()
-    if path.exists() or Path(text + ".index").is_file():
-        if path.is_file():
-            if path.suffix == ".keras":
-                return load_keras_file(path, registry=registry)
-            raise _bad_ref(text, "a file that is not a .keras model")
-        if _is_saved_model(path):
-            raise _bad_ref(
-                text,
-                "it is an exported SavedModel (an upscaler, [0, 1] -> [0, 1]); load it with "
-                "load_upscaler, or give the run it was exported from",
-            )
-        if (path / "MLmodel").is_file():
-            return _load_mlflow(str(path), text, registry)
-        if (path / "generator.keras").is_file():
-            return load_keras_file(path / "generator.keras", registry=registry)
-        if (path / "checkpoints").is_dir():
-            prefix = _checkpoint_prefix(path / "checkpoints")
-            if prefix is None:
-                raise _bad_ref(text, "its checkpoints/ directory holds no checkpoint yet")
-            return _restore_checkpoint(prefix, path / "experiment.toml", text, registry)
+    ref = parse_reference(ref)
+    kind, path = ref.kind, ref.path
+    if kind == refs.KEPT:
+        kept = kept_model_path(ref)
+        if kept is not None:
+            return load_keras_file(kept, registry=registry)
+        raise _bad_ref(ref, "no such file or directory, and not an MLflow URI or run id")
+    if kind == refs.KERAS:
+        return load_keras_file(path, registry=registry)
+    if kind == refs.FILE:
+        raise _bad_ref(ref, "a file that is not a .keras model")
+    if kind == refs.SAVED_MODEL:
+        raise _bad_ref(
+            ref,
+            "it is an exported SavedModel (an upscaler, [0, 1] -> [0, 1]); load it with "
+            "load_upscaler, or give the run it was exported from",
+        )
+    if kind == refs.RUN:
+        run = RunDir(path)
+        if run.generator.is_file():
+            return load_keras_file(run.generator, registry=registry)
+        if not run.checkpoints.is_dir():
+            raise _bad_ref(ref, "the path holds neither a model, a run nor a checkpoint")
+        prefix = _checkpoint_prefix(run.checkpoints)
+        if prefix is None:
+            raise _bad_ref(ref, "its checkpoints/ directory holds no checkpoint yet")
+        return _restore_checkpoint(prefix, run.experiment_toml, str(ref), registry)
+    if kind == refs.CHECKPOINT:
         prefix = _checkpoint_prefix(path)
         if prefix is not None:
-            experiment = prefix.parent.parent / "experiment.toml"
-            return _restore_checkpoint(prefix, experiment, text, registry)
-        raise _bad_ref(text, "the path holds neither a model, a run nor a checkpoint")
-    uri = _mlflow_uri(text)
-    if uri is not None:
-        return _load_mlflow(uri, text, registry, tracking_uri=tracking_uri)
-    raise _bad_ref(text, "no such file or directory, and not an MLflow URI or run id")
+            experiment = RunDir(prefix.parent.parent).experiment_toml
+            return _restore_checkpoint(prefix, experiment, str(ref), registry)
+        raise _bad_ref(ref, "the path holds neither a model, a run nor a checkpoint")
+    if kind == refs.FOLDER:
+        raise _bad_ref(ref, "the path holds neither a model, a run nor a checkpoint")
+    if ref.is_mlflow:
+        return _load_mlflow(ref.uri, str(ref), registry, tracking_uri=tracking_uri)
+    raise _bad_ref(ref, "no such file or directory, and not an MLflow URI or run id")
 
 
 def load_upscaler(
-    ref: str | Path,
+    ref: str | Path | ModelRef,
     *,
     registry: Registry,
     tile: int = 0,
@@ -303,16 +283,27 @@ def load_upscaler(
     :func:`load_generator` takes, or an exported SavedModel). ``tile`` > 0 bounds memory (LR
     tile side in pixels); ``overlap`` ``None`` uses the measured receptive field; an MLflow
     model is read from the store ``tracking_uri`` (else ``$MLFLOW_TRACKING_URI``)."""
-    path = Path(str(ref)).expanduser()
-    if _is_saved_model(path):
-        return _saved_model_upscaler(path, tile=tile, overlap=overlap)
-    uri = str(path) if (path / "MLmodel").is_file() else _mlflow_uri(str(ref))
-    if uri is not None and kept_model_path(str(ref)) is None:
-        folder = _mlflow_folder(uri, str(ref), tracking_uri)  # downloaded once, for either form
+    ref = parse_reference(ref)
+    if ref.kind == refs.SAVED_MODEL:
+        return _saved_model_upscaler(ref.path, tile=tile, overlap=overlap)
+    if ref.is_mlflow:
+        folder = _mlflow_folder(ref.uri, str(ref), tracking_uri)  # downloaded once, for either form
         saved = folder / "artifacts" / "saved_model"
         if _is_saved_model(saved):
             return _saved_model_upscaler(saved, tile=tile, overlap=overlap)
-        generator = _load_mlflow(uri, str(ref), registry, folder)
+        generator = _load_mlflow(ref.uri, str(ref), registry, folder)
     else:
         generator = load_generator(ref, registry=registry)
     return Upscaler.from_generator(generator, tile=tile, overlap=overlap)
+
+
+__all__ = [
+    "ACCEPTED",
+    "MLFLOW_MODEL_NAME",
+    "ModelRef",
+    "ModelReferenceError",
+    "kept_model_path",
+    "load_generator",
+    "load_keras_file",
+    "load_upscaler",
+]

@@ -22,6 +22,7 @@ import numpy as np
 
 from harness.data.images import to_uint8
 from harness.errors import HarnessError
+from harness.rundir import DISCRIMINATOR_FILE, GENERATOR_FILE
 
 MAX_PROBE_RADIUS = 96  # LR pixels: the largest receptive field the automatic overlap measures
 
@@ -101,8 +102,8 @@ class Upscaler:
             raise HarnessError(
                 f"the model {source or ''} cannot upscale an 8x8 RGB image "
                 f"({type(exc).__name__}: {_reason(exc)}). An upscaler maps (N, h, w, 3) images "
-                "to (N, s*h, s*w, 3); a discriminator.keras, a classifier or a one-channel "
-                "model is not one. Pass a run directory or its generator.keras."
+                f"to (N, s*h, s*w, 3); a {DISCRIMINATOR_FILE}, a classifier or a one-channel "
+                f"model is not one. Pass a run directory or its {GENERATOR_FILE}."
             ) from None
         if not np.all(np.isfinite(probe)):
             raise HarnessError(

@@ -25,6 +25,7 @@ from harness.measures.bicubic import bicubic_upscaler
 
 if TYPE_CHECKING:
     from harness.plugin_api.registry import Registry
+    from harness.references import ModelRef
 
 Kind = Literal["image", "folder", "video"]
 SAVE_OPTIONS = {".jpg": {"quality": 95}, ".jpeg": {"quality": 95}}
@@ -358,7 +359,7 @@ def upscale_path(
     input_path: Path,
     output: Path,
     *,
-    model: str,
+    model: str | ModelRef,
     registry: Registry,
     tile: int = 0,
     overlap: int | None = None,

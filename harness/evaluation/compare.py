@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from harness import config
 from harness.errors import HarnessError
-from harness.training.warmstart import run_dir_of
+from harness.references import ModelReferenceError, parse_reference
+from harness.rundir import RunDir
 
 if TYPE_CHECKING:
     from harness.plugin_api.registry import Registry
@@ -79,8 +80,11 @@ def plan(
         for ref in (p.exp.generator.init, p.exp.discriminator.init):
             if not ref:
                 continue
-            found = run_dir_of(ref)
-            target = (found or Path(ref.split("@", 1)[0])).expanduser().resolve()
+            try:
+                local = parse_reference(ref).run_path
+            except ModelReferenceError:  # loading it says what is wrong; it orders nothing
+                continue
+            target = local.resolve() if local is not None else None
             if target in dirs and dirs[target] is not p:
                 out.append(dirs[target])
         return out
@@ -108,10 +112,9 @@ def finished(p: Planned) -> bool:
     """The run reached ``train.steps`` and wrote its final generator."""
     import tensorflow as tf
 
-    from harness.training.checkpoints import CHECKPOINTS, MODEL_FILE
-
-    latest = tf.train.latest_checkpoint(str(p.run_dir / CHECKPOINTS))
-    if latest is None or not (p.run_dir / MODEL_FILE).is_file():
+    run = RunDir(p.run_dir)
+    latest = tf.train.latest_checkpoint(str(run.checkpoints))
+    if latest is None or not run.generator.is_file():
         return False
     return int(latest.rsplit("-", 1)[-1]) >= p.exp.train.steps
 

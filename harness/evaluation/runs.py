@@ -10,25 +10,25 @@ Each RUN is resolved in this order (:func:`resolve_runs`):
    reports left out).
 
 ``RUN@best_lpips`` (or ``--model-kind``) evaluates a kept generator instead of the final one
-(the file :func:`harness.deploy.models.kept_model_path` names).
+(:meth:`harness.rundir.RunDir.kept`). Each RUN is parsed by
+:func:`harness.references.parse_reference` first.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness import references as refs
 from harness.config import flatten
 from harness.evaluation.records import FINAL, REPORT_TAG, ReportError, RunInfo
 from harness.evaluation.run_store import RunStore, store_uri
-
-RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-MLFLOW_RUN = re.compile(r"^runs:/([0-9a-f]{32})(/.*)?$")
-KIND = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+from harness.references import ModelReferenceError, parse_reference
+from harness.rundir import EXPERIMENT_FILE, GENERATOR_FILE, RUN_ID_FILE, RunDir
+from harness.rundir import FINAL as FINAL_KEPT
 
 
 class _Resolver:
@@ -42,28 +42,27 @@ class _Resolver:
         return store_uri(self.explicit, (params or {}).get("tracking.uri", ""))
 
     def resolve(self, ref: str) -> list[RunInfo]:
-        text, kind = str(ref), self.kind
-        head, at, tail = text.rpartition("@")
-        if at and KIND.match(tail) and not text.startswith(("runs:/", "models:/")):
-            text, kind = head, tail
-        kind = FINAL if kind in (FINAL, "generator") else kind
-        path = Path(text).expanduser()
-        if path.is_dir():
-            if _is_run_dir(path):
+        parsed, kind = parse_reference(ref), self.kind
+        if parsed.kind == refs.KEPT:
+            parsed, kind = parse_reference(parsed.base), parsed.name
+        text = parsed.text
+        kind = FINAL if kind in (FINAL, FINAL_KEPT) else kind
+        path = parsed.path
+        if path is not None and path.is_dir():
+            if RunDir(path).is_run():
                 return [self.from_dir(path, kind, ref)]
-            subs = sorted(p for p in path.iterdir() if p.is_dir() and _is_run_dir(p))
+            subs = sorted(p for p in path.iterdir() if p.is_dir() and RunDir(p).is_run())
             if not subs:
                 raise ReportError(
-                    f'"{ref}" is a folder but neither a run directory (experiment.toml, '
-                    "generator.keras or mlflow_run_id inside) nor a folder of them; give "
+                    f'"{ref}" is a folder but neither a run directory ({EXPERIMENT_FILE}, '
+                    f"{GENERATOR_FILE} or {RUN_ID_FILE} inside) nor a folder of them; give "
                     "runs/<name> as written by `harness run`."
                 )
             return _present([self.from_dir(p, kind, str(p), strict=False) for p in subs])
-        if path.exists():
+        if path is not None and path.exists():
             raise ReportError(f'"{ref}" is a file; give the run directory that holds it.')
         uri = self.uri()
-        match = MLFLOW_RUN.match(text)
-        run_id = match.group(1) if match else text if RUN_ID.match(text) else ""
+        run_id = parsed.run_id
         if run_id:
             run = self.store.get_run(uri, run_id)
             if run is not None:
@@ -105,7 +104,7 @@ class _Resolver:
         )
 
     def from_dir(self, path: Path, kind: str, ref: str, strict: bool = True) -> RunInfo | None:
-        params = _read_params(path / "experiment.toml")
+        params = _read_params(RunDir(path).experiment_toml)
         info = RunInfo(
             ref=ref,
             label=path.resolve().name,
@@ -115,9 +114,8 @@ class _Resolver:
             uri=self.uri(params),
         )
         info.init_ref = params.get("generator.init", "")
-        id_file = path / "mlflow_run_id"
-        if id_file.is_file():
-            info.run_id = id_file.read_text().strip()
+        if RunDir(path).run_id_file.is_file():
+            info.run_id = RunDir(path).read_run_id()
             run = self.store.get_run(info.uri, info.run_id)
             if run is None:
                 self.say(
@@ -139,14 +137,12 @@ class _Resolver:
             uri=uri,
         )
         self.store.fill(info, run)
-        kept = Path(info.tags.get("harness.run_dir", "")) / "experiment.toml"
+        kept = RunDir(info.tags.get("harness.run_dir", "")).experiment_toml
         if "harness.run_dir" in info.tags and kept.is_file():  # a sweep trial logs only its
             info.params = {**_read_params(kept), **info.params}  # sampled values as params
         p = info.params
         local = Path(p.get("experiment.runs_dir", "runs")) / p.get("experiment.name", "")
-        if (local / "mlflow_run_id").is_file() and (
-            (local / "mlflow_run_id").read_text().strip() == info.run_id
-        ):
+        if RunDir(local).run_id_file.is_file() and RunDir(local).read_run_id() == info.run_id:
             info.run_dir = local
             return self.local_model(info, strict)
         tag = "generator_model_uri" if kind == FINAL else f"{kind}_model_uri"
@@ -163,27 +159,22 @@ class _Resolver:
         return info
 
     def local_model(self, info: RunInfo, strict: bool) -> RunInfo | None:
-        from harness.deploy.models import ModelReferenceError, kept_model_path
-
         run_dir = info.run_dir
         assert run_dir is not None
-        checkpoint = _latest_checkpoint(run_dir)
+        run = RunDir(run_dir)
+        checkpoint = run.latest_step()
         if checkpoint is not None:
             info.steps = checkpoint
         if info.kind == FINAL:
-            if not (run_dir / "generator.keras").is_file() and checkpoint is None:
+            if not run.generator.is_file() and checkpoint is None:
                 return self.no_model(
-                    info, f"{run_dir} holds no generator.keras and no checkpoint yet", strict
+                    info, f"{run_dir} holds no {GENERATOR_FILE} and no checkpoint yet", strict
                 )
             info.model_ref, info.model_step = str(run_dir), info.steps
             return info
         model_ref = f"{run_dir}@{info.kind}"
-        try:
-            found = kept_model_path(model_ref)
-        except ModelReferenceError:
-            found = None
-        if found is None:
-            kept = sorted(p.stem for p in run_dir.glob("best_*.keras"))
+        if not run.kept(info.kind).is_file():
+            kept = run.kept_names()
             return self.no_model(
                 info,
                 f"{run_dir} kept no {info.kind}.keras (kept: "
@@ -191,7 +182,7 @@ class _Resolver:
                 strict,
             )
         info.model_ref = model_ref
-        kept = _read_json(run_dir / "kept.json").get(info.kind, {})
+        kept = _read_json(run.kept_json).get(info.kind, {})
         info.model_step = int(kept["step"]) if "step" in kept else None
         return info
 
@@ -205,12 +196,6 @@ class _Resolver:
 def _present(infos: list[RunInfo | None]) -> list[RunInfo]:
     """The runs with a model (those without one were skipped with a message)."""
     return [i for i in infos if i is not None]
-
-
-def _is_run_dir(path: Path) -> bool:
-    return any(
-        (path / f).is_file() for f in ("experiment.toml", "generator.keras", "mlflow_run_id")
-    )
 
 
 def _read_params(path: Path) -> dict[str, str]:
@@ -227,14 +212,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-
-
-def _latest_checkpoint(run_dir: Path) -> int | None:
-    state = run_dir / "checkpoints" / "checkpoint"
-    if not state.is_file():
-        return None
-    match = re.search(r'^model_checkpoint_path:\s*"[^"]*?(\d+)"', state.read_text(), re.M)
-    return int(match.group(1)) if match else None
 
 
 def resolve_runs(
@@ -280,11 +257,15 @@ def resolve_runs(
 def _name_source(info: RunInfo, runs: Sequence[RunInfo], resolver: _Resolver) -> None:
     if not (info.init_ref or info.init_run):
         return
-    from harness.training.warmstart import run_dir_of
-
-    base, _, suffix = info.init_ref.partition("@")
-    found = run_dir_of(info.init_ref) if info.init_ref else None
-    src_dir = (found or Path(base)).expanduser().resolve() if info.init_ref else None
+    source = None
+    if info.init_ref:
+        try:
+            source = parse_reference(info.init_ref)
+        except ModelReferenceError:  # a source MLflow refuses: named by its run id, if any
+            source = None
+    suffix = source.name if source is not None and source.kind == refs.KEPT else ""
+    local = source.run_path if source is not None else None
+    src_dir = local.resolve() if local is not None else None
     candidates = [
         o
         for o in runs

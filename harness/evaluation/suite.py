@@ -19,18 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import references as refs
 from harness.data.folders import SKIMAGE, folder_label, resolve
 from harness.errors import HarnessError
 from harness.evaluation.tables import format_measure, text_table
 from harness.measures.bicubic import bicubic_upscaler
 from harness.measures.scoring import EvalResult, evaluate
 from harness.plugin_api.metrics import MetricProtocol, build_metric, metric_protocol
+from harness.references import ModelRef, parse_reference
 
 if TYPE_CHECKING:
     from harness.plugin_api.registry import Registry
-
-MLFLOW_RUN = re.compile(r"^runs:/([0-9a-zA-Z]+)(/.*)?$")
-BARE_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 DEFAULT_METRICS: tuple[str, ...] = ("lpips", "dists")
 """Perceptual metrics a report measures by default: those of these that are registered."""
@@ -100,16 +99,6 @@ def discover(specs: Sequence[str], lr_specs: Sequence[str] = ()) -> list[Suite]:
     return suites
 
 
-def mlflow_run_id(ref: str) -> str | None:
-    """The MLflow run a model reference belongs to (``runs:/<id>/...`` or a bare run id)."""
-    match = MLFLOW_RUN.match(ref)
-    if match:
-        return match.group(1)
-    if BARE_RUN_ID.match(ref) and not Path(ref).exists():
-        return ref
-    return None
-
-
 def metric_key(label: str, measure: str) -> str:
     """``eval/<data set>/<measure>`` with characters MLflow refuses replaced."""
     safe = re.sub(r"[^0-9A-Za-z_\-./ ]", "_", label)
@@ -127,11 +116,12 @@ def metric_functions(
 
 
 def load_model(
-    ref: str, registry: Registry, scale: int | None = None, tile: int = 0
+    ref: str | ModelRef, registry: Registry, scale: int | None = None, tile: int = 0
 ) -> tuple[Any, int]:
     """``(upscaler, scale)`` of a model reference, or of ``bicubic`` (scale 4 by default); a
     ``scale`` given for a model must be the model's."""
-    if ref == "bicubic":
+    ref = parse_reference(ref, bicubic=True)
+    if ref.kind == refs.BICUBIC:
         scale = scale or 4
         return bicubic_upscaler(scale), scale
     from harness.deploy.models import load_upscaler
@@ -247,7 +237,7 @@ def group_means(
 
 
 def evaluate_folders(
-    model_ref: str,
+    model_ref: str | ModelRef,
     specs: Sequence[str],
     registry: Registry,
     *,
@@ -278,7 +268,7 @@ def evaluate_folders(
         for suite in suites
     }
     return SuiteResult(
-        model=model_ref,
+        model=str(model_ref),
         scale=scale,
         border=border,
         results=results,
@@ -297,5 +287,4 @@ __all__ = [
     "load_model",
     "metric_functions",
     "metric_key",
-    "mlflow_run_id",
 ]

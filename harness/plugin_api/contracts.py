@@ -32,6 +32,7 @@ from harness.errors import HarnessError
 from harness.plugin_api.losses import wants_real_logits
 from harness.plugin_api.metrics import metric_protocol, rgb_to_y
 from harness.plugin_api.registry import Entry, Registry
+from harness.rundir import GENERATOR_FILE
 
 STEPS = (0, 1, 2, 10, 100, 999, 1000, 1001, 15000, 20000, 35000, 100_000, 1_000_000)
 """Steps at which schedules (and composite loss weights) must be finite."""
@@ -238,7 +239,7 @@ def check_generator(
         inputs.append((lr, sr))
     if round_trip:
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "generator.keras"
+            path = Path(tmp) / GENERATOR_FILE
             try:
                 model.save(path)
                 loaded = keras.models.load_model(path, safe_mode=True)

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from harness.config import Experiment
 from harness.errors import HarnessError
+from harness.rundir import kept_name
 from harness.training.checkpoints import Checkpoints
 from harness.training.kept import KeptGenerators
 from harness.training.step import PHASES, Trainer
@@ -354,7 +355,7 @@ class ExportModels:
             register_models(run.exp, tracker, result.model_uri, uris)
 
 
-BEST_KEPT = "best_psnr_y"
+BEST_KEPT = kept_name("psnr_y")
 """The kept generator ``[tracking] alias`` names: the best by validation PSNR-Y."""
 
 

@@ -18,12 +18,8 @@ import tensorflow as tf
 from harness import diskwrite
 from harness.config import Experiment
 from harness.errors import HarnessError
+from harness.rundir import RunDir
 from harness.training.step import PHASES, Trainer
-
-RUN_ID_FILE = "mlflow_run_id"
-MODEL_FILE = "generator.keras"
-DISCRIMINATOR_FILE = "discriminator.keras"
-CHECKPOINTS = "checkpoints"
 
 
 class NonFiniteWeights(HarnessError):
@@ -158,11 +154,11 @@ class Checkpoints:
         trainer = self.trainer
         self.check_weights("before writing the final model")
         intact = f"the checkpoint of step {trainer.step} is intact"
-        path = run_dir / MODEL_FILE
+        path = RunDir(run_dir).generator
         _save_model(trainer.final_generator, path, "the final generator", intact)
         if trainer.discriminator is not None:
             _save_model(
-                trainer.discriminator, run_dir / DISCRIMINATOR_FILE, "the discriminator", intact
+                trainer.discriminator, RunDir(run_dir).discriminator, "the discriminator", intact
             )
         return path
 
@@ -227,9 +223,7 @@ def changed_settings(previous_toml: str, exp: Experiment) -> list[str]:
 def move_aside(run_dir: Path) -> Path | None:
     """``--fresh``: move checkpoints, kept generators and the final model into
     ``<run_dir>/previous-<time>/`` (never deleted); ``None`` when there was nothing."""
-    names = [CHECKPOINTS, MODEL_FILE, DISCRIMINATOR_FILE, "kept.json"]
-    found = [run_dir / n for n in names if (run_dir / n).exists()]
-    found += sorted(run_dir.glob("best_*.keras"))
+    found = RunDir(run_dir).model_files()
     if not found:
         return None
     target = run_dir / time.strftime("previous-%Y%m%d-%H%M%S")
@@ -240,10 +234,6 @@ def move_aside(run_dir: Path) -> Path | None:
 
 
 __all__ = [
-    "CHECKPOINTS",
-    "DISCRIMINATOR_FILE",
-    "MODEL_FILE",
-    "RUN_ID_FILE",
     "Checkpoints",
     "NonFiniteWeights",
     "changed_settings",

@@ -22,8 +22,7 @@ from typing import Any
 from harness import diskwrite
 from harness.config import Experiment
 from harness.plugin_api.registry import Registry
-
-KEPT_FILE = "kept.json"
+from harness.rundir import RunDir, kept_name
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ def tracked_metrics(exp: Experiment, registry: Registry) -> dict[str, tuple[str,
     from harness.training.validation import metric_directions
 
     return {
-        f"best_{metric.removeprefix('val/')}": (metric, higher)
+        kept_name(metric): (metric, higher)
         for metric, higher in metric_directions(exp, registry).items()
     }
 
@@ -61,7 +60,7 @@ class KeptGenerators:
         self.enabled = enabled
         self.registry = registry
         self.tracked = tracked_metrics(exp, registry)
-        self.path = self.run_dir / KEPT_FILE
+        self.path = RunDir(self.run_dir).kept_json
         self.state: dict[str, dict[str, Any]] = {}
         if resumed and self.path.is_file():  # a new run starts with no bests
             try:
@@ -81,7 +80,7 @@ class KeptGenerators:
             best = self.state.get(name, {}).get("value")
             if best is not None and not (value > best if higher else value < best):
                 continue
-            path = self.run_dir / f"{name}.keras"
+            path = RunDir(self.run_dir).kept(name)
             tmp = path.with_name(f"{name}.tmp.keras")
             with diskwrite.writing(f"the kept generator {name}", path, [tmp]):
                 model.save(tmp)
@@ -89,7 +88,7 @@ class KeptGenerators:
             self.state[name] = {"metric": metric, "value": float(value), "step": int(step)}
             improved.append(name)
         if improved:
-            tmp = self.path.with_name(KEPT_FILE + ".tmp")
+            tmp = self.path.with_name(self.path.name + ".tmp")
             tmp.write_text(json.dumps(self.state, indent=2) + "\n", encoding="utf-8")
             os.replace(tmp, self.path)
         return improved
@@ -102,10 +101,10 @@ class KeptGenerators:
         from harness.deploy.models import load_generator
 
         for name, info in self.state.items():
-            path = self.run_dir / f"{name}.keras"
+            path = RunDir(self.run_dir).kept(name)
             if path.is_file():
                 model = load_generator(path, registry=self.registry)
                 yield name, Kept(model, int(info["step"]), float(info["value"]))
 
 
-__all__ = ["KEPT_FILE", "Kept", "KeptGenerators", "tracked_metrics"]
+__all__ = ["Kept", "KeptGenerators", "tracked_metrics"]

@@ -22,6 +22,7 @@ from harness.config import Experiment
 from harness.data.folders import SKIMAGE, folder_label, resolve, skimage_folder
 from harness.errors import HarnessError
 from harness.plugin_api.registry import Registry
+from harness.rundir import RunDir
 from harness.signals import signals_to_flag
 from harness.training import callbacks as cb
 from harness.training.callbacks import (
@@ -31,13 +32,7 @@ from harness.training.callbacks import (
     TrainingInterrupted,
     TrainResult,
 )
-from harness.training.checkpoints import (
-    CHECKPOINTS,
-    RUN_ID_FILE,
-    Checkpoints,
-    NonFiniteWeights,
-    move_aside,
-)
+from harness.training.checkpoints import Checkpoints, NonFiniteWeights, move_aside
 from harness.training.kept import KeptGenerators
 from harness.training.step import Trainer, is_chief, make_strategy
 from harness.training.validation import Validator
@@ -98,8 +93,8 @@ def train(
     from harness.tracking import Tracker
 
     run_dir = exp.run_dir
-    ckpt_dir = run_dir / CHECKPOINTS
-    run_id_file = run_dir / RUN_ID_FILE
+    ckpt_dir = RunDir(run_dir).checkpoints
+    run_id_file = RunDir(run_dir).run_id_file
     if fresh:
         moved = move_aside(run_dir)
         if moved is not None:
@@ -217,7 +212,7 @@ def _run(
 
     t, v = exp.train, exp.validation
     run_dir = exp.run_dir
-    toml_path = run_dir / "experiment.toml"
+    toml_path = RunDir(run_dir).experiment_toml
     previous = toml_path.read_text(encoding="utf-8") if toml_path.is_file() else ""
 
     source = ckpt_dir

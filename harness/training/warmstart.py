@@ -5,8 +5,8 @@
 network before the first step of a *new* run; the optimizer, the step counter and the schedules
 start afresh. A resumed run restores its own checkpoint instead and never reads ``init``.
 
-A source is any model reference (:data:`harness.deploy.models.ACCEPTED`): a run directory, with
-``@best_psnr_y`` or another kept generator after it, a checkpoint, a ``.keras`` file or an
+A source is any model reference (:func:`harness.references.parse_reference`): a run directory,
+with ``@best_psnr_y`` or another kept generator after it, a checkpoint, a ``.keras`` file or an
 MLflow model. For a discriminator, a run directory (its ``discriminator.keras``, else its latest
 checkpoint), a checkpoint or a ``.keras`` file. The shapes must agree weight by weight; a
 mismatch is one error naming both models. :func:`lineage` says which MLflow run a source came
@@ -15,20 +15,16 @@ from, so the comparison of several fine-tunes can show that they share a start.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import references as refs
 from harness.errors import HarnessError
+from harness.references import ModelRef, ModelReferenceError, parse_reference
+from harness.rundir import CHECKPOINTS, DISCRIMINATOR_FILE, RunDir
 
 if TYPE_CHECKING:
     from harness.plugin_api.registry import Registry
-
-DISCRIMINATOR_FILE = "discriminator.keras"
-RUN_ID_FILE = "mlflow_run_id"
-_MLFLOW_RUN = re.compile(r"^runs:/([0-9a-zA-Z]+)(/.*)?$")
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class WarmStartError(HarnessError):
@@ -44,29 +40,14 @@ class Source:
     run_id: str = ""
 
 
-def run_dir_of(ref: str) -> Path | None:
-    """The run directory a path reference lies in (``runs/x``, ``runs/x@best_lpips``,
-    ``runs/x/generator.keras``, ``runs/x/checkpoints/ckpt-3``), or ``None``."""
-    path = Path(ref.split("@", 1)[0]).expanduser()
-    for candidate in (path, *path.parents):
-        if (candidate / RUN_ID_FILE).is_file() or (candidate / "experiment.toml").is_file():
-            return candidate
-        if candidate == Path(candidate.anchor) or str(candidate) in ("", "."):
-            break
-    return None
-
-
-def lineage(ref: str) -> str:
+def lineage(ref: str | ModelRef) -> str:
     """The MLflow run id a model reference belongs to ("" when it cannot be told)."""
-    match = _MLFLOW_RUN.match(ref)
-    if match:
-        return match.group(1)
-    if _RUN_ID.match(ref) and not Path(ref).exists():
-        return ref
-    run_dir = run_dir_of(ref)
-    if run_dir is not None and (run_dir / RUN_ID_FILE).is_file():
-        return (run_dir / RUN_ID_FILE).read_text().strip()
-    return ""
+    try:
+        parsed = parse_reference(ref)
+    except ModelReferenceError:
+        return ""
+    run = parsed.run
+    return parsed.run_id or (run.read_run_id() if run is not None else "")
 
 
 def _describe(model: Any) -> str:
@@ -96,9 +77,9 @@ def copy_weights(target: Any, source: Any, network: str, ref: str, target_desc: 
     target.set_weights(source.get_weights())
 
 
-def load_generator(ref: str, registry: Registry, tracking_uri: str | None = None) -> Any:
+def load_generator(ref: str | ModelRef, registry: Registry, tracking_uri: str | None = None) -> Any:
     """The generator ``ref`` names (any model reference; an MLflow one in ``tracking_uri``)."""
-    from harness.deploy.models import ModelReferenceError, load_generator
+    from harness.deploy.models import load_generator
 
     try:
         return load_generator(ref, registry=registry, tracking_uri=tracking_uri)
@@ -106,29 +87,33 @@ def load_generator(ref: str, registry: Registry, tracking_uri: str | None = None
         raise WarmStartError(f"[generator] init: {exc}") from None
 
 
-def load_discriminator(ref: str, build: Any, registry: Registry) -> Any:
+def load_discriminator(ref: str | ModelRef, build: Any, registry: Registry) -> Any:
     """The discriminator ``ref`` names; ``build()`` makes an empty one to restore a checkpoint
     into."""
     import tensorflow as tf
 
     from harness.deploy.models import load_keras_file
 
-    path = Path(ref).expanduser()
-    if path.is_file() and path.suffix == ".keras":
+    try:
+        parsed = parse_reference(ref)
+    except ModelReferenceError as exc:
+        raise WarmStartError(f"[discriminator] init: {exc}") from None
+    path, prefix = parsed.path, None
+    folder = path is not None and path.is_dir()
+    if parsed.kind == refs.KERAS:
         return load_keras_file(path, registry=registry)
-    if path.is_dir() and (path / DISCRIMINATOR_FILE).is_file():
-        return load_keras_file(path / DISCRIMINATOR_FILE, registry=registry)
-    prefix = None
-    if Path(str(path) + ".index").is_file():
+    if folder and RunDir(path).discriminator.is_file():
+        return load_keras_file(RunDir(path).discriminator, registry=registry)
+    if parsed.kind == refs.CHECKPOINT and not folder:
         prefix = str(path)
-    elif path.is_dir():
+    elif folder:
         prefix = tf.train.latest_checkpoint(
-            str(path / "checkpoints")
+            str(RunDir(path).checkpoints)
         ) or tf.train.latest_checkpoint(str(path))
     if prefix is None:
         raise WarmStartError(
             f'[discriminator] init: "{ref}" is neither a run directory (with '
-            f"{DISCRIMINATOR_FILE} or checkpoints/), a checkpoint nor a .keras file."
+            f"{DISCRIMINATOR_FILE} or {CHECKPOINTS}/), a checkpoint nor a .keras file."
         )
     model = build()
     try:
@@ -180,6 +165,5 @@ __all__ = [
     "lineage",
     "load_discriminator",
     "load_generator",
-    "run_dir_of",
     "warm_start",
 ]
