@@ -1,5 +1,5 @@
-"""``harness run`` through the real CLI: a tiny run logged to MLflow, resume after a stop in the
-GAN phase, a NaN loss that fails the run, and the shipped experiment files."""
+"""``harness run`` through the real CLI: a tiny run logged to MLflow, resume after a stop past
+pre-training, a NaN loss that fails the run, and the shipped experiment files."""
 
 from __future__ import annotations
 
@@ -136,25 +136,26 @@ class _StopAt:
             raise StopTraining(f"stopped at {step}")
 
 
-def test_resume_in_gan_phase_continues_the_same_mlflow_run(tmp_path, monkeypatch, store, registry):
+def test_resume_continues_the_same_mlflow_run(tmp_path, monkeypatch, store, registry):
     monkeypatch.chdir(tmp_path)
     sets = tiny_overrides(tmp_path, steps=6, pretrain=1)
     sets += ["--set", "tracking.log_model=false"]
     exp = config.load(quickstart_path(), [s for s in sets if s != "--set"], registry=registry)
     with pytest.raises(StopTraining):
-        # stops in the GAN phase, after step 4
+        # stops after step 4, with the adversarial term on since step 2
         train(exp, registry=registry, callbacks=[_StopAt(4)])
     run_id = run_id_of(tmp_path)
     client = MlflowClient(store)
     assert client.get_run(run_id).info.status == "KILLED"
     ckpt = tf.train.latest_checkpoint(str(exp.run_dir / "checkpoints"))
     assert ckpt.endswith("-4")
-    phase = dict(tf.train.list_variables(ckpt))
-    assert "phase/.ATTRIBUTES/VARIABLE_VALUE" in phase
+    saved = dict(tf.train.list_variables(ckpt))
+    assert "step/.ATTRIBUTES/VARIABLE_VALUE" in saved
+    assert not any(name.startswith("phase/") for name in saved)  # the step says it all
 
     result = invoke(["run", *sets])
     assert result.exit_code == 0, result.output
-    assert "resuming quickstart at step 4 (gan phase)" in result.output
+    assert "resuming quickstart at step 4 (adversarial weight 0.001)" in result.output
     assert run_id_of(tmp_path) == run_id
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
@@ -318,7 +319,10 @@ def test_quiet_run_prints_plain_log_lines(tmp_path, monkeypatch, store):
     result = invoke(["run", *sets, "--quiet"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert any(line.startswith("step 1/2 phase=pretrain g_total=") for line in lines)
-    assert any(line.startswith("step 2/2 phase=gan") and " d=" in line for line in lines)
+    # the adversarial weight is 0 while pre-training: no discriminator loss then
+    assert any(line.startswith("step 1/2 adversarial=0 g_total=") for line in lines)
+    assert not any(line.startswith("step 1/2") and " d=" in line for line in lines)
+    assert any(line.startswith("step 2/2 adversarial=0.001 g_total=") for line in lines)
+    assert any(line.startswith("step 2/2") and " d=" in line for line in lines)
     assert "step/s" not in result.output  # no progress bar
     assert "done: 2 steps" in result.output

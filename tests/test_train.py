@@ -1,5 +1,6 @@
-"""The trainer: scheduled weights without retracing, phases, EMA, loss scaling, checkpoints,
-callbacks, precision choice and a two-device MirroredStrategy run (in its own process)."""
+"""The trainer: scheduled weights without retracing, pre-training as the adversarial weight's
+schedule, EMA, loss scaling, checkpoints (and those written with a ``phase`` number), callbacks,
+precision choice and a two-device MirroredStrategy run (in its own process)."""
 
 from __future__ import annotations
 
@@ -104,12 +105,13 @@ def test_gan_phase_after_pretraining_and_adversarial_weight_schedule(tmp_path, r
     trainer.start_data(fixed_batches())
     d_before = [w.numpy().copy() for w in trainer.discriminator.trainable_variables]
     first = trainer.train_step()
-    assert trainer.phase(0) == "pretrain" and "d" not in first
-    # no discriminator update while pre-training
+    # pre-training: the adversarial weight is 0, its term and the discriminator update skipped
+    assert trainer.weights["adversarial"] == 0.0 and "d" not in first
+    assert "adversarial" not in first and first["g_total"] == pytest.approx(first["mse"])
     for before, w in zip(d_before, trainer.discriminator.trainable_variables, strict=True):
         np.testing.assert_array_equal(before, w.numpy())
     outs = [trainer.train_step() for _ in range(3)]
-    assert all(trainer.phase(s) == "gan" for s in (1, 2, 3))
+    assert [trainer.adv_term.weight(s) for s in (0, 1, 2, 3)] == [0.0, 1e-3, 1e-1, 1e-1]
     for step, out in zip((1, 2, 3), outs, strict=True):
         w = 1e-3 if step < 2 else 1e-1
         assert out["g_total"] == pytest.approx(out["mse"] + w * out["adversarial"], rel=1e-4)
@@ -207,7 +209,8 @@ def test_stop_training_saves_checkpoint_kills_run_and_reraises(tmp_path, store, 
     ckpt = tf.train.latest_checkpoint(str(exp.run_dir / "checkpoints"))
     assert ckpt is not None and ckpt.endswith("-4")
     names = {name.split("/")[0] for name, _ in tf.train.list_variables(ckpt)}
-    assert {"generator", "discriminator", "g_optimizer", "d_optimizer", "step", "phase"} <= names
+    assert {"generator", "discriminator", "g_optimizer", "d_optimizer", "step"} <= names
+    assert "phase" not in names  # the step says where pre-training ends
     assert "rng" in names and "ema_generator" not in names
     run_id = (exp.run_dir / "mlflow_run_id").read_text().strip()
     run = MlflowClient(exp.tracking.uri).get_run(run_id)
@@ -537,3 +540,73 @@ def test_weights_and_learning_rates_are_evaluated_once_per_step(tmp_path, store,
     train(exp, registry=spy_registry, callbacks=[probe])
     # one evaluation of the weight and one of the learning rate per step, none elsewhere
     assert sorted(probe.evaluated) == [0, 0, 1, 1, 2, 2]
+
+
+def _gan_losses(exp: config.Experiment, registry: Registry, steps: int) -> list[dict]:
+    trainer = Trainer(exp, registry=registry)
+    trainer.start_data(fixed_batches())
+    return [trainer.train_step() for _ in range(steps)]
+
+
+def test_pretraining_is_the_adversarial_weight_schedule(tmp_path, registry):
+    """``pretrain_steps = 2`` and an adversarial weight that is 0 for two steps are one schedule:
+    the same losses, bit for bit, and the discriminator idle while the weight is 0."""
+    common = {"steps": 4, "d_steps": 2}
+    spelled = tiny(
+        tmp_path,
+        adversarial={"name": "modified", "weight": 1e-2},
+        train={**common, "pretrain_steps": 2},
+    )
+    weight = {"schedule": "piecewise", "boundaries": [2], "values": [0.0, 1e-2]}
+    scheduled = tiny(tmp_path, adversarial={"name": "modified", "weight": weight}, train=common)
+    milestone = {"schedule": "piecewise", "boundaries": ["pretrain"], "values": [1e-2, 1e-2]}
+    both = tiny(
+        tmp_path,
+        adversarial={"name": "modified", "weight": milestone},
+        train={**common, "pretrain_steps": 2},
+    )
+    reference = _gan_losses(spelled, registry, 4)
+    assert ["d" in out for out in reference] == [False, False, True, True]
+    assert _gan_losses(scheduled, registry, 4) == reference
+    assert _gan_losses(both, registry, 4) == reference
+    # the pre-training steps are those of the same run without an adversarial term
+    content = tiny(tmp_path, adversarial=None, train={**common, "pretrain_steps": 2})
+    assert _gan_losses(content, registry, 2) == reference[:2]
+
+
+def test_pretraining_through_the_whole_run_builds_no_discriminator(tmp_path, registry):
+    exp = tiny(tmp_path, adversarial={"name": "modified"}, train={"steps": 2, "pretrain_steps": 2})
+    trainer = Trainer(exp, registry=registry)
+    assert trainer.discriminator is None and trainer.d_optimizer is None
+    assert "discriminator" not in trainer.objects
+
+
+def test_trainer_reuses_the_schedules_built_when_the_file_was_read(tmp_path, spy_registry):
+    counting = {"schedule": "counting", "value": 1.0}
+    raw = tiny(tmp_path, adversarial=None).to_toml_dict()
+    raw["losses"]["mse"]["weight"] = counting
+    exp = config.from_dict(raw, registry=spy_registry)
+    built = exp.schedules["losses.mse.weight"][1]
+    trainer = Trainer(exp, registry=spy_registry)
+    assert trainer.terms[0].weight is built
+
+
+def test_a_checkpoint_with_a_phase_number_resumes(tmp_path, registry):
+    """Checkpoints written while pre-training was a phase hold a ``phase`` variable; they
+    restore and train on as the run would have."""
+    from harness.training.checkpoints import Checkpoints
+
+    exp = tiny(tmp_path, adversarial={"name": "modified"}, train={"steps": 4, "pretrain_steps": 1})
+    trainer = Trainer(exp, registry=registry)
+    trainer.start_data(fixed_batches())
+    trainer.train_step(), trainer.train_step()
+    trainer.step_var.assign(trainer.step)
+    old = tf.train.Checkpoint(**trainer.objects, phase=tf.Variable(1, dtype=tf.int64, name="phase"))
+    tf.train.CheckpointManager(old, str(tmp_path / "old"), max_to_keep=2).save(2)
+    expected = [trainer.train_step() for _ in range(2)]
+
+    resumed = Trainer(exp, registry=registry)
+    checkpoints = Checkpoints(resumed, tmp_path / "old")
+    assert checkpoints.restore() and resumed.step == 2
+    resumed.start_data(fixed_batches())
+    assert [resumed.train_step() for _ in range(2)] == expected

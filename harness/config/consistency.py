@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from harness.config import schedules
 from harness.config.checking import Where
 from harness.config.milestones import MAX_STEPS
 from harness.config.schema import Experiment, ScheduleSpec
@@ -16,7 +17,7 @@ from harness.errors import ConfigError, HarnessError
 
 
 def check(exp: Experiment, where: Where) -> None:
-    """Sizes, counts and phases that only make sense together."""
+    """Sizes and counts that only make sense together (pre-training within the run)."""
     d, t, v = exp.data, exp.train, exp.validation
     if d.scale < 1:
         raise ConfigError(f"{where('data.scale')} must be at least 1, not {d.scale}.")
@@ -93,14 +94,8 @@ def check_rates_and_weights(
 ) -> None:
     """Learning rates that are negative, NaN or infinite, and weights that are NaN or infinite,
     at any probed step. ``function`` gives a value's built schedule."""
-    values: list[tuple[str, Any, bool]] = [
-        ("train.learning_rate", exp.train.learning_rate, True),
-        ("train.d_learning_rate", exp.train.d_learning_rate, True),
-    ]
-    values += [(f"losses.{c.key}.weight", c.weight, False) for c in exp.losses]
-    if exp.adversarial is not None:
-        values.append(("adversarial.weight", exp.adversarial.weight, False))
-    for key, spec, is_rate in values:
+    for key, spec in schedules.values(exp):
+        is_rate = not key.endswith(".weight")
         try:
             fn = function(spec)
         except HarnessError:

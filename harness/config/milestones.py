@@ -1,5 +1,5 @@
 """Step milestones: a step number written once, in ``[train]``, and named wherever a schedule
-needs it, so that a recipe's phases cannot drift apart::
+needs it, so that a recipe's switch points cannot drift apart::
 
     [train]
     pretrain_steps = 1000000                      # named "pretrain"
@@ -26,7 +26,8 @@ from harness.config.checking import ParamError, Where, did_you_mean, factory_par
 from harness.errors import ConfigError
 
 PRETRAIN = "pretrain"
-"""The milestone every experiment has: ``[train] pretrain_steps``."""
+"""The milestone every experiment has: ``[train] pretrain_steps``, where the adversarial weight
+starts (:mod:`harness.config.schedules`)."""
 MAX_STEPS = 2**53  # a step count a float64 schedule still tells apart
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 

@@ -14,7 +14,7 @@ a :class:`WeightedPlugin`, a plugin whose output the host multiplies by a weight
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -155,7 +155,9 @@ class TrainConfig:
     """``[train]``: optimisation. Defaults are the seed's recipe."""
 
     steps: int = 35000  # total generator steps, pre-training included
-    pretrain_steps: int = 0  # generator-only steps on the content losses before the GAN phase
+    # steps before the adversarial weight starts (it is 0 until then: the generator trains on
+    # the content losses alone, and the discriminator is not updated); the milestone "pretrain"
+    pretrain_steps: int = 0
     # named steps that schedule tables may use instead of numbers (boundaries = ["vgg_on"]);
     # "pretrain" always names pretrain_steps (see harness.config.milestones)
     milestones: dict[str, int] = field(default_factory=dict)
@@ -263,6 +265,11 @@ class Experiment:
     tracking: TrackingConfig = TrackingConfig()
     sweep: SweepConfig | None = None
     source: str = field(default="<defaults>", compare=False)
+    # the functions of its weights and learning rates, built once when the file was read:
+    # dotted key -> (the configured value, its function); see harness.config.schedules
+    schedules: Mapping[str, tuple[Any, Callable[[int], float]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def run_dir(self) -> Path:
@@ -273,7 +280,7 @@ class Experiment:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "source" or value is None:
+            if f.name in ("source", "schedules") or value is None:
                 continue
             if f.name in WEIGHTED_TABLES:
                 name_key = WEIGHTED_TABLES[f.name].name_key

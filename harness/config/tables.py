@@ -16,7 +16,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from harness.config import consistency, milestones
+from harness.config import consistency, milestones, schedules
 from harness.config.checking import (
     Mismatch,
     ParamError,
@@ -27,7 +27,6 @@ from harness.config.checking import (
     schedule_parts,
     unknown,
 )
-from harness.config.schedules import build
 from harness.config.schema import (
     DEFAULT_RECIPE,
     FIXED_TABLES,
@@ -69,7 +68,7 @@ class _Reader:
         try:
             params = milestones.resolve(factory, params, self.milestones)
             spec = ScheduleSpec(name, check_params(factory, params))
-            fn = build(spec, self.registry)  # one that cannot be built is an error now
+            fn = schedules.build(spec, self.registry)  # one that cannot be built is an error now
         except (ParamError, ConfigError) as exc:
             text = str(exc).removeprefix(f'schedule "{name}": ')
             raise ScheduleError(f'schedule "{name}": {text}') from exc
@@ -82,7 +81,7 @@ class _Reader:
             spec, fn = self.built[id(value)]
             if spec is value:
                 return fn
-        return build(value, self.registry)
+        return schedules.build(value, self.registry)
 
     # ----------------------------------------------------------------------- tables
 
@@ -255,6 +254,9 @@ def experiment(
     exp = Experiment(**kwargs)
     consistency.check(exp, where)
     consistency.check_rates_and_weights(exp, where, reader.function)
+    # the trainer receives these functions (schedules.functions) rather than building them again
+    built = {key: (value, reader.function(value)) for key, value in schedules.values(exp)}
+    exp = dataclasses.replace(exp, schedules=built)
     for name in exp.validation.metrics:
         try:
             registry.factory("metric", name, where=f"[validation] metrics ({source})")

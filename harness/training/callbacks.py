@@ -34,7 +34,7 @@ from harness.errors import HarnessError
 from harness.rundir import kept_name
 from harness.training.checkpoints import Checkpoints
 from harness.training.kept import KeptGenerators
-from harness.training.step import PHASES, Trainer
+from harness.training.step import Trainer
 from harness.training.validation import Validator, sample_grid
 
 SAMPLES_KEY = "samples"
@@ -133,8 +133,9 @@ class CallbackList:
 
 
 class MLflowLogging:
-    """Every ``train.log_every`` steps: the mean losses, the weights, learning rates, phase and
-    images per second (checking the weights first); every validation: its metrics."""
+    """Every ``train.log_every`` steps: the mean losses, the weights (``weight/adversarial`` is 0
+    while pre-training), learning rates and images per second (checking the weights first);
+    every validation: its metrics."""
 
     def __init__(self, run: Run) -> None:
         self.run = run
@@ -159,8 +160,8 @@ class MLflowLogging:
         run = self.run
         kept = run.checkpoints.kept_text("none written yet")
         raise NonFiniteLoss(
-            f'loss term "{name}" is {value} at step {step} ({run.trainer.phase(step - 1)} '
-            f"phase). The run stopped; the last good checkpoint ({kept}) is kept in "
+            f'loss term "{name}" is {value} at step {step}. The run stopped; the last good '
+            f"checkpoint ({kept}) is kept in "
             f"{run.checkpoints.directory}. Lower train.learning_rate or this term's weight, or "
             'set train.precision = "float32".'
         )
@@ -170,15 +171,13 @@ class MLflowLogging:
         run.checkpoints.check_weights("at a log interval")
         now = time.perf_counter()
         run.img_per_s = self.count * self.images_per_step / max(now - self.tick, 1e-9)
-        phase = trainer.phase(step - 1)
         logged = {f"loss/{k}": s / self.count for k, s in self.sums.items()}
         logged.update({f"weight/{k}": w for k, w in trainer.weights.items()})
         logged["train/img_per_s"] = run.img_per_s
         g_lr, d_lr = trainer.learning_rates
         logged["train/learning_rate"] = g_lr
-        if trainer.d_optimizer is not None and phase == "gan":
+        if trainer.adversarial_now():  # the discriminator was updated at this step
             logged["train/d_learning_rate"] = d_lr
-        logged["train/phase"] = float(PHASES.index(phase))
         run.tracker.log_metrics(logged, step=step)
         self.sums, self.count, self.tick = {}, 0, time.perf_counter()
 
@@ -232,8 +231,9 @@ class KeepBest:
 
 
 class Progress:
-    """A tqdm bar with step, phase, losses, img/s and ETA; when quiet (for logs), no bar but one
-    plain line every ``log_every`` steps with the same fields. Also the run's messages."""
+    """A tqdm bar with step, the adversarial weight (0 while pre-training; shown when there is
+    an adversarial term), losses, img/s and ETA; when quiet (for logs), no bar but one plain
+    line every ``log_every`` steps with the same fields. Also the run's messages."""
 
     def __init__(self, total: int, initial: int, quiet: bool, log_every: int = 100) -> None:
         from tqdm.auto import tqdm
@@ -257,7 +257,7 @@ class Progress:
 
     def on_step_end(self, step: int, logs: dict[str, float]) -> None:
         assert self.run is not None
-        self.update(self.run.trainer.phase(step - 1), logs, self.run.img_per_s)
+        self.update(self.run.trainer.weights, logs, self.run.img_per_s)
 
     def on_validation(self, step: int, metrics: dict[str, float]) -> None:
         assert self.run is not None
@@ -267,8 +267,12 @@ class Progress:
         ssim = metrics.get("val/ssim_y", float("nan"))
         self.write(f"step {step}: validation PSNR-Y {psnr:.2f} dB{vs}, SSIM-Y {ssim:.4f}")
 
-    def update(self, phase: str, losses: Mapping[str, float], img_per_s: float) -> None:
-        shown = {"phase": phase}
+    def update(
+        self, weights: Mapping[str, float], losses: Mapping[str, float], img_per_s: float
+    ) -> None:
+        shown = {}
+        if "adversarial" in weights:
+            shown["adversarial"] = f"{weights['adversarial']:.4g}"
         for key in ("g_total", "d"):
             if key in losses:
                 shown[key] = f"{losses[key]:.4g}"

@@ -3,7 +3,9 @@ mismatch message when a checkpoint was written by another experiment, ``--fresh`
 files aside, the guard against writing diverged weights, and the final models.
 
 The objects saved are the :class:`~harness.training.step.Trainer` 's ``objects`` (networks,
-optimizers, step, phase and data RNG); schedules and weights are not saved, they follow the step.
+optimizers, step and data RNG); schedules and weights are not saved, they follow the step.
+Checkpoints written before pre-training became a schedule also hold a ``phase`` number, which
+restoring reads past (:data:`UNUSED`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from harness import diskwrite
 from harness.config import Experiment
 from harness.errors import HarnessError
 from harness.rundir import RunDir
-from harness.training.step import PHASES, Trainer
+from harness.training.step import Trainer
+
+UNUSED = ("phase",)
+"""Objects that earlier checkpoints hold and nothing restores: the pre-training phase, now the
+adversarial weight's schedule (a function of the restored step)."""
 
 
 class NonFiniteWeights(HarnessError):
@@ -53,8 +59,8 @@ class Checkpoints:
         if bad is None:
             return
         raise NonFiniteWeights(
-            f"the weights became NaN or infinite by step {trainer.step} ({trainer.phase()} "
-            f"phase; first: {bad}), found {when}: training diverged. Nothing was written from "
+            f"the weights became NaN or infinite by step {trainer.step} (first: {bad}), found "
+            f"{when}: training diverged. Nothing was written from "
             f"them; the last good checkpoint ({self.kept_text()}) is kept in {self.directory}. "
             "Lower train.learning_rate (or its schedule's peak) and resume, or start over with "
             "--fresh."
@@ -74,7 +80,6 @@ class Checkpoints:
             f"the checkpoint of step {trainer.step}", self.directory, ["*_temp"], intact
         ):
             trainer.step_var.assign(trainer.step)
-            trainer.phase_var.assign(PHASES.index(trainer.phase()))
             self.manager.save(checkpoint_number=trainer.step)
         self.last_saved = trainer.step
 
@@ -91,7 +96,10 @@ class Checkpoints:
         unreadable: list[str] = []
         for path in candidates:
             try:
-                self.trainer.checkpoint.restore(path).assert_existing_objects_matched()
+                status = self.trainer.checkpoint.restore(path)
+                # every object of the trainer must be in the checkpoint; what the checkpoint
+                # holds beyond them (UNUSED) is left unread without a warning
+                status.expect_partial().assert_existing_objects_matched()
             except Exception as exc:  # TF raises OpError, IndexError, ValueError, ...
                 if _readable(path) and isinstance(exc, AssertionError | ValueError):
                     raise HarnessError(self._mismatch(path, previous)) from None
@@ -116,7 +124,7 @@ class Checkpoints:
         objects = self.trainer.objects
         saved = checkpoint_objects(path)
         missing = [n for n in objects if saved and n not in saved]
-        extra = [n for n in saved if n not in objects]
+        extra = [n for n in saved if n not in objects and n not in UNUSED]
         differ = []
         for name, obj in objects.items():
             if name in missing:

@@ -248,7 +248,10 @@ def _run(
     progress = cb.Progress(t.steps, trainer.step, t.quiet, t.log_every)
     say = progress.write
     if resumed:
-        say(f"resuming {exp.experiment.name} at step {trainer.step} ({trainer.phase()} phase)")
+        adversarial = ""
+        if trainer.adv_term is not None:  # 0 while pre-training
+            adversarial = f" (adversarial weight {trainer.adv_term.weight(trainer.step):.4g})"
+        say(f"resuming {exp.experiment.name} at step {trainer.step}{adversarial}")
         if checkpoints.note:
             say(checkpoints.note)
     say(f"precision {trainer.policy}, {trainer.replicas} replica(s); run dir {run_dir}")

@@ -2,22 +2,29 @@
 
 Everything the :class:`Trainer` builds comes from the registry it is given and the
 :class:`~harness.config.Experiment`: the generator and discriminator factories, the
-content losses (one ``[losses.<key>]`` table, one term), the adversarial loss and every weight's
-schedule. No plugin is named here. The loop around the step (validation, checkpoints, tracking,
-progress) is :mod:`harness.training.loop`; it calls :meth:`Trainer.train_step` once per step.
+content losses (one ``[losses.<key>]`` table, one term) and the adversarial loss; every weight
+and learning rate is a function of the step that the config built when the experiment was read
+(:func:`harness.config.schedules.functions`). No plugin is named here. The loop around the
+step (validation, checkpoints, tracking, progress) is :mod:`harness.training.loop`; it calls
+:meth:`Trainer.train_step` once per step.
 
 Steps. ``step`` counts generator steps done. Step ``n`` (1-based, as reported in logs, MLflow and
 errors) evaluates schedules at ``n - 1``, so a ``piecewise`` boundary at 15000 takes effect on
-the 15001st step. Steps ``1 .. train.pretrain_steps`` train the generator alone on the content
-losses (the "pretrain" phase, SRResNet-MSE initialisation); later steps are the "gan" phase
-when there is an ``[adversarial]`` table (``train.d_steps`` discriminator updates, then one
-generator update against the updated discriminator), else the "content" phase.
+the 15001st step. A step whose adversarial weight is non-zero makes ``train.d_steps``
+discriminator updates, then one generator update against the updated discriminator; a step
+whose adversarial weight is 0 (there is no ``[adversarial]`` table, or the weight's schedule is 0
+then: steps ``1 .. train.pretrain_steps``, SRResNet-MSE initialisation) updates the generator on
+the content losses alone.
 
 Weights and learning rates are ``tf.Variable`` s assigned from their schedules once per step
 (:meth:`Trainer.weights_at`), so a changing weight never retraces the compiled step. A term
 whose weight is 0 at every step of the run, however the TOML spells it (``0``, ``0.0``, a
-``constant`` or ``piecewise`` schedule that stays 0), is never built; a term whose schedule is 0
-at some steps only is skipped (``tf.cond``) while it is 0; a term never weighted 0 has no cond.
+``constant`` or ``piecewise`` schedule that stays 0, ``pretrain_steps = steps`` for the
+adversarial weight), is never built (nor, for the adversarial term, the discriminator); a term
+whose schedule is 0 at some steps only is skipped while it is 0; a term never weighted 0 is
+never tested. A content term is skipped inside the compiled step (``tf.cond``); the adversarial
+term is skipped with the discriminator update it needs, which is a whole optimizer step: the
+step compiled without it runs instead (:meth:`Trainer.train_step`).
 """
 
 from __future__ import annotations
@@ -29,14 +36,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from harness.config import Experiment, ScheduleSpec, schedules
+from harness.config import Experiment, schedules
 from harness.data.folders import DataError
 from harness.errors import ConfigError
 from harness.plugin_api.losses import wants_real_logits
 from harness.plugin_api.registry import Registry
 from harness.training import precision
-
-PHASES = ("pretrain", "gan", "content")
 
 
 @dataclass
@@ -47,7 +52,7 @@ class _Term:
     loss: Callable[..., Any]
     weight: Callable[[int], float]
     variable: tf.Variable
-    scheduled: bool = True  # its weight is 0 at some steps: skipped (tf.cond) while it is 0
+    scheduled: bool = True  # its weight is 0 at some steps: skipped while it is 0
     last: float = float("nan")
 
     def assign(self, step: int) -> float:
@@ -56,23 +61,6 @@ class _Term:
             self.variable.assign(value)
             self.last = value
         return value
-
-
-def zero_steps(weight: float | ScheduleSpec, fn: Callable[[int], float], steps: int) -> str:
-    """Where a weight is 0 over steps ``0 .. steps - 1`` of a run: ``"always"``, ``"sometimes"``
-    or ``"never"``. A number is read as it is; a schedule is evaluated step by step until it has
-    been seen both 0 and non-zero (one pass, a microsecond a step, at build time only)."""
-    if not isinstance(weight, ScheduleSpec):
-        return "always" if float(weight) == 0.0 else "never"
-    zero = nonzero = False
-    for step in range(max(steps, 1)):
-        if float(fn(step)) == 0.0:
-            zero = True
-        else:
-            nonzero = True
-        if zero and nonzero:
-            return "sometimes"
-    return "always" if zero else "never"
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -145,7 +133,11 @@ class Trainer:
                 'Set train.xla = false or train.strategy = "default".'
             )
         self.chief = is_chief(self.strategy)
-        self.adversarial_enabled = exp.adversarial is not None and t.pretrain_steps < t.steps
+        self.schedules = schedules.functions(exp, registry)
+        adversarial_zero = "always"
+        if exp.adversarial is not None:
+            weight = self.schedules[schedules.ADVERSARIAL]
+            adversarial_zero = schedules.zero_steps(exp.adversarial.weight, weight, t.steps)
         keras.utils.set_random_seed(exp.experiment.seed)
 
         with precision.policy_scope(self.policy), self.strategy.scope():
@@ -157,7 +149,7 @@ class Trainer:
                 self.ema_generator.set_weights(self.generator.get_weights())
             self.discriminator = None
             self.adversarial = None
-            if self.adversarial_enabled:
+            if adversarial_zero != "always":  # 0 for the whole run: no discriminator
                 assert exp.adversarial is not None
                 d_factory = registry.factory("discriminator", exp.discriminator.name)
                 self.discriminator = d_factory(patch=exp.data.patch, **exp.discriminator.params)
@@ -170,15 +162,15 @@ class Trainer:
             )
             self.adv_term = None
             if self.adversarial is not None:
-                assert exp.adversarial is not None
                 self.adv_term = _Term(
                     "adversarial",
                     self.adversarial.generator_loss,
-                    schedules.build(exp.adversarial.weight, registry),
+                    self.schedules[schedules.ADVERSARIAL],
                     tf.Variable(0.0, trainable=False, name="weight_adversarial"),
+                    adversarial_zero == "sometimes",
                 )
-            self.g_learning_rate = schedules.build(t.learning_rate, registry)
-            self.d_learning_rate = schedules.build(t.d_learning_rate, registry)
+            self.g_learning_rate = self.schedules["train.learning_rate"]
+            self.d_learning_rate = self.schedules["train.d_learning_rate"]
             self.g_optimizer = self._optimizer(self.g_learning_rate(0), "g_optimizer")
             self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer = None
@@ -186,7 +178,6 @@ class Trainer:
                 self.d_optimizer = self._optimizer(self.d_learning_rate(0), "d_optimizer")
                 self.d_optimizer.build(self.discriminator.trainable_variables)
             self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            self.phase_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="phase")
             self.rng = tf.random.Generator.from_seed(exp.experiment.seed)
             if self.ema_generator is not None:
                 self.ema_decay = tf.constant(t.ema, tf.float32)
@@ -195,7 +186,6 @@ class Trainer:
             "generator": self.generator,
             "g_optimizer": self.g_optimizer,
             "step": self.step_var,
-            "phase": self.phase_var,
             "rng": self.rng,
         }
         if self.discriminator is not None:
@@ -228,8 +218,8 @@ class Trainer:
     def _content_terms(self) -> list[_Term]:
         terms = []
         for cfg in self.exp.losses:
-            weight = schedules.build(cfg.weight, self.registry)
-            zero = zero_steps(cfg.weight, weight, self.exp.train.steps)
+            weight = self.schedules[f"losses.{cfg.key}.weight"]
+            zero = schedules.zero_steps(cfg.weight, weight, self.exp.train.steps)
             if zero == "always":
                 continue  # switched off for the whole run: the loss is never built
             loss = self.registry.factory("content_loss", cfg.plugin)(**cfg.params)
@@ -351,13 +341,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ driving
 
-    def phase(self, step: int | None = None) -> str:
-        """The phase of the step after ``step`` generator steps."""
-        step = self.step if step is None else step
-        if step < self.exp.train.pretrain_steps or self.discriminator is None:
-            return "pretrain" if self.discriminator is not None else "content"
-        return "gan"
-
     def start_data(self, dataset: tf.data.Dataset | None = None) -> None:
         """Open the training data; its seed comes from the checkpointed RNG, so a resumed run
         draws a fresh, reproducible order."""
@@ -385,7 +368,7 @@ class Trainer:
         variable is written only when its value changes); kept in :attr:`weights` and
         :attr:`learning_rates`. :meth:`train_step` calls it once per step."""
         out = {t.name: t.assign(step) for t in self.terms}
-        if self.adv_term is not None and self.phase(step) == "gan":
+        if self.adv_term is not None:
             out[self.adv_term.name] = self.adv_term.assign(step)
         g_lr = float(self.g_learning_rate(step))
         d_lr = float(self.d_learning_rate(step)) if self.d_optimizer is not None else 0.0
@@ -397,14 +380,19 @@ class Trainer:
         self.weights = out
         return out
 
+    def adversarial_now(self) -> bool:
+        """Whether the adversarial term (and the discriminator update) is on at the last
+        assigned step: its weight is not 0."""
+        return self.adv_term is not None and self.weights.get(self.adv_term.name, 0.0) != 0.0
+
     def train_step(self) -> dict[str, float]:
-        """One generator step (after ``d_steps - 1`` extra discriminator steps in the GAN
-        phase). Returns the unweighted losses as Python floats; advances :attr:`step`."""
+        """One generator step (after ``d_steps - 1`` extra discriminator steps when the
+        adversarial weight is not 0). Returns the unweighted losses as Python floats; advances
+        :attr:`step`."""
         if self._iterator is None:
             self.start_data()
-        phase = self.phase()
         self.weights_at(self.step)
-        if phase == "gan":
+        if self.adversarial_now():
             assert self._d_step is not None and self._gan_step is not None
             for _ in range(self.exp.train.d_steps - 1):
                 self._d_step(*self._next_batch())
@@ -444,4 +432,4 @@ class Trainer:
         return self.ema_generator if self.ema_generator is not None else self.generator
 
 
-__all__ = ["PHASES", "Trainer", "config_text", "is_chief", "make_strategy", "zero_steps"]
+__all__ = ["Trainer", "config_text", "is_chief", "make_strategy"]
