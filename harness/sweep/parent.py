@@ -21,6 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from harness import tracking
+from harness.rundir import EXPERIMENT_FILE
 from harness.sweep.artifacts import artifact_dir
 from harness.sweep.plan import Objective, Plan, SweepError, redact
 from harness.sweep.storage import PARENT_ATTR, RUN_ATTR, counts, quiet_optuna
@@ -161,7 +162,7 @@ def _log_setup(p: Plan, tracker: Tracker) -> None:
     for key, spec in s.params.items():
         params[f"sweep.params.{key}"] = json.dumps(spec)
     tracker.log_params(params)
-    tracker.log_bytes(p.exp.to_toml().encode("utf-8"), "experiment.toml")
+    tracker.log_bytes(p.exp.to_toml().encode("utf-8"), EXPERIMENT_FILE)
 
 
 def save_plots(study: optuna.Study, objectives: Sequence[Objective], folder: Path) -> list[Path]:

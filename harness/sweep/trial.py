@@ -34,6 +34,7 @@ import optuna
 from harness import config, tracking
 from harness.errors import HarnessError
 from harness.plugin_api.registry import Registry, build_registry
+from harness.rundir import RunDir
 from harness.signals import raise_interrupt
 from harness.sweep.plan import Objective, SweepError, make_pruner, params_text, redact
 from harness.sweep.storage import open_storage, quiet_optuna, trial_of
@@ -176,10 +177,7 @@ def run_name(number: int, study: str) -> str:
 def _run_id(result: Any, reporter: _Reporter, run_dir: Path) -> str:
     if result is not None and getattr(result, "run_id", None):
         return str(result.run_id)
-    marker = run_dir / "mlflow_run_id"
-    if marker.is_file():
-        return marker.read_text(encoding="utf-8").strip()
-    return reporter.run_id
+    return RunDir(run_dir).read_run_id() or reporter.run_id
 
 
 def _history_of(result: Any) -> list[tuple[int, dict[str, float]]]:
