@@ -48,7 +48,6 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from harness import __version__
 from harness.config import Experiment
-from harness.deploy import mlflow_model
 from harness.errors import HarnessError, HarnessWarning
 from harness.run_context import run_context_tags
 
@@ -102,12 +101,6 @@ def client(uri: str) -> MlflowClient:
     """A client of the store ``uri`` (its model registry too, unless ``MLFLOW_REGISTRY_URI``
     names another)."""
     return MlflowClient(tracking_uri=uri)
-
-
-def download_model(model_uri: str, uri: str, dst: str | Path | None = None) -> Path:
-    """The local folder of the MLflow model ``model_uri`` of the store ``uri``, downloaded into
-    ``dst`` (or where MLflow chooses): :func:`harness.deploy.mlflow_model.download`."""
-    return mlflow_model.download(client(uri), model_uri, dst)
 
 
 def experiment_name(exp: Experiment) -> str:
@@ -390,16 +383,6 @@ class Tracker:
                 self.client.log_inputs(self.run_id, models=[LoggedModelInput(models[0].model_id)])
         except Exception:  # lineage as tags is enough where the store lacks logged models
             pass
-
-    def log_generator(self, model: Any, step: int, name: str = "generator") -> str:
-        """Log the generator as the MLflow model ``name`` (float32 NHWC ``[0, 1]`` ->
-        ``[0, 1]``, see :mod:`harness.deploy.mlflow_model`); returns its model URI."""
-        return mlflow_model.log_generator(self.client, self.run_id, model, step, name)
-
-    def register_model(self, model_uri: str, name: str, alias: str = "") -> str:
-        """Register ``model_uri`` as a version of ``name`` (``[tracking] register``), with
-        ``alias`` when given; the version number."""
-        return mlflow_model.register(self.client, model_uri, name, self.run_id, alias)
 
     def delete(self) -> None:
         """Delete this run (a duplicate: two sweep workers created the study's parent run)."""

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from harness import config
+from harness.deploy import mlflow_model
 from harness.deploy.models import load_generator, load_upscaler
 from harness.deploy.upscaler import Upscaler
 from harness.tracking import Tracker
@@ -76,8 +77,10 @@ def logged(store, registry):
     try:
         tracker, exp = make_tracker(store, registry, register="upscaler")
         final, best = tiny_generator(1, registry), tiny_generator(2, registry)
-        final_uri = tracker.log_generator(final, step=4)
-        best_uri = tracker.log_generator(best, step=2, name="best_psnr_y")
+        final_uri = mlflow_model.log_generator(tracker.client, tracker.run_id, final, 4)
+        best_uri = mlflow_model.log_generator(
+            tracker.client, tracker.run_id, best, 2, "best_psnr_y"
+        )
         register_models(exp, tracker, final_uri, {"best_psnr_y": best_uri})
         tracker.end()
         assert tracking_utils._tracking_uri == os.environ["MLFLOW_TRACKING_URI"] == elsewhere
@@ -148,7 +151,7 @@ def test_the_alias_goes_on_the_final_version_when_it_is_the_best(store, registry
     from mlflow.tracking import MlflowClient
 
     tracker, exp = make_tracker(store, registry, register="solo", alias="prod")
-    uri = tracker.log_generator(tiny_generator(3, registry), step=1)
+    uri = mlflow_model.log_generator(tracker.client, tracker.run_id, tiny_generator(3, registry), 1)
     register_models(exp, tracker, uri, {"best_psnr_y": uri})
     client = MlflowClient()
     assert [str(v.version) for v in client.search_model_versions("name='solo'")] == ["1"]
@@ -228,7 +231,7 @@ def test_logging_a_model_prints_nothing(store, registry, capfd) -> None:
     capfd.readouterr()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        tracker.log_generator(tiny_generator(3, registry), step=1)
+        mlflow_model.log_generator(tracker.client, tracker.run_id, tiny_generator(3, registry), 1)
     tracker.end()
     out, err = capfd.readouterr()
     assert "Downloading artifacts" not in out + err

@@ -149,12 +149,13 @@ def _mlflow_folder(uri: str, ref: str, tracking_uri: str | None = None) -> Path:
     """The local folder of the MLflow model ``uri``, downloaded from the tracking store
     ``tracking_uri`` (else ``$MLFLOW_TRACKING_URI``, else the default store)."""
     from harness import tracking  # MLflow: only a model reference of MLflow needs it
+    from harness.deploy import mlflow_model
 
     if Path(uri).is_dir():
         return Path(uri)
     store = tracking.resolve_uri(tracking_uri)
     try:
-        return tracking.download_model(uri, store)
+        return mlflow_model.download(tracking.client(store), uri)
     except Exception as exc:
         raise _bad_ref(
             ref,

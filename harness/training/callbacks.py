@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.config import Experiment
+from harness.deploy import mlflow_model
 from harness.errors import HarnessError
 from harness.rundir import kept_name
 from harness.training.checkpoints import Checkpoints
@@ -346,14 +347,18 @@ class ExportModels:
         result.kept = run.kept.summary()
         if run.exp.tracking.log_model:
             tracker, step = run.tracker, run.trainer.step
-            result.model_uri = tracker.log_generator(run.trainer.final_generator, step=step)
+            result.model_uri = mlflow_model.log_generator(
+                tracker.client, tracker.run_id, run.trainer.final_generator, step
+            )
             tracker.set_tag("generator_model_uri", result.model_uri)
             uris: dict[str, str] = {}
             for name, info in run.kept.load_all():
                 if info.step == step:  # the final generator itself: not logged twice
                     uri = result.model_uri
                 else:
-                    uri = tracker.log_generator(info.model, step=info.step, name=name)
+                    uri = mlflow_model.log_generator(
+                        tracker.client, tracker.run_id, info.model, info.step, name
+                    )
                 tracker.set_tag(f"{name}_model_uri", uri)
                 uris[name] = uri
             register_models(run.exp, tracker, result.model_uri, uris)
@@ -371,10 +376,12 @@ def register_models(exp: Any, tracker: Any, final_uri: str, kept: dict[str, str]
     if not name:
         return
     best = kept.get(BEST_KEPT)
-    version = tracker.register_model(final_uri, name, alias if best == final_uri else "")
+    version = mlflow_model.register(
+        tracker.client, final_uri, name, tracker.run_id, alias if best == final_uri else ""
+    )
     tracker.set_tag("registered_model_version", f"{name}/{version}")
     if best and best != final_uri:
-        version = tracker.register_model(best, name, alias)
+        version = mlflow_model.register(tracker.client, best, name, tracker.run_id, alias)
     if alias and best:
         tracker.set_tag("registered_model_alias", f"{name}@{alias} = version {version}")
 
