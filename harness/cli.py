@@ -1,6 +1,7 @@
 """The ``harness`` command line.
 
-Subcommands live in :mod:`harness.commands`, one module each, each exposing ``command``.
+Subcommands live in :mod:`harness.commands`, one module each, each exposing ``command``; the
+CLI adds the ones named in :data:`COMMANDS`.
 A :class:`~harness.errors.HarnessError` is printed as one line (``error: ...``) with exit code 2,
 never as a traceback; a :class:`~harness.errors.HarnessWarning` as one ``warning: ...`` line.
 Process-wide settings (TensorFlow's start-up messages hidden unless ``--verbose``, Pillow's pixel
@@ -11,11 +12,9 @@ importing this module changes nothing.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import importlib.abc
 import importlib.util
 import os
-import pkgutil
 import re
 import sys
 import tempfile
@@ -25,7 +24,37 @@ from collections.abc import Iterator
 import click
 
 from harness import __version__
+from harness.commands import (
+    compare,
+    data,
+    evaluate,
+    export,
+    plugin,
+    plugins,
+    report,
+    run,
+    serve,
+    show,
+    sweep,
+    upscale,
+)
 from harness.errors import HarnessError, HarnessWarning
+
+COMMANDS = (
+    compare,
+    data,
+    evaluate,
+    export,
+    plugin,
+    plugins,
+    report,
+    run,
+    serve,
+    show,
+    sweep,
+    upscale,
+)
+"""The modules whose ``command`` the CLI adds (a new subcommand is added here)."""
 
 
 class _Group(click.Group):
@@ -59,19 +88,8 @@ def cli(verbose: bool) -> None:
     """
 
 
-def _load_commands() -> None:
-    from harness import commands
-
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"harness.commands.{info.name}")
-        command = getattr(module, "command", None)
-        if isinstance(command, click.Command):
-            cli.add_command(command)
-
-
-_load_commands()
+for _module in COMMANDS:
+    cli.add_command(_module.command)
 
 
 _show_warning = warnings.showwarning

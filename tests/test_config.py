@@ -212,7 +212,7 @@ weight = { schedule = "piecewise", boundaries = [10, 20], values = [1.0, 2.0, 3.
 eps = 0.01
 
 [losses.second]
-plugin = "charb"
+name = "charb"
 mode = "sum"
 
 [adversarial]
@@ -331,16 +331,14 @@ def test_bad_rates_and_weights_are_refused_when_read(key, value, message, tmp_pa
     assert key.split(".")[-1] in str(err.value)
 
 
-def test_an_older_run_directorys_nested_schedule_table_still_loads(tmp_path, installed):
+def test_a_schedules_parameters_sit_beside_its_name_not_in_a_params_table(tmp_path, installed):
     path = _write(
         tmp_path / "experiment.toml",
         '[train.learning_rate]\nschedule = "cosine"\n\n'
         "[train.learning_rate.params]\nstart = 3e-4\nend = 1e-6\nsteps = 100\n",
     )
-    exp = config.load(path, registry=installed)
-    assert exp.train.learning_rate == ScheduleSpec(
-        "cosine", {"start": 3e-4, "end": 1e-6, "steps": 100, "begin": 0}
-    )
+    message = _error(path, installed)
+    assert 'schedule "cosine": unknown key "params"' in message and "[train]" in message, message
 
 
 @pytest.mark.parametrize(
@@ -471,6 +469,16 @@ def test_losses_and_adversarial_are_one_kind_of_table(tmp_path, registry):
     message = _error(path, registry, ["adversarial.smoothnig=0.2"])
     assert 'adversarial "modified"' in message and 'Did you mean "smoothing"?' in message
     assert "is required" in _error(_write(tmp_path / "y.toml", "[adversarial]\n"), registry)
+
+
+@pytest.mark.parametrize("table", ["losses.second", "adversarial", "generator", "data.degradation"])
+def test_a_plugin_table_picks_its_plugin_with_name_only(table, tmp_path, with_registry):
+    """One selector word, ``name``: ``plugin`` is one ``error:`` line that names ``name``."""
+    path = _write(tmp_path / "x.toml", f'[{table}]\nplugin = "charb"\n')
+    result = CliRunner().invoke(cli, ["show", str(path)], obj={"registry": with_registry})
+    assert result.exit_code == 2
+    (line,) = result.output.splitlines()
+    assert line.startswith("error: ") and 'write name = "charb" instead of plugin = "charb"' in line
 
 
 def test_the_default_recipe_is_the_one_place_naming_plugins(registry):

@@ -59,7 +59,7 @@ def test_experiment_uses_every_registered_piece(env: OverlayEnv, tmp_path: Path)
 weight = 1.0
 
 [losses.charbonnier_coarse]
-plugin = "charbonnier"
+name = "charbonnier"
 weight = { schedule = "sigmoid_rampup", end = 0.5, steps = 100 }
 eps = 0.01
 
@@ -72,9 +72,9 @@ weight = { schedule = "sigmoid_rampup", end = 1e-3, begin = 10, steps = 40 }
         "show", str(experiment), "--flat", "--set", "adversarial.label_smoothing=0.1"
     ).stdout.splitlines()
     for line in (
-        "losses.charbonnier.plugin = charbonnier",
+        "losses.charbonnier.name = charbonnier",
         "losses.charbonnier.eps = 0.001",  # the factory's default
-        "losses.charbonnier_coarse.plugin = charbonnier",
+        "losses.charbonnier_coarse.name = charbonnier",
         "losses.charbonnier_coarse.eps = 0.01",
         "losses.charbonnier_coarse.weight.schedule = sigmoid_rampup",
         "losses.charbonnier_coarse.weight.end = 0.5",

@@ -197,7 +197,7 @@ def nan_registry():
 def test_nan_loss_fails_the_run_naming_step_and_term(tmp_path, monkeypatch, nan_registry, store):
     monkeypatch.chdir(tmp_path)
     sets = tiny_overrides(tmp_path, steps=4, pretrain=4)
-    sets += ["--set", "losses.nan={plugin = 'nan_at_step_2'}", "--set", "train.checkpoint_every=1"]
+    sets += ["--set", "losses.nan={name = 'nan_at_step_2'}", "--set", "train.checkpoint_every=1"]
     result = CliRunner().invoke(cli, ["run", *sets], obj={"registry": nan_registry})
     assert result.exit_code == 2, result.output
     assert 'loss term "nan" is nan at step 2' in result.output

@@ -333,7 +333,7 @@ def test_json_responses_are_compact_and_exact(upscaler) -> None:
 
 
 def test_parsing_upscaling_and_encoding_run_one_request_at_a_time(upscaler, monkeypatch) -> None:
-    import harness.deploy.serve
+    import harness.deploy.routes
 
     active, seen = [0], []
 
@@ -351,7 +351,7 @@ def test_parsing_upscaling_and_encoding_run_one_request_at_a_time(upscaler, monk
 
     for name in ("parse_json", "tensor_json"):
         monkeypatch.setattr(
-            harness.deploy.serve, name, exclusive(getattr(harness.deploy.serve, name))
+            harness.deploy.routes, name, exclusive(getattr(harness.deploy.routes, name))
         )
     model = _Counting(upscaler)
     model.upscaler = exclusive(upscaler)

@@ -471,7 +471,7 @@ def spy_registry():
 )
 def test_a_term_weighted_zero_however_spelled_is_never_built(tmp_path, spy_registry, weight):
     raw = tiny(tmp_path, adversarial=None).to_toml_dict()
-    raw["losses"]["spy"] = {"plugin": "spy_loss", "weight": weight}
+    raw["losses"]["spy"] = {"name": "spy_loss", "weight": weight}
     exp = config.from_dict(raw, registry=spy_registry)
     _SpyLoss.built = _SpyLoss.calls = 0
     trainer = Trainer(exp, registry=spy_registry)
@@ -486,7 +486,7 @@ def test_set_weight_zero_does_not_compute_the_loss(tmp_path, spy_registry):
     path = tmp_path / "exp.toml"
     path.write_text(tiny(tmp_path, adversarial=None).to_toml(), encoding="utf-8")
     path.write_text(
-        path.read_text(encoding="utf-8") + '\n[losses.vgg54]\nplugin = "spy_loss"\n',
+        path.read_text(encoding="utf-8") + '\n[losses.vgg54]\nname = "spy_loss"\n',
         encoding="utf-8",
     )
     exp = config.load(path, ["losses.vgg54.weight=0"], registry=spy_registry)
@@ -508,7 +508,7 @@ def test_a_schedule_that_is_never_zero_has_no_cond(tmp_path, registry):
     sometimes = {"schedule": "piecewise", "boundaries": [1], "values": [0.0, 2.0]}
     exp = tiny(
         tmp_path,
-        losses={"mse": {"weight": weight}, "late": {"plugin": "mse", "weight": sometimes}},
+        losses={"mse": {"weight": weight}, "late": {"name": "mse", "weight": sometimes}},
     )
     trainer = Trainer(exp, registry=registry)
     assert [(t.name, t.scheduled) for t in trainer.terms] == [("mse", False), ("late", True)]

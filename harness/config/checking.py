@@ -179,11 +179,7 @@ def _scalar(value: Any, annotation: Any) -> Any:
 
 def schedule_parts(value: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """A schedule table -> its name and parameters."""
-    params = {k: v for k, v in value.items() if k != "schedule"}
-    if set(params) == {"params"} and isinstance(params["params"], Mapping):
-        # experiment.toml files written before 0.1.1 nested a schedule's parameters
-        params = dict(params["params"])
-    return value["schedule"], params
+    return value["schedule"], {k: v for k, v in value.items() if k != "schedule"}
 
 
 def _unchecked_schedule(value: Mapping[str, Any]) -> ScheduleSpec:

@@ -5,10 +5,11 @@ One dotted-key vocabulary everywhere: the TOML path of a value (``train.steps``,
 its MLflow parameter name.
 
 Fixed tables (``[experiment]``, ``[data]``, ``[train]``, ``[validation]``, ``[tracking]``,
-``[sweep]``) are the dataclasses below. Plugin tables name a plugin and carry its parameters
-(checked against the plugin's factory by :mod:`harness.config.checking`): ``[generator]`` and
-``[discriminator]`` are a :class:`PluginConfig`; each ``[losses.<key>]`` and ``[adversarial]`` is
-a :class:`WeightedPlugin`, a plugin whose output the host multiplies by a weight.
+``[sweep]``) are the dataclasses below. Plugin tables name a plugin with ``name`` (the one
+selector word of every plugin table) and carry its parameters (checked against the plugin's
+factory by :mod:`harness.config.checking`): ``[generator]``, ``[discriminator]`` and
+``[data.degradation]`` are a :class:`PluginConfig`; each ``[losses.<key>]`` and ``[adversarial]``
+is a :class:`WeightedPlugin`, a plugin whose output the host multiplies by a weight.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class PluginConfig:
 @dataclass(frozen=True)
 class WeightedPlugin:
     """A plugin whose output the host multiplies by ``weight`` and adds to the generator's loss:
-    each ``[losses.<key>]`` and ``[adversarial]``. How each table spells it in TOML is its
+    each ``[losses.<key>]`` and ``[adversarial]``. How each table is read is its
     :class:`WeightedTable`."""
 
     key: str  # the table: "mse" for [losses.mse], "adversarial" for [adversarial]
@@ -75,9 +76,9 @@ class WeightedPlugin:
         """The registered name, as ``PluginConfig.name``."""
         return self.plugin
 
-    def to_toml(self, name_key: str = "plugin") -> dict[str, Any]:
+    def to_toml(self) -> dict[str, Any]:
         return {
-            name_key: self.plugin,
+            "name": self.plugin,
             "weight": writing.to_toml_value(self.weight),
             **writing.to_toml_value(self.params),
         }
@@ -85,20 +86,19 @@ class WeightedPlugin:
 
 @dataclass(frozen=True)
 class WeightedTable:
-    """How one kind of weighted-plugin table is written: the registry kind it names, the key
-    naming the plugin, and the defaults of that key and of ``weight``."""
+    """How one kind of weighted-plugin table is read: the registry kind it names and the
+    defaults of its ``name`` and ``weight``."""
 
     kind: str  # registry kind
-    name_key: str  # "plugin" in [losses.<key>], "name" in [adversarial]
     weight: float  # the weight when the table sets none
     name_is_key: bool  # the plugin name defaults to the table key ([losses.mse] -> "mse")
     label: str  # in messages: loss "mse", adversarial "modified"
 
 
 WEIGHTED_TABLES: dict[str, WeightedTable] = {
-    "losses": WeightedTable("content_loss", "plugin", 1.0, True, "loss"),
+    "losses": WeightedTable("content_loss", 1.0, True, "loss"),
     # weight 1e-3: Ledig et al.'s adversarial weight
-    "adversarial": WeightedTable("adversarial_loss", "name", 1e-3, False, "adversarial"),
+    "adversarial": WeightedTable("adversarial_loss", 1e-3, False, "adversarial"),
 }
 """``[losses.<key>]`` (any number of them) and ``[adversarial]`` (at most one)."""
 
@@ -177,7 +177,7 @@ class TrainConfig:
 
     def to_toml(self) -> dict[str, Any]:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if not self.milestones:  # a file without milestones shows as it did before them
+        if not self.milestones:  # shown only when the file names some
             del fields["milestones"]
         return writing.to_toml_value(fields)
 
@@ -282,12 +282,8 @@ class Experiment:
             value = getattr(self, f.name)
             if f.name in ("source", "schedules") or value is None:
                 continue
-            if f.name in WEIGHTED_TABLES:
-                name_key = WEIGHTED_TABLES[f.name].name_key
-                if isinstance(value, tuple):
-                    out[f.name] = {item.key: item.to_toml(name_key) for item in value}
-                else:
-                    out[f.name] = value.to_toml(name_key)
+            if isinstance(value, tuple) and f.name in WEIGHTED_TABLES:  # [losses.<key>] tables
+                out[f.name] = {item.key: item.to_toml() for item in value}
             elif hasattr(value, "to_toml"):
                 out[f.name] = value.to_toml()
             else:  # not dataclasses.asdict: it would turn a ScheduleSpec into a nested table

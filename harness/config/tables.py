@@ -47,6 +47,9 @@ from harness.config.schema import (
 from harness.errors import ConfigError, HarnessError
 from harness.plugin_api.registry import Registry
 
+OLD_SELECTORS = ("plugin",)
+"""Selector words other than ``name`` (``plugin``): refused with an error that names ``name``."""
+
 
 class _Reader:
     """One experiment being checked: where it comes from, the registry, its milestones and the
@@ -119,8 +122,8 @@ class _Reader:
                 f"{self.where(path)} must be a table [data.degradation] naming the degradation "
                 f'(name = "bicubic") and its parameters, not {degradation!r}.'
             )
-        table = {"name": cfg.degradation.name, **degradation}
-        name = self._name(path, "degradation", table.pop("name"))
+        table = dict(degradation)
+        name = self._name(path, "degradation", table, cfg.degradation.name)
         if name == cfg.degradation.name and not table:
             # the default as written back by `harness show`: no parameters to check (a registry
             # without the degradation plugins, as in hermetic tests, still reads the file)
@@ -143,7 +146,7 @@ class _Reader:
     def plugin(self, table: str, kind: str, values: Mapping[str, Any]) -> PluginConfig:
         """``[generator]`` or ``[discriminator]``."""
         values = {**DEFAULT_RECIPE.get(table, {}), **values}
-        name = self._name(table, kind, values.pop("name", None))
+        name = self._name(table, kind, values)
         init = ""
         if "init" in HOST_KEYS.get(table, ()):
             init = values.pop("init", "")
@@ -164,8 +167,7 @@ class _Reader:
                 f"not {values!r}."
             )
         values = dict(values)
-        name = values.pop(spec.name_key, key if spec.name_is_key else None)
-        name = self._name(path, spec.kind, name, spec.name_key)
+        name = self._name(path, spec.kind, values, key if spec.name_is_key else None)
         weight = values.pop("weight", spec.weight)
         try:
             self.registry.factory(spec.kind, name, where=f"[{path}] ({self.where.source})")
@@ -180,10 +182,21 @@ class _Reader:
         params = self._params(spec.kind, name, path, spec.label, values)
         return WeightedPlugin(key, name, weight, params)
 
-    def _name(self, path: str, kind: str, name: Any, name_key: str = "name") -> str:
+    def _name(self, path: str, kind: str, values: dict[str, Any], default: Any = None) -> str:
+        """Take the plugin's ``name`` out of a plugin table's ``values`` (``name`` is the one
+        selector word of every plugin table; :data:`OLD_SELECTORS` are refused, naming it)."""
+        for old in OLD_SELECTORS:
+            if old in values:
+                value = values[old]
+                shown = f'"{value}"' if isinstance(value, str) else repr(value)
+                raise ConfigError(
+                    f'{self.where(f"{path}.{old}")}: a plugin table names its plugin with "name": '
+                    f"write name = {shown} instead of {old} = {shown}."
+                )
+        name = values.pop("name", default)
         if not isinstance(name, str):
             raise ConfigError(
-                f"{self.where(f'{path}.{name_key}')} is required: the registered "
+                f"{self.where(f'{path}.name')} is required: the registered "
                 f"{kind.replace('_', ' ')} to use. Known: {', '.join(self.registry.names(kind))}."
             )
         return name
@@ -243,8 +256,8 @@ def experiment(
         )
     validation = kwargs.get("validation")
     if validation is not None and validation.lpips and "lpips" not in validation.metrics:
-        # the older spelling `lpips = true` (kept so that older files load) means
-        # metrics += ["lpips"]; resolved here, the one place that knows the shorthand
+        # the shorthand `lpips = true` means metrics += ["lpips"]; resolved here, the one
+        # place that knows it
         kwargs["validation"] = dataclasses.replace(
             validation, metrics=(*validation.metrics, "lpips")
         )

@@ -8,6 +8,7 @@
 - :mod:`~harness.deploy.onnx`: ONNX models checked against TensorFlow (``--format onnx``);
 - :mod:`~harness.deploy.mlflow_model`: the logged MLflow model (a pyfunc over the SavedModel,
   run by :mod:`~harness.deploy.mlflow_pyfunc`) and registering it;
-- :mod:`~harness.deploy.serve` and :mod:`~harness.deploy.codecs`: the REST app (``harness
-  serve``), its routes, and its request/response codecs and limits.
+- :mod:`~harness.deploy.serve`, :mod:`~harness.deploy.routes` and
+  :mod:`~harness.deploy.codecs`: the REST app (``harness serve``), its routes, and its
+  request/response codecs and limits.
 """

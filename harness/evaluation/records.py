@@ -51,7 +51,7 @@ class RunInfo:
         return int(value) if value else None
 
     def _table(self, prefix: str) -> str:
-        skip = {"name", "init", "plugin", "weight"}
+        skip = {"name", "init", "weight"}
         return ", ".join(
             f"{k[len(prefix) :]}={v}"
             for k, v in self.params.items()
@@ -71,7 +71,7 @@ class RunInfo:
         out = []
         for key in keys:
             weight = self.params.get(f"losses.{key}.weight", "scheduled")
-            plugin = self.params.get(f"losses.{key}.plugin", key)
+            plugin = self.params.get(f"losses.{key}.name", key)
             out.append(f"{key}{'' if plugin == key else f' ({plugin})'} x {weight}")
         return ", ".join(out) or "?"
 
