@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from harness import cli as cli_module
+from harness import console
 from harness.cli import cli
 from harness.commands.run import quickstart_path
 from harness.run_context import git_commit, run_url, ui_command
@@ -166,7 +167,7 @@ def test_tensorflow_start_up_lines_are_dropped_and_the_rest_kept(capfd):
         b"E0000 00:00:1.5 1 some_op.cc:12] a real error",
         b"Traceback (most recent call last):",
     ]
-    with cli_module._filtered_stderr():
+    with console.filtered_stderr():
         os.write(2, b"\n".join(lines) + b"\n")
     err = capfd.readouterr().err
     assert (
@@ -191,7 +192,7 @@ def _harness(*args: str, **env: str) -> subprocess.CompletedProcess:
 def test_harness_plugins_prints_no_tensorflow_start_up_lines():
     quiet = _harness("plugins")
     assert quiet.returncode == 0, quiet.stderr
-    noise = [ln for ln in quiet.stderr.splitlines() if cli_module.TF_NOISE.match(ln.encode())]
+    noise = [ln for ln in quiet.stderr.splitlines() if console.TF_NOISE.match(ln.encode())]
     assert not noise
     for marker in ("absl::InitializeLog", "cudart_stub", "cpu_feature_guard", "oneDNN"):
         assert marker not in quiet.stderr

@@ -32,6 +32,7 @@ import mlflow
 import optuna
 
 from harness import config, tracking
+from harness.console import quiet_tensorflow
 from harness.errors import HarnessError
 from harness.plugin_api.registry import Registry, build_registry
 from harness.rundir import RunDir
@@ -193,8 +194,6 @@ def _history_of(result: Any) -> list[tuple[int, dict[str, float]]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """The trial process: ``python -c "<COMMAND>" JOB.json``; the result goes to the job's
     ``result`` file (written whole, so the worker never reads half of one)."""
-    from harness.cli import quiet_tensorflow  # the CLI loads every command: only in this process
-
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "2":  # set by a CLI without --verbose
         quiet_tensorflow()
     args = list(sys.argv[1:] if argv is None else argv)
