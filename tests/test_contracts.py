@@ -21,17 +21,34 @@ def test_registered_plugin_keeps_its_contract(entry: Entry) -> None:
     contracts.check_entry(entry)
 
 
-def test_first_party_distribution_is_checked_as_a_whole(registry: Registry) -> None:
+def test_a_distribution_is_checked_entry_by_entry_with_its_params(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``check_distribution`` hands each entry of the distribution to ``check_entry`` (whose
+    checks the test above runs on every registered plugin) with its ``kind:name`` params."""
+    seen: dict[tuple[str, str], object] = {}
+    monkeypatch.setattr(
+        contracts, "check_entry", lambda e, params=None: seen.setdefault((e.kind, e.name), params)
+    )
+    small = {"blocks": 1, "filters": 4}
     checked = contracts.check_distribution(
-        "SRGAN_harness", registry, params={"generator:srresnet": {"blocks": 1, "filters": 4}}
+        "SRGAN_harness", registry, params={"generator:srresnet": small}
     )
     names = {(e.kind, e.name) for e in checked}
+    assert set(seen) == names
+    assert names == {
+        (e.kind, e.name)
+        for e in registry.entries()
+        if e.distribution.replace("_", "-").lower() == "srgan-harness"
+    }
     assert {
         ("generator", "srresnet"),
         ("content_loss", "vgg54"),
         ("schedule", "piecewise"),
+        ("adversarial_loss", "wasserstein"),
     } <= names
-    assert ("adversarial_loss", "wasserstein") in names
+    assert seen[("generator", "srresnet")] == small
+    assert seen[("schedule", "piecewise")] is None
     with pytest.raises(ContractError, match='distribution "no-such-dist"'):
         contracts.check_distribution("no-such-dist", registry)
 

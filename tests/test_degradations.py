@@ -285,7 +285,6 @@ def test_paired_validation_and_evaluate_use_the_given_lr(folders, registry) -> N
     assert np.array_equal(tile, nearest)  # the given LR
 
 
-@pytest.mark.slow
 def test_paired_entries_train_a_tiny_model(folders, tmp_path, reg) -> None:
     from harness.training.step import Trainer
 

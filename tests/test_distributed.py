@@ -177,6 +177,7 @@ def store(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+@pytest.mark.slow
 def test_two_workers_agree_and_match_one_process(tmp_path, store):
     runs = tmp_path / "runs"
     toml = experiment(tmp_path, runs, store)

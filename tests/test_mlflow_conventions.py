@@ -53,7 +53,6 @@ def store(tmp_path_factory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
-@pytest.mark.slow
 def test_a_run_records_the_mlflow_3_conventions(tmp_path, monkeypatch, store):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
@@ -114,7 +113,6 @@ def test_a_run_records_the_mlflow_3_conventions(tmp_path, monkeypatch, store):
     assert f"run page: http://127.0.0.1:5000/{url}" in result.output
 
 
-@pytest.mark.slow
 def test_system_metrics_switch_off(tmp_path, monkeypatch, store):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
@@ -188,7 +186,6 @@ def _harness(*args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.slow
 def test_harness_plugins_prints_no_tensorflow_start_up_lines():
     quiet = _harness("plugins")
     assert quiet.returncode == 0, quiet.stderr

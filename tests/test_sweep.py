@@ -282,7 +282,6 @@ def _trial_runs(tmp_path: Path, study_name: str):
     return client, parents, children
 
 
-@pytest.mark.slow
 def test_sweep_through_the_cli_tracks_trials_in_mlflow(tmp_path, shared_data):
     cmd = [*HARNESS, "sweep", str(QUICK), "--trials", "2", "--jobs", "2"]
     cmd += _sets(shared_data, tmp_path)

@@ -301,7 +301,11 @@ MIRRORED = textwrap.dedent(
 UPSTREAM = {"precision": "mixed_float16", "d_steps": 2, "ema": 0.9}
 
 
-@pytest.mark.parametrize("variant", [{}, UPSTREAM], ids=["float32", "float16-dsteps2-ema"])
+@pytest.mark.parametrize(
+    "variant",
+    [pytest.param({}, marks=pytest.mark.slow), UPSTREAM],
+    ids=["float32", "float16-dsteps2-ema"],
+)
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, store, variant):
     raw = {
         "experiment": {"name": "mirrored", "runs_dir": str(tmp_path / "runs")},
