@@ -151,7 +151,7 @@ class _ArrayUnpickler(pickle.Unpickler):
             )
         if name == "_reconstruct":
             try:
-                from numpy._core.multiarray import _reconstruct  # private; moved in NumPy 2
+                from numpy._core.multiarray import _reconstruct  # private, in NumPy 2
             except ImportError:  # NumPy 1.x
                 from numpy.core.multiarray import _reconstruct  # private, in NumPy 1.x
             return _reconstruct
