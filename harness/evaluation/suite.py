@@ -24,7 +24,7 @@ from harness.data import images
 from harness.data.folders import SKIMAGE, folder_label, resolve
 from harness.data.pairs import load_pairs
 from harness.data.pipeline import load_folder
-from harness.deploy.models import load_upscaler
+from harness.deploy import models
 from harness.errors import HarnessError
 from harness.evaluation.tables import format_measure, text_table
 from harness.measures.bicubic import bicubic_upscaler
@@ -124,7 +124,7 @@ def load_model(
         scale = scale or 4
         return bicubic_upscaler(scale), scale
 
-    upscaler = load_upscaler(ref, registry=registry, tile=tile)
+    upscaler = models.load_upscaler(ref, registry=registry, tile=tile)
     model_scale = int(upscaler.scale)
     if scale and scale != model_scale:
         raise HarnessError(
