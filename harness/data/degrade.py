@@ -14,6 +14,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import tensorflow as tf
+
 from harness.config.checking import ParamError, check_params
 from harness.data import images as imageio
 from harness.data.folders import resolve
@@ -49,9 +52,6 @@ def degrade_folder(
     log: Callable[[str], Any] = print,
 ) -> list[Path]:
     """Write the LR of every image of ``src`` to ``dst`` (same stems, PNG); the paths written."""
-    import numpy as np
-    import tensorflow as tf
-
     if scale < 1:
         raise HarnessError(f"--scale must be at least 1, not {scale}.")
     files = resolve(src)

@@ -30,6 +30,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from harness.errors import HarnessError
 
 CHUNK = 1 << 20
@@ -177,8 +179,6 @@ def progress_bar(description: str) -> Progress:
     def progress(done: int, total: int | None) -> None:
         nonlocal bar
         if bar is None:
-            from tqdm.auto import tqdm
-
             bar = tqdm(desc=description, total=total, unit="B", unit_scale=True, disable=None)
         bar.update(done - bar.n)
         if total is not None and done >= total:

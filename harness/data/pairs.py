@@ -156,7 +156,7 @@ def load_pairs(
 
 def decoded_pairs(data: DataConfig, folders: Sequence[PairedFolder]) -> tuple[tf.data.Dataset, int]:
     """Decoded ``(hr, lr)`` uint8 pairs of the paired folders (HR cropped to LR * scale)."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy: this module's image readers run without TensorFlow
 
     matched: list[Pair] = []
     for folder in folders:
@@ -201,7 +201,7 @@ def paired_patch(
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Aligned random crops: LR at (top, left), HR at (top * scale, left * scale), the same
     flip and rotation; uint8 ``(patch, patch, 3)`` and ``(patch / scale, ...)``."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy: this module's image readers run without TensorFlow
 
     small = patch // scale
     shape = tf.shape(lr_image)

@@ -25,6 +25,7 @@ from harness.data import images as imageio
 from harness.data.folders import DataError, DataWarning, ImageInfo, cache_path, folder_label, scan
 from harness.data.pairs import decoded_pairs, load_pairs, paired_patch
 from harness.errors import HarnessError
+from harness.plugin_api.registry import build_registry
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,7 +56,7 @@ def decoded_images(
     ``cache`` is ``"memory"``, ``"none"`` or a file path (a suffix keyed by the file list is
     added, so a changed folder never reads a stale cache).
     """
-    import tensorflow as tf
+    import tensorflow as tf  # heavy: this module's image readers run without TensorFlow
 
     paths = tf.data.Dataset.from_tensor_slices([str(i.path) for i in infos])
     ds = paths.map(
@@ -76,7 +77,7 @@ def _random_patch(
 ) -> tf.Tensor:
     """A random ``patch`` crop of ``image`` (flipped and rotated when ``augment``), keyed by the
     seed and the sample's index: a paired crop of the image with itself."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy: this module's image readers run without TensorFlow
 
     key = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)])
     hr, _ = paired_patch(image, image, key, patch, 1, augment)
@@ -85,7 +86,7 @@ def _random_patch(
 
 def to_8bit_levels(x: tf.Tensor) -> tf.Tensor:
     """``x`` clipped to ``[0, 1]`` and rounded (half up) to the nearest of the 256 levels."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy: this module's image readers run without TensorFlow
 
     return tf.floor(tf.clip_by_value(x, 0.0, 1.0) * 255.0 + 0.5) / 255.0
 
@@ -93,8 +94,6 @@ def to_8bit_levels(x: tf.Tensor) -> tf.Tensor:
 def degradation(data: DataConfig, registry: Registry | None = None) -> Degrade:
     """The ``[data.degradation]`` plugin built for ``data.scale``: ``degrade(hr, seed) -> lr``."""
     if registry is None:
-        from harness.plugin_api.registry import build_registry
-
         registry = build_registry()
     cfg = data.degradation
     factory = registry.factory("degradation", cfg.name, where="[data.degradation]")
@@ -122,7 +121,7 @@ def training_dataset(
     ``data.patch`` are skipped with a warning; missing folders and empty results are
     :class:`DataError`.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # heavy: this module's image readers run without TensorFlow
 
     if data.patch % data.scale:
         raise DataError(f"[data] patch {data.patch} must be a multiple of scale {data.scale}.")

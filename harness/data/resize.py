@@ -9,15 +9,11 @@ test image in ``harness data degrade`` are the same function.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import tensorflow as tf
+import tensorflow as tf
 
 
 def _cubic(x: tf.Tensor) -> tf.Tensor:
-    import tensorflow as tf
-
     ax = tf.abs(x)
     ax2, ax3 = ax * ax, ax * ax * ax
     near = tf.cast(ax <= 1, x.dtype)
@@ -30,8 +26,6 @@ def resize_matrix(in_len: tf.Tensor, out_len: tf.Tensor, scale: float) -> tf.Ten
 
     ``in_len`` and ``out_len`` may be dynamic (int32 scalars); ``scale`` (out/in) is a number.
     """
-    import tensorflow as tf
-
     f64 = tf.float64
     kernel_width = 4.0 / scale if scale < 1 else 4.0
     taps = int(math.ceil(kernel_width)) + 2
@@ -52,8 +46,6 @@ def resize_matrix(in_len: tf.Tensor, out_len: tf.Tensor, scale: float) -> tf.Ten
 def bicubic_downsample(hr: tf.Tensor, scale: int) -> tf.Tensor:
     """MATLAB ``imresize(hr, 1/scale, 'bicubic')`` of float32 ``(H, W, 3)`` in ``[0, 1]`` on
     8-bit levels, rounded to 8-bit levels as MATLAB rounds uint8: float32 ``(H/s, W/s, 3)``."""
-    import tensorflow as tf
-
     shape = tf.shape(hr)
     h, w = shape[0], shape[1]
     rows = tf.cast(resize_matrix(h, h // scale, 1.0 / scale), tf.float32)

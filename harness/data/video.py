@@ -14,8 +14,10 @@ from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
 
+import av
 import numpy as np
 
+from harness.data.images import check_pixels, max_pixels
 from harness.errors import HarnessError
 
 VIDEO_SUFFIXES: tuple[str, ...] = (
@@ -66,8 +68,6 @@ def is_video_file(path: str | os.PathLike[str]) -> bool:
 
 
 def _open(path: Path):
-    import av
-
     try:
         container = av.open(str(path))
     except FileNotFoundError:
@@ -107,7 +107,6 @@ def read_frames(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
     stream's announced size before anything is decoded, and each frame's own size before it is
     converted (a stream may change size mid-way); over it, :class:`ImageTooLargeError`.
     """
-    from harness.data.images import check_pixels, max_pixels
 
     path = Path(path)
     limit = max_pixels()
@@ -157,7 +156,6 @@ class VideoWriter:
 
     def write(self, frame: np.ndarray) -> None:
         """Append one uint8 RGB ``(H, W, 3)`` frame (all frames must share one size)."""
-        import av
 
         frame = np.ascontiguousarray(frame, np.uint8)
         if frame.shape[0] % 2 or frame.shape[1] % 2:  # 4:2:0 chroma needs even sides

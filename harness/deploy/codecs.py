@@ -19,7 +19,9 @@ import re
 from typing import Any
 
 import numpy as np
+from PIL import UnidentifiedImageError
 
+from harness.data.images import ImageTooLargeError, check_pixels, open_image, to_rgb8
 from harness.errors import HarnessError
 
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
@@ -176,8 +178,6 @@ def decode_image(
     output limit at ``scale`` and the per-image limit of every read
     (:func:`harness.data.images.check_pixels`): a 1-bit PNG of a few KB can hold 400 M pixels.
     """
-    from harness.data.images import ImageTooLargeError, check_pixels, open_image, to_rgb8
-
     if not data:
         raise RequestError(400, "the image is empty.")
     try:
@@ -210,8 +210,6 @@ _REPR = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>")
 def _decode_reason(exc: Exception) -> str:
     """Why Pillow could not decode an upload, without Python object reprs (Pillow's
     ``cannot identify image file <_io.BytesIO object at 0x...>``)."""
-    from PIL import UnidentifiedImageError
-
     if isinstance(exc, UnidentifiedImageError):
         return "not an image format Pillow reads"
     text = _REPR.sub("", str(exc).splitlines()[0] if str(exc) else "").strip()

@@ -17,7 +17,7 @@ def export_saved_model(generator: Any, out_dir: str | Path) -> Path:
     every upscaler of a generator). The object also carries ``scale`` (an int32 variable) so
     :func:`harness.deploy.models.load_upscaler` needs no probe.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # heavy: the deploy wing imports without TensorFlow
 
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):

@@ -51,7 +51,7 @@ class RegistrationError(HarnessError):
 def requirements() -> list[str]:
     """pip requirements that exist on PyPI: the versions this process runs."""
     import keras  # TensorFlow and Keras: only a process that logs a model has them loaded
-    import tensorflow as tf
+    import tensorflow as tf  # as above
 
     return [
         f"tensorflow=={tf.__version__}",

@@ -16,6 +16,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import tensorflow as tf
 
 SAVED_MODEL = "saved_model"
 """The artifact key of the SavedModel folder (``harness.deploy.mlflow_model.SAVED_MODEL``)."""
@@ -30,15 +31,11 @@ class SavedModelUpscaler(mlflow.pyfunc.PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context: Any) -> None:
-        import tensorflow as tf
-
         self._loaded = tf.saved_model.load(context.artifacts[SAVED_MODEL])
         self._serve = self._loaded.signatures["serving_default"]
 
     # no type hints: MLflow would try to infer a schema from them when the model is logged
     def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
-        import tensorflow as tf
-
         lr = np.asarray(model_input, np.float32)
         if lr.ndim == 3:
             lr = lr[None]

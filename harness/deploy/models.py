@@ -19,9 +19,11 @@ restored into a generator the registry builds. Nothing here builds a registry of
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import config
 from harness import references as refs
 from harness.deploy.upscaler import Upscaler
 from harness.references import ACCEPTED, ModelRef, ModelReferenceError, parse_reference
@@ -47,9 +49,7 @@ def load_keras_file(path: Path, *, registry: Registry) -> Any:
     registered with Keras then, so models using them deserialize. Raises
     :class:`ModelReferenceError` for a file that is not a ``.keras`` archive or does not load.
     """
-    import zipfile
-
-    import keras
+    import keras  # heavy: the deploy wing imports without TensorFlow
 
     del registry  # its being built is what registered the plugins' layers
     path = Path(path)
@@ -99,7 +99,7 @@ def kept_model_path(ref: str | Path | ModelRef) -> Path | None:
 
 def _checkpoint_prefix(path: Path) -> Path | None:
     """The checkpoint prefix ``path`` names: a prefix itself or a directory's latest one."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy: the deploy wing imports without TensorFlow
 
     if Path(str(path) + ".index").is_file():
         return path
@@ -112,9 +112,7 @@ def _checkpoint_prefix(path: Path) -> Path | None:
 
 def _restore_checkpoint(prefix: Path, experiment: Path, ref: str, registry: Registry) -> Any:
     """Rebuild the run's generator from ``experiment.toml`` and restore ``prefix`` into it."""
-    import tensorflow as tf
-
-    from harness import config
+    import tensorflow as tf  # heavy: the deploy wing imports without TensorFlow
 
     if not experiment.is_file():
         raise _bad_ref(
@@ -149,7 +147,7 @@ def _mlflow_folder(uri: str, ref: str, tracking_uri: str | None = None) -> Path:
     """The local folder of the MLflow model ``uri``, downloaded from the tracking store
     ``tracking_uri`` (else ``$MLFLOW_TRACKING_URI``, else the default store)."""
     from harness import tracking  # MLflow: only a model reference of MLflow needs it
-    from harness.deploy import mlflow_model
+    from harness.deploy import mlflow_model  # MLflow, as above
 
     if Path(uri).is_dir():
         return Path(uri)
@@ -179,7 +177,7 @@ def _load_mlflow(
     keras_file = folder / "artifacts" / GENERATOR_FILE
     if keras_file.is_file():
         return load_keras_file(keras_file, registry=registry)
-    import mlflow.tensorflow
+    import mlflow.tensorflow  # heavy: MLflow and TensorFlow, a models:/ reference only
 
     try:
         return mlflow.tensorflow.load_model(str(folder))
@@ -197,7 +195,7 @@ def _is_saved_model(path: Path) -> bool:
 
 def _saved_model_upscaler(path: Path, *, tile: int, overlap: int | None) -> Upscaler:
     """An exported SavedModel whose ``serving_default`` maps ``[0, 1]`` LR to ``[0, 1]`` SR."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy: the deploy wing imports without TensorFlow
 
     try:
         loaded = tf.saved_model.load(str(path))

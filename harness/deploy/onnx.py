@@ -9,11 +9,15 @@ plugin's layers need no ONNX code of their own as long as they use standard Tens
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from skimage import data
 
+from harness.data.images import read_image
+from harness.deploy.upscaler import Upscaler, generator_sr
 from harness.errors import HarnessError
 
 OPSET = 17
@@ -30,8 +34,6 @@ class OnnxExportError(HarnessError):
 
 def _require(module: str) -> Any:
     """Import ``module`` of the ``onnx`` extra, or say how to install it."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:
@@ -43,10 +45,9 @@ def _require(module: str) -> Any:
 
 def export_onnx(generator: Any, path: str | Path, *, opset: int = OPSET) -> Path:
     """Write ``generator`` as the ONNX model ``path`` (``lr`` -> ``sr``, both ``[0, 1]``)."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy: onnx_session runs an exported file without TensorFlow
 
     tf2onnx = _require("tf2onnx")
-    from harness.deploy.upscaler import generator_sr
 
     path = Path(path)
     if path.exists():
@@ -79,14 +80,7 @@ def export_onnx(generator: Any, path: str | Path, *, opset: int = OPSET) -> Path
 def check_image(source: str | Path | None = None, size: int = 128) -> np.ndarray:
     """A real LR image for the check, float32 ``(1, h, w, 3)`` in ``[0, 1]``: ``source`` (any
     image file) or scikit-image's bundled astronaut photo, centre-cropped to ``size``."""
-    if source is not None:
-        from harness.data.images import read_image
-
-        image = read_image(Path(source))
-    else:
-        from skimage import data
-
-        image = data.astronaut()
+    image = read_image(Path(source)) if source is not None else data.astronaut()
     h, w = image.shape[:2]
     y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
     crop = image[y : y + size, x : x + size]
@@ -104,8 +98,6 @@ def check_onnx(
 ) -> float:
     """The largest absolute difference between ONNX Runtime and TensorFlow on ``lr``; an
     :class:`OnnxExportError` above ``tolerance``."""
-    from harness.deploy.upscaler import Upscaler
-
     got = onnx_session(path).run(["sr"], {"lr": lr})[0]
     want = Upscaler.from_generator(generator)(lr)
     if got.shape != want.shape:

@@ -51,7 +51,7 @@ def generator_sr(generator: Any, lr: Any) -> Any:
     """A generator's SR (``[-1, 1]``) for the float32 batch ``lr`` as float32 ``[0, 1]``:
     ``clip((g(lr) + 1) / 2, 0, 1)``, BN in inference mode. The one such mapping, so what is
     exported, served and evaluated is the same network output."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy: the deploy wing imports without TensorFlow
 
     sr = tf.cast(generator(lr, training=False), tf.float32)
     # NaN stays NaN through the clip (tf.clip_by_value passes NaN on), so a diverged
@@ -118,7 +118,7 @@ class Upscaler:
         cls, generator: Any, *, tile: int = 0, overlap: int | None = None
     ) -> Upscaler:
         """Wrap a generator (SR in ``[-1, 1]``) as :func:`generator_sr`, traced once."""
-        import tensorflow as tf
+        import tensorflow as tf  # heavy: the deploy wing imports without TensorFlow
 
         @tf.function(
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],

@@ -12,13 +12,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
-from harness.data.images import encode_png, to_uint8
+from harness.data import video
+from harness.data.images import (
+    ImageReadError,
+    encode_png,
+    is_image_file,
+    list_images,
+    read_image,
+    to_uint8,
+)
+from harness.deploy.models import load_upscaler
 from harness.deploy.upscaler import Upscaler
 from harness.errors import HarnessError
 from harness.measures.bicubic import bicubic_upscaler
@@ -57,8 +69,6 @@ def compare_path(path: Path) -> Path:
 def save_image(path: Path, image: np.ndarray) -> None:
     """Write a uint8 RGB image in the format ``path``'s suffix names (PNG through
     :func:`harness.data.images.encode_png`), creating its folder."""
-    from PIL import Image
-
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         if path.suffix.lower() == ".png":
@@ -82,8 +92,6 @@ def _batches(items: Iterable[tuple[str, np.ndarray]], size: int) -> Iterator[lis
 
 
 def _progress(total: int | None, unit: str, quiet: bool) -> Any:
-    from tqdm import tqdm
-
     return tqdm(total=total, unit=unit, disable=quiet, dynamic_ncols=True, leave=False)
 
 
@@ -94,8 +102,6 @@ def upscale_image(
     upscaler: Upscaler, source: Path, target: Path, compare: bool, quiet: bool
 ) -> None:
     """One image file -> ``target`` (and ``target``'s ``_compare`` twin)."""
-    from harness.data.images import read_image
-
     image = read_image(source)
     boxes = upscaler.tiles(*image.shape[:2])
     with _progress(len(boxes), "tile", quiet) as bar:
@@ -114,8 +120,6 @@ def upscale_folder(
     bad frame does not cost the rest of the folder. Returns the count written and one message
     per skipped file.
     """
-    from harness.data.images import ImageReadError, list_images, read_image
-
     files = list_images(source)
     if not files:
         raise HarnessError(f"{source} holds no images (.png, .jpg, .jpeg, .bmp).")
@@ -157,10 +161,6 @@ def _encode(
 ) -> int:
     """Upscale ``frames`` in batches and encode them as the video ``target`` at ``fps`` (and
     the side-by-side next to it with ``compare``); returns the frame count."""
-    from contextlib import ExitStack
-
-    from harness.data import video
-
     with ExitStack() as stack:
         out = stack.enter_context(video.VideoWriter(target, fps))
         side = (
@@ -181,8 +181,6 @@ def upscale_video(
     upscaler: Upscaler, source: Path, target: Path, compare: bool, batch: int, quiet: bool
 ) -> int:
     """A video file -> ``target`` at the same frame rate; returns the frame count."""
-    from harness.data import video
-
     info = video.probe(source)
     frames = ((str(i), f) for i, f in enumerate(video.read_frames(source)))
     count = _encode(upscaler, frames, target, info.fps, info.frames or None, compare, batch, quiet)
@@ -205,8 +203,6 @@ def upscale_frames_to_video(
     Unreadable frames are skipped and reported as :func:`upscale_folder` does; frames must
     share one size. Returns the frame count and one message per skipped file.
     """
-    from harness.data.images import ImageReadError, list_images, read_image
-
     files = sorted(list_images(source), key=lambda f: f.name)
     if not files:
         raise HarnessError(f"{source} holds no images (.png, .jpg, .jpeg, .bmp).")
@@ -228,8 +224,6 @@ def upscale_frames_to_video(
 def frames_to_video(kind: Kind, output: Path) -> bool:
     """Whether a folder INPUT is to become a video: ``-o`` names a video container (not an
     existing folder)."""
-    from harness.data import video
-
     return kind == "folder" and video.is_video_file(output) and not output.is_dir()
 
 
@@ -238,9 +232,6 @@ def frames_to_video(kind: Kind, output: Path) -> bool:
 
 def input_kind(path: Path) -> Kind:
     """What ``path`` is to upscale: a folder, a video file or an image file."""
-    from harness.data import video
-    from harness.data.images import is_image_file
-
     if path.is_dir():
         return "folder"
     if video.is_video_file(path):
@@ -276,10 +267,6 @@ def _check_folder(folder: Path, what: str) -> None:
 
 def check_output(input_path: Path, output: Path, kind: Kind, compare: bool) -> None:
     """Refuse an unusable ``-o`` before the model is loaded, so no work is lost to it."""
-    from PIL import Image
-
-    from harness.data import video
-
     if frames_to_video(kind, output):
         if output.suffix.lower() not in video.ENCODERS:
             raise HarnessError(
@@ -375,8 +362,6 @@ def upscale_path(
     unreadable images of a folder are skipped and listed in the result
     (:meth:`Upscaled.skipped_error`), the rest are written.
     """
-    from harness.deploy.models import load_upscaler
-
     kind = input_kind(input_path)
     check_output(input_path, output, kind, compare)
     upscaler = load_upscaler(model, registry=registry, tile=tile, overlap=overlap)

@@ -110,7 +110,7 @@ def plan(
 
 def finished(p: Planned) -> bool:
     """The run reached ``train.steps`` and wrote its final generator."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy: only reading a run's checkpoint state needs TensorFlow
 
     run = RunDir(p.run_dir)
     latest = tf.train.latest_checkpoint(str(run.checkpoints))

@@ -20,7 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import references as refs
+from harness.data import images
 from harness.data.folders import SKIMAGE, folder_label, resolve
+from harness.data.pairs import load_pairs
+from harness.data.pipeline import load_folder
+from harness.deploy import models
 from harness.errors import HarnessError
 from harness.evaluation.tables import format_measure, text_table
 from harness.measures.bicubic import bicubic_upscaler
@@ -46,9 +50,6 @@ class Suite:
 
     def images(self, scale: int, limit: int = 0) -> list[Any]:
         """``(name, uint8 HR)``, or ``(name, uint8 HR, uint8 LR)`` with given LR images."""
-        from harness.data.pairs import load_pairs
-        from harness.data.pipeline import load_folder
-
         if self.lr:
             return list(load_pairs(self.spec, self.lr, scale, limit=limit))
         return list(load_folder(self.spec, scale, limit=limit))
@@ -60,8 +61,6 @@ def discover(specs: Sequence[str], lr_specs: Sequence[str] = ()) -> list[Suite]:
 
     ``lr_specs`` (one per spec, in order, or none) are folders of given LR images; for a clip
     folder, the LR of clip ``c`` is ``<lr>/c``."""
-    from harness.data import images
-
     if lr_specs and len(lr_specs) != len(specs):
         raise HarnessError(
             f"{len(lr_specs)} --lr folders for {len(specs)} --data folders: give one --lr per "
@@ -124,9 +123,8 @@ def load_model(
     if ref.kind == refs.BICUBIC:
         scale = scale or 4
         return bicubic_upscaler(scale), scale
-    from harness.deploy.models import load_upscaler
 
-    upscaler = load_upscaler(ref, registry=registry, tile=tile)
+    upscaler = models.load_upscaler(ref, registry=registry, tile=tile)
     model_scale = int(upscaler.scale)
     if scale and scale != model_scale:
         raise HarnessError(

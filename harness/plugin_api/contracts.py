@@ -26,7 +26,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from harness.errors import HarnessError
 from harness.plugin_api.losses import wants_real_logits
@@ -62,8 +64,6 @@ def _build(what: str, factory: Callable[..., Any], kwargs: Mapping[str, Any]) ->
 
 
 def _scalar(what: str, value: Any) -> float:
-    import tensorflow as tf
-
     value = tf.convert_to_tensor(value)
     if value.shape.rank != 0:
         raise _fail(what, f"returned shape {value.shape.as_list()}, expected a scalar.")
@@ -76,8 +76,6 @@ def _scalar(what: str, value: Any) -> float:
 
 
 def _finite_grads(what: str, grads: Iterable[Any], names: Iterable[str]) -> None:
-    import tensorflow as tf
-
     grads, names = list(grads), list(names)
     if all(g is None for g in grads):
         raise _fail(what, "has no gradient with respect to its inputs.")
@@ -108,8 +106,6 @@ def _check_schedule_fn(what: str, schedule: Callable[[int], float]) -> None:
 
 
 def _check_loss_fn(what: str, loss: Callable[[Any, Any], Any], shape: tuple[int, ...]) -> None:
-    import tensorflow as tf
-
     rng = np.random.default_rng(0)
     sr = tf.Variable(rng.uniform(-1, 1, shape).astype(np.float32))
     hr = tf.constant(rng.uniform(-1, 1, shape).astype(np.float32))
@@ -139,8 +135,6 @@ def check_content_loss(
 
 
 def _tiny_discriminator(patch: int):
-    import keras
-
     image = keras.Input((patch, patch, 3))
     x = keras.layers.Conv2D(4, 3, strides=2, activation="softplus")(image)
     x = keras.layers.GlobalAveragePooling2D()(x)
@@ -153,8 +147,6 @@ def check_adversarial_loss(
     """``generator_loss`` and ``discriminator_loss`` give finite float32 scalars with finite
     gradients for ``(batch, 1)`` logits, eagerly and in ``tf.function``; ``penalty``, where
     present, gives a finite scalar with gradients for a small discriminator's weights."""
-    import tensorflow as tf
-
     what = f'adversarial loss "{name}"'
     adv = _build(what, factory, _params(factory, params))
     for method in ("generator_loss", "discriminator_loss"):
@@ -215,8 +207,6 @@ def check_generator(
     """``factory(scale=...)`` maps LR in ``[0, 1]`` of each size in ``sizes`` to float32 SR
     exactly ``scale`` times larger, in ``[-1, 1]``; with ``round_trip`` the model also saves
     to ``.keras`` and loads back in Keras' safe mode with the same outputs."""
-    import keras
-
     what = f'generator "{name}"'
     model = _build(what, factory, {**_params(factory, params), "scale": scale})
     if not isinstance(model, keras.Model):
@@ -262,9 +252,6 @@ def check_discriminator(
 ) -> None:
     """``factory(patch=...)`` maps ``(batch, patch, patch, 3)`` in ``[-1, 1]`` to finite float32
     logits of shape ``(batch, 1)``, with finite gradients for its input."""
-    import keras
-    import tensorflow as tf
-
     what = f'discriminator "{name}"'
     model = _build(what, factory, {**_params(factory, params), "patch": patch})
     if not isinstance(model, keras.Model):
@@ -322,8 +309,6 @@ def check_degradation(
     ``[0, 1]`` (within ``[-0.5, 1.5]``: the host clips, but a 0..255 output is a bug), in a
     ``tf.function`` traced for any image size (as a ``tf.data`` map runs it; eagerly too, for
     the shape); the same seed gives the same LR."""
-    import tensorflow as tf
-
     what = f'degradation "{name}"'
     rng = np.random.default_rng(0)
     for scale in scales:

@@ -42,6 +42,7 @@ __all__ = [
 def distribution_entries(distribution: str, registry: Registry | None = None) -> list[Entry]:
     """Every registry entry that ``distribution`` provides (names compared as pip does); the
     registry is built afresh from the installed entry points unless ``registry`` is given."""
+    # heavy: a pytest plugin of every session; contracts load TensorFlow
     from harness.plugin_api import contracts
 
     return contracts.distribution_entries(distribution, registry or build_registry())
@@ -62,7 +63,7 @@ def assert_plugin_contracts(
     distributions that do: the usual cause is a package not installed or a missing
     ``[project.entry-points.harness]`` table.
     """
-    from harness.plugin_api import contracts
+    from harness.plugin_api import contracts  # heavy, as above
 
     registry = registry or build_registry()
     try:

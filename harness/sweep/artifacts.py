@@ -17,8 +17,11 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import mlflow
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
+
+from harness import tracking
 
 if TYPE_CHECKING:
     from harness.config import Experiment
@@ -56,10 +59,6 @@ def local_grids(run_dir: Path) -> list[Path]:
 
 def _mlflow_grid(exp: Experiment, run_id: str, dst: Path) -> Path | None:
     """The latest sample grid among the run's MLflow artifacts, downloaded into ``dst``."""
-    import mlflow
-
-    from harness import tracking
-
     uri = tracking.tracking_uri(exp)
     client = tracking.client(uri)
     pngs: list[str] = []

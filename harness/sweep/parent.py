@@ -171,8 +171,8 @@ def save_plots(study: optuna.Study, objectives: Sequence[Objective], folder: Pat
     import matplotlib  # heavy, and only when a worker summarises: imported here, headless
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import optuna.visualization.matplotlib as vis
+    import matplotlib.pyplot as plt  # as above
+    import optuna.visualization.matplotlib as vis  # as above
 
     quiet_optuna()
     folder.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from optuna import distributions as d
 
 from harness import config
 from harness.errors import ConfigError, HarnessError
+from harness.plugin_api.metrics import PROTOCOL_MEASURES, metric_protocol
 
 if TYPE_CHECKING:
     from harness.config import Experiment, SweepConfig
@@ -89,8 +90,6 @@ class Plan:
 
 def _default_direction(metric: str, registry: Registry) -> str:
     """``val/<name>``: the direction the metric plugin ``<name>`` declares (maximize else)."""
-    from harness.plugin_api.metrics import PROTOCOL_MEASURES, metric_protocol
-
     name = metric.removeprefix("val/")
     if name in PROTOCOL_MEASURES or name not in registry.names("metric"):
         return "maximize"

@@ -57,6 +57,7 @@ def make_sampler(p: Plan) -> BaseSampler:
         if p.sweep.sampler == "random":
             return optuna.samplers.RandomSampler(**options)
         try:  # optional: BoTorch (and PyTorch) come with the dashboard extra only
+            # optional: the dashboard extra (botorch)
             from optuna_dashboard.preferential.samplers.gp import PreferentialGPSampler
         except ImportError as exc:
             raise ConfigError(
@@ -74,8 +75,9 @@ def open_preferential_study(p: Plan, storage: Any) -> PreferentialStudy:
     """The plan's preferential study (created, or loaded), its feedback page showing each
     trial's sample grid."""
     try:  # optional: the dashboard extra
+        # optional: the dashboard extra
         from optuna_dashboard import register_preference_feedback_component
-        from optuna_dashboard.preferential import create_study
+        from optuna_dashboard.preferential import create_study  # optional: the dashboard extra
     except ImportError:
         raise ConfigError(NEEDS_DASHBOARD) from None
     try:
@@ -196,7 +198,7 @@ def show(p: Plan, top: int = 10) -> str:
     """Counts, the trials no ranking put below another (the best so far), and the command that
     opens the ranking pages."""
     try:  # optional: the dashboard extra
-        from optuna_dashboard.preferential import load_study
+        from optuna_dashboard.preferential import load_study  # optional: the dashboard extra
     except ImportError:
         raise ConfigError(NEEDS_DASHBOARD) from None
     try:  # the sampler is never asked here: no need for BoTorch

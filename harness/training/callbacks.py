@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from tqdm.auto import tqdm
+
 from harness.config import Experiment
 from harness.deploy import mlflow_model
 from harness.errors import HarnessError
@@ -237,8 +239,6 @@ class Progress:
     line every ``log_every`` steps with the same fields. Also the run's messages."""
 
     def __init__(self, total: int, initial: int, quiet: bool, log_every: int = 100) -> None:
-        from tqdm.auto import tqdm
-
         self.quiet = quiet
         self.total, self.step, self.first = total, initial, initial
         self.log_every = max(1, log_every)

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import os
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from harness import diskwrite
-from harness.config import Experiment
+from harness.config import Experiment, flatten
 from harness.errors import HarnessError
 from harness.rundir import RunDir
 from harness.training.step import Trainer
@@ -191,8 +193,6 @@ def _readable(path: str) -> bool:
 
 def checkpoint_objects(path: str) -> list[str]:
     """The top-level object names saved in checkpoint ``path`` (``generator``, ...)."""
-    from tensorflow.core.protobuf import trackable_object_graph_pb2
-
     try:
         reader = tf.train.load_checkpoint(path)
         graph = trackable_object_graph_pb2.TrackableObjectGraph()
@@ -206,10 +206,6 @@ def checkpoint_objects(path: str) -> list[str]:
 
 def changed_settings(previous_toml: str, exp: Experiment) -> list[str]:
     """Dotted keys whose values differ between a run's saved experiment and ``exp``."""
-    import tomllib
-
-    from harness.config import flatten
-
     try:
         before = flatten(tomllib.loads(previous_toml))
     except tomllib.TOMLDecodeError:

@@ -21,8 +21,10 @@ from typing import Any
 
 from harness import diskwrite
 from harness.config import Experiment
+from harness.deploy.models import load_generator
 from harness.plugin_api.registry import Registry
 from harness.rundir import RunDir, kept_name
+from harness.training.validation import metric_directions
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,6 @@ class Kept:
 def tracked_metrics(exp: Experiment, registry: Registry) -> dict[str, tuple[str, bool]]:
     """``best_<name>`` -> (the validation metric, higher is better) for this experiment; the
     direction is the one each metric plugin declares."""
-    from harness.training.validation import metric_directions
-
     return {
         kept_name(metric): (metric, higher)
         for metric, higher in metric_directions(exp, registry).items()
@@ -98,8 +98,6 @@ class KeptGenerators:
 
     def load_all(self) -> Iterator[tuple[str, Kept]]:
         """Each kept generator, loaded (for logging to MLflow)."""
-        from harness.deploy.models import load_generator
-
         for name, info in self.state.items():
             path = RunDir(self.run_dir).kept(name)
             if path.is_file():

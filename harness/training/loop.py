@@ -19,11 +19,14 @@ from typing import Any
 import tensorflow as tf
 
 from harness.config import Experiment
+from harness.config.schema import PairedFolder
 from harness.data.folders import SKIMAGE, folder_label, resolve, skimage_folder
 from harness.errors import HarnessError
 from harness.plugin_api.registry import Registry
+from harness.run_context import image_folder_dataset
 from harness.rundir import RunDir
 from harness.signals import signals_to_flag
+from harness.tracking import Tracker
 from harness.training import callbacks as cb
 from harness.training.callbacks import (
     Callback,
@@ -36,6 +39,7 @@ from harness.training.checkpoints import Checkpoints, NonFiniteWeights, move_asi
 from harness.training.kept import KeptGenerators
 from harness.training.step import Trainer, is_chief, make_strategy
 from harness.training.validation import Validator
+from harness.training.warmstart import warm_start
 
 
 class _NullTracker:
@@ -90,8 +94,6 @@ def train(
         TrainingInterrupted: SIGINT/SIGTERM (checkpoint saved, MLflow run KILLED).
         StopTraining: re-raised from a callback.
     """
-    from harness.tracking import Tracker
-
     run_dir = exp.run_dir
     ckpt_dir = RunDir(run_dir).checkpoints
     run_id_file = RunDir(run_dir).run_id_file
@@ -160,9 +162,6 @@ def _log_data_inputs(exp: Experiment, tracker: Any) -> None:
     """The training and validation folders as MLflow dataset inputs of the run (one dataset
     per folder: its name, a digest of its file list and its number of images; a paired entry
     is two, its HR and its LR folder, the LR one named ``<name> (LR)``)."""
-    from harness.config.schema import PairedFolder
-    from harness.run_context import image_folder_dataset
-
     for context, entries in (("training", exp.data.train), ("validation", exp.data.val)):
         datasets = []
         for entry in dict.fromkeys(entries):
@@ -208,8 +207,6 @@ def _run(
     ckpt_dir: Path,
     params: Mapping[str, Any] | None = None,
 ) -> TrainResult:
-    from harness.training.warmstart import warm_start
-
     t, v = exp.train, exp.validation
     run_dir = exp.run_dir
     toml_path = RunDir(run_dir).experiment_toml

@@ -23,6 +23,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from harness.errors import ConfigError
+
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
@@ -67,8 +69,6 @@ def resolve(precision: str) -> str:
     if precision == "auto":
         return auto_policy()
     if precision not in POLICIES:
-        from harness.errors import ConfigError
-
         known = ", ".join(POLICIES)
         raise ConfigError(f'train.precision "{precision}" is not known: use "auto" or {known}.')
     return precision

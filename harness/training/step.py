@@ -37,6 +37,7 @@ import keras
 import tensorflow as tf
 
 from harness.config import Experiment, schedules
+from harness.data import pipeline as data
 from harness.data.folders import DataError
 from harness.errors import ConfigError
 from harness.plugin_api.losses import wants_real_logits
@@ -345,8 +346,6 @@ class Trainer:
         """Open the training data; its seed comes from the checkpointed RNG, so a resumed run
         draws a fresh, reproducible order."""
         if dataset is None:
-            from harness.data import pipeline as data
-
             seed = int(self.rng.uniform_full_int([], tf.int64).numpy() % (2**31 - 1))
             dataset = data.training_dataset(
                 self.exp.data, self.exp.train.batch_size, seed, self.registry

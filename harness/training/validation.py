@@ -12,8 +12,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from harness.config import Experiment
+from harness.data import pipeline as data
+from harness.data.images import to_uint8
+from harness.deploy.upscaler import Upscaler
 from harness.measures.bicubic import bicubic_downsample, bicubic_upsample, bicubic_upscaler
 from harness.measures.quality import crop_border, psnr
 from harness.measures.scoring import evaluate, given_lr
@@ -53,8 +57,6 @@ class Validator:
     """The validation images of a run and the metrics measured on them."""
 
     def __init__(self, exp: Experiment, registry: Registry) -> None:
-        from harness.data import pipeline as data
-
         self.scale = exp.data.scale
         self.images = data.validation_images(exp.data)
         self.samples = self.images[: exp.validation.samples]
@@ -68,8 +70,6 @@ class Validator:
 
     def upscaler(self, generator: Any) -> Callable[[np.ndarray], np.ndarray]:
         """``generator`` as an upscaler, LR ``[0, 1]`` -> SR ``[0, 1]`` (built once per model)."""
-        from harness.deploy.upscaler import Upscaler
-
         key = id(generator)
         if key not in self._upscalers:
             self._upscalers[key] = Upscaler.from_generator(generator)
@@ -90,8 +90,6 @@ _LABEL_HEIGHT = 14  # the caption band above each row of tiles
 
 def _caption(text: str, width: int) -> np.ndarray:
     """A white ``(_LABEL_HEIGHT, width, 3)`` band with ``text`` in black (cut at the width)."""
-    from PIL import Image, ImageDraw, ImageFont
-
     band = Image.new("RGB", (width, _LABEL_HEIGHT), "white")
     ImageDraw.Draw(band).text((1, 1), text, fill="black", font=ImageFont.load_default(size=11))
     return np.asarray(band, dtype=np.uint8)
@@ -106,8 +104,6 @@ def sample_grid(
     each tile captioned with its column's name and, for bicubic and SR, its PSNR-Y against HR
     (the protocol's: Y channel, ``scale`` pixels of border cropped). An image given with its LR
     (paired validation data) shows that LR."""
-    from harness.data.images import to_uint8
-
     rows = []
     for name, hr, *given in images:
         h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale

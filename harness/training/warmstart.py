@@ -18,10 +18,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import tensorflow as tf
+
 from harness import references as refs
+from harness.deploy import models
+from harness.deploy.models import load_keras_file
 from harness.errors import HarnessError
 from harness.references import ModelRef, ModelReferenceError, parse_reference
 from harness.rundir import CHECKPOINTS, DISCRIMINATOR_FILE, RunDir
+from harness.training import precision
+from harness.training.step import config_text
 
 if TYPE_CHECKING:
     from harness.plugin_api.registry import Registry
@@ -79,10 +85,8 @@ def copy_weights(target: Any, source: Any, network: str, ref: str, target_desc: 
 
 def load_generator(ref: str | ModelRef, registry: Registry, tracking_uri: str | None = None) -> Any:
     """The generator ``ref`` names (any model reference; an MLflow one in ``tracking_uri``)."""
-    from harness.deploy.models import load_generator
-
     try:
-        return load_generator(ref, registry=registry, tracking_uri=tracking_uri)
+        return models.load_generator(ref, registry=registry, tracking_uri=tracking_uri)
     except ModelReferenceError as exc:
         raise WarmStartError(f"[generator] init: {exc}") from None
 
@@ -90,10 +94,6 @@ def load_generator(ref: str | ModelRef, registry: Registry, tracking_uri: str | 
 def load_discriminator(ref: str | ModelRef, build: Any, registry: Registry) -> Any:
     """The discriminator ``ref`` names; ``build()`` makes an empty one to restore a checkpoint
     into."""
-    import tensorflow as tf
-
-    from harness.deploy.models import load_keras_file
-
     try:
         parsed = parse_reference(ref)
     except ModelReferenceError as exc:
@@ -130,9 +130,6 @@ def load_discriminator(ref: str | ModelRef, build: Any, registry: Registry) -> A
 def warm_start(trainer: Any) -> list[Source]:
     """Copy ``[generator] init`` / ``[discriminator] init`` weights into a fresh
     :class:`~harness.training.step.Trainer`'s networks (a new run only); the sources used."""
-    from harness.training import precision
-    from harness.training.step import config_text
-
     exp, sources = trainer.exp, []
     if exp.generator.init:
         # an MLflow model of the experiment's own store, as its run's lineage is read there
