@@ -33,6 +33,7 @@ from harness.commands import (
     upscale,
 )
 from harness.console import quiet_tensorflow
+from harness.data.images import use_own_pixel_limit
 from harness.errors import HarnessError, HarnessWarning
 
 COMMANDS = (
@@ -116,7 +117,6 @@ def configure_process(verbose: bool = False) -> None:
     ``verbose`` or the user set ``TF_CPP_MIN_LOG_LEVEL``, the harness's own image pixel limit in
     place of Pillow's (:func:`harness.data.images.use_own_pixel_limit`) and warnings printed as
     one ``warning: ...`` line."""
-    from harness.data.images import use_own_pixel_limit
 
     if not verbose and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
         quiet_tensorflow()

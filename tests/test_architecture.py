@@ -53,6 +53,17 @@ def test_no_host_module_is_over_450_lines() -> None:
     assert not long, f"modules over {MAX_LINES} lines (split them by job): {long}"
 
 
+def _reason_above(lines: list[str], index: int) -> bool:
+    """Whether a comment line opens the run of import lines that ends at ``lines[index]``."""
+    for above in reversed(lines[:index]):
+        text = above.strip()
+        if text.startswith("#"):
+            return True
+        if not text.startswith(("import ", "from ")):
+            return False
+    return False
+
+
 def _unexplained_local_imports(source: str) -> list[tuple[int, str]]:
     lines = source.splitlines()
     found = []
@@ -62,8 +73,7 @@ def _unexplained_local_imports(source: str) -> list[tuple[int, str]]:
         for sub in ast.walk(node):
             if isinstance(sub, ast.Import | ast.ImportFrom):
                 line = lines[sub.lineno - 1]
-                above = lines[sub.lineno - 2].strip() if sub.lineno > 1 else ""
-                if "#" not in line and not above.startswith("#"):
+                if "#" not in line and not _reason_above(lines, sub.lineno - 1):
                     found.append((sub.lineno, line.strip()))
     return sorted(set(found))
 
@@ -83,6 +93,7 @@ def test_the_local_import_check_finds_an_unexplained_import() -> None:
     """The check above is not vacuous: it flags a bare local import and accepts a reasoned one."""
     source = (
         "def f():\n    import json\n\n"
-        "def g():\n    import tensorflow as tf  # heavy: only training needs it\n"
+        "def g():\n    import tensorflow as tf  # heavy: only training needs it\n\n"
+        "def h():\n    # MLflow: only when logging\n    import mlflow\n    import mlflow.pyfunc\n"
     )
     assert _unexplained_local_imports(source) == [(2, "import json")]

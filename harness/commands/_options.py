@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from harness.plugin_api.registry import build_registry
 from harness.references import ModelRef, parse_reference
 
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ def overrides_option(
 def registry() -> Registry:
     """The plugin registry of this command line invocation, built once on first use and passed
     on explicitly from here (commands -> wings); nothing below the CLI builds its own."""
-    from harness.plugin_api.registry import build_registry
 
     root = click.get_current_context().find_root()
     if not isinstance(root.obj, dict):

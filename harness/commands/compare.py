@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from harness.commands._options import overrides_option, registry
+from harness.evaluation import compare
 
 
 @click.command("compare")
@@ -62,8 +63,6 @@ def command(
       harness compare experiments/compare --data ../shared/data/set5 --data ../shared/data/set14
       harness compare experiments/compare --no-report
     """
-    from harness.evaluation import compare
-
     planned = compare.plan(experiments, overrides, registry=registry())
     click.echo("the comparison, in order:")
     for p in planned:
@@ -72,6 +71,7 @@ def command(
     compare.run_all(planned, overrides, say=click.echo)
     if not report:
         return
+    # MLflow: loaded only when a report is written, not for --help
     from harness.evaluation.report import DEFAULT_DATA, write_report
 
     folder = Path(out) if out else Path("reports") / Path(experiments[0]).stem

@@ -8,6 +8,10 @@ from pathlib import Path
 import click
 
 from harness.commands._options import overrides_option, registry
+from harness.config import parse_overrides
+from harness.data import datasets, images
+from harness.data.datasets import DATASETS
+from harness.data.folders import SKIMAGE, resolve
 from harness.errors import HarnessError
 
 
@@ -19,7 +23,6 @@ def command() -> None:
 @command.command("list")
 def list_command() -> None:
     """The data sets `harness data download` knows, with their sources."""
-    from harness.data.datasets import DATASETS
 
     for ds in DATASETS.values():
         digest = ds.sha256 or "not published (pin with --sha256)"
@@ -46,8 +49,6 @@ def download_command(
     Safe to interrupt: a re-run resumes the download. $HARNESS_DATA_MIRROR=http://host/dir
     fetches <mirror>/<archive name> instead of the original host.
     """
-    from harness.data import datasets
-
     if (url or sha256) and len(names) > 1:
         raise HarnessError("--url and --sha256 apply to one data set; name only one.")
     for name in names:
@@ -78,9 +79,6 @@ def check_command(folders: tuple[str, ...], min_side: int, scale: int) -> None:
     Exits 1 when any problem is listed. Images over the pixel limit ($HARNESS_MAX_IMAGE_PIXELS,
     default 16384x16384) are reported from their header and never decoded.
     """
-    from harness.data import images
-    from harness.data.folders import SKIMAGE, resolve
-
     limit = images.max_pixels()
     failed: list[str] = []
     for spec in folders:
@@ -193,8 +191,7 @@ def degrade_command(
       harness data degrade ../shared/data/bsd100 -o data/bsd100_realesrgan_x4 \\
           --degradation realesrgan --seed 0
     """
-    from harness.config import parse_overrides
-    from harness.data.degrade import degrade_folder
+    from harness.data.degrade import degrade_folder  # TensorFlow: only `data degrade` needs it
 
     written = degrade_folder(
         src,

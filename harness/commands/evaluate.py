@@ -90,6 +90,7 @@ def command(
       harness evaluate --model runs:/<run id>/generator --data data/set5 data/vid4
       harness evaluate --model runs/real --data data/bsd100 --lr data/bsd100_realesrgan_x4
     """
+    # MLflow: loaded only when the command runs, not for --help
     from harness.evaluation import mlflow_log, suite
     from harness.evaluation.run_store import store_uri
 

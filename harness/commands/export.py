@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from harness.commands._options import MODEL, registry
+from harness.deploy import onnx
+from harness.deploy.export import export_saved_model
 from harness.deploy.models import load_generator
 from harness.errors import HarnessError
 from harness.references import ModelRef
@@ -61,8 +63,6 @@ def command(
     """
     base = output / str(model_version) if model_version else output
     if fmt == "onnx":
-        from harness.deploy import onnx
-
         target = base if base.suffix == ".onnx" else base / "model.onnx"
         if target.exists():
             raise onnx.OnnxExportError(f"{target} exists; give a new file name (or remove it).")
@@ -80,7 +80,6 @@ def command(
             f"(tolerance {onnx.TOLERANCE:.2e})"
         )
         return
-    from harness.deploy.export import export_saved_model
 
     if base.is_file():
         raise HarnessError(f"-o {base} is a file; give a new folder for the SavedModel.")

@@ -6,6 +6,7 @@ import click
 
 from harness.commands._options import registry
 from harness.errors import HarnessError
+from harness.evaluation.tables import format_measure, measure_name, text_table
 
 
 @click.command("report")
@@ -94,8 +95,7 @@ def command(
       harness report runs/srgan@best_lpips runs/srgan --metric lpips --no-mlflow
       harness report <sweep parent run id> --tracking-uri sqlite:///mlflow.db
     """
-    from harness.evaluation import report as rep
-    from harness.evaluation.tables import format_measure, measure_name, text_table
+    from harness.evaluation import report as rep  # MLflow: loaded when the command runs
 
     if not runs:
         raise HarnessError(

@@ -104,6 +104,7 @@ def command(
     run. Ctrl-C saves a checkpoint first; running the same command again continues.
     """
     cluster = cluster_config(worker_index, workers)
+    # TensorFlow: loaded only when a run starts, not for --help
     from harness.training.loop import StopTraining, TrainingInterrupted, train
 
     items = list(overrides) + (["train.quiet=true"] if quiet else [])
@@ -133,6 +134,7 @@ def command(
     if result.model_path:
         click.echo(f"generator: {result.model_path}")
     if result.run_id and result.experiment_id:
+        # MLflow: loaded only once a run has ended
         from harness.run_context import run_url, ui_command
 
         if command := ui_command(result.tracking_uri):

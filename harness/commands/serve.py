@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from harness.commands._options import MODEL, registry
+from harness.deploy.codecs import parse_size
 from harness.deploy.models import load_upscaler
 from harness.references import ACCEPTED, ModelRef
 
@@ -69,10 +70,9 @@ def command(
 
     MODEL is any model reference, including a `harness export` folder.
     """
-    import uvicorn
+    import uvicorn  # the server: loaded only when serving
 
-    from harness.deploy.codecs import parse_size
-    from harness.deploy.serve import create_app
+    from harness.deploy.serve import create_app  # FastAPI: loaded only when serving
 
     limit = parse_size(max_bytes)
     upscaler = load_upscaler(model, registry=registry(), tile=tile)

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from harness.commands._options import MODEL, registry
+from harness.deploy.upscaling import upscale_path
 from harness.references import ACCEPTED, ModelRef
 
 
@@ -77,8 +78,6 @@ def command(
     --compare a bicubic-vs-model side-by-side is written next to each output
     (NAME_compare.EXT, or a folder OUTPUT_compare for a folder INPUT).
     """
-    from harness.deploy.upscaling import upscale_path
-
     done = upscale_path(
         input_path,
         output,
