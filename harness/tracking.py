@@ -324,7 +324,17 @@ class Tracker:
             DatasetInput(ds._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, context)])
             for ds in datasets
         ]
-        if inputs:
+        if not inputs:
+            return
+        try:
+            self.client.log_inputs(self.run_id, datasets=inputs)
+        except MlflowException as exc:
+            # Two runs of one experiment logging the same new dataset at once (sweep trials run
+            # in parallel) race in MLflow's SQL store: it looks the dataset up, both miss, and
+            # the second insert breaks the unique key. The dataset exists now, so once more
+            # links it instead of inserting it.
+            if "UNIQUE constraint" not in str(exc) and "duplicate key" not in str(exc):
+                raise
             self.client.log_inputs(self.run_id, datasets=inputs)
 
     def start_system_metrics(self, interval: float = SYSTEM_METRICS_INTERVAL) -> None:

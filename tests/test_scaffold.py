@@ -156,6 +156,7 @@ def _plugins(env: OverlayEnv) -> list[dict[str, str]]:
     return json.loads(env.harness("plugins", "--json").stdout)
 
 
+@pytest.mark.slow  # pip-installs the scaffold; test_example_plugin covers an installed plugin
 def test_installed_scaffold_is_listed_shown_and_tested(installed_loss, tmp_path: Path) -> None:
     env, package = installed_loss
     rows = [r for r in _plugins(env) if r["name"] == "edge_probe"]

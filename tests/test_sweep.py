@@ -295,7 +295,12 @@ def test_sweep_through_the_cli_tracks_trials_in_mlflow(tmp_path, shared_data):
     study = optuna.load_study(study_name="quickstart_w1_w2", storage=storage)
     trials = study.get_trials()
     assert len(trials) == 2
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    states = [(t.number, t.state.name, t.user_attrs) for t in trials]
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), (
+        states,
+        out.stdout[-3000:],
+        out.stderr[-3000:],
+    )
     # the median pruner waits for one complete trial
     assert TrialState.COMPLETE in {t.state for t in trials}
     best = study.best_trial

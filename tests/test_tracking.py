@@ -8,11 +8,13 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from harness import config
 from harness.plugin_api.registry import Registry, build_registry
+from harness.run_context import image_folder_dataset
 from harness.tracking import (
     DEFAULT_URI,
     RESUMED_FROM_TAG,
@@ -194,3 +196,33 @@ def test_unusable_store_is_a_clear_error(tmp_path):
     bad = config.from_dict({"tracking": {"uri": "bogus://nowhere"}}, registry=installed())
     with pytest.raises(TrackingError, match="bogus://nowhere"):
         Tracker(bad)
+
+
+def test_a_dataset_two_parallel_runs_log_at_once_is_linked_to_both(tmp_path, store, monkeypatch):
+    """Parallel sweep trials log the same new dataset: MLflow's SQL store then refuses the
+    second insert (unique key); the run links the dataset the other run inserted. Any other
+    store error still surfaces."""
+    (tmp_path / "set").mkdir()
+    exp = exp_with(tmp_path, store, experiment="datasets_race")
+    first, second = Tracker(exp, run_name="a"), Tracker(exp, run_name="b")
+    ds = image_folder_dataset("set", tmp_path / "set", [], "training")
+    first.log_datasets([ds], "training")
+    real, calls = second.client.log_inputs, []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # what the store raises when the other run inserted it first
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(second.client, "log_inputs", racing)
+    second.log_datasets([ds], "training")
+    client = MlflowClient(store)
+    for tracker in (first, second):
+        (linked,) = client.get_run(tracker.run_id).inputs.dataset_inputs
+        assert linked.dataset.digest == ds.digest
+    monkeypatch.setattr(
+        second.client, "log_inputs", lambda *a, **k: (_ for _ in ()).throw(MlflowException("no"))
+    )
+    with pytest.raises(MlflowException, match="no"):
+        second.log_datasets([ds], "validation")

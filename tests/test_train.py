@@ -303,7 +303,7 @@ UPSTREAM = {"precision": "mixed_float16", "d_steps": 2, "ema": 0.9}
 
 @pytest.mark.parametrize(
     "variant",
-    [pytest.param({}, marks=pytest.mark.slow), UPSTREAM],
+    [pytest.param({}, marks=pytest.mark.slow), pytest.param(UPSTREAM, marks=pytest.mark.slow)],
     ids=["float32", "float16-dsteps2-ema"],
 )
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, store, variant):
