@@ -273,6 +273,7 @@ def _listed(env: OverlayEnv, **extra_env: str) -> dict[str, str]:
     return {r["name"]: r["distribution"] for r in rows}
 
 
+@pytest.mark.slow  # pip-installs two packages; test_example_plugin covers an installed one
 def test_installed_packages_appear_fail_clearly_are_disabled_and_uninstall(
     tmp_path: Path,
 ) -> None:

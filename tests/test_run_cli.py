@@ -136,6 +136,7 @@ class _StopAt:
             raise StopTraining(f"stopped at {step}")
 
 
+@pytest.mark.slow  # a second run; test_reliability resumes runs in the fast tier
 def test_resume_continues_the_same_mlflow_run(tmp_path, monkeypatch, store, registry):
     monkeypatch.chdir(tmp_path)
     sets = tiny_overrides(tmp_path, steps=6, pretrain=1)
