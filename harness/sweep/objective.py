@@ -27,6 +27,7 @@ from typing import Any
 import optuna
 
 from harness import tracking
+from harness.signals import handling
 from harness.sweep.artifacts import upload_grid
 from harness.sweep.parent import ParentRun
 from harness.sweep.plan import Plan, params_text
@@ -180,20 +181,13 @@ def interrupts_stop(runner: TrialRunner) -> Iterator[None]:
     """Inside the block, SIGINT and SIGTERM stop the runner's trial processes and raise
     ``KeyboardInterrupt`` in the main thread (where ``study.optimize`` or its thread pool
     waits); outside the main thread, nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def handler(signum: int, frame: Any) -> None:
         runner.interrupt()
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with handling(handler):
         yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def _stop(process: subprocess.Popen) -> None:
