@@ -89,8 +89,7 @@ class RunDir:
         """What a run trained (``--fresh`` moves these aside): checkpoints, the final models,
         the kept generators and their record; those present."""
         fixed = [self.checkpoints, self.generator, self.discriminator, self.kept_json]
-        kept = sorted(self.path.glob(f"{KEPT_PREFIX}*{MODEL_SUFFIX}"))
-        return [p for p in fixed if p.exists()] + kept
+        return [p for p in fixed if p.exists()] + [self.kept(n) for n in self.kept_names()]
 
     def read_run_id(self) -> str:
         """The MLflow run id the run logged to ("" when it has none)."""

@@ -27,7 +27,7 @@ from harness import config
 from harness import references as refs
 from harness.deploy.upscaler import Upscaler
 from harness.references import ACCEPTED, ModelRef, ModelReferenceError, parse_reference
-from harness.rundir import GENERATOR_FILE, RunDir
+from harness.rundir import GENERATOR_FILE, MODEL_SUFFIX, RunDir
 
 if TYPE_CHECKING:
     from harness.plugin_api.registry import Registry
@@ -85,7 +85,7 @@ def kept_model_path(ref: str | Path | ModelRef) -> Path | None:
     run = RunDir(parsed.path)
     path = run.kept(parsed.name)
     if not path.is_file():
-        kept = sorted(p.stem for p in run.path.glob("*.keras"))
+        kept = sorted(p.stem for p in run.path.glob(f"*{MODEL_SUFFIX}"))
         raise _bad_ref(
             parsed,
             f"{run.path} kept no generator named {parsed.name} (it holds: "
