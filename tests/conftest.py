@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,3 +80,43 @@ def registry():
     from harness.plugin_api.registry import build_registry
 
     return build_registry()
+
+
+TRAINING_POLICIES = ("float32", "mixed_bfloat16")
+"""The policies a generator is trained under: float32, and the CPU default of
+``precision = "auto"`` on a CPU with bf16 support."""
+
+
+@dataclass(frozen=True)
+class SavedGenerator:
+    """A tiny generator saved as training saves it (``generator.keras``) under ``policy``, and
+    ``float32``: the same architecture and weights built in float32 (the reference that
+    exports, serving, evaluation and upscaling are compared with)."""
+
+    policy: str
+    path: Path
+    float32: Any
+
+
+def save_generator(folder: Path, registry, policy: str, seed: int = 7, **params) -> SavedGenerator:
+    """Build a tiny SRResNet under ``policy`` (as a run does), save it, and its float32 twin."""
+    import keras
+
+    from harness.training.precision import policy_scope
+
+    params = {"scale": 4, "blocks": 1, "filters": 8, **params}
+    keras.utils.set_random_seed(seed)
+    with policy_scope(policy):
+        model = registry.factory("generator", "srresnet")(**params)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "generator.keras"
+    model.save(path)
+    twin = registry.factory("generator", "srresnet")(**params)
+    twin.set_weights(model.get_weights())
+    return SavedGenerator(policy, path, twin)
+
+
+@pytest.fixture(scope="session", params=TRAINING_POLICIES)
+def trained(request, tmp_path_factory, registry) -> SavedGenerator:
+    """A tiny generator saved under each training policy (tests using it run once per policy)."""
+    return save_generator(tmp_path_factory.mktemp(request.param), registry, request.param)

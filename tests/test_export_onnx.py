@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
+from conftest import save_generator
 
 from harness.cli import cli
 from harness.deploy.onnx import (
@@ -40,7 +41,7 @@ def test_cli_exports_checks_and_onnx_runtime_matches_tf(generator, shared_data, 
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
-    assert "max |ONNX - TensorFlow|" in result.output
+    assert "max |ONNX - TensorFlow float32|" in result.output
     path = tmp_path / "onnx" / "1" / "model.onnx"
     session = onnx_session(path)
     (given,), (out,) = session.get_inputs(), session.get_outputs()
@@ -78,3 +79,67 @@ def test_export_refuses_an_existing_onnx_file_before_loading(tmp_path) -> None:
     )
     assert result.exit_code != 0 and "exists" in result.output
     assert "Traceback" not in result.output and target.read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("fmt", ["onnx", pytest.param("savedmodel", marks=pytest.mark.slow)])
+def test_a_model_of_either_training_policy_exports_in_float32(trained, fmt, tmp_path) -> None:
+    """A generator trained under mixed_bfloat16 keeps that policy when loaded; the export is
+    rebuilt in float32, runs in ONNX Runtime and matches the float32 network."""
+    target = tmp_path / ("m.onnx" if fmt == "onnx" else "saved")
+    result = CliRunner().invoke(
+        cli,
+        ["export", str(trained.path), "-o", str(target), "--format", fmt, "--check-image"]
+        + [str(_photo(tmp_path))],
+    )
+    assert result.exit_code == 0, result.output
+    assert "float32| = " in result.output and "Traceback" not in result.output
+    lr = np.random.default_rng(3).uniform(0, 1, (1, 11, 13, 3)).astype(np.float32)
+    if fmt == "onnx":
+        got = onnx_session(target).run(["sr"], {"lr": lr})[0]
+    else:
+        got = tf.saved_model.load(str(target)).signatures["serving_default"](lr=lr)["sr"].numpy()
+    want = Upscaler.from_generator(trained.float32)(lr)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def _photo(folder) -> object:
+    from PIL import Image
+
+    path = folder / "photo.png"
+    Image.fromarray((check_image(size=32)[0] * 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.slow
+def test_a_failed_check_leaves_nothing_and_a_rerun_does_not_say_exists(registry, tmp_path) -> None:
+    """ONNX Runtime's CPU provider has no bfloat16 Conv: the bf16 export fails its check, says
+    so in one line and leaves no file behind (the float32 export then succeeds)."""
+    trained = save_generator(tmp_path / "run", registry, "mixed_bfloat16")
+    target = tmp_path / "out" / "m.onnx"
+    args = ["export", str(trained.path), "-o", str(target), "--format", "onnx"]
+    result = CliRunner().invoke(cli, [*args, "--precision", "bfloat16"])
+    assert result.exit_code != 0, result.output
+    assert (
+        result.output.startswith("error: ")
+        and ".partial" not in result.output
+        and "Traceback" not in result.output
+    )
+    assert "cannot run" in result.output and "not kept" in result.output
+    assert not target.exists() and list(target.parent.iterdir()) == []
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.slow
+def test_a_bfloat16_saved_model_is_an_explicit_choice(trained, tmp_path) -> None:
+    target = tmp_path / "saved"
+    result = CliRunner().invoke(
+        cli, ["export", str(trained.path), "-o", str(target), "--precision", "bfloat16"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "bfloat16); max |SavedModel - TensorFlow float32| = " in result.output
+    lr = check_image(size=16)
+    got = tf.saved_model.load(str(target)).signatures["serving_default"](lr=lr)["sr"].numpy()
+    want = Upscaler.from_generator(trained.float32)(lr)
+    assert 0 < np.abs(got - want).max() < 8 / 255  # computed in bf16, close to float32

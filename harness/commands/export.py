@@ -8,8 +8,9 @@ import click
 
 from harness.commands._options import MODEL, registry
 from harness.deploy import onnx
-from harness.deploy.export import export_saved_model
+from harness.deploy.export import TOLERANCE, export_checked
 from harness.deploy.models import load_generator
+from harness.deploy.precision import FLOAT32, PRECISIONS
 from harness.errors import HarnessError
 from harness.references import ModelRef
 
@@ -41,22 +42,38 @@ from harness.references import ModelRef
     "model repository) expects.",
 )
 @click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=FLOAT32,
+    show_default=True,
+    help="What the exported network computes in, whatever it was trained in. bfloat16 is for "
+    "hardware with bf16 kernels (ONNX Runtime's CPU provider has none); it is checked against "
+    "float32 within 8 levels of 8 bits.",
+)
+@click.option(
     "--check-image",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="ONNX: the image the export is checked on against TensorFlow [default: scikit-image's "
-    "astronaut photo].",
+    help="The image the export is checked on against TensorFlow float32 [default: "
+    "scikit-image's astronaut photo].",
 )
 def command(
-    run: ModelRef, output: Path, fmt: str, model_version: int | None, check_image: Path | None
+    run: ModelRef,
+    output: Path,
+    fmt: str,
+    model_version: int | None,
+    precision: str,
+    check_image: Path | None,
 ) -> None:
     """Export RUN's generator as a SavedModel with a "serving_default" signature, or as ONNX.
 
     Both take "lr" (float32, shape [batch, height, width, 3], values in [0, 1]; any batch and
     size) and return "sr" (the upscaled batch in [0, 1]). TF Serving loads the SavedModel
-    folder as is; `harness serve OUTPUT` serves it too. An ONNX export is checked against
-    TensorFlow on a real image (the largest difference is printed; the export fails above a
-    quarter of an 8-bit level).
+    folder as is; `harness serve OUTPUT` serves it too. The network is rebuilt in float32 (or
+    --precision bfloat16) whatever precision it was trained in, written under a temporary name
+    beside OUTPUT, run on a real image and compared with TensorFlow float32 (the largest
+    difference is printed); it is renamed into place only when it agrees (a quarter of an
+    8-bit level for float32), so a failed export leaves nothing behind.
 
     RUN is any model reference the other commands take (a run directory, a .keras file, a
     checkpoint, an MLflow URI or run id, models:/NAME@ALIAS).
@@ -65,24 +82,23 @@ def command(
     if fmt == "onnx":
         target = base if base.suffix == ".onnx" else base / "model.onnx"
         if target.exists():
-            raise onnx.OnnxExportError(f"{target} exists; give a new file name (or remove it).")
-        generator = load_generator(run, registry=registry())
-        onnx.export_onnx(generator, target)
-        lr = onnx.check_image(check_image)
-        try:
-            diff = onnx.check_onnx(target, generator, lr)
-        except onnx.OnnxExportError:
-            target.unlink()
-            raise
-        click.echo(
-            f"exported {run} -> {target} (ONNX opset {onnx.OPSET}: lr -> sr); max |ONNX - "
-            f"TensorFlow| = {diff:.2e} on a {lr.shape[2]}x{lr.shape[1]} image "
-            f"(tolerance {onnx.TOLERANCE:.2e})"
-        )
-        return
-
-    if base.is_file():
-        raise HarnessError(f"-o {base} is a file; give a new folder for the SavedModel.")
+            raise HarnessError(f"{target} exists; give a new file name (or remove it).")
+    else:
+        target = base
+        if base.is_file():
+            raise HarnessError(f"-o {base} is a file; give a new folder for the SavedModel.")
+        if base.is_dir() and any(base.iterdir()):
+            raise HarnessError(
+                f"export folder {base} is not empty; give a new folder (TF Serving expects "
+                "<model_base_path>/<version>/, e.g. models/srgan/1)."
+            )
     generator = load_generator(run, registry=registry())
-    export_saved_model(generator, base)
-    click.echo(f"exported {run} -> {base} (signature serving_default: lr -> sr)")
+    lr = onnx.check_image(check_image)
+    diff = export_checked(generator, target, fmt, lr, precision)
+    kind = "ONNX" if fmt == "onnx" else "SavedModel"
+    what = f"ONNX opset {onnx.OPSET}" if fmt == "onnx" else "SavedModel, signature serving_default"
+    click.echo(
+        f"exported {run} -> {target} ({what}: lr -> sr, {precision}); max |{kind} - "
+        f"TensorFlow float32| = {diff:.2e} on a {lr.shape[2]}x{lr.shape[1]} image "
+        f"(tolerance {TOLERANCE[precision]:.2e})"
+    )

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import UnidentifiedImageError
 
 from harness.data.images import ImageTooLargeError, check_pixels, open_image, to_rgb8
+from harness.deploy.lr_range import range_problem
 from harness.errors import HarnessError
 
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
@@ -80,15 +81,9 @@ def parse_tensor(value: Any, what: str, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             "request; send fewer or smaller images (or start the server with a larger "
             "--max-pixels).",
         )
-    if not np.all(np.isfinite(array)):
-        raise RequestError(400, f'"{what}" holds NaN or infinite values.')
-    low, high = float(array.min()), float(array.max())
-    if low < 0.0 or high > 1.0:
-        raise RequestError(
-            400,
-            f'"{what}" values must lie in [0, 1] (float RGB); found min {low:g}, max {high:g}. '
-            "Divide 8-bit pixels by 255.",
-        )
+    problem = range_problem(array, what)
+    if problem is not None:
+        raise RequestError(400, problem)
     return array
 
 

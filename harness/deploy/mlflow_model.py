@@ -42,6 +42,9 @@ SAVED_MODEL = "saved_model"
 GENERATOR = "generator"
 """The artifact key of the ``.keras`` generator inside a logged model."""
 LOADER = Path(__file__).with_name("mlflow_pyfunc.py")
+RANGE_RULE = Path(__file__).with_name("lr_range.py")
+"""The input rule the loader imports, shipped as the model's code (harness is not installed
+where ``mlflow models serve`` runs)."""
 
 
 class RegistrationError(HarnessError):
@@ -76,7 +79,9 @@ def log_generator(client: Any, run_id: str, model: Any, step: int, name: str = "
     the run's metrics of ``step`` linked to it and it is marked ready.
     """
     from harness.deploy.export import export_saved_model  # TensorFlow
+    from harness.deploy.precision import with_precision  # Keras
 
+    model = with_precision(model)  # served in float32 whatever it trained in
     spec = TensorSpec(np.dtype(np.float32), (-1, -1, -1, 3))
     signature = ModelSignature(inputs=Schema([spec]), outputs=Schema([spec]))
     example = np.full((1, 8, 8, 3), 0.5, np.float32)
@@ -105,6 +110,7 @@ def log_generator(client: Any, run_id: str, model: Any, step: int, name: str = "
                 path=str(folder),
                 python_model=str(LOADER),
                 artifacts={SAVED_MODEL: str(saved), GENERATOR: str(keras_file)},
+                code_paths=[str(RANGE_RULE)],
                 signature=signature,
                 input_example=example,
                 pip_requirements=requirements(),

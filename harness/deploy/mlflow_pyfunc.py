@@ -18,6 +18,11 @@ import mlflow
 import numpy as np
 import tensorflow as tf
 
+try:  # the rule harness serve applies; without harness, the copy in the model's code/ folder
+    from harness.deploy.lr_range import range_problem
+except ImportError:
+    from lr_range import range_problem
+
 SAVED_MODEL = "saved_model"
 """The artifact key of the SavedModel folder (``harness.deploy.mlflow_model.SAVED_MODEL``)."""
 
@@ -41,6 +46,9 @@ class SavedModelUpscaler(mlflow.pyfunc.PythonModel):
             lr = lr[None]
         if lr.ndim != 4 or lr.shape[-1] != 3:
             raise ValueError(f"expected float32 NHWC RGB images (N, h, w, 3); got {lr.shape}")
+        problem = range_problem(lr, "inputs")
+        if problem is not None:
+            raise ValueError(problem)
         return self._serve(lr=tf.constant(lr))["sr"].numpy()
 
 

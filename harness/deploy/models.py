@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import config
 from harness import references as refs
+from harness.deploy.precision import FLOAT32, with_precision
 from harness.deploy.upscaler import Upscaler
 from harness.references import ACCEPTED, ModelRef, ModelReferenceError, parse_reference
 from harness.rundir import GENERATOR_FILE, MODEL_SUFFIX, RunDir
@@ -220,9 +221,15 @@ def _saved_model_upscaler(path: Path, *, tile: int, overlap: int | None) -> Upsc
 
 
 def load_generator(
-    ref: str | Path | ModelRef, *, registry: Registry, tracking_uri: str | None = None
+    ref: str | Path | ModelRef,
+    *,
+    registry: Registry,
+    tracking_uri: str | None = None,
+    precision: str = FLOAT32,
 ) -> Any:
-    """The trained generator (``keras.Model``: LR ``[0, 1]`` -> SR ``[-1, 1]``) ``ref`` names.
+    """The trained generator (``keras.Model``: LR ``[0, 1]`` -> SR ``[-1, 1]``) ``ref`` names,
+    computing in ``precision`` (float32 unless asked: a model trained under mixed_bfloat16 is
+    rebuilt with float32 layers, :func:`harness.deploy.precision.with_precision`).
 
     ``registry`` provides the plugins (their Keras layers, and the generator a checkpoint is
     restored into). Raises :class:`ModelReferenceError` listing the accepted forms when ``ref``
@@ -230,6 +237,11 @@ def load_generator(
     :func:`load_upscaler` for it. An MLflow model is read from the store ``tracking_uri`` (else
     ``$MLFLOW_TRACKING_URI``, else the default).
     """
+    return with_precision(_generator(ref, registry, tracking_uri), precision)
+
+
+def _generator(ref: str | Path | ModelRef, registry: Registry, tracking_uri: str | None) -> Any:
+    """:func:`load_generator` in the precision the model was saved in."""
     ref = parse_reference(ref)
     kind, path = ref.kind, ref.path
     if kind == refs.KEPT:
@@ -277,11 +289,15 @@ def load_upscaler(
     tile: int = 0,
     overlap: int | None = None,
     tracking_uri: str | None = None,
+    precision: str = FLOAT32,
 ) -> Upscaler:
     """An :class:`~harness.deploy.upscaler.Upscaler` for ``ref`` (any form
     :func:`load_generator` takes, or an exported SavedModel). ``tile`` > 0 bounds memory (LR
     tile side in pixels); ``overlap`` ``None`` uses the measured receptive field; an MLflow
-    model is read from the store ``tracking_uri`` (else ``$MLFLOW_TRACKING_URI``)."""
+    model is read from the store ``tracking_uri`` (else ``$MLFLOW_TRACKING_URI``). A generator
+    computes in ``precision`` (float32 by default, whatever it was trained in: evaluation
+    scores the network's own output, not bf16 rounding); an exported SavedModel runs as it was
+    exported."""
     ref = parse_reference(ref)
     if ref.kind == refs.SAVED_MODEL:
         return _saved_model_upscaler(ref.path, tile=tile, overlap=overlap)
@@ -290,9 +306,9 @@ def load_upscaler(
         saved = folder / "artifacts" / "saved_model"
         if _is_saved_model(saved):
             return _saved_model_upscaler(saved, tile=tile, overlap=overlap)
-        generator = _load_mlflow(ref.uri, str(ref), registry, folder)
+        generator = with_precision(_load_mlflow(ref.uri, str(ref), registry, folder), precision)
     else:
-        generator = load_generator(ref, registry=registry)
+        generator = load_generator(ref, registry=registry, precision=precision)
     return Upscaler.from_generator(generator, tile=tile, overlap=overlap)
 
 

@@ -97,18 +97,26 @@ def check_onnx(
     path: str | Path, generator: Any, lr: np.ndarray, tolerance: float = TOLERANCE
 ) -> float:
     """The largest absolute difference between ONNX Runtime and TensorFlow on ``lr``; an
-    :class:`OnnxExportError` above ``tolerance``."""
-    got = onnx_session(path).run(["sr"], {"lr": lr})[0]
+    :class:`OnnxExportError` above ``tolerance`` or when ONNX Runtime cannot run the file."""
+    try:
+        got = onnx_session(path).run(["sr"], {"lr": lr})[0]
+    except OnnxExportError:
+        raise
+    except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph / ... types
+        said = (str(exc).splitlines() or [""])[0].split(" failed:", 1)[-1].strip()
+        raise OnnxExportError(
+            f"ONNX Runtime (CPU) cannot run the exported model ({type(exc).__name__}: "
+            f"{said[:300]}); it was not kept. A "
+            "bfloat16 export needs a runtime with bfloat16 kernels; export float32 for CPUs."
+        ) from None
     want = Upscaler.from_generator(generator)(lr)
     if got.shape != want.shape:
-        raise OnnxExportError(
-            f"the ONNX model {path} returns shape {got.shape}, TensorFlow {want.shape}."
-        )
+        raise OnnxExportError(f"the ONNX model returns shape {got.shape}, TensorFlow {want.shape}.")
     diff = float(np.abs(got - want).max())
     if not diff <= tolerance:
         raise OnnxExportError(
-            f"the ONNX model {path} differs from TensorFlow by up to {diff:.3g} on a "
-            f"{lr.shape[2]}x{lr.shape[1]} image (tolerance {tolerance:.3g}); do not deploy it. "
+            f"the ONNX model differs from TensorFlow by up to {diff:.3g} on a "
+            f"{lr.shape[2]}x{lr.shape[1]} image (tolerance {tolerance:.3g}); it was not kept. "
             "A layer may convert to an ONNX op with other semantics: export a SavedModel."
         )
     return diff
