@@ -17,6 +17,7 @@ import tensorflow as tf
 from harness import config
 from harness.deploy import mlflow_model
 from harness.deploy.models import load_generator, load_upscaler
+from harness.deploy.lr_range import range_problem
 from harness.deploy.upscaler import Upscaler
 from harness.tracking import Tracker
 from harness.training.callbacks import register_models
@@ -104,6 +105,34 @@ def test_pyfunc_output_is_the_harness_upscaling(logged) -> None:
         np.testing.assert_allclose(got, want(lr), atol=1e-5)
     # harness itself loads the logged model back, as an upscaler and as a generator
     np.testing.assert_allclose(load_upscaler(run_id, registry=None)(lr), want(lr), atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [255.0, -1.0, float("nan")])
+def test_pyfunc_refuses_input_outside_0_1_as_serve_does(logged, scale) -> None:
+    """8-bit pixels would saturate to white: refused, with serve's message."""
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(f"runs:/{logged[0]}/generator")
+    lr = lr_batch(1, 4, 4) * scale
+    with pytest.raises(Exception, match=r"must lie in \[0, 1\]|NaN or infinite") as caught:
+        model.predict(lr)
+    assert str(caught.value) == range_problem(lr, "inputs")
+
+
+@pytest.mark.slow
+def test_a_generator_of_either_training_policy_is_logged_in_float32(trained, store, registry):
+    import keras
+    import mlflow.pyfunc
+
+    generator = keras.saving.load_model(trained.path, compile=False)  # as training holds it
+    tracker, _ = make_tracker(store, registry)
+    mlflow_model.log_generator(tracker.client, tracker.run_id, generator, 1)
+    tracker.end()
+    model = mlflow.pyfunc.load_model(f"runs:/{tracker.run_id}/generator")
+    lr = lr_batch(1, 7, 9, seed=5)
+    want = Upscaler.from_generator(trained.float32)(lr)
+    np.testing.assert_allclose(model.predict(lr), want, atol=1e-5)
+    np.testing.assert_allclose(load_upscaler(tracker.run_id, registry=registry)(lr), want, atol=1e-5)
 
 
 def test_logged_model_has_signature_example_and_pypi_requirements(logged) -> None:
