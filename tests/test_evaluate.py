@@ -169,3 +169,21 @@ def test_an_image_over_the_pixel_limit_is_skipped_unread(tmp_path, bomb_png, no_
     with pytest.warns(DataWarning, match="HARNESS_MAX_IMAGE_PIXELS"):
         result = _run("--data", str(tmp_path / "imgs"))
     assert result.exit_code == 2 and "no usable evaluation images" in result.output
+
+
+def test_a_model_of_either_training_policy_is_scored_in_float32(trained, tmp_path):
+    """A generator trained under mixed_bfloat16 is scored as the float32 network (its own
+    output, not bf16 rounding): the scores equal those of its float32 twin."""
+    from harness.deploy.upscaler import Upscaler
+
+    _frames(tmp_path / "imgs", 2, 6)
+    out = tmp_path / "r.json"
+    result = _run(
+        "--model", str(trained.path), "--data", str(tmp_path / "imgs"), "--json", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    images = [(p.stem, np.asarray(Image.open(p))) for p in sorted((tmp_path / "imgs").iterdir())]
+    want = evaluate(Upscaler.from_generator(trained.float32), images, 4)
+    got = json.loads(out.read_text())["datasets"]["imgs"]["mean"]
+    assert got["psnr_y"] == pytest.approx(want.psnr_y, abs=1e-9)
+    assert got["ssim_y"] == pytest.approx(want.ssim_y, abs=1e-9)

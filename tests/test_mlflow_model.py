@@ -16,8 +16,8 @@ import tensorflow as tf
 
 from harness import config
 from harness.deploy import mlflow_model
-from harness.deploy.models import load_generator, load_upscaler
 from harness.deploy.lr_range import range_problem
+from harness.deploy.models import load_generator, load_upscaler
 from harness.deploy.upscaler import Upscaler
 from harness.tracking import Tracker
 from harness.training.callbacks import register_models
@@ -132,7 +132,9 @@ def test_a_generator_of_either_training_policy_is_logged_in_float32(trained, sto
     lr = lr_batch(1, 7, 9, seed=5)
     want = Upscaler.from_generator(trained.float32)(lr)
     np.testing.assert_allclose(model.predict(lr), want, atol=1e-5)
-    np.testing.assert_allclose(load_upscaler(tracker.run_id, registry=registry)(lr), want, atol=1e-5)
+    np.testing.assert_allclose(
+        load_upscaler(tracker.run_id, registry=registry)(lr), want, atol=1e-5
+    )
 
 
 def test_logged_model_has_signature_example_and_pypi_requirements(logged) -> None:

@@ -22,6 +22,7 @@ import uvicorn
 from PIL import Image
 
 from harness.data.images import to_uint8
+from harness.deploy.models import load_upscaler
 from harness.deploy.serve import create_app, parse_size
 from harness.deploy.upscaler import Upscaler
 
@@ -121,6 +122,16 @@ def test_garbage_uploads_get_a_400_without_python_reprs(server, kwargs) -> None:
     assert "could not be decoded" in error and "PNG or JPEG" in error
     for leak in ("0x", "<_io", "object at", "BytesIO"):
         assert leak not in error, error
+
+
+def test_a_model_of_either_training_policy_is_served_in_float32(trained, registry) -> None:
+    upscaler = load_upscaler(trained.path, registry=registry, tile=12)
+    lr = lr_batch(1, 9, 15, seed=3)
+    with serving(create_app(upscaler, max_bytes=MAX_BYTES)) as client:
+        response = client.post("/v1/models/srgan:predict", json={"instances": lr.tolist()})
+    assert response.status_code == 200, response.text
+    got = np.asarray(response.json()["predictions"], np.float32)
+    np.testing.assert_allclose(got, reference(trained.float32, lr), atol=1e-5)
 
 
 def test_tf_serving_predict(server, generator) -> None:

@@ -302,3 +302,15 @@ def test_upscaled_files_round_as_evaluation_does(tmp_path) -> None:
     upscale_folder(upscaler, source.parent, tmp_path / "many", False, batch=2, quiet=True)
     np.testing.assert_array_equal(read_image(tmp_path / "many" / "a.png"), scored)
     assert scored[0, 0].tolist() == [128, 128, 128]  # 127.5 rounds half up, not to even
+
+
+def test_a_model_of_either_training_policy_upscales_in_float32(trained, frames, tmp_path) -> None:
+    from harness.deploy.upscaler import Upscaler
+
+    source = tmp_path / "in.png"
+    Image.fromarray(frames[1]).save(source)
+    out = tmp_path / "sr.png"
+    result = run("upscale", source, "-o", out, "--model", trained.path, "-q")
+    assert result.exit_code == 0, result.output
+    want = Upscaler.from_generator(trained.float32).upscale_uint8(frames[1])
+    np.testing.assert_array_equal(read_image(out), want)
