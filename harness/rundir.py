@@ -12,6 +12,10 @@
 
 :class:`RunDir` is a frozen value over the folder's path; it reads small files (the run id,
 the checkpoint state) but imports neither TensorFlow nor MLflow, so every wing may use it.
+:func:`checkpoint_readable` and :func:`intact_checkpoint` are the one rule for a checkpoint
+that cannot be read (truncated, zero-length, corrupt): it is skipped for the next older one, by
+a resumed run and by every command that loads a model alike; they import TensorFlow when
+called.
 """
 
 from __future__ import annotations
@@ -132,6 +136,37 @@ class RunDir:
         return None
 
 
+def checkpoint_readable(prefix: str | Path) -> bool:
+    """Whether every variable of checkpoint ``prefix`` can be read (not truncated or corrupt)."""
+    import tensorflow as tf  # heavy: only reading a checkpoint's variables needs it
+
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception:  # DataLossError, NotFoundError, OutOfRangeError, IndexError, ...
+        return False
+    return True
+
+
+def intact_checkpoint(directory: str | Path) -> tuple[str | None, list[str]]:
+    """The newest readable checkpoint of the CheckpointManager folder ``directory`` and the
+    names of the newer ones skipped as unreadable (``None`` when none can be read)."""
+    import tensorflow as tf  # heavy: the checkpoint state and variables are TensorFlow's
+
+    state = tf.train.get_checkpoint_state(str(directory))
+    prefixes = list(state.all_model_checkpoint_paths) if state else []
+    if state and state.model_checkpoint_path and state.model_checkpoint_path not in prefixes:
+        prefixes.append(state.model_checkpoint_path)
+    skipped = []
+    for prefix in reversed(prefixes):  # newest first
+        path = Path(directory) / prefix if not Path(prefix).is_absolute() else Path(prefix)
+        if checkpoint_readable(path):
+            return str(path), skipped
+        skipped.append(path.name)
+    return None, skipped
+
+
 __all__ = [
     "CHECKPOINTS",
     "DISCRIMINATOR_FILE",
@@ -143,5 +178,7 @@ __all__ = [
     "MODEL_SUFFIX",
     "RUN_ID_FILE",
     "RunDir",
+    "checkpoint_readable",
+    "intact_checkpoint",
     "kept_name",
 ]

@@ -143,3 +143,22 @@ def test_a_bfloat16_saved_model_is_an_explicit_choice(trained, tmp_path) -> None
     got = tf.saved_model.load(str(target)).signatures["serving_default"](lr=lr)["sr"].numpy()
     want = Upscaler.from_generator(trained.float32)(lr)
     assert 0 < np.abs(got - want).max() < 8 / 255  # computed in bf16, close to float32
+
+
+@pytest.mark.parametrize("kind", ["classifier", "one_channel"])
+def test_a_foreign_model_gives_one_error_line_and_no_file(kind, tmp_path) -> None:
+    import keras
+
+    if kind == "classifier":
+        model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(10)])
+    else:
+        lr = keras.Input((None, None, 3))
+        model = keras.Model(lr, keras.layers.Conv2D(1, 3, padding="same")(lr))
+    model.save(tmp_path / "foreign.keras")
+    target = tmp_path / "m.onnx"
+    result = CliRunner().invoke(
+        cli, ["export", str(tmp_path / "foreign.keras"), "-o", str(target), "--format", "onnx"]
+    )
+    assert result.exit_code != 0 and not target.exists()
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "upscale" in lines[0], lines

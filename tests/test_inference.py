@@ -273,3 +273,39 @@ def test_importing_the_deploy_wing_changes_nothing_global() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_an_unreadable_latest_checkpoint_falls_back_to_the_older_one(tmp_path, lr, registry):
+    """A zero-length .data file of the newest checkpoint (a disk that filled up): the older
+    intact checkpoint is loaded, as a resumed run does; none intact is one clear error."""
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+    from harness.errors import HarnessWarning
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "experiment.toml").write_text(EXPERIMENT)
+    older, newer = tiny_generator(4, registry), tiny_generator(5, registry)
+    checkpoint = tf.train.Checkpoint(generator=older)
+    manager = tf.train.CheckpointManager(checkpoint, str(run / "checkpoints"), max_to_keep=2)
+    manager.save(checkpoint_number=1)
+    older.set_weights(newer.get_weights())
+    manager.save(checkpoint_number=2)
+    want = sr(tiny_generator(4, registry), lr)
+    for data in (run / "checkpoints").glob("ckpt-2.data-*"):
+        data.write_bytes(b"")
+    with pytest.warns(HarnessWarning, match="could not read ckpt-2.*loaded the older ckpt-1"):
+        loaded = load_generator(run, registry=registry)
+    np.testing.assert_allclose(sr(loaded, lr), want, atol=1e-6)
+    with pytest.raises(ModelReferenceError, match="cannot be read"):
+        load_generator(run / "checkpoints" / "ckpt-2", registry=registry)
+    for data in (run / "checkpoints").glob("ckpt-1.data-*"):
+        data.write_bytes(b"")
+    with pytest.raises(
+        ModelReferenceError, match=r"no checkpoint in .* can be read \(ckpt-2, ckpt-1"
+    ):
+        load_generator(run, registry=registry)
+    result = CliRunner().invoke(cli, ["export", str(run), "-o", str(tmp_path / "x.onnx")])
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    assert result.output.startswith("error: ") and "can be read" in result.output

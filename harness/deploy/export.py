@@ -123,6 +123,7 @@ def export_checked(
     from harness.deploy import onnx  # tf2onnx and ONNX Runtime: only an ONNX export needs them
 
     reference = with_precision(generator, FLOAT32)
+    Upscaler.from_generator(reference)  # a model that is no upscaler is refused before writing
     model = with_precision(reference, precision)
     tolerance = TOLERANCE[precision]
     with staged(target) as tmp:

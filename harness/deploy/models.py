@@ -19,6 +19,7 @@ restored into a generator the registry builds. Nothing here builds a registry of
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,14 @@ from harness import references as refs
 from harness.deploy.precision import FLOAT32, with_precision
 from harness.deploy.upscaler import Upscaler
 from harness.references import ACCEPTED, ModelRef, ModelReferenceError, parse_reference
-from harness.rundir import GENERATOR_FILE, MODEL_SUFFIX, RunDir
+from harness.errors import HarnessWarning
+from harness.rundir import (
+    GENERATOR_FILE,
+    MODEL_SUFFIX,
+    RunDir,
+    checkpoint_readable,
+    intact_checkpoint,
+)
 
 if TYPE_CHECKING:
     from harness.plugin_api.registry import Registry
@@ -98,17 +106,36 @@ def kept_model_path(ref: str | Path | ModelRef) -> Path | None:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _checkpoint_prefix(path: Path) -> Path | None:
-    """The checkpoint prefix ``path`` names: a prefix itself or a directory's latest one."""
-    import tensorflow as tf  # heavy: the deploy wing imports without TensorFlow
-
+def _checkpoint_prefix(path: Path, ref: str) -> Path | None:
+    """The checkpoint prefix ``path`` names: a prefix itself, or a checkpoint folder's newest
+    readable one (an unreadable newer one is skipped with a warning, as a resumed run does;
+    none readable is an error)."""
     if Path(str(path) + ".index").is_file():
+        if not checkpoint_readable(path):
+            raise _bad_ref(
+                ref,
+                f"checkpoint {path} cannot be read (truncated or corrupt); give the run "
+                "directory or its checkpoints/ folder to load the newest intact one",
+            )
         return path
-    if path.is_dir():
-        latest = tf.train.latest_checkpoint(str(path))
-        if latest:
-            return Path(latest)
-    return None
+    if not path.is_dir():
+        return None
+    prefix, skipped = intact_checkpoint(path)
+    if prefix is None and skipped:
+        raise _bad_ref(
+            ref,
+            f"no checkpoint in {path} can be read ({', '.join(skipped)}: truncated or corrupt) "
+            "and the run has no generator.keras; retrain (`harness run --fresh` moves the "
+            "files aside)",
+        )
+    if prefix is not None and skipped:
+        warnings.warn(
+            f"could not read {', '.join(skipped)} in {path} (truncated or corrupt); loaded the "
+            f"older {Path(prefix).name}",
+            HarnessWarning,
+            stacklevel=3,
+        )
+    return None if prefix is None else Path(prefix)
 
 
 def _restore_checkpoint(prefix: Path, experiment: Path, ref: str, registry: Registry) -> Any:
@@ -265,12 +292,12 @@ def _generator(ref: str | Path | ModelRef, registry: Registry, tracking_uri: str
             return load_keras_file(run.generator, registry=registry)
         if not run.checkpoints.is_dir():
             raise _bad_ref(ref, "the path holds neither a model, a run nor a checkpoint")
-        prefix = _checkpoint_prefix(run.checkpoints)
+        prefix = _checkpoint_prefix(run.checkpoints, str(ref))
         if prefix is None:
             raise _bad_ref(ref, "its checkpoints/ directory holds no checkpoint yet")
         return _restore_checkpoint(prefix, run.experiment_toml, str(ref), registry)
     if kind == refs.CHECKPOINT:
-        prefix = _checkpoint_prefix(path)
+        prefix = _checkpoint_prefix(path, str(ref))
         if prefix is not None:
             experiment = RunDir(prefix.parent.parent).experiment_toml
             return _restore_checkpoint(prefix, experiment, str(ref), registry)

@@ -17,7 +17,7 @@ import numpy as np
 from skimage import data
 
 from harness.data.images import read_image
-from harness.deploy.upscaler import Upscaler, generator_sr
+from harness.deploy.upscaler import Upscaler, error_reason, generator_sr
 from harness.errors import HarnessError
 
 OPSET = 17
@@ -63,10 +63,9 @@ def export_onnx(generator: Any, path: str | Path, *, opset: int = OPSET) -> Path
         )
     except Exception as exc:
         raise OnnxExportError(
-            f"tf2onnx could not convert the generator ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); export a SavedModel instead "
-            "(--format savedmodel)."
-        ) from exc
+            f"tf2onnx could not convert the generator ({type(exc).__name__}: {error_reason(exc)}); "
+            "export a SavedModel instead (--format savedmodel)."
+        ) from None
     for value in (*proto.graph.input, *proto.graph.output):
         dims = value.type.tensor_type.shape.dim
         for dim, name in zip(dims, (*DYNAMIC_DIMS, None), strict=True):

@@ -40,7 +40,7 @@ _TRACE_NOISE = (
 )
 
 
-def _reason(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> str:
     """The line of a TF/Keras error message that says what is wrong, not where."""
     lines = [line.strip() for line in str(exc).splitlines()]
     useful = [line for line in lines if line and not line.startswith(_TRACE_NOISE)]
@@ -101,7 +101,7 @@ class Upscaler:
         except Exception as exc:  # Keras, TF and plugin code raise many types here
             raise HarnessError(
                 f"the model {source or ''} cannot upscale an 8x8 RGB image "
-                f"({type(exc).__name__}: {_reason(exc)}). An upscaler maps (N, h, w, 3) images "
+                f"({type(exc).__name__}: {error_reason(exc)}). An upscaler maps (N, h, w, 3) images "
                 f"to (N, s*h, s*w, 3); a {DISCRIMINATOR_FILE}, a classifier or a one-channel "
                 f"model is not one. Pass a run directory or its {GENERATOR_FILE}."
             ) from None
@@ -137,10 +137,10 @@ class Upscaler:
         return np.asarray(self._fn(lr), np.float32)
 
     def _measure_scale(self, out: np.ndarray) -> int:
-        if out.ndim != 4 or out.shape[1] % 8 or out.shape[1] != out.shape[2]:
+        if out.ndim != 4 or out.shape[1] % 8 or out.shape[1] != out.shape[2] or out.shape[3] != 3:
             raise HarnessError(
-                f"the model {self.source} maps an 8x8 input to shape {out.shape}; an upscaler "
-                "must return an NHWC image a whole number of times larger."
+                f"the model {self.source} maps an 8x8 RGB input to shape {out.shape}; an "
+                "upscaler must return an NHWC RGB image a whole number of times larger."
             )
         return out.shape[1] // 8
 

@@ -22,7 +22,7 @@ from tensorflow.core.protobuf import trackable_object_graph_pb2
 from harness import diskwrite
 from harness.config import Experiment, flatten
 from harness.errors import HarnessError
-from harness.rundir import RunDir
+from harness.rundir import RunDir, checkpoint_readable
 from harness.training.step import Trainer
 
 UNUSED = ("phase",)
@@ -103,7 +103,7 @@ class Checkpoints:
                 # holds beyond them (UNUSED) is left unread without a warning
                 status.expect_partial().assert_existing_objects_matched()
             except Exception as exc:  # TF raises OpError, IndexError, ValueError, ...
-                if _readable(path) and isinstance(exc, AssertionError | ValueError):
+                if checkpoint_readable(path) and isinstance(exc, AssertionError | ValueError):
                     raise HarnessError(self._mismatch(path, previous)) from None
                 # a truncated or corrupt file: fall back to the next older checkpoint
                 unreadable.append(f"{Path(path).name} ({type(exc).__name__})")
@@ -178,17 +178,6 @@ def _save_model(model: Any, path: Path, what: str, intact: str) -> None:
     with diskwrite.writing(what, path, [tmp], intact):
         model.save(tmp)
     os.replace(tmp, path)
-
-
-def _readable(path: str) -> bool:
-    """Whether every variable of checkpoint ``path`` can be read (not truncated or corrupt)."""
-    try:
-        reader = tf.train.load_checkpoint(path)
-        for name in reader.get_variable_to_shape_map():
-            reader.get_tensor(name)
-    except Exception:  # DataLossError, NotFoundError, OutOfRangeError, ...
-        return False
-    return True
 
 
 def checkpoint_objects(path: str) -> list[str]:
