@@ -28,8 +28,8 @@ from harness import config
 from harness import references as refs
 from harness.deploy.precision import FLOAT32, with_precision
 from harness.deploy.upscaler import Upscaler
-from harness.references import ACCEPTED, ModelRef, ModelReferenceError, parse_reference
 from harness.errors import HarnessWarning
+from harness.references import ACCEPTED, ModelRef, ModelReferenceError, parse_reference
 from harness.rundir import (
     GENERATOR_FILE,
     MODEL_SUFFIX,

@@ -101,9 +101,9 @@ class Upscaler:
         except Exception as exc:  # Keras, TF and plugin code raise many types here
             raise HarnessError(
                 f"the model {source or ''} cannot upscale an 8x8 RGB image "
-                f"({type(exc).__name__}: {error_reason(exc)}). An upscaler maps (N, h, w, 3) images "
-                f"to (N, s*h, s*w, 3); a {DISCRIMINATOR_FILE}, a classifier or a one-channel "
-                f"model is not one. Pass a run directory or its {GENERATOR_FILE}."
+                f"({type(exc).__name__}: {error_reason(exc)}). An upscaler maps (N, h, w, 3) "
+                f"images to (N, s*h, s*w, 3); a {DISCRIMINATOR_FILE}, a classifier or a "
+                f"one-channel model is not one. Pass a run directory or its {GENERATOR_FILE}."
             ) from None
         if not np.all(np.isfinite(probe)):
             raise HarnessError(
