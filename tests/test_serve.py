@@ -6,6 +6,7 @@ import base64
 import contextlib
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -97,12 +98,71 @@ def test_openapi_schema_docs_and_ping(server) -> None:
     schema = server.get("/openapi.json")
     assert schema.status_code == 200, schema.text
     paths = schema.json()["paths"]
-    for route in ("/invocations", "/upscale", "/ping", "/health", "/v1/models/{model}"):
+    for route in ("/invocations", "/upscale", "/ping", "/health", "/version", "/v1/models/{model}"):
         assert route in paths, sorted(paths)
-    docs = server.get("/docs")
-    assert docs.status_code == 200 and "/openapi.json" in docs.text
     ping = server.get("/ping")
     assert ping.status_code == 200
+
+
+def test_the_openapi_document_describes_the_api_as_it_answers(server) -> None:
+    schema = server.get("/openapi.json").json()
+    paths = schema["paths"]
+    predict = paths["/v1/models/{target}"]["post"]
+    body = predict["requestBody"]["content"]["application/json"]
+    assert "instances" in body["schema"]["properties"] and body["example"]["instances"]
+    invocations = paths["/invocations"]["post"]["requestBody"]["content"]["application/json"]
+    assert "inputs" in invocations["schema"]["properties"]
+    upload = paths["/upscale"]["post"]["requestBody"]["content"]
+    image = upload["multipart/form-data"]["schema"]["properties"]["image"]
+    assert image == {"type": "string", "format": "binary"} and "image/png" in upload
+    assert list(paths["/upscale"]["post"]["responses"]["200"]["content"]) == ["image/png"]
+    for route in ("/v1/models/{target}", "/invocations", "/upscale"):
+        answers = paths[route]["post"]["responses"]
+        assert "422" not in answers
+        error = answers["400"]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/Error"}
+    assert "422" not in str(schema) and "HTTPValidationError" not in str(schema)
+    assert schema["components"]["schemas"]["Error"]["required"] == ["error"]
+    # the description is for users: what to send, not the module's docstring
+    description = schema["info"]["description"]
+    assert "[0, 1]" in description and "``" not in description and ":mod:" not in description
+    # the 400 the document promises is what a bad request gets
+    bad = server.post("/v1/models/srgan:predict", json={"instances": [[[[2.0, 0, 0]]]]})
+    assert bad.status_code == 400 and list(bad.json()) == ["error"]
+
+
+def test_swagger_ui_is_served_without_internet(server) -> None:
+    docs = server.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", docs.text)
+    assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets)
+    for asset in assets:
+        assert asset.startswith("/"), f"{asset} is fetched from elsewhere"
+        assert server.get(asset).status_code == 200, asset
+
+
+def test_version_names_the_harness_and_the_model(server) -> None:
+    from harness import __version__
+
+    version = server.get("/version").json()
+    assert version["harness"] == __version__ and version["model"] == "srgan"
+    assert version["scale"] == 4 and "reference" in version
+
+
+def test_each_request_is_logged_in_one_line(upscaler) -> None:
+    lines: list[str] = []
+    app = create_app(upscaler, max_bytes=MAX_BYTES, reference="runs/x", access_log=lines.append)
+    with serving(app) as client:
+        assert client.get("/version").json()["reference"] == "runs/x"
+        client.post("/v1/models/srgan:predict", json={"instances": lr_batch(1, 4, 4).tolist()})
+        client.post("/invocations", content=b"{")
+    pattern = r'127\.0\.0\.1 "(GET|POST) (/\S*)" (\d{3}) \d+\.\d ms'
+    got = [re.fullmatch(pattern, line).groups() for line in lines]
+    assert got == [
+        ("GET", "/version", "200"),
+        ("POST", "/v1/models/srgan:predict", "200"),
+        ("POST", "/invocations", "400"),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from harness import __version__
 from harness.data.images import encode_png, to_uint8
+from harness.deploy.asgi import HeldBytes, HeldResponse
 from harness.deploy.codecs import (
     INPUT_NAME,
     RequestError,
@@ -33,6 +35,7 @@ from harness.deploy.codecs import (
     parse_tensor,
     tensor_json,
 )
+from harness.deploy.openapi import INVOCATIONS_BODY, PNG, PREDICT_BODY, PREDICTIONS, UPSCALE_BODY
 from harness.deploy.upscaler import Upscaler
 from harness.errors import HarnessError
 
@@ -49,6 +52,8 @@ class Served:
     name: str
     max_pixels: int
     max_output_pixels: int
+    held: HeldBytes = field(default_factory=HeldBytes)
+    reference: str = ""
     scale: int = field(init=False)
     lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -73,16 +78,25 @@ class Served:
         """``work`` in a worker thread under the lock, so the event loop stays free."""
         return await run_in_threadpool(self._locked, work)
 
+    def respond(self, body: bytes | bytearray, media_type: str) -> Response:
+        """``body`` as the answer, counted among the bytes held for clients; 503 when the
+        answers already waiting leave no room for it."""
+        if not self.held.reserve(len(body)):
+            waiting = self.held.held / 2**20
+            raise RequestError(
+                503,
+                f"the server holds {waiting:.0f} MiB of answers that clients have not read yet "
+                f"(limit {self.held.limit / 2**20:.0f} MiB, --max-held-bytes); this answer of "
+                f"{len(body) / 2**20:.1f} MiB does not fit: retry in a moment.",
+            )
+        return HeldResponse(body, media_type, self.held)
+
     def _locked(self, work: Callable[[], bytes | bytearray]) -> bytes | bytearray:
         with self.lock:
             try:
                 return work()
             except HarnessError as exc:
                 raise RequestError(400, str(exc)) from None
-
-
-def json_response(body: bytes | bytearray) -> Response:
-    return Response(memoryview(body), media_type="application/json")
 
 
 def tensor_input(payload: dict, key: str) -> Any:
@@ -109,7 +123,16 @@ def tf_serving_routes(served: Served) -> APIRouter:
         served.check_name(model)
         return tf_serving_metadata(served)
 
-    @router.post("/v1/models/{target:path}")
+    @router.post(
+        "/v1/models/{target:path}",
+        summary="Upscale a batch (TF Serving's :predict)",
+        description="`target` is `NAME:predict` (or `NAME/versions/N:predict`), NAME the "
+        'served model\'s name. Row format `{"instances": [...]}` answers '
+        '`{"predictions": [...]}`; columnar `{"inputs": ...}` answers `{"outputs": ...}`.',
+        openapi_extra=PREDICT_BODY,
+        responses=PREDICTIONS,
+        response_class=Response,
+    )
     async def tf_serving_predict(target: str, request: Request) -> Response:
         model, sep, verb = target.rpartition(":")
         if not sep:
@@ -120,7 +143,8 @@ def tf_serving_routes(served: Served) -> APIRouter:
         if verb != "predict":
             raise RequestError(400, f'"{verb}" is not supported; this model answers ":predict".')
         body = await request.body()
-        return json_response(await served.run(lambda: tf_serving_predict_body(served, body)))
+        answer = await served.run(lambda: tf_serving_predict_body(served, body))
+        return served.respond(answer, "application/json")
 
     return router
 
@@ -163,7 +187,13 @@ def mlflow_routes(served: Served) -> APIRouter:
     def ping() -> PlainTextResponse:
         return PlainTextResponse("\n")
 
-    @router.post("/invocations")
+    @router.post(
+        "/invocations",
+        summary="Upscale a batch (MLflow's scoring protocol)",
+        openapi_extra=INVOCATIONS_BODY,
+        responses=PREDICTIONS,
+        response_class=Response,
+    )
     async def mlflow_invocations(request: Request) -> Response:
         content_type = request.headers.get("content-type", "application/json").split(";")[0]
         if content_type.strip() != "application/json":
@@ -171,7 +201,8 @@ def mlflow_routes(served: Served) -> APIRouter:
                 415, f'/invocations takes application/json ({{"inputs": ...}}), not {content_type}.'
             )
         body = await request.body()
-        return json_response(await served.run(lambda: mlflow_invocations_body(served, body)))
+        answer = await served.run(lambda: mlflow_invocations_body(served, body))
+        return served.respond(answer, "application/json")
 
     return router
 
@@ -195,7 +226,16 @@ def upscale_routes(served: Served) -> APIRouter:
     """``POST /upscale``: one PNG/JPEG in, a PNG out."""
     router = APIRouter()
 
-    @router.post("/upscale")
+    @router.post(
+        "/upscale",
+        summary="Upscale one PNG or JPEG image; answers a PNG",
+        description="Send the image as a multipart upload (any file field; `image` here), as "
+        "the raw body with Content-Type image/png or image/jpeg, or as JSON "
+        '`{"image": "<base64>"}`.',
+        openapi_extra=UPSCALE_BODY,
+        responses=PNG,
+        response_class=Response,
+    )
     async def upscale_image(request: Request) -> Response:
         data = await uploaded_image(request)
 
@@ -209,7 +249,7 @@ def upscale_routes(served: Served) -> APIRouter:
             sr = served.upscaler(image.astype(np.float32)[None] / 255.0)
             return encode_png(to_uint8(sr[0]))
 
-        return Response(await served.run(work), media_type="image/png")
+        return served.respond(await served.run(work), "image/png")
 
     return router
 
@@ -245,11 +285,22 @@ async def uploaded_image(request: Request) -> bytes:
 
 
 def health_routes(served: Served) -> APIRouter:
-    """``GET /health``: the served model's name and scale."""
+    """``GET /health``: the served model's name and scale; ``GET /version``: the harness
+    version and the model reference served."""
     router = APIRouter()
 
-    @router.get("/health")
+    @router.get("/health", summary="The served model's name and scale")
     def health() -> dict:
         return {"status": "ok", "model": served.name, "scale": served.upscaler.scale}
+
+    @router.get("/version", summary="The harness version and the model served")
+    def version() -> dict:
+        return {
+            "harness": __version__,
+            "model": served.name,
+            "reference": served.reference,
+            "scale": served.scale,
+            "tile": getattr(served.upscaler, "tile", 0),
+        }
 
     return router
