@@ -498,3 +498,52 @@ def test_served_png_rounds_as_evaluation_does() -> None:
     scored = to_uint8(upscaler(np.zeros((1, 8, 8, 3), np.float32))[0])
     np.testing.assert_array_equal(got, scored)  # what is served is what evaluation scores
     assert got[0, 0].tolist() == [128, 128, 128]  # 127.5 rounds half up, not to even
+
+
+def test_a_busy_port_or_a_bad_host_is_one_error_line_before_serving(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    model = tmp_path / "generator.keras"
+    model.write_bytes(b"never loaded")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", str(model), "--port", str(port)])
+    assert result.exit_code != 0
+    assert result.output.splitlines() == [result.output.strip()]  # one line
+    assert result.output.startswith(f"error: cannot listen on 127.0.0.1:{port}")
+    assert "another --port" in result.output and "serving" not in result.output
+    result = CliRunner().invoke(cli, ["serve", str(model), "--host", "no.such.host.invalid"])
+    assert result.exit_code != 0 and "serving" not in result.output
+    assert result.output.startswith("error: --host no.such.host.invalid is not an address")
+
+
+def test_answers_held_for_slow_readers_are_bounded(upscaler) -> None:
+    """A client that does not read its 8 MB answer holds it; while it does, a new answer that
+    would go over --max-held-bytes gets 503; once the slow client leaves, answers flow again."""
+    app = create_app(upscaler, max_bytes=4 << 20, max_pixels=1 << 20, max_held_bytes=1 << 20)
+    with serving(app) as client:
+        port = int(str(client.base_url).rsplit(":", 1)[1].strip("/"))
+        body = f'{{"instances": {lr_batch(1, 96, 96).tolist()}}}'.encode()
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", port))
+        slow.sendall(
+            b"POST /v1/models/srgan:predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        small = {"instances": lr_batch(1, 4, 4).tolist()}
+        deadline = time.time() + 30
+        while (answer := client.post("/v1/models/srgan:predict", json=small)).status_code == 200:
+            assert time.time() < deadline, "the slow reader's answer was never held"
+            time.sleep(0.1)  # the slow request may not have been answered yet
+        assert answer.status_code == 503, answer.text
+        assert "have not read yet" in answer.json()["error"]
+        slow.close()
+        deadline = time.time() + 30
+        while (answer := client.post("/v1/models/srgan:predict", json=small)).status_code != 200:
+            assert answer.status_code == 503 and time.time() < deadline, answer.text
+            time.sleep(0.1)

@@ -105,7 +105,14 @@ class HeldBytes:
 
 
 class HeldResponse(Response):
-    """A response whose bytes count in :class:`HeldBytes` until they are sent."""
+    """A response whose bytes count in :class:`HeldBytes` until they are sent.
+
+    The body goes out in chunks of :attr:`CHUNK` bytes: the server waits for a slow client to
+    drain each one, so the answer stays here (counted) rather than in the connection's
+    unbounded write buffer, which a body sent in one piece would be copied into at once.
+    """
+
+    CHUNK = 256 * 1024
 
     def __init__(self, body: bytes | bytearray, media_type: str, held: HeldBytes) -> None:
         super().__init__(memoryview(body), media_type=media_type)
@@ -113,7 +120,18 @@ class HeldResponse(Response):
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            body = memoryview(self.body)
+            for start in range(0, max(len(body), 1), self.CHUNK):
+                more = start + self.CHUNK < len(body)
+                chunk = bytes(body[start : start + self.CHUNK])
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
         finally:
             self._held.release(self._size)
 
