@@ -103,6 +103,12 @@ def client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
+def log_table(client: MlflowClient, run_id: str, table: Mapping[str, Sequence], name: str) -> None:
+    """A table (column -> values) logged to a run as MLflow's table artifact ``name`` (a
+    ``.json``): the UI shows it, and ``mlflow.load_table(name, run_ids=[run_id])`` reads it."""
+    client.log_table(run_id, data={k: list(v) for k, v in table.items()}, artifact_file=name)
+
+
 def experiment_name(exp: Experiment) -> str:
     """The MLflow experiment runs of ``exp`` are grouped under."""
     return exp.tracking.experiment or exp.experiment.name

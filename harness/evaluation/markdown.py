@@ -8,6 +8,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from harness.evaluation.stats_text import per_image_lines, statistics_lines
 from harness.evaluation.tables import markdown_table, measure_name
 from harness.plugin_api.metrics import format_value
 
@@ -83,6 +84,7 @@ def render_markdown(
             rows.append([row, *cells])
         lines += markdown_table(["", *(measure_name(k) for k in report.measures)], rows)
         lines += ["", "Bold: the best of the column.", ""]
+    lines += statistics_lines(report.comparisons, protocols)
 
     methods = references.get("methods", {})
     ref_sets = list(
@@ -185,6 +187,7 @@ def render_markdown(
     for path in report.figures:
         if path.name.startswith("crops_"):
             lines += [f"![{path.stem}]({path.name})", ""]
+    lines += per_image_lines(report.scores, report.measures, protocols)
     return "\n".join(lines).rstrip() + "\n"
 
 

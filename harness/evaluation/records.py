@@ -42,6 +42,13 @@ class RunInfo:
     init_label: str = ""
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     bicubic_val: float | None = None
+    group: str = ""  # the experiment whose replicate this run is ("": the run is its own group)
+    seed: str = ""  # the replicate's seed ("" when unknown)
+
+    @property
+    def group_label(self) -> str:
+        """The label the report's statistics and grouped tables use for this run's group."""
+        return self.group or self.label
 
     @property
     def scale(self) -> int | None:
@@ -103,6 +110,8 @@ class RunInfo:
             "init_label": self.init_label,
             "steps": self.steps,
             "wall_s": self.wall_s,
+            "group": self.group_label,
+            "seed": self.seed,
         }
 
 
@@ -121,6 +130,9 @@ class Report:
     measures: tuple[str, ...]
     protocols: dict[str, Any] = field(default_factory=dict)
     mlflow_run_id: str = ""
+    scores: list[dict[str, Any]] = field(default_factory=list)  # scores.csv's rows
+    comparisons: list[Any] = field(default_factory=list)  # harness.evaluation.stats.Comparison
+    baseline: str = ""
 
 
 __all__ = ["FINAL", "REPORT_TAG", "Report", "ReportError", "RunInfo"]

@@ -28,9 +28,11 @@ from harness.data.images import to_uint8
 from harness.deploy.models import ModelReferenceError, load_upscaler
 from harness.evaluation import mlflow_log
 from harness.evaluation.crops import report_crops
+from harness.evaluation.per_image import columns, score_rows, write_csv
 from harness.evaluation.plots import plot_perception_distortion, run_curves
 from harness.evaluation.records import FINAL, Report, ReportError, RunInfo
 from harness.evaluation.runs import resolve_runs
+from harness.evaluation.stats import compare_all, pairs_against
 from harness.evaluation.suite import DEFAULT_METRICS, discover, metric_functions
 from harness.evaluation.tables import measure_name
 from harness.evaluation.writing import to_json, write_files
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 
 DEFAULT_DATA: tuple[str, ...] = ("data/set5", "data/set14", "data/bsd100")
 """Where ``harness data download set5 set14 bsd100 --dest data`` puts the benchmark sets."""
+SCORES = "scores.csv"
+"""The report's per-image scores (:mod:`harness.evaluation.per_image`)."""
 
 
 def load_references(scale: int | None = None) -> dict[str, Any]:
@@ -181,6 +185,7 @@ def command_line(
     crops: int = 2,
     model_kind: str = FINAL,
     log_to_mlflow: bool = True,
+    baseline: str | None = None,
 ) -> str:
     """The ``harness report`` command line that writes this report (what it says it was made
     with), quoted for a POSIX shell."""
@@ -197,6 +202,8 @@ def command_line(
         args += ["--crops", str(crops)]
     if model_kind != FINAL:
         args += ["--model-kind", model_kind]
+    if baseline:
+        args += ["--baseline", baseline]
     if tracking_uri:
         args += ["--tracking-uri", tracking_uri]
     if not log_to_mlflow:
@@ -218,12 +225,15 @@ def write_report(
     log_to_mlflow: bool = True,
     say: Callable[[str], Any] = print,
     progress: bool = True,
+    baseline: str | None = None,
 ) -> Report:
     """Evaluate each run of ``refs`` and bicubic on ``data`` and write the report to ``out``
     (default ``reports/<date-time>``). ``metrics`` are metric plugin names of ``registry``
     (default: the registered ones of :data:`DEFAULT_METRICS`); ``crops`` images per set get a
     crop figure. ``lr`` (one folder per ``data`` folder) gives LR images to upscale instead of
-    bicubic LR. The report says it was made with :func:`command_line` of these arguments."""
+    bicubic LR. Each run (or group of replicates) is compared with ``baseline`` (a run or group
+    label, or ``bicubic``; default: the first) by :mod:`harness.evaluation.stats`. The report
+    says it was made with :func:`command_line` of these arguments."""
     command = command_line(
         refs,
         out,
@@ -234,6 +244,7 @@ def write_report(
         crops=crops,
         model_kind=model_kind,
         log_to_mlflow=log_to_mlflow,
+        baseline=baseline,
     )
 
     now = _dt.datetime.now().astimezone()
@@ -245,6 +256,15 @@ def write_report(
         **{k: metric_protocol(f) for k, f in extra.items()},
     }
     measures = tuple(protocols)
+    groups = list(dict.fromkeys(r.group_label for r in runs))
+    try:
+        by_label = {r.label: r.group_label for r in runs}
+        baseline, pairs = pairs_against(groups, by_label.get(baseline or "", baseline))
+    except KeyError:
+        raise ReportError(
+            f'--baseline "{baseline}" is none of the reported runs; give one of: '
+            f"{', '.join(['bicubic', *groups])}."
+        ) from None
     scale = report_scale(runs, registry)
     folder = Path(out) if out else Path("reports") / now.strftime("%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)
@@ -255,6 +275,12 @@ def write_report(
         s: {row: {k: r.mean(k) for k in measures} for row, r in res.items()}
         for s, res in results.items()
     }
+    scores = score_rows(
+        results, measures, {r.label: r.group_label for r in runs}, {r.label: r.seed for r in runs}
+    )
+    write_csv(folder / SCORES, scores, measures)
+    directions = {m: protocols[m].higher_is_better for m in measures}
+    comparisons = compare_all(scores, pairs, directions)
     given_lr = {s.label: s.lr for s in suites if s.lr}
     # published figures are measured on bicubic LR: not comparable with given LR images
     references = {"sources": {}, "methods": {}} if given_lr else load_references(scale)
@@ -275,6 +301,9 @@ def write_report(
         figures=figures,
         measures=measures,
         protocols=protocols,
+        scores=scores,
+        comparisons=comparisons,
+        baseline=baseline,
     )
     client = None
     if log_to_mlflow:
@@ -295,7 +324,8 @@ def write_report(
             client.set_terminated(report.mlflow_run_id, "FAILED")
         raise
     if client is not None:
-        mlflow_log.finish_report_run(client, report.mlflow_run_id, folder)
+        tables = {"scores.json": columns(scores, measures)}
+        mlflow_log.finish_report_run(client, report.mlflow_run_id, folder, tables)
         say(f"logged to MLflow run {report.mlflow_run_id} (report)")
     return report
 
