@@ -56,6 +56,9 @@ PARENT_TAG = "mlflow.parentRunId"
 RESUMED_FROM_TAG = "harness.resumed_from_run"
 """Set on a new run that continues a checkpoint whose MLflow run is gone (the old run id)."""
 ERROR_TAG = "error"
+GROUP_TAG = "harness.group"
+"""The experiment a replicate run belongs to (``[experiment] group``, set by ``harness compare
+--seeds``): a report shows the runs of one group as their mean and spread."""
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 """MLflow 3's UI opens an experiment on its model-training pages when this tag is
 ``custom_model_development`` (its GenAI pages otherwise)."""
@@ -254,6 +257,8 @@ class Tracker:
     ) -> str:
         experiment_id = self._experiment_id(experiment_name(exp))
         all_tags = {"harness.version": __version__, "harness.source": exp.source}
+        if exp.experiment.group:  # replicates of one experiment: what a report groups by
+            all_tags[GROUP_TAG] = exp.experiment.group
         all_tags.update(tags or {})
         if parent_run_id:
             all_tags[PARENT_TAG] = parent_run_id

@@ -114,6 +114,10 @@ class ExperimentMeta:
     description: str = ""
     seed: int = 0
     runs_dir: str = "runs"  # the run directory is <runs_dir>/<name>
+    # `harness compare`: train this experiment this many times, seeds seed, seed+1, ... (each a
+    # run named <name>-seed<seed>); an experiment others start from trains once (a shared base)
+    seeds: int = 1
+    group: str = ""  # the experiment a replicate belongs to (set by `harness compare --seeds`)
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,8 @@ def render_markdown(
         for label, spec in data.items()
     )
     lines += [f"- Data: {sets}.", "", "## Results", ""]
-    for label, table in report.tables.items():
+    grouped = report.grouped
+    for label, table in (grouped.means if grouped else report.tables).items():
         count = len(next(iter(report.results[label].values())).images)
         lines += [f"### {label} ({count} images)", ""]
         best = {}
@@ -80,10 +81,21 @@ def render_markdown(
             cells = []
             for key in report.measures:
                 text = format_value(values[key], protocols[key])
-                cells.append(f"**{text}**" if best.get(key) == values[key] else text)
-            rows.append([row, *cells])
+                text = f"**{text}**" if best.get(key) == values[key] else text
+                spread = grouped.spreads[label][row][key] if grouped else math.nan
+                if math.isfinite(spread):
+                    text += f" ± {format_value(spread, protocols[key])}"
+                cells.append(text)
+            runs_in = grouped.counts.get(row, 1) if grouped else 1
+            rows.append([f"{row} ({runs_in} seeds)" if runs_in > 1 else row, *cells])
         lines += markdown_table(["", *(measure_name(k) for k in report.measures)], rows)
-        lines += ["", "Bold: the best of the column.", ""]
+        note = "Bold: the best of the column."
+        if grouped:
+            note += (
+                " A group of seeds shows the mean over its runs ± their standard deviation "
+                "(each run's own row: `report.json`, `scores.csv`)."
+            )
+        lines += ["", note, ""]
     lines += statistics_lines(report.comparisons, protocols)
 
     methods = references.get("methods", {})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,13 @@ def _pyplot() -> Any:
 
 @dataclass(frozen=True)
 class Curves:
-    """One run's validation history: ``metric -> [(step, value)]`` and its bicubic line."""
+    """One run's validation history: ``metric -> [(step, value)]`` and its bicubic line; for a
+    group of replicates the mean history and its ``band``: ``metric -> [(step, low, high)]``."""
 
     label: str
     history: Mapping[str, Sequence[tuple[int, float]]]
     bicubic_psnr_y: float | None = None
+    band: Mapping[str, Sequence[tuple[int, float, float]]] = field(default_factory=dict)
 
 
 def plot_curves(runs: Sequence[Curves], path: Path, perceptual: str = "lpips") -> Path:
@@ -63,6 +65,10 @@ def plot_curves(runs: Sequence[Curves], path: Path, perceptual: str = "lpips") -
                 steps, values = zip(*points, strict=True)
                 ax.plot(steps, values, marker="o", ms=3, color=color(i), label=run.label)
                 drawn = True
+            band = sorted(run.band.get(key, ()))
+            if band:
+                at, low, high = zip(*band, strict=True)
+                ax.fill_between(at, low, high, color=color(i), alpha=0.2, lw=0)
             base = run.bicubic_psnr_y
             if key != "val/psnr_y" or base is None or not math.isfinite(base):
                 continue
@@ -184,11 +190,17 @@ def reference_key(label: str) -> str:
     return {"b100": "bsd100", "bsds100": "bsd100"}.get(key, key)
 
 
-def run_curves(runs: Sequence[Any], path: Path, extra: Mapping[str, Any]) -> Path:
-    """``curves.png`` of the reported runs: PSNR-Y and the first of ``extra`` a run validated
-    with (else LPIPS)."""
+def run_curves(
+    runs: Sequence[Any],
+    path: Path,
+    extra: Mapping[str, Any],
+    curves: Sequence[Curves] | None = None,
+) -> Path:
+    """``curves.png`` of the reported runs (or of ``curves`` made from them: replicates as
+    their mean and band): PSNR-Y and the first of ``extra`` a run validated with (else LPIPS)."""
     perceptual = next((k for k in extra if any(f"val/{k}" in r.history for r in runs)), "lpips")
-    curves = [Curves(r.label, r.history, r.bicubic_val) for r in runs]
+    if curves is None:
+        curves = [Curves(r.label, r.history, r.bicubic_val) for r in runs]
     return plot_curves(curves, path, perceptual)
 
 

@@ -133,6 +133,7 @@ class Report:
     scores: list[dict[str, Any]] = field(default_factory=list)  # scores.csv's rows
     comparisons: list[Any] = field(default_factory=list)  # harness.evaluation.stats.Comparison
     baseline: str = ""
+    grouped: Any = None  # harness.evaluation.replicates.GroupedTables when runs have replicates
 
 
 __all__ = ["FINAL", "REPORT_TAG", "Report", "ReportError", "RunInfo"]

@@ -31,6 +31,7 @@ from harness.evaluation.crops import report_crops
 from harness.evaluation.per_image import columns, score_rows, write_csv
 from harness.evaluation.plots import plot_perception_distortion, run_curves
 from harness.evaluation.records import FINAL, Report, ReportError, RunInfo
+from harness.evaluation.replicates import group_curves, grouped_tables, has_replicates
 from harness.evaluation.runs import resolve_runs
 from harness.evaluation.stats import compare_all, pairs_against
 from harness.evaluation.suite import DEFAULT_METRICS, discover, metric_functions
@@ -285,9 +286,16 @@ def write_report(
     # published figures are measured on bicubic LR: not comparable with given LR images
     references = {"sources": {}, "methods": {}} if given_lr else load_references(scale)
     perceptual = "lpips" if "lpips" in extra else next(iter(extra), "ssim_y")
+    grouped = grouped_tables(tables, runs) if has_replicates(runs) else None
     figures = [
-        run_curves(runs, folder / "curves.png", extra),
-        _plane(tables, references, folder / "perception_distortion.png", perceptual, protocols),
+        run_curves(runs, folder / "curves.png", extra, group_curves(runs)),
+        _plane(
+            grouped.means if grouped else tables,
+            references,
+            folder / "perception_distortion.png",
+            perceptual,
+            protocols,
+        ),
         *report_crops(folder, images, results, outputs, scale, perceptual),
     ]
     report = Report(
@@ -304,6 +312,7 @@ def write_report(
         scores=scores,
         comparisons=comparisons,
         baseline=baseline,
+        grouped=grouped,
     )
     client = None
     if log_to_mlflow:
