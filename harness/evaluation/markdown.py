@@ -5,12 +5,12 @@ figures."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.evaluation.stats_text import per_image_lines, statistics_lines
 from harness.evaluation.tables import markdown_table, measure_name
-from harness.plugin_api.metrics import format_value
+from harness.plugin_api.metrics import MEASURES, format_value
 
 
 def _duration(seconds: float | None) -> str:
@@ -21,6 +21,17 @@ def _duration(seconds: float | None) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.2f} h"
+
+
+def _held_out(run: Any, measures: Sequence[str]) -> list[str]:
+    """The run's losses that are metrics, and the report's metrics it did not train on."""
+    if not run.metric_losses:
+        return []
+    held = [measure_name(m) for m in measures if m not in (*MEASURES, *run.trained_on)]
+    return [
+        f"- trains on metrics: {', '.join(run.metric_losses)}; held out here: "
+        f"{', '.join(held) or 'none'} (judge it on those)"
+    ]
 
 
 def render_markdown(
@@ -68,6 +79,7 @@ def render_markdown(
     )
     lines += [f"- Data: {sets}.", "", "## Results", ""]
     grouped = report.grouped
+    trained = {r.group_label: r.trained_on for r in runs} | {r.label: r.trained_on for r in runs}
     for label, table in (grouped.means if grouped else report.tables).items():
         count = len(next(iter(report.results[label].values())).images)
         lines += [f"### {label} ({count} images)", ""]
@@ -85,11 +97,16 @@ def render_markdown(
                 spread = grouped.spreads[label][row][key] if grouped else math.nan
                 if math.isfinite(spread):
                     text += f" ± {format_value(spread, protocols[key])}"
-                cells.append(text)
+                cells.append(f"{text} †" if key in trained.get(row, ()) else text)
             runs_in = grouped.counts.get(row, 1) if grouped else 1
             rows.append([f"{row} ({runs_in} seeds)" if runs_in > 1 else row, *cells])
         lines += markdown_table(["", *(measure_name(k) for k in report.measures)], rows)
         note = "Bold: the best of the column."
+        if any(trained.values()):
+            note += (
+                " †: the run trained on this metric (a loss of the same name and settings); "
+                "judge it on the held-out columns."
+            )
         if grouped:
             note += (
                 " A group of seeds shows the mean over its runs ± their standard deviation "
@@ -168,6 +185,7 @@ def render_markdown(
         lines += [
             f"- generator: {r.generator}",
             f"- losses: {r.losses}; adversarial: {r.adversarial}",
+            *_held_out(r, report.measures),
             f"- evaluated: `{r.model_ref}`",
         ]
         if r.run_dir:

@@ -44,6 +44,8 @@ class RunInfo:
     bicubic_val: float | None = None
     group: str = ""  # the experiment whose replicate this run is ("": the run is its own group)
     seed: str = ""  # the replicate's seed ("" when unknown)
+    metric_losses: list[str] = field(default_factory=list)  # losses named like a metric
+    trained_on: list[str] = field(default_factory=list)  # the report's metrics it trained on
 
     @property
     def group_label(self) -> str:
@@ -112,6 +114,8 @@ class RunInfo:
             "wall_s": self.wall_s,
             "group": self.group_label,
             "seed": self.seed,
+            "metric_losses": self.metric_losses,
+            "trained_on": self.trained_on,
         }
 
 

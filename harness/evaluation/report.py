@@ -28,6 +28,7 @@ from harness.data.images import to_uint8
 from harness.deploy.models import ModelReferenceError, load_upscaler
 from harness.evaluation import mlflow_log
 from harness.evaluation.crops import report_crops
+from harness.evaluation.heldout import mark_runs
 from harness.evaluation.per_image import columns, score_rows, write_csv
 from harness.evaluation.plots import plot_perception_distortion, run_curves
 from harness.evaluation.records import FINAL, Report, ReportError, RunInfo
@@ -252,6 +253,7 @@ def write_report(
     suites = discover(list(data), list(lr))
     runs = resolve_runs(refs, tracking_uri=tracking_uri, model_kind=model_kind, say=say)
     extra = metric_functions(registry, metrics)
+    mark_runs(runs, extra, registry)
     protocols = {
         **{k: PROTOCOL_MEASURES[k] for k in ("psnr_y", "ssim_y")},
         **{k: metric_protocol(f) for k, f in extra.items()},
