@@ -387,3 +387,31 @@ def test_statistics_equal_scipy_on_the_per_image_table_the_report_wrote(env, cli
     client = MlflowClient(env["store"])
     names = {a.path for a in client.list_artifacts(report["mlflow_run_id"])}
     assert {"scores.csv", "scores.json"} <= names
+
+
+@pytest.mark.slow
+def test_interpolation_curves_end_at_the_base_and_the_fine_tune(env, registry, tmp_path):
+    """``--interpolate 3``: the fine-tune's curve starts at its base's scores (alpha 0) and
+    ends at its own (alpha 1); the base, with no base of its own, gets none."""
+    report = write_report(
+        [str(env["base"]), str(env["ft"])],
+        tmp_path / "interp",
+        registry=registry,
+        data=env["data"][:1],
+        metrics=[],
+        tracking_uri=env["store"],
+        crops=0,
+        log_to_mlflow=False,
+        say=lambda _: None,
+        progress=False,
+        interpolate=3,
+    )
+    assert list(report.interpolation) == ["rep_ft"]
+    points = report.interpolation["rep_ft"]["set5"]
+    assert [p["alpha"] for p in points] == [0.0, 0.5, 1.0]
+    table = report.tables["set5"]
+    for point, row in ((points[0], "rep_base"), (points[-1], "rep_ft")):
+        for measure in ("psnr_y", "ssim_y"):
+            assert point[measure] == pytest.approx(table[row][measure], abs=1e-9), (row, measure)
+    assert "Network interpolation (ESRGAN): rep_ft" in report.markdown.read_text()
+    assert "--interpolate 3" in report.markdown.read_text()

@@ -64,6 +64,14 @@ from harness.evaluation.tables import format_measure, measure_name, text_table
     "image [default: the first run; bicubic when there is one].",
 )
 @click.option(
+    "--interpolate",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="K",
+    help="Score K network interpolations between each fine-tune and the base its lineage "
+    "names (alpha 0 to 1) and draw them on the perception-distortion plane [default: none].",
+)
+@click.option(
     "--tracking-uri",
     default=None,
     help="MLflow store of the runs [default: each run's [tracking] uri, else "
@@ -85,6 +93,7 @@ def command(
     crops: int,
     model_kind: str,
     baseline: str | None,
+    interpolate: int,
     tracking_uri: str | None,
     use_mlflow: bool,
     quiet: bool,
@@ -127,6 +136,7 @@ def command(
         say=click.echo,
         progress=not quiet,
         baseline=baseline,
+        interpolate=interpolate,
     )
     for label, table in result.tables.items():
         click.echo(f"\n{label}")

@@ -34,6 +34,20 @@ def _held_out(run: Any, measures: Sequence[str]) -> list[str]:
     ]
 
 
+def _interpolation_note(report: Any) -> list[str]:
+    curves = report.interpolation
+    if not curves:
+        return []
+    points = len(next(iter(next(iter(curves.values())).values())))
+    where = "drawn as dotted lines" if report.grouped is None else "in `report.json` only"
+    return [
+        f"Network interpolation (ESRGAN): {', '.join(curves)}, each with its base, at "
+        f"{points} alphas from 0 (the base) to 1 (the run), {where}; every point is a model "
+        "`harness interpolate` writes.",
+        "",
+    ]
+
+
 def render_markdown(
     report: Any,
     *,
@@ -211,6 +225,7 @@ def render_markdown(
         "",
         "![perception-distortion plane](perception_distortion.png)",
         "",
+        *_interpolation_note(report),
         "### Crops",
         "",
     ]

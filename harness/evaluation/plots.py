@@ -112,11 +112,13 @@ def plot_perception_distortion(
     y: str = "lpips",
     y_label: str = "LPIPS",
     lower_is_better: bool = True,
+    curves: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]] | None = None,
 ) -> Path:
     """One panel per set: PSNR-Y (x) against ``y`` (lower is better), a point per row of the
     set's table (bicubic first) and the published points of ``references`` (``method -> set ->
     measures``, hollow grey markers; a method without ``y`` is a labelled vertical dashed line at
-    its PSNR-Y)."""
+    its PSNR-Y). ``curves`` (row -> set -> points with ``alpha``) are drawn as dotted lines in
+    the row's colour, each point labelled with its alpha (network interpolation)."""
     plt = _pyplot()
     sets = list(tables)
     cols = min(3, max(1, len(sets)))
@@ -134,6 +136,7 @@ def plot_perception_distortion(
                 ax.scatter(px, py, marker="s", s=50, color=BICUBIC_COLOR, label="bicubic", zorder=3)
             else:
                 ax.scatter(px, py, marker="o", s=60, color=color(run_i), label=row, zorder=3)
+                _interpolation(ax, (curves or {}).get(row, {}).get(label, ()), y, color(run_i))
                 run_i += 1
         published = False
         for j, (method, per_set) in enumerate(references.items()):
@@ -182,6 +185,23 @@ def plot_perception_distortion(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _interpolation(ax: Any, points: Sequence[Mapping[str, float]], y: str, hue: str) -> None:
+    points = [p for p in points if math.isfinite(p.get("psnr_y", math.nan)) and y in p]
+    if not points:
+        return
+    xs, ys = [p["psnr_y"] for p in points], [p[y] for p in points]
+    ax.plot(xs, ys, ls=":", marker=".", color=hue, lw=1.2, zorder=2)
+    for p, px, py in zip(points, xs, ys, strict=True):
+        ax.annotate(
+            f"{p['alpha']:.2g}",
+            (px, py),
+            fontsize=6,
+            color=hue,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
 
 
 def reference_key(label: str) -> str:

@@ -138,6 +138,7 @@ class Report:
     comparisons: list[Any] = field(default_factory=list)  # harness.evaluation.stats.Comparison
     baseline: str = ""
     grouped: Any = None  # harness.evaluation.replicates.GroupedTables when runs have replicates
+    interpolation: dict[str, Any] = field(default_factory=dict)  # run -> set -> alpha points
 
 
 __all__ = ["FINAL", "REPORT_TAG", "Report", "ReportError", "RunInfo"]

@@ -29,6 +29,7 @@ from harness.deploy.models import ModelReferenceError, load_upscaler
 from harness.evaluation import mlflow_log
 from harness.evaluation.crops import report_crops
 from harness.evaluation.heldout import mark_runs
+from harness.evaluation.interpolation import interpolation_curves
 from harness.evaluation.per_image import columns, score_rows, write_csv
 from harness.evaluation.plots import plot_perception_distortion, run_curves
 from harness.evaluation.records import FINAL, Report, ReportError, RunInfo
@@ -161,6 +162,7 @@ def _plane(
     path: Path,
     perceptual: str,
     protocols: Mapping[str, MetricProtocol],
+    curves: Mapping[str, Any] | None = None,
 ) -> Path:
     published = {
         k: {s: v for s, v in meth.items() if isinstance(v, dict)}
@@ -173,6 +175,7 @@ def _plane(
         y=perceptual,
         y_label=measure_name(perceptual),
         lower_is_better=not protocols[perceptual].higher_is_better,
+        curves=curves,
     )
 
 
@@ -188,6 +191,7 @@ def command_line(
     model_kind: str = FINAL,
     log_to_mlflow: bool = True,
     baseline: str | None = None,
+    interpolate: int = 0,
 ) -> str:
     """The ``harness report`` command line that writes this report (what it says it was made
     with), quoted for a POSIX shell."""
@@ -206,6 +210,8 @@ def command_line(
         args += ["--model-kind", model_kind]
     if baseline:
         args += ["--baseline", baseline]
+    if interpolate:
+        args += ["--interpolate", str(interpolate)]
     if tracking_uri:
         args += ["--tracking-uri", tracking_uri]
     if not log_to_mlflow:
@@ -228,13 +234,16 @@ def write_report(
     say: Callable[[str], Any] = print,
     progress: bool = True,
     baseline: str | None = None,
+    interpolate: int = 0,
 ) -> Report:
     """Evaluate each run of ``refs`` and bicubic on ``data`` and write the report to ``out``
     (default ``reports/<date-time>``). ``metrics`` are metric plugin names of ``registry``
     (default: the registered ones of :data:`DEFAULT_METRICS`); ``crops`` images per set get a
     crop figure. ``lr`` (one folder per ``data`` folder) gives LR images to upscale instead of
     bicubic LR. Each run (or group of replicates) is compared with ``baseline`` (a run or group
-    label, or ``bicubic``; default: the first) by :mod:`harness.evaluation.stats`. The report
+    label, or ``bicubic``; default: the first) by :mod:`harness.evaluation.stats`. With
+    ``interpolate`` K, each fine-tune's network interpolation with its base is scored at K
+    alphas (:mod:`harness.evaluation.interpolation`) and drawn on the plane. The report
     says it was made with :func:`command_line` of these arguments."""
     command = command_line(
         refs,
@@ -247,6 +256,7 @@ def write_report(
         model_kind=model_kind,
         log_to_mlflow=log_to_mlflow,
         baseline=baseline,
+        interpolate=interpolate,
     )
 
     now = _dt.datetime.now().astimezone()
@@ -289,6 +299,11 @@ def write_report(
     references = {"sources": {}, "methods": {}} if given_lr else load_references(scale)
     perceptual = "lpips" if "lpips" in extra else next(iter(extra), "ssim_y")
     grouped = grouped_tables(tables, runs) if has_replicates(runs) else None
+    curves = (
+        interpolation_curves(runs, images, scale, extra, interpolate, registry, say)
+        if interpolate
+        else {}
+    )
     figures = [
         run_curves(runs, folder / "curves.png", extra, group_curves(runs)),
         _plane(
@@ -297,6 +312,7 @@ def write_report(
             folder / "perception_distortion.png",
             perceptual,
             protocols,
+            None if grouped else curves,
         ),
         *report_crops(folder, images, results, outputs, scale, perceptual),
     ]
@@ -315,6 +331,7 @@ def write_report(
         comparisons=comparisons,
         baseline=baseline,
         grouped=grouped,
+        interpolation=curves,
     )
     client = None
     if log_to_mlflow:

@@ -85,6 +85,7 @@ def to_json(report: Report, **extra: Any) -> dict[str, Any]:
         "scores": "scores.csv",
         "baseline": report.baseline,
         "grouped": report.grouped.to_dict() if report.grouped else None,
+        "interpolation": report.interpolation,
         "statistics": [c.to_dict() for c in report.comparisons],
         "mlflow_run_id": report.mlflow_run_id,
     }
