@@ -8,9 +8,8 @@ a storage.
 
 from __future__ import annotations
 
-import warnings
-
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
