@@ -67,6 +67,7 @@ def test_identical_runs_are_not_different_and_five_images_are_too_few():
     assert "0.0625" in sentence(five, None)
     md = "\n".join(statistics_lines([five], PROTOCOLS))
     assert "too few images" in md and "Holm-corrected" in md
+    assert "resamples images only" in md  # one run a side: a test of models, not recipes
 
 
 def test_replicates_pair_seed_by_seed_and_the_bootstrap_resamples_them():

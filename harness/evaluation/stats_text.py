@@ -81,6 +81,15 @@ def statistics_lines(
         "follows each measure's direction. The per-image scores are in `scores.csv`.",
         "",
     ]
+    if any(c.seeds == 1 and c.baseline != "bicubic" for c in comparisons):
+        lines += [
+            "> With one run on a side, a comparison resamples images only: it says whether these "
+            "two trained models differ on these images, not whether their recipes do. Two seeds "
+            "of one experiment can differ significantly this way (a small MSRResNet trained twice "
+            "on T91: 0.067 dB PSNR-Y on Set14, p < 0.001); `harness compare --seeds N` gives "
+            "replicates, whose seeds the interval resamples too.",
+            "",
+        ]
     measures = list(dict.fromkeys(c.measure for c in comparisons))
     for pair in dict.fromkeys((c.run, c.baseline) for c in comparisons):
         lines += [f"### {pair[0]} against {pair[1]}", ""]
