@@ -56,6 +56,9 @@ PARENT_TAG = "mlflow.parentRunId"
 RESUMED_FROM_TAG = "harness.resumed_from_run"
 """Set on a new run that continues a checkpoint whose MLflow run is gone (the old run id)."""
 ERROR_TAG = "error"
+GROUP_TAG = "harness.group"
+"""The experiment a replicate run belongs to (``[experiment] group``, set by ``harness compare
+--seeds``): a report shows the runs of one group as their mean and spread."""
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 """MLflow 3's UI opens an experiment on its model-training pages when this tag is
 ``custom_model_development`` (its GenAI pages otherwise)."""
@@ -101,6 +104,12 @@ def client(uri: str) -> MlflowClient:
     """A client of the store ``uri`` (its model registry too, unless ``MLFLOW_REGISTRY_URI``
     names another)."""
     return MlflowClient(tracking_uri=uri)
+
+
+def log_table(client: MlflowClient, run_id: str, table: Mapping[str, Sequence], name: str) -> None:
+    """A table (column -> values) logged to a run as MLflow's table artifact ``name`` (a
+    ``.json``): the UI shows it, and ``mlflow.load_table(name, run_ids=[run_id])`` reads it."""
+    client.log_table(run_id, data={k: list(v) for k, v in table.items()}, artifact_file=name)
 
 
 def experiment_name(exp: Experiment) -> str:
@@ -248,6 +257,8 @@ class Tracker:
     ) -> str:
         experiment_id = self._experiment_id(experiment_name(exp))
         all_tags = {"harness.version": __version__, "harness.source": exp.source}
+        if exp.experiment.group:  # replicates of one experiment: what a report groups by
+            all_tags[GROUP_TAG] = exp.experiment.group
         all_tags.update(tags or {})
         if parent_run_id:
             all_tags[PARENT_TAG] = parent_run_id

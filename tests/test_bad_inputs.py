@@ -121,6 +121,9 @@ def _cases() -> list[tuple[str, list[str]]]:
         cases.append((f"export-{model}", ["export", f"{{{model}}}", "-o", "{root}/export"]))
         cases.append((f"serve-{model}", ["serve", f"{{{model}}}", "--port", "0"]))
         cases.append((f"report-{model}", ["report", f"{{{model}}}", "--data", "{root}"]))
+        cases.append(
+            (f"interpolate-{model}", ["interpolate", f"{{{model}}}", "{ok.png}", "-o", "{root}/i"])
+        )
     cases += [
         ("upscale-not-an-image", ["upscale", "-m", "bicubic", "{text.png}"]),
         ("upscale-truncated", ["upscale", "-m", "bicubic", "{truncated.jpg}"]),

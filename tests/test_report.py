@@ -336,3 +336,82 @@ def test_runs_of_two_stores_are_read_from_each_and_mlflows_process_uri_stays(
     assert set(report.tables["set5"]) == {"bicubic", "rep_other", "rep_logged"}
     # the report's own run goes to the first run's store
     assert MlflowClient(other).get_run(report.mlflow_run_id).info.run_name == "report"
+
+
+def test_statistics_equal_scipy_on_the_per_image_table_the_report_wrote(env, cli_report):
+    """Every p-value and interval of report.json, recomputed directly with SciPy from
+    scores.csv; the same table is an MLflow table of the report's run."""
+    import numpy as np
+    from scipy import stats as sps
+
+    from harness.evaluation.per_image import read_csv
+
+    out, output = cli_report
+    report = json.loads((out / "report.json").read_text())
+    rows, measures = read_csv(out / "scores.csv")
+    assert measures == tuple(report["measures"])
+    for s, by_run in report["sets"].items():  # the table holds every per-image score
+        for run, result in by_run.items():
+            mine = [r for r in rows if r["set"] == s and r["run"] == run]
+            assert [r["psnr_y"] for r in mine] == [i["psnr_y"] for i in result["images"]]
+    statistics = report["statistics"]
+    assert report["baseline"] == "rep_base"
+    assert {(c["run"], c["baseline"]) for c in statistics} == {("rep_ft", "rep_base")}
+    assert {c["set"] for c in statistics} == {"set5", "set14", "all sets"}
+    for c in statistics:
+        sets = list(report["sets"]) if c["set"] == "all sets" else [c["set"]]
+
+        def scores(run, measure, sets=sets):
+            return np.array(
+                [r[measure] for s in sets for r in rows if (r["set"], r["run"]) == (s, run)]
+            )
+
+        d = scores(c["run"], c["measure"]) - scores(c["baseline"], c["measure"])
+        assert c["difference"] == pytest.approx(d.mean(), rel=1e-12)
+        assert c["p"] == pytest.approx(sps.wilcoxon(d).pvalue if np.any(d) else 1.0)
+        ci = sps.bootstrap((d,), np.mean, rng=np.random.default_rng(0)).confidence_interval
+        assert (c["low"], c["high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
+        assert c["too_small"] and not c["significant"]  # 2, 3 and 5 images: p >= 0.0625
+    ranked = sorted(statistics, key=lambda c: c["p"])
+    running = 0.0
+    for k, c in enumerate(ranked):  # Holm: the running max of (m - k) p_(k), capped at 1
+        running = max(running, (len(ranked) - k) * c["p"])
+        assert c["p_holm"] == pytest.approx(min(1.0, running))
+    md = (out / "report.md").read_text()
+    assert "## Paired statistics" in md and "### rep_ft against rep_base" in md
+    assert "set5 is too small to tell rep_ft from rep_base" in md
+    assert '<details markdown="1">' in md and "## Per-image scores" in md
+    html = (out / "report.html").read_text()
+    assert "<details>" in html and "<summary>PSNR-Y, per image</summary>" in html
+    assert "<td>set5 / img0</td>" in html  # the folded table is rendered, not left as text
+    client = MlflowClient(env["store"])
+    names = {a.path for a in client.list_artifacts(report["mlflow_run_id"])}
+    assert {"scores.csv", "scores.json"} <= names
+
+
+@pytest.mark.slow
+def test_interpolation_curves_end_at_the_base_and_the_fine_tune(env, registry, tmp_path):
+    """``--interpolate 3``: the fine-tune's curve starts at its base's scores (alpha 0) and
+    ends at its own (alpha 1); the base, with no base of its own, gets none."""
+    report = write_report(
+        [str(env["base"]), str(env["ft"])],
+        tmp_path / "interp",
+        registry=registry,
+        data=env["data"][:1],
+        metrics=[],
+        tracking_uri=env["store"],
+        crops=0,
+        log_to_mlflow=False,
+        say=lambda _: None,
+        progress=False,
+        interpolate=3,
+    )
+    assert list(report.interpolation) == ["rep_ft"]
+    points = report.interpolation["rep_ft"]["set5"]
+    assert [p["alpha"] for p in points] == [0.0, 0.5, 1.0]
+    table = report.tables["set5"]
+    for point, row in ((points[0], "rep_base"), (points[-1], "rep_ft")):
+        for measure in ("psnr_y", "ssim_y"):
+            assert point[measure] == pytest.approx(table[row][measure], abs=1e-9), (row, measure)
+    assert "Network interpolation (ESRGAN): rep_ft" in report.markdown.read_text()
+    assert "--interpolate 3" in report.markdown.read_text()

@@ -38,6 +38,20 @@ from harness.evaluation import compare
     metavar="NAME",
     help="Perceptual metric plugins of the report (repeatable) [default: lpips and dists].",
 )
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train each experiment this many times, seeds seed, seed+1, ... (runs <name>-seed<s>, "
+    "grouped in the report); an experiment others start from trains once [default: each "
+    "experiment's [experiment] seeds, 1].",
+)
+@click.option(
+    "--baseline",
+    default=None,
+    metavar="NAME",
+    help="The experiment the report compares the others with [default: the first].",
+)
 @click.option("--report/--no-report", default=True, help="Write the report after training.")
 @click.option(
     "--tracking-uri",
@@ -50,6 +64,8 @@ def command(
     out: str | None,
     data_specs: tuple[str, ...],
     metric_names: tuple[str, ...],
+    seeds: int | None,
+    baseline: str | None,
     report: bool,
     tracking_uri: str | None,
 ) -> None:
@@ -57,13 +73,15 @@ def command(
     given, each after the runs its [generator] init names, then `harness report` them.
 
     Each experiment trains in its own process; running the command again skips finished runs
-    and resumes an interrupted one.
+    and resumes an interrupted one. With --seeds N each experiment trains N times and the
+    report shows each group's mean and spread, and its paired statistics over images and seeds.
 
     \b
       harness compare experiments/compare --data ../shared/data/set5 --data ../shared/data/set14
       harness compare experiments/compare --no-report
+      harness compare experiments/compare --seeds 3 --baseline compare_ft_srgan
     """
-    planned = compare.plan(experiments, overrides, registry=registry())
+    planned = compare.plan(experiments, overrides, registry=registry(), seeds=seeds)
     click.echo("the comparison, in order:")
     for p in planned:
         init = f"  (init: {p.exp.generator.init})" if p.exp.generator.init else ""
@@ -83,5 +101,6 @@ def command(
         metrics=list(metric_names) or None,
         tracking_uri=tracking_uri,
         say=click.echo,
+        baseline=baseline,
     )
     click.echo(f"report: {result.markdown}")

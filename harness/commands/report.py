@@ -57,6 +57,21 @@ from harness.evaluation.tables import format_measure, measure_name, text_table
     help="Which generator of each run to evaluate; RUN@best_lpips sets it for one RUN.",
 )
 @click.option(
+    "--baseline",
+    default=None,
+    metavar="RUN",
+    help="The run (a label of the report, or bicubic) every other run is compared with, per "
+    "image [default: the first run; bicubic when there is one].",
+)
+@click.option(
+    "--interpolate",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="K",
+    help="Score K network interpolations between each fine-tune and the base its lineage "
+    "names (alpha 0 to 1) and draw them on the perception-distortion plane [default: none].",
+)
+@click.option(
     "--tracking-uri",
     default=None,
     help="MLflow store of the runs [default: each run's [tracking] uri, else "
@@ -77,6 +92,8 @@ def command(
     metrics: tuple[str, ...],
     crops: int,
     model_kind: str,
+    baseline: str | None,
+    interpolate: int,
     tracking_uri: str | None,
     use_mlflow: bool,
     quiet: bool,
@@ -86,8 +103,10 @@ def command(
     A RUN is a run directory (or a folder of them), an MLflow run id (a sweep's parent run: all
     its trials), or an MLflow experiment name or id (all its runs), tried in that order; add
     @best_lpips (or another kept generator) to evaluate that one instead of the final one. The
-    folder gets report.md, report.html, report.json, curves.png, perception_distortion.png and
-    crops_<set>_<image>.png, and is logged to MLflow as a run named "report".
+    folder gets report.md, report.html, report.json, scores.csv (every per-image score),
+    curves.png, perception_distortion.png and crops_<set>_<image>.png, and is logged to MLflow
+    as a run named "report". Each run is compared with --baseline image by image (bootstrap
+    interval and Wilcoxon p, Holm-corrected).
 
     \b
       harness report runs/compare_base_mse runs/compare_ft_srgan -o reports/losses
@@ -96,6 +115,7 @@ def command(
       harness report <sweep parent run id> --tracking-uri sqlite:///mlflow.db
     """
     from harness.evaluation import report as rep  # MLflow: loaded when the command runs
+    from harness.evaluation.stats_text import sentence  # SciPy: loaded when the command runs
 
     if not runs:
         raise HarnessError(
@@ -115,6 +135,8 @@ def command(
         log_to_mlflow=use_mlflow,
         say=click.echo,
         progress=not quiet,
+        baseline=baseline,
+        interpolate=interpolate,
     )
     for label, table in result.tables.items():
         click.echo(f"\n{label}")
@@ -123,6 +145,10 @@ def command(
             for row, values in table.items()
         ]
         click.echo(text_table(["", *(measure_name(k) for k in result.measures)], rows))
+    click.echo("")
+    for comparison in result.comparisons:
+        if comparison.significant:
+            click.echo(sentence(comparison, result.protocols.get(comparison.measure)))
     click.echo("")
     for run in result.runs:
         if run.init_label:

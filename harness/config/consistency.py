@@ -19,6 +19,11 @@ from harness.errors import ConfigError, HarnessError
 def check(exp: Experiment, where: Where) -> None:
     """Sizes and counts that only make sense together (pre-training within the run)."""
     d, t, v = exp.data, exp.train, exp.validation
+    if exp.experiment.seeds < 1:
+        raise ConfigError(
+            f"{where('experiment.seeds')} must be at least 1 (runs per experiment in "
+            f"`harness compare`), not {exp.experiment.seeds}."
+        )
     if d.scale < 1:
         raise ConfigError(f"{where('data.scale')} must be at least 1, not {d.scale}.")
     if d.patch < d.scale:

@@ -114,6 +114,10 @@ class ExperimentMeta:
     description: str = ""
     seed: int = 0
     runs_dir: str = "runs"  # the run directory is <runs_dir>/<name>
+    # `harness compare`: train this experiment this many times, seeds seed, seed+1, ... (each a
+    # run named <name>-seed<seed>); an experiment others start from trains once (a shared base)
+    seeds: int = 1
+    group: str = ""  # the experiment a replicate belongs to (set by `harness compare --seeds`)
 
 
 @dataclass(frozen=True)
@@ -223,7 +227,9 @@ class SweepConfig:
     n_generate: int = 4  # preferential: trials not marked worst before the sweep waits
     sampler: Literal["tpe", "random", "grid", "nsga2", "gp"] = "tpe"  # gp: preferential GP
     sampler_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments
-    pruner: Literal["median", "hyperband", "none"] = "median"
+    # "wilcoxon": Optuna's WilcoxonPruner on the per-image validation scores, paired with the
+    # best trial's on the same images at the same validation (docs/sweeps.md says when it helps)
+    pruner: Literal["median", "hyperband", "wilcoxon", "none"] = "median"
     pruner_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments
     # [{metric = "val/psnr_y", direction = "maximize", reduce = "best"}, ...]; () -> that one
     objectives: tuple[dict[str, Any], ...] = ()

@@ -6,6 +6,12 @@ with ``_`` are shared bases, not experiments), an experiment whose ``[generator]
 ``harness report`` over all their runs. Each training is its own ``harness run`` process (as a
 sweep trial is), so a failure stops the chain with that run's message and a restart resumes:
 finished runs are skipped, an interrupted one continues from its checkpoint.
+
+With ``--seeds N`` (or ``[experiment] seeds``) each experiment trains N times, with seeds
+``seed, seed + 1, ...``, each replicate a run ``<name>-seed<seed>`` whose ``[experiment] group``
+is the experiment's name (the MLflow tag ``harness.group``, by which the report groups them).
+An experiment that others of the comparison start from trains once: the base stays shared, and
+every replicate of a fine-tune starts from the same generator.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ class Planned:
 
     path: Path
     exp: config.Experiment
+    overrides: tuple[str, ...] = ()  # a replicate's own seed, name and group
 
     @property
     def run_dir(self) -> Path:
@@ -58,11 +65,50 @@ def experiment_files(specs: Sequence[str]) -> list[Path]:
     return files
 
 
+def replicate_overrides(name: str, seed: int) -> tuple[str, ...]:
+    """The ``--set`` items that make the replicate of experiment ``name`` with ``seed``."""
+    return (
+        f"experiment.seed={seed}",
+        f'experiment.name="{name}-seed{seed}"',
+        f'experiment.group="{name}"',
+    )
+
+
+def replicate(
+    ordered: Sequence[Planned],
+    sources: set[Path],
+    overrides: Sequence[str],
+    seeds: int | None,
+    registry: Registry,
+) -> list[Planned]:
+    """Each experiment of ``ordered`` as its ``seeds`` (else its ``[experiment] seeds``)
+    replicates; an init source of another (a path in ``sources``) stays one run."""
+    out: list[Planned] = []
+    for p in ordered:
+        count = seeds or p.exp.experiment.seeds
+        if count == 1 or p.path in sources:
+            out.append(p)
+            continue
+        first, name = p.exp.experiment.seed, p.exp.experiment.name
+        for seed in range(first, first + count):
+            extra = replicate_overrides(name, seed)
+            exp = config.load(p.path, [*overrides, *extra], registry=registry)
+            out.append(Planned(p.path, exp, extra))
+    return out
+
+
 def plan(
-    specs: Sequence[str], overrides: Sequence[str] = (), *, registry: Registry
+    specs: Sequence[str],
+    overrides: Sequence[str] = (),
+    *,
+    registry: Registry,
+    seeds: int | None = None,
 ) -> list[Planned]:
     """The experiments of ``specs`` (loaded with ``overrides`` and the plugins of
-    ``registry``), each after its init sources."""
+    ``registry``), each after its init sources, each as ``seeds`` replicates (default: its
+    ``[experiment] seeds``) unless others start from it."""
+    if seeds is not None and seeds < 1:
+        raise HarnessError(f"--seeds must be at least 1, not {seeds}.")
     planned = [
         Planned(p, config.load(p, list(overrides), registry=registry))
         for p in experiment_files(specs)
@@ -105,7 +151,15 @@ def plan(
 
     for p in planned:
         visit(p)
-    return ordered
+    shared = {s.path for p in ordered for s in sources(p)}
+    out = replicate(ordered, shared, overrides, seeds, registry)
+    dirs_out = [p.run_dir.resolve() for p in out]
+    if len(set(dirs_out)) != len(dirs_out):
+        raise HarnessError(
+            "two replicates of the comparison write the same run directory (an experiment "
+            "named like another's <name>-seed<seed>); rename one [experiment] name."
+        )
+    return out
 
 
 def finished(p: Planned) -> bool:
@@ -132,7 +186,7 @@ def run_all(
         # -P: the working directory is not put first on sys.path, so a folder named like a
         # package there (a checkout of another version, say) cannot shadow the installed one
         cmd = [sys.executable, "-P", "-m", "harness.cli", "run", str(p.path)]
-        for item in overrides:
+        for item in (*overrides, *p.overrides):
             cmd += ["--set", item]
         if quiet:
             cmd.append("--quiet")
@@ -145,4 +199,12 @@ def run_all(
             )
 
 
-__all__ = ["Planned", "experiment_files", "finished", "plan", "run_all"]
+__all__ = [
+    "Planned",
+    "experiment_files",
+    "finished",
+    "plan",
+    "replicate",
+    "replicate_overrides",
+    "run_all",
+]

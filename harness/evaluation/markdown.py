@@ -5,11 +5,12 @@ figures."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from harness.evaluation.stats_text import per_image_lines, statistics_lines
 from harness.evaluation.tables import markdown_table, measure_name
-from harness.plugin_api.metrics import format_value
+from harness.plugin_api.metrics import MEASURES, format_value
 
 
 def _duration(seconds: float | None) -> str:
@@ -20,6 +21,31 @@ def _duration(seconds: float | None) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.2f} h"
+
+
+def _held_out(run: Any, measures: Sequence[str]) -> list[str]:
+    """The run's losses that are metrics, and the report's metrics it did not train on."""
+    if not run.metric_losses:
+        return []
+    held = [measure_name(m) for m in measures if m not in (*MEASURES, *run.trained_on)]
+    return [
+        f"- trains on metrics: {', '.join(run.metric_losses)}; held out here: "
+        f"{', '.join(held) or 'none'} (judge it on those)"
+    ]
+
+
+def _interpolation_note(report: Any) -> list[str]:
+    curves = report.interpolation
+    if not curves:
+        return []
+    points = len(next(iter(next(iter(curves.values())).values())))
+    where = "drawn as dotted lines" if report.grouped is None else "in `report.json` only"
+    return [
+        f"Network interpolation (ESRGAN): {', '.join(curves)}, each with its base, at "
+        f"{points} alphas from 0 (the base) to 1 (the run), {where}; every point is a model "
+        "`harness interpolate` writes.",
+        "",
+    ]
 
 
 def render_markdown(
@@ -66,7 +92,9 @@ def render_markdown(
         for label, spec in data.items()
     )
     lines += [f"- Data: {sets}.", "", "## Results", ""]
-    for label, table in report.tables.items():
+    grouped = report.grouped
+    trained = {r.group_label: r.trained_on for r in runs} | {r.label: r.trained_on for r in runs}
+    for label, table in (grouped.means if grouped else report.tables).items():
         count = len(next(iter(report.results[label].values())).images)
         lines += [f"### {label} ({count} images)", ""]
         best = {}
@@ -79,10 +107,27 @@ def render_markdown(
             cells = []
             for key in report.measures:
                 text = format_value(values[key], protocols[key])
-                cells.append(f"**{text}**" if best.get(key) == values[key] else text)
-            rows.append([row, *cells])
+                text = f"**{text}**" if best.get(key) == values[key] else text
+                spread = grouped.spreads[label][row][key] if grouped else math.nan
+                if math.isfinite(spread):
+                    text += f" ± {format_value(spread, protocols[key])}"
+                cells.append(f"{text} †" if key in trained.get(row, ()) else text)
+            runs_in = grouped.counts.get(row, 1) if grouped else 1
+            rows.append([f"{row} ({runs_in} seeds)" if runs_in > 1 else row, *cells])
         lines += markdown_table(["", *(measure_name(k) for k in report.measures)], rows)
-        lines += ["", "Bold: the best of the column.", ""]
+        note = "Bold: the best of the column."
+        if any(trained.values()):
+            note += (
+                " †: the run trained on this metric (a loss of the same name and settings); "
+                "judge it on the held-out columns."
+            )
+        if grouped:
+            note += (
+                " A group of seeds shows the mean over its runs ± their standard deviation "
+                "(each run's own row: `report.json`, `scores.csv`)."
+            )
+        lines += ["", note, ""]
+    lines += statistics_lines(report.comparisons, protocols)
 
     methods = references.get("methods", {})
     ref_sets = list(
@@ -154,6 +199,7 @@ def render_markdown(
         lines += [
             f"- generator: {r.generator}",
             f"- losses: {r.losses}; adversarial: {r.adversarial}",
+            *_held_out(r, report.measures),
             f"- evaluated: `{r.model_ref}`",
         ]
         if r.run_dir:
@@ -179,12 +225,14 @@ def render_markdown(
         "",
         "![perception-distortion plane](perception_distortion.png)",
         "",
+        *_interpolation_note(report),
         "### Crops",
         "",
     ]
     for path in report.figures:
         if path.name.startswith("crops_"):
             lines += [f"![{path.stem}]({path.name})", ""]
+    lines += per_image_lines(report.scores, report.measures, protocols)
     return "\n".join(lines).rstrip() + "\n"
 
 

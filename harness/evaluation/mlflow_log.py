@@ -67,10 +67,15 @@ def start_report_run(runs: Sequence[RunInfo], say: Callable[[str], Any]) -> tupl
     return client, run.info.run_id
 
 
-def finish_report_run(client: Any, run_id: str, folder: Path) -> None:
-    """Log ``folder`` as the run's artifacts and end it (``FAILED`` if that fails)."""
+def finish_report_run(
+    client: Any, run_id: str, folder: Path, tables: Mapping[str, Mapping[str, Any]] | None = None
+) -> None:
+    """Log ``folder`` as the run's artifacts and ``tables`` (artifact name -> columns) as
+    MLflow tables, and end the run (``FAILED`` if that fails)."""
     try:
         client.log_artifacts(run_id, str(folder))
+        for name, table in (tables or {}).items():
+            tracking.log_table(client, run_id, table, name)
         client.set_terminated(run_id, "FINISHED")
     except Exception as exc:
         client.set_terminated(run_id, "FAILED")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,13 @@ def _pyplot() -> Any:
 
 @dataclass(frozen=True)
 class Curves:
-    """One run's validation history: ``metric -> [(step, value)]`` and its bicubic line."""
+    """One run's validation history: ``metric -> [(step, value)]`` and its bicubic line; for a
+    group of replicates the mean history and its ``band``: ``metric -> [(step, low, high)]``."""
 
     label: str
     history: Mapping[str, Sequence[tuple[int, float]]]
     bicubic_psnr_y: float | None = None
+    band: Mapping[str, Sequence[tuple[int, float, float]]] = field(default_factory=dict)
 
 
 def plot_curves(runs: Sequence[Curves], path: Path, perceptual: str = "lpips") -> Path:
@@ -63,6 +65,10 @@ def plot_curves(runs: Sequence[Curves], path: Path, perceptual: str = "lpips") -
                 steps, values = zip(*points, strict=True)
                 ax.plot(steps, values, marker="o", ms=3, color=color(i), label=run.label)
                 drawn = True
+            band = sorted(run.band.get(key, ()))
+            if band:
+                at, low, high = zip(*band, strict=True)
+                ax.fill_between(at, low, high, color=color(i), alpha=0.2, lw=0)
             base = run.bicubic_psnr_y
             if key != "val/psnr_y" or base is None or not math.isfinite(base):
                 continue
@@ -106,11 +112,13 @@ def plot_perception_distortion(
     y: str = "lpips",
     y_label: str = "LPIPS",
     lower_is_better: bool = True,
+    curves: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]] | None = None,
 ) -> Path:
     """One panel per set: PSNR-Y (x) against ``y`` (lower is better), a point per row of the
     set's table (bicubic first) and the published points of ``references`` (``method -> set ->
     measures``, hollow grey markers; a method without ``y`` is a labelled vertical dashed line at
-    its PSNR-Y)."""
+    its PSNR-Y). ``curves`` (row -> set -> points with ``alpha``) are drawn as dotted lines in
+    the row's colour, each point labelled with its alpha (network interpolation)."""
     plt = _pyplot()
     sets = list(tables)
     cols = min(3, max(1, len(sets)))
@@ -128,6 +136,7 @@ def plot_perception_distortion(
                 ax.scatter(px, py, marker="s", s=50, color=BICUBIC_COLOR, label="bicubic", zorder=3)
             else:
                 ax.scatter(px, py, marker="o", s=60, color=color(run_i), label=row, zorder=3)
+                _interpolation(ax, (curves or {}).get(row, {}).get(label, ()), y, color(run_i))
                 run_i += 1
         published = False
         for j, (method, per_set) in enumerate(references.items()):
@@ -178,17 +187,40 @@ def plot_perception_distortion(
     return path
 
 
+def _interpolation(ax: Any, points: Sequence[Mapping[str, float]], y: str, hue: str) -> None:
+    points = [p for p in points if math.isfinite(p.get("psnr_y", math.nan)) and y in p]
+    if not points:
+        return
+    xs, ys = [p["psnr_y"] for p in points], [p[y] for p in points]
+    ax.plot(xs, ys, ls=":", marker=".", color=hue, lw=1.2, zorder=2)
+    for p, px, py in zip(points, xs, ys, strict=True):
+        ax.annotate(
+            f"{p['alpha']:.2g}",
+            (px, py),
+            fontsize=6,
+            color=hue,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+
+
 def reference_key(label: str) -> str:
     """A data set label -> the key of :file:`references.toml` (``Set5`` -> ``set5``)."""
     key = label.lower().replace("-", "").replace("_", "")
     return {"b100": "bsd100", "bsds100": "bsd100"}.get(key, key)
 
 
-def run_curves(runs: Sequence[Any], path: Path, extra: Mapping[str, Any]) -> Path:
-    """``curves.png`` of the reported runs: PSNR-Y and the first of ``extra`` a run validated
-    with (else LPIPS)."""
+def run_curves(
+    runs: Sequence[Any],
+    path: Path,
+    extra: Mapping[str, Any],
+    curves: Sequence[Curves] | None = None,
+) -> Path:
+    """``curves.png`` of the reported runs (or of ``curves`` made from them: replicates as
+    their mean and band): PSNR-Y and the first of ``extra`` a run validated with (else LPIPS)."""
     perceptual = next((k for k in extra if any(f"val/{k}" in r.history for r in runs)), "lpips")
-    curves = [Curves(r.label, r.history, r.bicubic_val) for r in runs]
+    if curves is None:
+        curves = [Curves(r.label, r.history, r.bicubic_val) for r in runs]
     return plot_curves(curves, path, perceptual)
 
 

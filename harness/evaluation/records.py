@@ -42,6 +42,15 @@ class RunInfo:
     init_label: str = ""
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     bicubic_val: float | None = None
+    group: str = ""  # the experiment whose replicate this run is ("": the run is its own group)
+    seed: str = ""  # the replicate's seed ("" when unknown)
+    metric_losses: list[str] = field(default_factory=list)  # losses named like a metric
+    trained_on: list[str] = field(default_factory=list)  # the report's metrics it trained on
+
+    @property
+    def group_label(self) -> str:
+        """The label the report's statistics and grouped tables use for this run's group."""
+        return self.group or self.label
 
     @property
     def scale(self) -> int | None:
@@ -103,6 +112,10 @@ class RunInfo:
             "init_label": self.init_label,
             "steps": self.steps,
             "wall_s": self.wall_s,
+            "group": self.group_label,
+            "seed": self.seed,
+            "metric_losses": self.metric_losses,
+            "trained_on": self.trained_on,
         }
 
 
@@ -121,6 +134,11 @@ class Report:
     measures: tuple[str, ...]
     protocols: dict[str, Any] = field(default_factory=dict)
     mlflow_run_id: str = ""
+    scores: list[dict[str, Any]] = field(default_factory=list)  # scores.csv's rows
+    comparisons: list[Any] = field(default_factory=list)  # harness.evaluation.stats.Comparison
+    baseline: str = ""
+    grouped: Any = None  # harness.evaluation.replicates.GroupedTables when runs have replicates
+    interpolation: dict[str, Any] = field(default_factory=dict)  # run -> set -> alpha points
 
 
 __all__ = ["FINAL", "REPORT_TAG", "Report", "ReportError", "RunInfo"]

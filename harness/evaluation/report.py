@@ -28,9 +28,14 @@ from harness.data.images import to_uint8
 from harness.deploy.models import ModelReferenceError, load_upscaler
 from harness.evaluation import mlflow_log
 from harness.evaluation.crops import report_crops
+from harness.evaluation.heldout import mark_runs
+from harness.evaluation.interpolation import interpolation_curves
+from harness.evaluation.per_image import columns, score_rows, write_csv
 from harness.evaluation.plots import plot_perception_distortion, run_curves
 from harness.evaluation.records import FINAL, Report, ReportError, RunInfo
+from harness.evaluation.replicates import group_curves, grouped_tables, has_replicates
 from harness.evaluation.runs import resolve_runs
+from harness.evaluation.stats import compare_all, pairs_against
 from harness.evaluation.suite import DEFAULT_METRICS, discover, metric_functions
 from harness.evaluation.tables import measure_name
 from harness.evaluation.writing import to_json, write_files
@@ -44,6 +49,8 @@ if TYPE_CHECKING:
 
 DEFAULT_DATA: tuple[str, ...] = ("data/set5", "data/set14", "data/bsd100")
 """Where ``harness data download set5 set14 bsd100 --dest data`` puts the benchmark sets."""
+SCORES = "scores.csv"
+"""The report's per-image scores (:mod:`harness.evaluation.per_image`)."""
 
 
 def load_references(scale: int | None = None) -> dict[str, Any]:
@@ -155,6 +162,7 @@ def _plane(
     path: Path,
     perceptual: str,
     protocols: Mapping[str, MetricProtocol],
+    curves: Mapping[str, Any] | None = None,
 ) -> Path:
     published = {
         k: {s: v for s, v in meth.items() if isinstance(v, dict)}
@@ -167,6 +175,7 @@ def _plane(
         y=perceptual,
         y_label=measure_name(perceptual),
         lower_is_better=not protocols[perceptual].higher_is_better,
+        curves=curves,
     )
 
 
@@ -181,6 +190,8 @@ def command_line(
     crops: int = 2,
     model_kind: str = FINAL,
     log_to_mlflow: bool = True,
+    baseline: str | None = None,
+    interpolate: int = 0,
 ) -> str:
     """The ``harness report`` command line that writes this report (what it says it was made
     with), quoted for a POSIX shell."""
@@ -197,6 +208,10 @@ def command_line(
         args += ["--crops", str(crops)]
     if model_kind != FINAL:
         args += ["--model-kind", model_kind]
+    if baseline:
+        args += ["--baseline", baseline]
+    if interpolate:
+        args += ["--interpolate", str(interpolate)]
     if tracking_uri:
         args += ["--tracking-uri", tracking_uri]
     if not log_to_mlflow:
@@ -218,12 +233,18 @@ def write_report(
     log_to_mlflow: bool = True,
     say: Callable[[str], Any] = print,
     progress: bool = True,
+    baseline: str | None = None,
+    interpolate: int = 0,
 ) -> Report:
     """Evaluate each run of ``refs`` and bicubic on ``data`` and write the report to ``out``
     (default ``reports/<date-time>``). ``metrics`` are metric plugin names of ``registry``
     (default: the registered ones of :data:`DEFAULT_METRICS`); ``crops`` images per set get a
     crop figure. ``lr`` (one folder per ``data`` folder) gives LR images to upscale instead of
-    bicubic LR. The report says it was made with :func:`command_line` of these arguments."""
+    bicubic LR. Each run (or group of replicates) is compared with ``baseline`` (a run or group
+    label, or ``bicubic``; default: the first) by :mod:`harness.evaluation.stats`. With
+    ``interpolate`` K, each fine-tune's network interpolation with its base is scored at K
+    alphas (:mod:`harness.evaluation.interpolation`) and drawn on the plane. The report
+    says it was made with :func:`command_line` of these arguments."""
     command = command_line(
         refs,
         out,
@@ -234,17 +255,29 @@ def write_report(
         crops=crops,
         model_kind=model_kind,
         log_to_mlflow=log_to_mlflow,
+        baseline=baseline,
+        interpolate=interpolate,
     )
 
     now = _dt.datetime.now().astimezone()
     suites = discover(list(data), list(lr))
     runs = resolve_runs(refs, tracking_uri=tracking_uri, model_kind=model_kind, say=say)
     extra = metric_functions(registry, metrics)
+    mark_runs(runs, extra, registry)
     protocols = {
         **{k: PROTOCOL_MEASURES[k] for k in ("psnr_y", "ssim_y")},
         **{k: metric_protocol(f) for k, f in extra.items()},
     }
     measures = tuple(protocols)
+    groups = list(dict.fromkeys(r.group_label for r in runs))
+    try:
+        by_label = {r.label: r.group_label for r in runs}
+        baseline, pairs = pairs_against(groups, by_label.get(baseline or "", baseline))
+    except KeyError:
+        raise ReportError(
+            f'--baseline "{baseline}" is none of the reported runs; give one of: '
+            f"{', '.join(['bicubic', *groups])}."
+        ) from None
     scale = report_scale(runs, registry)
     folder = Path(out) if out else Path("reports") / now.strftime("%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)
@@ -255,13 +288,32 @@ def write_report(
         s: {row: {k: r.mean(k) for k in measures} for row, r in res.items()}
         for s, res in results.items()
     }
+    scores = score_rows(
+        results, measures, {r.label: r.group_label for r in runs}, {r.label: r.seed for r in runs}
+    )
+    write_csv(folder / SCORES, scores, measures)
+    directions = {m: protocols[m].higher_is_better for m in measures}
+    comparisons = compare_all(scores, pairs, directions)
     given_lr = {s.label: s.lr for s in suites if s.lr}
     # published figures are measured on bicubic LR: not comparable with given LR images
     references = {"sources": {}, "methods": {}} if given_lr else load_references(scale)
     perceptual = "lpips" if "lpips" in extra else next(iter(extra), "ssim_y")
+    grouped = grouped_tables(tables, runs) if has_replicates(runs) else None
+    curves = (
+        interpolation_curves(runs, images, scale, extra, interpolate, registry, say)
+        if interpolate
+        else {}
+    )
     figures = [
-        run_curves(runs, folder / "curves.png", extra),
-        _plane(tables, references, folder / "perception_distortion.png", perceptual, protocols),
+        run_curves(runs, folder / "curves.png", extra, group_curves(runs)),
+        _plane(
+            grouped.means if grouped else tables,
+            references,
+            folder / "perception_distortion.png",
+            perceptual,
+            protocols,
+            None if grouped else curves,
+        ),
         *report_crops(folder, images, results, outputs, scale, perceptual),
     ]
     report = Report(
@@ -275,6 +327,11 @@ def write_report(
         figures=figures,
         measures=measures,
         protocols=protocols,
+        scores=scores,
+        comparisons=comparisons,
+        baseline=baseline,
+        grouped=grouped,
+        interpolation=curves,
     )
     client = None
     if log_to_mlflow:
@@ -295,7 +352,8 @@ def write_report(
             client.set_terminated(report.mlflow_run_id, "FAILED")
         raise
     if client is not None:
-        mlflow_log.finish_report_run(client, report.mlflow_run_id, folder)
+        tables = {"scores.json": columns(scores, measures)}
+        mlflow_log.finish_report_run(client, report.mlflow_run_id, folder, tables)
         say(f"logged to MLflow run {report.mlflow_run_id} (report)")
     return report
 

@@ -238,8 +238,11 @@ def resolve_runs(
                 seen.add(key)
                 runs.append(info)
     for info in runs:
+        info.group = info.params.get("experiment.group", "") or info.tags.get("harness.group", "")
+        info.seed = info.params.get("experiment.seed", "")
         if info.kind != FINAL:
             info.label = f"{info.label}@{info.kind}"
+            info.group = f"{info.group}@{info.kind}" if info.group else ""
     labels = [r.label for r in runs]
     for info in runs:
         if labels.count(info.label) > 1 or info.label == "bicubic":

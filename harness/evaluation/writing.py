@@ -82,13 +82,19 @@ def to_json(report: Report, **extra: Any) -> dict[str, Any]:
             for s, rows in report.results.items()
         },
         "figures": [p.name for p in report.figures],
+        "scores": "scores.csv",
+        "baseline": report.baseline,
+        "grouped": report.grouped.to_dict() if report.grouped else None,
+        "interpolation": report.interpolation,
+        "statistics": [c.to_dict() for c in report.comparisons],
         "mlflow_run_id": report.mlflow_run_id,
     }
 
 
 def markdown_to_html(text: str, folder: Path, title: str = "harness report") -> str:
     """The Markdown ``text`` as one self-contained HTML page (Python-Markdown with its
-    ``tables`` extension), each image of ``folder`` it shows embedded as a base64 PNG."""
+    ``tables`` extension, and ``md_in_html`` for the folded per-image tables), each image of
+    ``folder`` it shows embedded as a base64 PNG."""
 
     def embed(match: re.Match[str]) -> str:
         path = folder / match.group(2)
@@ -97,7 +103,9 @@ def markdown_to_html(text: str, folder: Path, title: str = "harness report") -> 
         data = base64.b64encode(path.read_bytes()).decode()
         return f"![{match.group(1)}](data:image/png;base64,{data})"
 
-    body = markdown.markdown(IMAGE.sub(embed, text), extensions=["tables"], output_format="html")
+    body = markdown.markdown(
+        IMAGE.sub(embed, text), extensions=["tables", "md_in_html"], output_format="html"
+    )
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}'
         f"</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n"

@@ -9,6 +9,7 @@ a storage.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,6 +253,10 @@ def make_pruner(sweep: SweepConfig, n_objectives: int = 1) -> optuna.pruners.Bas
     try:
         if sweep.pruner == "hyperband":
             return optuna.pruners.HyperbandPruner(**options)
+        if sweep.pruner == "wilcoxon":
+            with warnings.catch_warnings():  # asked for by name: Optuna's "experimental" note
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.pruners.WilcoxonPruner(**options)
         return optuna.pruners.MedianPruner(**options)
     except TypeError as exc:
         raise ConfigError(f"[sweep] pruner_options for {sweep.pruner!r}: {exc}.") from None

@@ -45,14 +45,40 @@ COMMAND = "import sys; from harness.sweep.trial import main; sys.exit(main())"
 
 
 class _Reporter:
-    """The ``on_validation`` callback of a trial: history, ``trial.report``, pruning."""
+    """The ``on_validation`` callback of a trial: history, ``trial.report``, pruning.
 
-    def __init__(self, trial: Any, objectives: Sequence[Objective]) -> None:
+    With ``per_image`` (``[sweep] pruner = "wilcoxon"``) each validation reports every image's
+    score, keyed by (validation, image) so that Optuna's WilcoxonPruner pairs it with the best
+    trial's score on the same image at the same validation; otherwise the mean, keyed by step.
+    """
+
+    def __init__(self, trial: Any, objectives: Sequence[Objective], per_image: bool = False):
         self.trial = trial
         self.objectives = objectives
         self.history: list[tuple[int, dict[str, float]]] = []
         self.run_id = ""
         self.pruned_at: int | None = None
+        self.per_image = per_image
+        self.validator: Any = None
+        self.validations = 0
+
+    def on_train_begin(self, run: Any) -> None:
+        self.validator = run.validator
+
+    def _report_images(self) -> bool:
+        """Report the last validation's per-image scores of the objective; False when there
+        are none (the objective is not a per-image validation metric)."""
+        last = getattr(self.validator, "last", None)
+        measure = self.objectives[0].metric.removeprefix("val/")
+        if last is None or not last.images or measure not in last.images[0].as_dict():
+            return False
+        count = len(last.images)
+        for i, image in enumerate(last.images):
+            value = float(image.as_dict()[measure])
+            if math.isfinite(value):
+                self.trial.report(value, self.validations * count + i)
+        self.validations += 1
+        return True
 
     def on_validation(self, step: int, metrics: dict[str, float]) -> None:
         from harness.training.loop import StopTraining  # TensorFlow: imported when training
@@ -63,10 +89,14 @@ class _Reporter:
             self.run_id = self.run_id or (active.info.run_id if active else "")
         if len(self.objectives) > 1:
             return
-        value = metrics.get(self.objectives[0].metric)
-        if value is None or not math.isfinite(float(value)):
-            return
-        self.trial.report(float(value), int(step))
+        if self.per_image:
+            if not self._report_images():
+                return
+        else:
+            value = metrics.get(self.objectives[0].metric)
+            if value is None or not math.isfinite(float(value)):
+                return
+            self.trial.report(float(value), int(step))
         if self.trial.should_prune():
             self.pruned_at = int(step)
             raise StopTraining(f"pruned by the sweep's pruner at step {step}")
@@ -117,7 +147,9 @@ def run_trial(job: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
         shutil.rmtree(run_dir)
     from harness.training.loop import StopTraining, train  # TensorFlow: imported when training
 
-    reporter = _Reporter(trial, objectives)
+    reporter = _Reporter(
+        trial, objectives, per_image=bool(base.sweep) and base.sweep.pruner == "wilcoxon"
+    )
     tags = {
         "optuna.study": job["study"],
         "optuna.storage": storage_text(job["storage"]),

@@ -20,7 +20,7 @@ from harness.data.images import to_uint8
 from harness.deploy.upscaler import Upscaler
 from harness.measures.bicubic import bicubic_downsample, bicubic_upsample, bicubic_upscaler
 from harness.measures.quality import crop_border, psnr
-from harness.measures.scoring import evaluate, given_lr
+from harness.measures.scoring import EvalResult, evaluate, given_lr
 from harness.plugin_api.metrics import build_metric, metric_protocol, rgb_to_y
 from harness.plugin_api.registry import Registry
 
@@ -62,6 +62,7 @@ class Validator:
         self.samples = self.images[: exp.validation.samples]
         self.extras = validation_extras(exp, registry) if self.images else {}
         self._upscalers: dict[int, Any] = {}
+        self.last: EvalResult | None = None  # the last validation's per-image scores
 
     def bicubic(self) -> dict[str, float]:
         """The bicubic baseline's metrics (``val/bicubic_psnr_y``, ...)."""
@@ -78,7 +79,8 @@ class Validator:
     def __call__(self, generator: Any) -> dict[str, float]:
         """The validation metrics of ``generator`` under their MLflow names."""
         upscale = self.upscaler(generator)
-        return mean_metrics(evaluate(upscale, self.images, self.scale, extra=self.extras))
+        self.last = evaluate(upscale, self.images, self.scale, extra=self.extras)
+        return mean_metrics(self.last)
 
 
 SAMPLE_COLUMNS = ("LR", "bicubic", "SR", "HR")
