@@ -265,19 +265,7 @@ def _run(
         )
     run = cb.Run(exp, trainer, tracker, checkpoints, kept, validator, result, say, chief)
     flag: dict[str, int] = {}
-    hooks = cb.CallbackList(
-        [
-            cb.MLflowLogging(run),
-            cb.SampleGrids(run),
-            cb.History(result),
-            cb.KeepBest(run),
-            progress,
-            cb.PeriodicCheckpoint(checkpoints, t.checkpoint_every),
-            cb.StopOnSignal(flag, checkpoints, exp.source),
-            cb.ExportModels(run),
-            *callbacks,
-        ]
-    )
+    hooks = cb.CallbackList([*cb.builtin_callbacks(run, progress, flag), *callbacks])
     every = v.every if validator.images else 0
 
     def validate(step: int) -> None:
