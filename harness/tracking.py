@@ -49,7 +49,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from harness import __version__
 from harness.config import Experiment
 from harness.errors import HarnessError, HarnessWarning
-from harness.run_context import run_context_tags
+from harness.run_context import experiment_description, run_context_tags
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
@@ -59,6 +59,8 @@ ERROR_TAG = "error"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 """MLflow 3's UI opens an experiment on its model-training pages when this tag is
 ``custom_model_development`` (its GenAI pages otherwise)."""
+DESCRIPTION_TAG = "mlflow.note.content"
+"""What MLflow's UI shows as the description of an experiment, a run or a logged model."""
 SYSTEM_METRICS_INTERVAL = 10.0
 """Seconds between system metric samples; ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` overrides."""
 MAX_BATCH = 100  # MLflow accepts at most 100 params per log_batch call
@@ -215,25 +217,24 @@ class Tracker:
                 out[key] = max(m.step for m in history)
         return out
 
-    def _experiment_id(self, name: str) -> str:
-        """The id of the MLflow experiment ``name``: found (restored when deleted) or created.
+    def _experiment_id(self, name: str, description: str) -> str:
+        """The id of the MLflow experiment ``name``: found (restored when deleted) or created,
+        with ``description`` unless it has one.
 
         Processes starting together (sweep workers) may both create it; the loser finds the
         winner's."""
+        tags = {EXPERIMENT_KIND_TAG: "custom_model_development", DESCRIPTION_TAG: description}
         for attempt in range(2):
             found = self.client.get_experiment_by_name(name)
             if found is not None:
                 if found.lifecycle_stage != "active":
                     self.client.restore_experiment(found.experiment_id)
-                if EXPERIMENT_KIND_TAG not in found.tags:
-                    self.client.set_experiment_tag(
-                        found.experiment_id, EXPERIMENT_KIND_TAG, "custom_model_development"
-                    )
+                for key, value in tags.items():
+                    if key not in found.tags:
+                        self.client.set_experiment_tag(found.experiment_id, key, value)
                 return found.experiment_id
             try:
-                return self.client.create_experiment(
-                    name, tags={EXPERIMENT_KIND_TAG: "custom_model_development"}
-                )
+                return self.client.create_experiment(name, tags=tags)
             except MlflowException:
                 if attempt == 1:
                     raise
@@ -246,7 +247,7 @@ class Tracker:
         run_name: str | None,
         tags: Mapping[str, str] | None,
     ) -> str:
-        experiment_id = self._experiment_id(experiment_name(exp))
+        experiment_id = self._experiment_id(experiment_name(exp), experiment_description(exp))
         all_tags = {"harness.version": __version__, "harness.source": exp.source}
         all_tags.update(tags or {})
         if parent_run_id:

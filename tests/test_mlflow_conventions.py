@@ -91,6 +91,10 @@ def test_a_run_records_the_mlflow_3_conventions(tmp_path, monkeypatch, store):
         assert "mlflow.source.git.commit" not in tags
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "experiment quickstart (x4" in experiment.tags["mlflow.note.content"]
+    # what the run said, as the artifact console.log
+    said = Path(client.download_artifacts(run_id, "console.log", str(tmp_path))).read_text()
+    assert "step 2: validation PSNR-Y" in said and "bicubic on the validation set" in said
 
     # the data folders as dataset inputs (the quickstart trains and validates on skimage)
     inputs = run.inputs.dataset_inputs

@@ -264,6 +264,7 @@ class Progress:
             desc="train",
         )
         self.run: Run | None = None
+        self.lines: list[str] = []  # every message written, for the run's console.log
 
     def on_train_begin(self, run: Run) -> None:
         self.run = run
@@ -305,6 +306,7 @@ class Progress:
             )
 
     def write(self, text: str) -> None:
+        self.lines.append(text)
         if self.quiet:
             print(text, flush=True)
         else:
