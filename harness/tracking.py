@@ -10,8 +10,10 @@ metrics ``loss/<term>``, ``weight/<term>``, ``loss/d``, ``loss/g_total``, ``trai
 ``train/learning_rate``, ``val/<metric>``, ``val/bicubic_<metric>``; MLflow's ``system/...``
 metrics (CPU, memory, GPU) unless ``[tracking] system_metrics = false``; the sample grids as the
 stepped image ``samples`` (:meth:`Tracker.log_image`); the data folders as dataset inputs
-(``training``, ``validation``); artifacts ``experiment.toml`` and the generator as an MLflow
-model named ``generator``. Tags: ``mlflow.note.content`` (``[experiment] description``),
+(``training``, ``validation``); artifacts ``experiment.toml``, ``console.log`` and the
+generator as an MLflow model named ``generator``; ``eval/<data set>/<measure>`` metrics added
+by evaluations (:func:`log_run_metrics`). The experiment gets a description
+(:func:`harness.run_context.experiment_description`). Tags: ``mlflow.note.content`` (``[experiment] description``),
 ``mlflow.user``, ``mlflow.source.name`` (the experiment file) and ``mlflow.source.git.commit``
 when that file is in a git checkout.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 import tempfile
 import time
@@ -140,6 +143,19 @@ def annotate_run(
         )
     for path, folder in (files or {}).items():
         store.log_artifact(run_id, str(path), folder)
+
+
+def log_run_metrics(uri: str, run_id: str, metrics: Mapping[str, float], step: int = 0) -> int:
+    """Log the finite ``metrics`` to the existing run ``run_id`` of the store ``uri`` (an
+    evaluation of its model: ``eval/<data set>/<measure>``), leaving its status as it is; how
+    many were logged. Raises :class:`MlflowException` when the store does not have the run."""
+    store = client(uri)
+    store.get_run(run_id)
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, int(step)) for k, v in metrics.items() if math.isfinite(v)]
+    for i in range(0, len(batch), MAX_BATCH * 10):
+        store.log_batch(run_id, metrics=batch[i : i + MAX_BATCH * 10])
+    return len(batch)
 
 
 class Tracker:
