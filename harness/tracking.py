@@ -13,9 +13,9 @@ stepped image ``samples`` (:meth:`Tracker.log_image`); the data folders as datas
 (``training``, ``validation``); artifacts ``experiment.toml``, ``console.log`` and the
 generator as an MLflow model named ``generator``; ``eval/<data set>/<measure>`` metrics added
 by evaluations (:func:`log_run_metrics`). The experiment gets a description
-(:func:`harness.run_context.experiment_description`). Tags: ``mlflow.note.content`` (``[experiment] description``),
-``mlflow.user``, ``mlflow.source.name`` (the experiment file) and ``mlflow.source.git.commit``
-when that file is in a git checkout.
+(:func:`harness.run_context.experiment_description`). Tags: ``mlflow.note.content``
+(``[experiment] description``), ``mlflow.user``, ``mlflow.source.name`` (the experiment
+file) and ``mlflow.source.git.commit`` when that file is in a git checkout.
 
 This module is the only one that builds an :class:`MlflowClient` (:func:`client`), and every
 call names its store: nothing here sets MLflow's process-wide tracking URI, so runs of several
