@@ -127,7 +127,7 @@ def filter_stderr() -> bool:
     os.close(write_end)
     encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
     sys.stderr = os.fdopen(real, "w", buffering=1, encoding=encoding, errors="backslashreplace")
-    _filter.update(pid=pid, real=real)
+    _filter.update(pid=pid, real=real, pipe=os.fstat(2).st_ino)
     atexit.register(_finish_filter)
     return True
 
@@ -141,7 +141,8 @@ def _finish_filter() -> None:
     with contextlib.suppress(Exception):
         sys.stderr.flush()
     with contextlib.suppress(OSError):
-        os.dup2(_filter["real"], 2)
+        if os.fstat(2).st_ino == _filter["pipe"]:  # else someone has restored fd 2 already
+            os.dup2(_filter["real"], 2)
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
         try:
