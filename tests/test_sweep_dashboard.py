@@ -16,7 +16,6 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-from optuna_dashboard import get_note
 from optuna_dashboard.preferential import load_study as load_preferential
 
 from harness import sweep
@@ -139,6 +138,8 @@ def test_names_and_links(tmp_path, monkeypatch):
 
 
 def test_a_trials_note_links_its_runs_in_mlflows_training_view(monkeypatch):
+    from optuna_dashboard import get_note
+
     monkeypatch.delenv("HARNESS_MLFLOW_UI", raising=False)
     parent = object.__new__(ParentRun)  # what a note needs of the parent run
     parent.uri, parent.experiment, parent.experiment_id = "sqlite:///mlflow.db", "quick", "3"
@@ -204,7 +205,10 @@ def test_a_preferential_sweep_through_the_cli(tmp_path, shared_data):
         run = client.get_run(t.user_attrs[sweep.RUN_ATTR])
         url = t.user_attrs[sweep.RUN_URL_ATTR]
         assert url.endswith(f"/runs/{run.info.run_id}?workflowType=machine_learning")
-        assert f"[this trial's run]({url})" in get_note(t)
+        # optuna-dashboard keeps notes as study system attributes
+        store = optuna.storages.get_storage(storage)
+        notes = store.get_study_system_attrs(store.get_study_id_from_name("quickstart_w1_w2"))
+        assert any(f"[this trial's run]({url})" in str(v) for v in notes.values())
         assert run.info.run_name == f"{t.number:04d} quickstart_w1_w2"
         assert run.data.tags["mlflow.parentRunId"] == parent_id
         assert run.data.tags["optuna.trial_number"] == str(t.number)
