@@ -11,7 +11,6 @@ importing this module changes nothing.
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 
@@ -72,7 +71,7 @@ class _Group(click.Group):
 @click.option(
     "--verbose",
     is_flag=True,
-    help="Show TensorFlow's C++ start-up messages (oneDNN, CUDA, XLA), hidden by default.",
+    help="Show TensorFlow's C++ log lines (oneDNN, CUDA, XLA, Grappler), hidden by default.",
 )
 def cli(verbose: bool) -> None:
     """Train, sweep, evaluate and serve GAN super-resolution models.
@@ -115,12 +114,12 @@ def wants_verbose(argv: list[str]) -> bool:
 
 def configure_process(verbose: bool = False) -> None:
     """The process-wide settings of a command line run, made before any command imports
-    TensorFlow: its start-up messages hidden (:func:`quiet_tensorflow`) unless
-    ``verbose`` or the user set ``TF_CPP_MIN_LOG_LEVEL``, the harness's own image pixel limit in
-    place of Pillow's (:func:`harness.data.images.use_own_pixel_limit`) and warnings printed as
-    one ``warning: ...`` line."""
+    TensorFlow: its C++ log noise hidden (:func:`quiet_tensorflow`, which keeps a
+    ``TF_CPP_MIN_LOG_LEVEL`` the user set) unless ``verbose``, the harness's own image pixel
+    limit in place of Pillow's (:func:`harness.data.images.use_own_pixel_limit`) and warnings
+    printed as one ``warning: ...`` line."""
 
-    if not verbose and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+    if not verbose:
         quiet_tensorflow()
     use_own_pixel_limit()
     warnings.showwarning = _show_harness_warning

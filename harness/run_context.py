@@ -11,6 +11,7 @@ import contextlib
 import getpass
 import hashlib
 import json
+import os
 import shlex
 import subprocess
 import warnings
@@ -35,11 +36,29 @@ def ui_command(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
 
 
+DEFAULT_UI = "http://127.0.0.1:5000"
+"""Where ``mlflow ui`` serves by default."""
+UI_ENV = "HARNESS_MLFLOW_UI"
+"""The MLflow UI's address where it is neither the tracking server nor :data:`DEFAULT_UI`."""
+
+
+def ui_address(uri: str) -> str:
+    """The MLflow UI's address for the store ``uri``: ``$HARNESS_MLFLOW_UI``, else the tracking
+    server when ``uri`` is one, else ``mlflow ui``'s default (:data:`DEFAULT_UI`)."""
+    address = os.environ.get(UI_ENV, "")
+    if not address and uri.startswith(("http://", "https://")):
+        address = uri
+    return (address or DEFAULT_UI).rstrip("/")
+
+
 def run_url(uri: str, experiment_id: str, run_id: str) -> str:
-    """The run's page in MLflow's UI, in its model-training view: on the tracking server when
-    ``uri`` is one, else on ``mlflow ui``'s default address (http://127.0.0.1:5000)."""
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{UI_QUERY}"
+    """The run's page in MLflow's UI (:func:`ui_address`), in its model-training view."""
+    return f"{ui_address(uri)}/#/experiments/{experiment_id}/runs/{run_id}?{UI_QUERY}"
+
+
+def experiment_url(uri: str, experiment_id: str) -> str:
+    """The experiment's runs table in MLflow's UI (:func:`ui_address`), model-training view."""
+    return f"{ui_address(uri)}/#/experiments/{experiment_id}/runs?{UI_QUERY}"
 
 
 def git_commit(path: str | Path) -> str:
@@ -78,6 +97,20 @@ def run_context_tags(exp: Experiment) -> dict[str, str]:
     return tags
 
 
+def experiment_description(exp: Experiment) -> str:
+    """The MLflow experiment's description (MLflow's UI lists it beside the experiment): what
+    its runs are and what each one logs."""
+    said = exp.experiment.description.strip()
+    return (
+        f"Training runs of the srgan-harness experiment {exp.experiment.name} "
+        f"(x{exp.data.scale} super-resolution){': ' + said if said else ''}. Each run logs "
+        "its losses, validation PSNR-Y and SSIM-Y beside bicubic's (val/...), sample grids, "
+        "console.log and the generator as an MLflow model: float32 NHWC RGB in [0, 1] in, "
+        f"{exp.data.scale} times larger out. `harness evaluate` and `harness report` add "
+        "eval/<data set>/<measure> metrics to the runs they score."
+    )
+
+
 def image_folder_dataset(
     name: str, folder: str | Path, files: Sequence[Path], context: str = ""
 ) -> Any:
@@ -104,10 +137,15 @@ def image_folder_dataset(
 
 
 __all__ = [
+    "DEFAULT_UI",
+    "UI_ENV",
     "UI_QUERY",
+    "experiment_url",
+    "experiment_description",
     "git_commit",
     "image_folder_dataset",
     "run_context_tags",
     "run_url",
+    "ui_address",
     "ui_command",
 ]

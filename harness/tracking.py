@@ -10,10 +10,12 @@ metrics ``loss/<term>``, ``weight/<term>``, ``loss/d``, ``loss/g_total``, ``trai
 ``train/learning_rate``, ``val/<metric>``, ``val/bicubic_<metric>``; MLflow's ``system/...``
 metrics (CPU, memory, GPU) unless ``[tracking] system_metrics = false``; the sample grids as the
 stepped image ``samples`` (:meth:`Tracker.log_image`); the data folders as dataset inputs
-(``training``, ``validation``); artifacts ``experiment.toml`` and the generator as an MLflow
-model named ``generator``. Tags: ``mlflow.note.content`` (``[experiment] description``),
-``mlflow.user``, ``mlflow.source.name`` (the experiment file) and ``mlflow.source.git.commit``
-when that file is in a git checkout.
+(``training``, ``validation``); artifacts ``experiment.toml``, ``console.log`` and the
+generator as an MLflow model named ``generator``; ``eval/<data set>/<measure>`` metrics added
+by evaluations (:func:`log_run_metrics`). The experiment gets a description
+(:func:`harness.run_context.experiment_description`). Tags: ``mlflow.note.content``
+(``[experiment] description``), ``mlflow.user``, ``mlflow.source.name`` (the experiment
+file) and ``mlflow.source.git.commit`` when that file is in a git checkout.
 
 This module is the only one that builds an :class:`MlflowClient` (:func:`client`), and every
 call names its store: nothing here sets MLflow's process-wide tracking URI, so runs of several
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 import tempfile
 import time
@@ -49,7 +52,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from harness import __version__
 from harness.config import Experiment
 from harness.errors import HarnessError, HarnessWarning
-from harness.run_context import run_context_tags
+from harness.run_context import experiment_description, run_context_tags
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
@@ -62,6 +65,8 @@ GROUP_TAG = "harness.group"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 """MLflow 3's UI opens an experiment on its model-training pages when this tag is
 ``custom_model_development`` (its GenAI pages otherwise)."""
+DESCRIPTION_TAG = "mlflow.note.content"
+"""What MLflow's UI shows as the description of an experiment, a run or a logged model."""
 SYSTEM_METRICS_INTERVAL = 10.0
 """Seconds between system metric samples; ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` overrides."""
 MAX_BATCH = 100  # MLflow accepts at most 100 params per log_batch call
@@ -149,6 +154,19 @@ def annotate_run(
         store.log_artifact(run_id, str(path), folder)
 
 
+def log_run_metrics(uri: str, run_id: str, metrics: Mapping[str, float], step: int = 0) -> int:
+    """Log the finite ``metrics`` to the existing run ``run_id`` of the store ``uri`` (an
+    evaluation of its model: ``eval/<data set>/<measure>``), leaving its status as it is; how
+    many were logged. Raises :class:`MlflowException` when the store does not have the run."""
+    store = client(uri)
+    store.get_run(run_id)
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, int(step)) for k, v in metrics.items() if math.isfinite(v)]
+    for i in range(0, len(batch), MAX_BATCH * 10):
+        store.log_batch(run_id, metrics=batch[i : i + MAX_BATCH * 10])
+    return len(batch)
+
+
 class Tracker:
     """One MLflow run: created, or continued when ``run_id`` names an existing run.
 
@@ -224,25 +242,24 @@ class Tracker:
                 out[key] = max(m.step for m in history)
         return out
 
-    def _experiment_id(self, name: str) -> str:
-        """The id of the MLflow experiment ``name``: found (restored when deleted) or created.
+    def _experiment_id(self, name: str, description: str) -> str:
+        """The id of the MLflow experiment ``name``: found (restored when deleted) or created,
+        with ``description`` unless it has one.
 
         Processes starting together (sweep workers) may both create it; the loser finds the
         winner's."""
+        tags = {EXPERIMENT_KIND_TAG: "custom_model_development", DESCRIPTION_TAG: description}
         for attempt in range(2):
             found = self.client.get_experiment_by_name(name)
             if found is not None:
                 if found.lifecycle_stage != "active":
                     self.client.restore_experiment(found.experiment_id)
-                if EXPERIMENT_KIND_TAG not in found.tags:
-                    self.client.set_experiment_tag(
-                        found.experiment_id, EXPERIMENT_KIND_TAG, "custom_model_development"
-                    )
+                for key, value in tags.items():
+                    if key not in found.tags:
+                        self.client.set_experiment_tag(found.experiment_id, key, value)
                 return found.experiment_id
             try:
-                return self.client.create_experiment(
-                    name, tags={EXPERIMENT_KIND_TAG: "custom_model_development"}
-                )
+                return self.client.create_experiment(name, tags=tags)
             except MlflowException:
                 if attempt == 1:
                     raise
@@ -255,7 +272,7 @@ class Tracker:
         run_name: str | None,
         tags: Mapping[str, str] | None,
     ) -> str:
-        experiment_id = self._experiment_id(experiment_name(exp))
+        experiment_id = self._experiment_id(experiment_name(exp), experiment_description(exp))
         all_tags = {"harness.version": __version__, "harness.source": exp.source}
         if exp.experiment.group:  # replicates of one experiment: what a report groups by
             all_tags[GROUP_TAG] = exp.experiment.group

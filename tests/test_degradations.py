@@ -277,11 +277,13 @@ def test_paired_validation_and_evaluate_use_the_given_lr(folders, registry) -> N
     assert name == "hr/img1" and hr.shape == (80, 96, 3) and lr.shape == (20, 24, 3)
     direct = evaluate(bicubic_upscaler(4), val, 4)
     assert direct.psnr_y == pytest.approx(pooled.results["hr"].psnr_y)
-    from harness.training.validation import _LABEL_HEIGHT, sample_grid
+    from harness.training.validation import caption_height, sample_grid, tile_factor
 
     grid = sample_grid(bicubic_upscaler(4), val[:1], 4)
-    nearest = np.repeat(np.repeat(val[0][2], 4, axis=0), 4, axis=1)
-    tile = grid[_LABEL_HEIGHT : _LABEL_HEIGHT + nearest.shape[0], : nearest.shape[1]]
+    k = 4 * tile_factor(val[0][1].shape[1])  # x4, then enlarged to a legible tile
+    nearest = np.repeat(np.repeat(val[0][2], k, axis=0), k, axis=1)
+    top = caption_height(nearest.shape[1])
+    tile = grid[top : top + nearest.shape[0], : nearest.shape[1]]
     assert np.array_equal(tile, nearest)  # the given LR
 
 

@@ -136,6 +136,21 @@ def test_mlflow_run_reference_logs_eval_metrics(tmp_path, monkeypatch):
     assert parse_reference("runs/x").run_id == ""
     assert parse_reference(run_id).run_id == run_id
 
+    # a run directory and its kept generator log to its run, in the run's own store
+    folder = tmp_path / "runs" / "x"
+    folder.mkdir(parents=True)
+    (folder / "mlflow_run_id").write_text(run_id + "\n")
+    (folder / "experiment.toml").write_text(f'[tracking]\nuri = "{uri}"\n')
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
+    for ref in (str(folder), f"{folder}@best_lpips"):
+        result = _run("--model", ref, "--data", str(tmp_path / "clipset"), "--summary")
+        assert result.exit_code == 0, result.output
+        assert f"logged 3 metrics to MLflow run {run_id} ({uri})" in result.output
+    logged = client.get_run(run_id).data.metrics
+    assert {"eval/clipset/psnr_y", "eval/best_lpips/clipset/psnr_y"} <= set(logged)
+    assert logged["eval/clipset/psnr_y"] == logged["eval/best_lpips/clipset/psnr_y"]
+    assert not (tmp_path / "other.db").exists()
+
 
 def test_a_saved_keras_generator_end_to_end(tmp_path):
     """A real .keras generator (LR [0,1] -> SR [-1,1]) through harness.deploy.models."""

@@ -64,9 +64,11 @@ def test_a_run_records_the_mlflow_3_conventions(tmp_path, monkeypatch, store):
     run_id = (tmp_path / "runs" / "quickstart" / "mlflow_run_id").read_text().strip()
     run = client.get_run(run_id)
 
-    # the sample grids: MLflow's stepped image "samples", at each validation
+    # the sample grids: MLflow's stepped image "samples", at step 0 (the untrained generator,
+    # so the chart opens on a picture) and at each validation
     pngs = [a.path for a in client.list_artifacts(run_id, "images") if a.path.endswith(".png")]
     assert sorted((p.split("/")[1].split("+")[0], int(p.split("+")[2])) for p in pngs) == [
+        ("samples", 0),
         ("samples", 2),
         ("samples", 4),
     ]
@@ -89,6 +91,10 @@ def test_a_run_records_the_mlflow_3_conventions(tmp_path, monkeypatch, store):
         assert "mlflow.source.git.commit" not in tags
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "experiment quickstart (x4" in experiment.tags["mlflow.note.content"]
+    # what the run said, as the artifact console.log
+    said = Path(client.download_artifacts(run_id, "console.log", str(tmp_path))).read_text()
+    assert "step 2: validation PSNR-Y" in said and "bicubic on the validation set" in said
 
     # the data folders as dataset inputs (the quickstart trains and validates on skimage)
     inputs = run.inputs.dataset_inputs
@@ -196,13 +202,16 @@ def test_harness_plugins_prints_no_tensorflow_start_up_lines():
     assert "mse" in quiet.stdout  # the command itself ran
 
 
-def test_verbose_or_a_users_log_level_leaves_tensorflow_alone(monkeypatch):
-    installed = lambda: [f for f in sys.meta_path if type(f).__name__ == "_QuietTensorFlowImport"]  # noqa: E731
-    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
-    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+def test_verbose_leaves_tensorflow_alone_and_a_users_log_level_is_kept(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli_module, "quiet_tensorflow", lambda: calls.append("quiet"))
     monkeypatch.setattr(cli_module.warnings, "showwarning", cli_module.warnings.showwarning)
     cli_module.configure_process(verbose=True)
-    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    assert calls == []
     cli_module.configure_process()
-    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0" and not installed()
+    assert calls == ["quiet"]  # whatever TF_CPP_MIN_LOG_LEVEL says: absl ignores it
+    monkeypatch.setattr(console, "filter_stderr", lambda: True)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    monkeypatch.delenv(console.QUIET_ENV, raising=False)
+    console.quiet_tensorflow()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3" and os.environ[console.QUIET_ENV] == "1"

@@ -187,6 +187,11 @@ def test_the_alias_goes_on_the_final_version_when_it_is_the_best(store, registry
     client = MlflowClient()
     assert [str(v.version) for v in client.search_model_versions("name='solo'")] == ["1"]
     assert str(client.get_model_version_by_alias("solo", "prod").version) == "1"
+    # the logged model and its experiment describe themselves in MLflow's UI
+    described = client.get_logged_model(uri.removeprefix("models:/")).tags["mlflow.note.content"]
+    assert "float32 NHWC" in described and "4 times the input's height" in described
+    experiment = client.get_experiment(client.get_run(tracker.run_id).info.experiment_id)
+    assert "float32 NHWC RGB in [0, 1]" in experiment.tags["mlflow.note.content"]
 
 
 @pytest.mark.parametrize(

@@ -175,6 +175,14 @@ def test_the_report_is_an_mlflow_run_with_the_files(env, cli_report):
     ft = client.get_run(env["ft_id"])
     assert ft.data.tags["harness.init.generator"] == str(env["base"])
     assert ft.data.tags["harness.init.generator_run"] == env["base_id"]
+    # each evaluated run holds its scores as metrics, so MLflow's runs table sorts by them
+    for label, run_id in (("rep_base", env["base_id"]), ("rep_ft", env["ft_id"])):
+        metrics = client.get_run(run_id).data.metrics
+        for data_set, rows in report["tables"].items():
+            for measure, value in rows[label].items():
+                assert metrics[f"eval/{data_set}/{measure}"] == pytest.approx(value)
+        scores = sum(len(rows[label]) for rows in report["tables"].values())
+        assert f"{label}: {scores} scores logged to MLflow run {run_id}" in cli_report[1]
 
 
 def test_an_experiment_name_reports_all_its_runs(env, cli_report, registry):

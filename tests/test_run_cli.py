@@ -104,9 +104,10 @@ def test_tiny_run_through_cli_logs_everything(tmp_path, monkeypatch, store, regi
     assert [m.step for m in client.get_metric_history(run_id, "val/psnr_y")] == [2, 4]
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert "experiment.toml" in artifacts
-    # the sample grids as MLflow's stepped image "samples" (a PNG and a preview per step)
+    # the sample grids as MLflow's stepped image "samples" (a PNG and a preview per step), the
+    # untrained generator's at step 0
     images = [a.path for a in client.list_artifacts(run_id, "images") if a.path.endswith(".png")]
-    assert sorted(p.split("+")[2] for p in images) == ["2", "4"]
+    assert sorted(p.split("+")[2] for p in images) == ["0", "2", "4"]
     # the resolved experiment artifact is itself a loadable experiment with the overrides
     toml = Path(client.download_artifacts(run_id, "experiment.toml", str(tmp_path)))
     assert config.load(toml, registry=registry).train.steps == 4

@@ -104,7 +104,7 @@ def lr_image(h: int = 10, w: int = 14, seed: int = 0) -> np.ndarray:
 
 def test_training_keeps_models_of_its_scale(run, registry, store, monkeypatch) -> None:
     from harness.deploy.models import load_upscaler
-    from harness.training.validation import _GAP, _LABEL_HEIGHT
+    from harness.training.validation import _GAP, caption_height, tile_factor
 
     scale, folder = run
     assert (folder / "generator.keras").is_file()
@@ -119,9 +119,10 @@ def test_training_keeps_models_of_its_scale(run, registry, store, monkeypatch) -
     step_2 = [p for p in pngs if p.split("/")[1].startswith("samples+step+2+")]
     assert len(step_2) == 1, pngs  # the stepped image "samples" of the validation at step 2
     sample = Image.open(client.download_artifacts(run_id, step_2[0], str(folder.parent)))
-    # the 36-pixel validation image: LR (nearest), bicubic, model and HR, 4-pixel gaps, and a
-    # caption band above them
-    assert sample.size == (4 * 36 + 3 * _GAP, _LABEL_HEIGHT + 36)
+    # the 36-pixel validation image: LR (nearest), bicubic, model and HR, enlarged to legible
+    # tiles, 4-pixel gaps, and a caption band above them
+    side = 36 * tile_factor(36)
+    assert sample.size == (4 * side + 3 * _GAP, caption_height(side) + side)
 
 
 def test_upscale_command(run, registry, tmp_path) -> None:

@@ -21,7 +21,7 @@ from optuna_dashboard.preferential import load_study as load_preferential
 from harness import sweep
 from harness.errors import ConfigError
 from harness.sweep import artifacts, preferential
-from harness.sweep.parent import ui_address
+from harness.sweep.parent import ParentRun, save_note, ui_address
 from harness.sweep.trial import run_name, storage_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -131,10 +131,29 @@ def test_names_and_links(tmp_path, monkeypatch):
     assert storage_text("sqlite:///optuna.db") == f"sqlite:///{(tmp_path / 'optuna.db')}"
     assert storage_text("postgresql://me:secret@db/x") == "postgresql://me:***@db/x"
     monkeypatch.delenv("HARNESS_MLFLOW_UI", raising=False)
-    assert ui_address("sqlite:///mlflow.db") == ""
+    assert ui_address("sqlite:///mlflow.db") == "http://127.0.0.1:5000"  # as `harness run` says
     assert ui_address("http://mlflow:5000/") == "http://mlflow:5000"
     monkeypatch.setenv("HARNESS_MLFLOW_UI", "http://localhost:5000")
     assert ui_address("sqlite:///mlflow.db") == "http://localhost:5000"
+
+
+def test_a_trials_note_links_its_runs_in_mlflows_training_view(monkeypatch):
+    from optuna_dashboard import get_note
+
+    monkeypatch.delenv("HARNESS_MLFLOW_UI", raising=False)
+    parent = object.__new__(ParentRun)  # what a note needs of the parent run
+    parent.uri, parent.experiment, parent.experiment_id = "sqlite:///mlflow.db", "quick", "3"
+    parent.run_id, trial_run = "p" * 32, "t" * 32
+    study = optuna.create_study()
+    trial = study.ask()
+    assert save_note(trial, parent.note(trial_run))
+    note = get_note(trial)
+    ui = "http://127.0.0.1:5000/#/experiments/3/runs"
+    assert f"[this trial's run]({ui}/{trial_run}?workflowType=machine_learning)" in note
+    assert f"[the sweep's parent run]({ui}/{'p' * 32}?workflowType=machine_learning)" in note
+    assert f"[the experiment's runs]({ui}?workflowType=machine_learning)" in note
+    assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in note
+    assert parent.run_url(trial_run) == f"{ui}/{trial_run}?workflowType=machine_learning"
 
 
 # --------------------------------------------------------------------------- a real sweep
@@ -174,6 +193,7 @@ def test_a_preferential_sweep_through_the_cli(tmp_path, shared_data):
     experiment_id = study.user_attrs["mlflow_experiment_id"]
     assert study.user_attrs["mlflow_parent_run_url"] == (
         f"http://ui:5000/#/experiments/{experiment_id}/runs/{parent_id}"
+        "?workflowType=machine_learning"
     )
     for t in trials:
         metas = optuna.artifacts.get_all_artifact_meta(
@@ -183,7 +203,12 @@ def test_a_preferential_sweep_through_the_cli(tmp_path, shared_data):
         assert (folder / metas[0].artifact_id).read_bytes()[:8] == PNG
         assert t.user_attrs["val/psnr_y"] > 0  # the objective, for reference next to the ranks
         run = client.get_run(t.user_attrs[sweep.RUN_ATTR])
-        assert t.user_attrs[sweep.RUN_URL_ATTR].endswith(f"/runs/{run.info.run_id}")
+        url = t.user_attrs[sweep.RUN_URL_ATTR]
+        assert url.endswith(f"/runs/{run.info.run_id}?workflowType=machine_learning")
+        # optuna-dashboard keeps notes as study system attributes
+        store = optuna.storages.get_storage(storage)
+        notes = store.get_study_system_attrs(store.get_study_id_from_name("quickstart_w1_w2"))
+        assert any(f"[this trial's run]({url})" in str(v) for v in notes.values())
         assert run.info.run_name == f"{t.number:04d} quickstart_w1_w2"
         assert run.data.tags["mlflow.parentRunId"] == parent_id
         assert run.data.tags["optuna.trial_number"] == str(t.number)

@@ -64,7 +64,8 @@ from harness.references import ModelRef
     "--mlflow/--no-mlflow",
     "use_mlflow",
     default=True,
-    help="Log eval/<data set>/<measure> to the model's MLflow run (runs:/ references).",
+    help="Log eval/<data set>/<measure> to the model's MLflow run (a run directory, "
+    "RUN@best_<metric> or runs:/ reference).",
 )
 def command(
     model_ref: ModelRef,
@@ -110,9 +111,9 @@ def command(
         result.write_json(json_path)
     if csv_path:
         result.write_csv(csv_path)
-    run_id = model_ref.run_id
+    run_id, configured, model = mlflow_log.evaluated_run(model_ref)
     if run_id and use_mlflow:
-        uri = store_uri(tracking_uri)
-        values = result.metric_values()
-        mlflow_log.log_evaluation(run_id, uri, values, result.to_dict())
-        click.echo(f"logged {len(values)} metrics to MLflow run {run_id} ({uri})")
+        uri = store_uri(tracking_uri, configured)
+        values = mlflow_log.with_prefix(result.metric_values(), model)
+        logged = mlflow_log.log_evaluation(run_id, uri, values, result.to_dict())
+        click.echo(f"logged {logged} metrics to MLflow run {run_id} ({uri})")

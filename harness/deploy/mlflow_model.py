@@ -64,8 +64,30 @@ def requirements() -> list[str]:
     ]
 
 
+DESCRIPTION_TAG = "mlflow.note.content"
+"""The tag MLflow's UI shows as a description (of a run, an experiment or a logged model)."""
+
+
+def model_description(model: Any, name: str, step: int) -> str:
+    """What a logged generator is and how to call it (its I/O contract), for MLflow's UI."""
+    probe = np.zeros((1, 8, 8, 3), np.float32)
+    try:  # the generator's own answer: a fully convolutional model's shapes do not say it
+        scale = int(np.shape(model(probe))[1]) // 8
+    except Exception:  # noqa: BLE001 - a description without the factor
+        scale = 0
+    times = f"{scale} times" if scale else "a whole multiple of"
+    return (
+        f"{name} of this run at step {step}: a super-resolution generator. Input: a float32 "
+        "NHWC batch of RGB low-resolution images in [0, 1], any height and width. Output: "
+        f"float32 NHWC RGB in [0, 1], {times} the input's height and width. Serve it with "
+        "`mlflow models serve -m models:/<model id>` or `harness serve`; `harness export` makes "
+        "a SavedModel or ONNX file with the same contract."
+    )
+
+
 def log_generator(client: Any, run_id: str, model: Any, step: int, name: str = "generator") -> str:
     """Log ``model`` (a generator) in run ``run_id`` as the MLflow model ``name``; its URI.
+    Its description (:func:`model_description`) states its input and output.
 
     The signature takes any batch of any size, ``(-1, -1, -1, 3)`` float32 in ``[0, 1]``, and
     returns the same shape ``scale`` times larger in ``[0, 1]``; an 8x8 grey input example is
@@ -93,6 +115,7 @@ def log_generator(client: Any, run_id: str, model: Any, step: int, name: str = "
         name=name,
         source_run_id=run_id,
         params=dict(run.data.params),
+        tags={DESCRIPTION_TAG: model_description(model, name, step)},
     )
     try:
         with tempfile.TemporaryDirectory() as tmp, _quiet_mlflow():

@@ -1,34 +1,58 @@
-"""What the evaluation writes to MLflow: ``harness evaluate``'s means logged to the evaluated
-model's run (``eval/<data set>/<measure>`` and ``eval/report.json``), and a report folder logged
-as the artifacts of its own run named ``report`` (tagged ``harness.report``)."""
+"""What the evaluation writes to MLflow: the means of ``harness evaluate`` and ``harness report``
+logged as metrics of each evaluated model's run (``eval/<data set>/<measure>``; evaluate adds
+``eval/report.json``), and a report folder logged as the artifacts of its own run named
+``report`` (tagged ``harness.report``)."""
 
 from __future__ import annotations
 
-import math
-import time
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric
-
 from harness import __version__, tracking
 from harness.errors import HarnessError
-from harness.evaluation.records import REPORT_TAG, ReportError, RunInfo
+from harness.evaluation.records import FINAL, REPORT_TAG, ReportError, RunInfo
+from harness.evaluation.suite import metric_key
+from harness.references import KEPT, MLFLOW_RUN, RUN, ModelRef
 
-BATCH = 100  # metrics per log_batch call
+
+def model_prefix(model: str) -> str:
+    """The metric prefix of an evaluated model of a run: ``eval/`` for its final generator,
+    ``eval/<name>/`` for a kept one (``best_lpips``), so both can sit on the same run."""
+    return "eval/" if model in ("", FINAL, "generator") else f"eval/{model}/"
 
 
-def log_evaluation(run_id: str, uri: str, values: Mapping[str, float], report: dict) -> None:
-    """Log the finite ``values`` and ``report`` (as ``eval/report.json``) to an existing run."""
+def with_prefix(values: Mapping[str, float], model: str) -> dict[str, float]:
+    """``eval/<data set>/<measure>`` keys moved under :func:`model_prefix`."""
+    prefix = model_prefix(model)
+    return {prefix + k.removeprefix("eval/"): v for k, v in values.items()}
+
+
+def evaluated_run(ref: ModelRef) -> tuple[str, str, str]:
+    """``(run id, the run's own [tracking] uri, model)`` of the MLflow run whose model ``ref``
+    names: a ``runs:/`` URI or run id, a run directory (its final generator) or
+    ``<run dir>@best_<metric>``; ``("", "", "")`` for any other reference."""
+    if ref.kind == MLFLOW_RUN:
+        return ref.run_id, "", ref.name
+    run = ref.run
+    if ref.kind not in (RUN, KEPT) or run is None or not run.read_run_id():
+        return "", "", ""
     try:
-        client = tracking.client(uri)
-        client.get_run(run_id)
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if math.isfinite(v)]
-        for i in range(0, len(metrics), BATCH):
-            client.log_batch(run_id, metrics=metrics[i : i + BATCH])
-        client.log_dict(run_id, report, "eval/report.json")
+        table = tomllib.loads(run.experiment_toml.read_text(encoding="utf-8"))
+        configured = str(table.get("tracking", {}).get("uri", ""))
+    except (OSError, ValueError):
+        configured = ""
+    return run.read_run_id(), configured, ref.name if ref.kind == KEPT else ""
+
+
+def log_evaluation(run_id: str, uri: str, values: Mapping[str, float], report: dict) -> int:
+    """Log the finite ``values`` as metrics and ``report`` (as ``eval/report.json``) to an
+    existing run; how many metrics were logged."""
+    try:
+        logged = tracking.log_run_metrics(uri, run_id, values)
+        tracking.client(uri).log_dict(run_id, report, "eval/report.json")
+        return logged
     except HarnessError:
         raise
     except Exception as exc:
@@ -38,6 +62,32 @@ def log_evaluation(run_id: str, uri: str, values: Mapping[str, float], report: d
             "--tracking-uri (or MLFLOW_TRACKING_URI) to the store the run lives in, or pass "
             "--no-mlflow."
         ) from None
+
+
+def log_report_metrics(
+    runs: Sequence[RunInfo],
+    tables: Mapping[str, Mapping[str, Mapping[str, float]]],
+    say: Callable[[str], Any],
+) -> None:
+    """Each reported run with an MLflow run gets its means as metrics
+    (``eval/<data set>/<measure>``, :func:`model_prefix` for a kept generator), so MLflow's
+    runs table sorts and charts runs by benchmark score; a run the store refuses is said and
+    skipped (the report itself is complete without it)."""
+    for run in runs:
+        if not (run.run_id and run.uri):
+            continue
+        values = {
+            metric_key(data_set, measure): value
+            for data_set, rows in tables.items()
+            for measure, value in rows.get(run.label, {}).items()
+        }
+        try:
+            logged = tracking.log_run_metrics(run.uri, run.run_id, with_prefix(values, run.kind))
+        except Exception as exc:  # noqa: BLE001 - named below; the report goes on
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            say(f"{run.label}: scores not logged to MLflow run {run.run_id}: {first}")
+            continue
+        say(f"{run.label}: {logged} scores logged to MLflow run {run.run_id}")
 
 
 def start_report_run(runs: Sequence[RunInfo], say: Callable[[str], Any]) -> tuple[Any, str]:
@@ -85,4 +135,13 @@ def finish_report_run(
         ) from None
 
 
-__all__ = ["REPORT_TAG", "finish_report_run", "log_evaluation", "start_report_run"]
+__all__ = [
+    "REPORT_TAG",
+    "evaluated_run",
+    "finish_report_run",
+    "log_evaluation",
+    "log_report_metrics",
+    "model_prefix",
+    "start_report_run",
+    "with_prefix",
+]

@@ -335,6 +335,7 @@ def write_report(
     )
     client = None
     if log_to_mlflow:
+        mlflow_log.log_report_metrics(runs, tables, say)
         client, report.mlflow_run_id = mlflow_log.start_report_run(runs, say)
     try:
         write_files(

@@ -29,7 +29,7 @@ import optuna
 from harness import tracking
 from harness.signals import handling
 from harness.sweep.artifacts import upload_grid
-from harness.sweep.parent import ParentRun
+from harness.sweep.parent import ParentRun, save_note
 from harness.sweep.plan import Plan, params_text
 from harness.sweep.storage import INTERRUPTED_ATTR, RUN_ATTR, RUN_URL_ATTR, retry_lost
 from harness.sweep.trial import COMMAND, dir_name
@@ -107,8 +107,8 @@ class TrialRunner:
         outcome.seconds = time.monotonic() - started
         if outcome.run_id:
             trial.set_user_attr(RUN_ATTR, outcome.run_id)
-            if self.parent.run_url(outcome.run_id):
-                trial.set_user_attr(RUN_URL_ATTR, self.parent.run_url(outcome.run_id))
+            trial.set_user_attr(RUN_URL_ATTR, self.parent.run_url(outcome.run_id))
+            save_note(trial, self.parent.note(outcome.run_id))
         try:
             upload_grid(self.p, trial, self.p.trial_root / dir_name(trial.number), outcome.run_id)
         except Exception as exc:  # noqa: BLE001 - the trial's result matters more than its picture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import tempfile
 import time
 import warnings
@@ -21,6 +20,7 @@ import optuna
 from optuna.trial import TrialState
 
 from harness import tracking
+from harness.run_context import experiment_url, run_url, ui_address, ui_command
 from harness.rundir import EXPERIMENT_FILE
 from harness.sweep.artifacts import artifact_dir
 from harness.sweep.plan import Objective, Plan, SweepError, redact
@@ -48,10 +48,23 @@ class ParentRun:
         self.ui = ui_address(self.uri)
 
     def run_url(self, run_id: str) -> str:
-        """The MLflow UI page of ``run_id`` ("" when no UI address is known)."""
-        if not self.ui or not run_id:
-            return ""
-        return f"{self.ui}/#/experiments/{self.experiment_id}/runs/{run_id}"
+        """The MLflow UI page of ``run_id`` (model-training view; "" without a run id)."""
+        return run_url(self.uri, self.experiment_id, run_id) if run_id else ""
+
+    def note(self, trial_run_id: str = "") -> str:
+        """Markdown links to MLflow, for optuna-dashboard's note of a trial (its run, the
+        parent run) or, without ``trial_run_id``, of the study."""
+        lines = ["**MLflow**", ""]
+        if trial_run_id:
+            lines.append(f"- [this trial's run]({self.run_url(trial_run_id)}) `{trial_run_id}`")
+        lines += [
+            f"- [the sweep's parent run]({self.run_url(self.run_id)}) `{self.run_id}`",
+            f"- [the experiment's runs]({experiment_url(self.uri, self.experiment_id)}) "
+            f"`{self.experiment}`",
+            "",
+            f"Open them with `{ui_command(self.uri)}` running." if ui_command(self.uri) else "",
+        ]
+        return "\n".join(lines).rstrip() + "\n"
 
     def link(self, p: Plan, study: Any) -> None:
         """Study user attributes that lead to MLflow (and to the artifact store), so
@@ -63,15 +76,13 @@ class ParentRun:
             PARENT_ATTR: self.run_id,
             "artifact_dir": str(artifact_dir(p)),
         }
-        if self.ui:
-            attrs["mlflow_url"] = (
-                f"{self.ui}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
-            )
-            attrs["mlflow_parent_run_url"] = self.run_url(self.run_id)
+        attrs["mlflow_url"] = experiment_url(self.uri, self.experiment_id)
+        attrs["mlflow_parent_run_url"] = self.run_url(self.run_id)
         known = study.user_attrs
         for key, value in attrs.items():
             if known.get(key) != value:
                 study.set_user_attr(key, value)
+        save_note(study, self.note())
 
     @staticmethod
     def _get_or_create(p: Plan, study: optuna.Study) -> Tracker:
@@ -140,13 +151,19 @@ class ParentRun:
             self.tracker.end(status)
 
 
-def ui_address(uri: str) -> str:
-    """The MLflow UI's address: ``$HARNESS_MLFLOW_UI`` (say http://localhost:5000 for
-    ``mlflow ui``), else the tracking URI when it is an MLflow server, else ""."""
-    address = os.environ.get("HARNESS_MLFLOW_UI", "")
-    if not address and uri.startswith(("http://", "https://")):
-        address = uri
-    return address.rstrip("/")
+def save_note(study_or_trial: Any, body: str) -> bool:
+    """``body`` (Markdown) as optuna-dashboard's note of a study or a trial, where its links
+    are clickable (user attributes show as plain text); ``False`` without optuna-dashboard
+    (the dashboard extra) or when the storage refuses it."""
+    try:
+        from optuna_dashboard import save_note as save  # optional: the dashboard extra
+    except ImportError:
+        return False
+    try:
+        save(study_or_trial, body)
+    except Exception:  # noqa: BLE001 - the links are also user attributes
+        return False
+    return True
 
 
 def _log_setup(p: Plan, tracker: Tracker) -> None:

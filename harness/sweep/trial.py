@@ -32,7 +32,7 @@ import mlflow
 import optuna
 
 from harness import config, tracking
-from harness.console import quiet_tensorflow
+from harness.console import QUIET_ENV, quiet_tensorflow
 from harness.errors import HarnessError
 from harness.plugin_api.registry import Registry, build_registry
 from harness.rundir import RunDir
@@ -226,7 +226,7 @@ def _history_of(result: Any) -> list[tuple[int, dict[str, float]]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """The trial process: ``python -c "<COMMAND>" JOB.json``; the result goes to the job's
     ``result`` file (written whole, so the worker never reads half of one)."""
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "2":  # set by a CLI without --verbose
+    if os.environ.get(QUIET_ENV) == "1":  # set by a CLI without --verbose
         quiet_tensorflow()
     args = list(sys.argv[1:] if argv is None else argv)
     job = json.loads(Path(args[0]).read_text(encoding="utf-8"))

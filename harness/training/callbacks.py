@@ -10,13 +10,13 @@ A callback is any object with some of these methods (Keras' ``Callback`` shape, 
   a trial by raising :class:`StopTraining` here;
 - ``on_train_end(result)``: once the last step is done and validated.
 
-The built-in ones, in the order the loop runs them: :class:`MLflowLogging` (losses, weights,
-learning rates and throughput every ``log_every`` steps; validation metrics with the bicubic
-references at the same step),
-:class:`SampleGrids`, :class:`History`, :class:`KeepBest` (``best_<metric>.keras``),
-:class:`Progress` (the bar, or plain lines when quiet), :class:`PeriodicCheckpoint`,
-:class:`StopOnSignal`, :class:`ExportModels`; then the caller's. A new "thing every N steps" is
-one more callback; the compiled step is never edited for it.
+The built-in ones, in the order the loop runs them (:func:`builtin_callbacks`):
+:class:`MLflowLogging` (losses, weights, learning rates and throughput every ``log_every``
+steps; validation metrics with the bicubic references at the same step), :class:`SampleGrids`,
+:class:`History`, :class:`Progress` (the bar, or plain lines when quiet; the validation line),
+:class:`KeepBest` (``best_<metric>.keras``, said after the validation line),
+:class:`PeriodicCheckpoint`, :class:`StopOnSignal`, :class:`ExportModels`; then the caller's.
+A new "thing every N steps" is one more callback; the compiled step is never edited for it.
 """
 
 from __future__ import annotations
@@ -190,12 +190,17 @@ class MLflowLogging:
 
 
 class SampleGrids:
-    """At each validation, the stepped MLflow image ``samples``: LR | bicubic | SR | HR rows,
-    captioned with the PSNR-Y of bicubic and SR (MLflow's image chart has a step slider and
-    compares runs)."""
+    """The stepped MLflow image ``samples``: LR | bicubic | SR | HR rows, captioned with the
+    PSNR-Y of bicubic and SR (MLflow's image chart has a step slider and compares runs), at
+    each validation and at step 0 of a new run (the untrained or warm-started generator), so
+    the chart opens on a picture."""
 
     def __init__(self, run: Run) -> None:
         self.run = run
+
+    def on_train_begin(self, run: Run) -> None:
+        if run.trainer.step == 0:
+            self.on_validation(0, {})
 
     def on_validation(self, step: int, metrics: dict[str, float]) -> None:
         run = self.run
@@ -229,8 +234,15 @@ class KeepBest:
 
     def on_validation(self, step: int, metrics: dict[str, float]) -> None:
         run = self.run
+        bicubic = run.result.bicubic_metrics
         for name in run.kept.update(run.trainer.final_generator, step, metrics):
-            run.say(f"step {step}: best {name.removeprefix('best_')} so far, kept as {name}.keras")
+            metric, higher = run.kept.tracked[name]
+            value, short = metrics[metric], metric.removeprefix("val/")
+            text = f"{short} {value:.4g}, the run's {'highest' if higher else 'lowest'} so far"
+            base = bicubic.get(f"val/bicubic_{short}")
+            if base is not None and (value < base if higher else value > base):
+                text += f" but behind bicubic's {base:.4g}"
+            run.say(f"step {step}: kept as {name}.keras ({text})")
 
 
 class Progress:
@@ -252,6 +264,7 @@ class Progress:
             desc="train",
         )
         self.run: Run | None = None
+        self.lines: list[str] = []  # every message written, for the run's console.log
 
     def on_train_begin(self, run: Run) -> None:
         self.run = run
@@ -293,6 +306,7 @@ class Progress:
             )
 
     def write(self, text: str) -> None:
+        self.lines.append(text)
         if self.quiet:
             print(text, flush=True)
         else:
@@ -364,6 +378,22 @@ class ExportModels:
             register_models(run.exp, tracker, result.model_uri, uris)
 
 
+def builtin_callbacks(run: Run, progress: Progress, flag: dict[str, int]) -> list[Any]:
+    """The built-in callbacks in the order the loop runs them; ``flag`` is the one
+    :func:`harness.signals.signals_to_flag` sets."""
+    train, checkpoints = run.exp.train, run.checkpoints
+    return [
+        MLflowLogging(run),
+        SampleGrids(run),
+        History(run.result),
+        progress,
+        KeepBest(run),
+        PeriodicCheckpoint(checkpoints, train.checkpoint_every),
+        StopOnSignal(flag, checkpoints, run.exp.source),
+        ExportModels(run),
+    ]
+
+
 BEST_KEPT = kept_name("psnr_y")
 """The kept generator ``[tracking] alias`` names: the best by validation PSNR-Y."""
 
@@ -404,4 +434,5 @@ __all__ = [
     "StopTraining",
     "TrainResult",
     "TrainingInterrupted",
+    "builtin_callbacks",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import tensorflow as tf
 from harness.config import Experiment
 from harness.config.schema import PairedFolder
 from harness.data.folders import SKIMAGE, folder_label, resolve, skimage_folder
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessWarning
 from harness.plugin_api.registry import Registry
 from harness.run_context import image_folder_dataset
 from harness.rundir import RunDir
@@ -176,6 +177,21 @@ def _log_data_inputs(exp: Experiment, tracker: Any) -> None:
         tracker.log_datasets(datasets, context)
 
 
+CONSOLE_LOG = "console.log"
+"""The run's messages (validations, kept models, resumes), appended to by each attempt in the
+run directory and logged as the MLflow artifact of that name."""
+
+
+def _log_console(run_dir: Path, lines: Sequence[str], tracker: Any) -> None:
+    path = run_dir / CONSOLE_LOG
+    try:
+        with path.open("a", encoding="utf-8") as log:
+            log.writelines(f"{line}\n" for line in lines)
+        tracker.log_artifact(path)
+    except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more than its log
+        warnings.warn(f"{CONSOLE_LOG} was not logged: {exc}", HarnessWarning, stacklevel=2)
+
+
 def _check_same_step(trainer: Trainer, source: Path) -> None:
     """Every worker of a multi-worker run must start at the same step (a worker that did not
     find the chief's checkpoints would start at 0 and the run would deadlock): compare the
@@ -265,19 +281,7 @@ def _run(
         )
     run = cb.Run(exp, trainer, tracker, checkpoints, kept, validator, result, say, chief)
     flag: dict[str, int] = {}
-    hooks = cb.CallbackList(
-        [
-            cb.MLflowLogging(run),
-            cb.SampleGrids(run),
-            cb.History(result),
-            cb.KeepBest(run),
-            progress,
-            cb.PeriodicCheckpoint(checkpoints, t.checkpoint_every),
-            cb.StopOnSignal(flag, checkpoints, exp.source),
-            cb.ExportModels(run),
-            *callbacks,
-        ]
-    )
+    hooks = cb.CallbackList([*cb.builtin_callbacks(run, progress, flag), *callbacks])
     every = v.every if validator.images else 0
 
     def validate(step: int) -> None:
@@ -306,6 +310,8 @@ def _run(
         raise
     finally:
         progress.close()
+        if chief:
+            _log_console(run_dir, progress.lines, tracker)
 
     result.steps = trainer.step
     hooks.on_train_end(result)

@@ -87,13 +87,40 @@ SAMPLE_COLUMNS = ("LR", "bicubic", "SR", "HR")
 """The sample grid's columns, left to right (LR enlarged by pixel repetition)."""
 
 _GAP = 4  # white pixels between tiles and rows
-_LABEL_HEIGHT = 14  # the caption band above each row of tiles
+MIN_TILE = 128
+"""Tiles narrower than this are enlarged by a whole factor (pixel repetition, no new detail),
+so that captions sized to the tile stay legible."""
 
 
-def _caption(text: str, width: int) -> np.ndarray:
-    """A white ``(_LABEL_HEIGHT, width, 3)`` band with ``text`` in black (cut at the width)."""
-    band = Image.new("RGB", (width, _LABEL_HEIGHT), "white")
-    ImageDraw.Draw(band).text((1, 1), text, fill="black", font=ImageFont.load_default(size=11))
+def tile_factor(width: int) -> int:
+    """The whole factor a tile ``width`` pixels wide is enlarged by (:data:`MIN_TILE`)."""
+    return max(1, -(-MIN_TILE // max(1, width)))
+
+
+def caption_height(width: int) -> int:
+    """The caption band above a tile ``width`` pixels wide (after :func:`tile_factor`): two
+    lines in a font a fifth of the tile wide, so the numbers stay legible when MLflow or
+    optuna-dashboard shrinks the grid of four columns to a 256-pixel thumbnail."""
+    return 5 * _font_size(width) // 2 + 2
+
+
+def _font_size(width: int) -> int:
+    return max(12, width // 5)
+
+
+def _caption(lines: Sequence[str], width: int) -> np.ndarray:
+    """A white band of :func:`caption_height` with ``lines`` in black, each made smaller where
+    it would not fit the width."""
+    size = _font_size(width)
+    band = Image.new("RGB", (width, caption_height(width)), "white")
+    draw = ImageDraw.Draw(band)
+    for i, text in enumerate(lines):
+        font = ImageFont.load_default(size=size)
+        fit = size
+        while fit > 8 and font.getlength(text) > width - 2:
+            fit -= 1
+            font = ImageFont.load_default(size=fit)
+        draw.text((1, 1 + i * (size + size // 4)), text, fill="black", font=font)
     return np.asarray(band, dtype=np.uint8)
 
 
@@ -105,7 +132,8 @@ def sample_grid(
     """A ``uint8 (H, W, 3)`` image: one row per image, columns LR (nearest) | bicubic | SR | HR,
     each tile captioned with its column's name and, for bicubic and SR, its PSNR-Y against HR
     (the protocol's: Y channel, ``scale`` pixels of border cropped). An image given with its LR
-    (paired validation data) shows that LR."""
+    (paired validation data) shows that LR. Tiles narrower than :data:`MIN_TILE` are enlarged
+    by pixel repetition."""
     rows = []
     for name, hr, *given in images:
         h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
@@ -119,15 +147,17 @@ def sample_grid(
         tiles = [to_uint8(t) for t in (nearest, bicubic_upsample(lr, scale)[0], upscale(lr)[0])]
         tiles.append(hr.astype(np.uint8))
         hr_y = rgb_to_y(crop_border(hr, scale))
-        labels = [f"LR x{scale}  {name}"]
+        captions = [[f"LR x{scale}", name]]
         for label, tile in zip(SAMPLE_COLUMNS[1:3], tiles[1:3], strict=True):
             db = psnr(rgb_to_y(crop_border(tile, scale)), hr_y)
-            labels.append(f"{label} {db:.2f} dB")
-        labels.append("HR")
-        gap = np.full((_LABEL_HEIGHT + h, _GAP, 3), 255, np.uint8)
+            captions.append([label, f"{db:.2f} dB"])
+        captions.append(["HR", "reference"])
+        k = tile_factor(w)
+        tiles = [np.repeat(np.repeat(t, k, axis=0), k, axis=1) for t in tiles]
+        gap = np.full((caption_height(k * w) + k * h, _GAP, 3), 255, np.uint8)
         parts = []
-        for label, tile in zip(labels, tiles, strict=True):
-            parts += [np.concatenate([_caption(label, w), tile], 0), gap]
+        for lines, tile in zip(captions, tiles, strict=True):
+            parts += [np.concatenate([_caption(lines, k * w), tile], 0), gap]
         rows.append(np.concatenate(parts[:-1], 1))
     width = max(r.shape[1] for r in rows)
     padded = []
@@ -138,11 +168,14 @@ def sample_grid(
 
 
 __all__ = [
+    "MIN_TILE",
     "SAMPLE_COLUMNS",
     "Validator",
+    "caption_height",
     "mean_metrics",
     "metric_directions",
     "sample_grid",
+    "tile_factor",
     "validation_extras",
     "validation_metrics",
 ]

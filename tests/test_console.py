@@ -1,0 +1,110 @@
+"""TensorFlow's C++ log noise kept off the console: the stream filter, the forked process that
+applies it to file descriptor 2, and a real ``harness run`` whose standard error has none."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.console import NoiseFilter, drop_noise
+
+ROOT = Path(__file__).resolve().parents[1]
+ONEDNN = (
+    b"E0000 00:00:1796590854.001998    7537 util.cc:131] oneDNN supports DT_UINT8 only on "
+    b"platforms with AVX-512. Falling back to the default Eigen-based implementation if present.\n"
+)
+REMAPPER = (
+    b"E0000 00:00:1796590856.951231    7537 meta_optimizer.cc:967] remapper failed: "
+    b"INVALID_ARGUMENT: Mutation::Apply error: fanout 'gradient_tape/x/LeakyReluGrad' exist for "
+    b"missing node 'x/BiasAdd'.\n"
+)
+BAR = b"\rtrain:   0%|          | 0/4 [00:00<?, ?step/s]"
+ABSL_LINE = re.compile(r"^[EWI]0000 ", re.MULTILINE)
+
+
+def test_noise_glued_to_a_progress_bar_is_dropped_and_the_bar_kept():
+    real = b"E0000 00:00:1.5 1 some_op.cc:12] a real error\n"
+    assert drop_noise(BAR + ONEDNN + REMAPPER + real) == BAR + real
+
+
+def test_filter_passes_a_bar_at_once_and_holds_a_noise_line_until_its_end():
+    noise = NoiseFilter()
+    assert noise.feed(BAR) == BAR  # no newline, no noise: a redraw is shown now
+    half = len(ONEDNN) // 2
+    assert noise.feed(BAR + ONEDNN[:half]) == BAR
+    assert noise.feed(ONEDNN[half:] + b"Traceback (most recent") == b"Traceback (most recent"
+    assert noise.feed(b" call last):\n") == b" call last):\n"
+    assert noise.feed(b"E0000 00:00:1.5 1 x.cc:1] cut short") == b""
+    assert noise.flush() == b"E0000 00:00:1.5 1 x.cc:1] cut short"
+
+
+def test_the_filter_process_drops_noise_from_fd_2_and_keeps_a_crashs_last_words():
+    code = textwrap.dedent(
+        f"""
+        import os, sys
+        from harness.console import filter_stderr
+        assert filter_stderr()
+        os.write(2, {BAR + ONEDNN!r} + b"C++ says this\\n")
+        print("python says this", file=sys.stderr, flush=True)
+        os.write(2, {REMAPPER!r} + b"F0000 00:00:1.5 1 x.cc:1] Check failed: last words\\n")
+        os.abort()
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])},
+    )
+    err = out.stderr.decode()
+    assert out.returncode != 0  # aborted
+    assert "C++ says this" in err and "python says this" in err
+    assert "Check failed: last words" in err
+    assert "oneDNN" not in err and "remapper" not in err
+
+
+@pytest.mark.slow
+def test_harness_run_prints_no_tensorflow_log_lines(tmp_path):
+    """The default console of a real (tiny) run, with and without a user's log level."""
+    sets = {
+        "experiment.runs_dir": f'"{tmp_path / "runs"}"',
+        "data.patch": "32",
+        "data.val_limit": "1",
+        "data.val_max_side": "32",
+        "generator.blocks": "1",
+        "generator.filters": "8",
+        "discriminator.filters": "8",
+        "discriminator.dense": "16",
+        "train.steps": "2",
+        "train.pretrain_steps": "1",
+        "train.batch_size": "2",
+        "validation.every": "2",
+        "validation.samples": "1",
+        "tracking.log_model": "false",
+        "tracking.system_metrics": "false",
+    }
+    args = [arg for key, value in sets.items() for arg in ("--set", f"{key}={value}")]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "done: 2 steps" in out.stdout
+    assert not ABSL_LINE.findall(out.stderr), out.stderr
+    for marker in ("oneDNN", "remapper", "absl::InitializeLog", "cuda", "cpu_feature_guard"):
+        assert marker not in out.stderr
