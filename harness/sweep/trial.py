@@ -113,8 +113,23 @@ def run_trial(job: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
     except HarnessError as exc:
         return {"state": "fail", "error": f"the trial's parameters make a bad experiment: {exc}"}
     run_dir = exp.run_dir
-    if run_dir.exists():  # left by an earlier study of the same name: never resume it
-        shutil.rmtree(run_dir)
+    with RunDir(run_dir).owned(f"harness sweep trial {number}"):
+        return _clear_and_train(job, trial, exp, registry, objectives, number)
+
+
+def _clear_and_train(
+    job: Mapping[str, Any],
+    trial: optuna.Trial,
+    exp: config.Experiment,
+    registry: Registry,
+    objectives: Sequence[Objective],
+    number: int,
+) -> dict[str, Any]:
+    """Train the trial in its (owned) run directory, cleared first."""
+    run_dir = exp.run_dir
+    for path in run_dir.iterdir():  # left by an earlier study of the same name: never resume it
+        if path != RunDir(run_dir).lock_file:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     from harness.training.loop import StopTraining, train  # TensorFlow: imported when training
 
     reporter = _Reporter(trial, objectives)

@@ -10,6 +10,7 @@ and at validations (metrics, sample grids, kept generators) are callbacks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -94,6 +95,28 @@ def train(
         TrainingInterrupted: SIGINT/SIGTERM (checkpoint saved, MLflow run KILLED).
         StopTraining: re-raised from a callback.
     """
+    strategy = make_strategy(exp.train.strategy)
+    chief = is_chief(strategy)
+    # one process owns a run directory (the chief of a multi-worker run)
+    owned = RunDir(exp.run_dir).owned() if chief else contextlib.nullcontext()
+    with owned:
+        return _train(
+            exp, strategy, chief, registry, callbacks, parent_run_id, run_name, tags, fresh, params
+        )
+
+
+def _train(
+    exp: Experiment,
+    strategy: tf.distribute.Strategy,
+    chief: bool,
+    registry: Registry,
+    callbacks: Sequence[Callback],
+    parent_run_id: str | None,
+    run_name: str | None,
+    tags: Mapping[str, str] | None,
+    fresh: bool,
+    params: Mapping[str, Any] | None,
+) -> TrainResult:
     run_dir = exp.run_dir
     ckpt_dir = RunDir(run_dir).checkpoints
     run_id_file = RunDir(run_dir).run_id_file
@@ -105,12 +128,14 @@ def train(
     resuming = tf.train.latest_checkpoint(str(ckpt_dir)) is not None
     previous_run = run_id_file.read_text().strip() if resuming and run_id_file.exists() else None
 
-    strategy = make_strategy(exp.train.strategy)
-    chief = is_chief(strategy)
     if chief:
-        run_dir.mkdir(parents=True, exist_ok=True)
         tracker: Any = Tracker(
-            exp, run_id=previous_run, parent_run_id=parent_run_id, run_name=run_name, tags=tags
+            exp,
+            run_id=previous_run,
+            parent_run_id=parent_run_id,
+            run_name=run_name,
+            tags=tags,
+            running=False,  # a resumed run: RUNNING once its checkpoint is restored
         )
         _atomic_write(run_id_file, tracker.run_id + "\n")
     else:
@@ -284,6 +309,7 @@ def _run(
         checkpoints.check_weights("at a validation")
         hooks.on_validation(step, validator(trainer.final_generator))
 
+    tracker.mark_running()
     hooks.on_train_begin(run)
     validated = -1
     try:
