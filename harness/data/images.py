@@ -24,6 +24,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from harness import diskwrite
 from harness.errors import HarnessError
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
@@ -255,10 +256,11 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
-    """Write a ``uint8 (H, W, 3)`` (or ``(H, W)``) array as PNG, creating parent folders."""
+    """Write a ``uint8 (H, W, 3)`` (or ``(H, W)``) array as PNG, creating parent folders
+    (atomically: :mod:`harness.diskwrite`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encode_png(image))
+    diskwrite.write_bytes(path, encode_png(image))
 
 
 def encode_png16(image: np.ndarray) -> bytes:

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from harness import diskwrite
 from harness.data import video
 from harness.data.images import (
     ImageReadError,
@@ -68,13 +69,15 @@ def compare_path(path: Path) -> Path:
 
 def save_image(path: Path, image: np.ndarray) -> None:
     """Write a uint8 RGB image in the format ``path``'s suffix names (PNG through
-    :func:`harness.data.images.encode_png`), creating its folder."""
+    :func:`harness.data.images.encode_png`), creating its folder; whole or not at all (an old
+    file stays as it was when the write fails)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if path.suffix.lower() == ".png":
-            path.write_bytes(encode_png(image))
-        else:
-            Image.fromarray(image).save(path, **SAVE_OPTIONS.get(path.suffix.lower(), {}))
+        with diskwrite.atomic(path, f"the image {path.name}") as tmp:
+            if path.suffix.lower() == ".png":
+                tmp.write_bytes(encode_png(image))
+            else:
+                Image.fromarray(image).save(tmp, **SAVE_OPTIONS.get(path.suffix.lower(), {}))
     except (ValueError, OSError) as exc:
         raise HarnessError(f"cannot write image {path}: {exc}") from None
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import diskwrite
 from harness import references as refs
 from harness.data import images
 from harness.data.folders import SKIMAGE, folder_label, resolve
@@ -204,13 +204,13 @@ class SuiteResult:
 
     def write_json(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n")
+        diskwrite.write_json(path, self.to_dict(), null=True)
 
     def write_csv(self, path: str | Path) -> None:
         """One row per image, then the mean of each set, then each group's mean of clips."""
         measures = self.measures
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
+        with diskwrite.atomic(path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["dataset", "image", *measures])
             for label, res in self.results.items():

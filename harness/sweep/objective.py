@@ -26,7 +26,7 @@ from typing import Any
 
 import optuna
 
-from harness import tracking
+from harness import diskwrite, tracking
 from harness.signals import handling
 from harness.sweep.artifacts import upload_grid
 from harness.sweep.parent import ParentRun
@@ -156,7 +156,7 @@ class TrialRunner:
             "result": str(result),
         }
         job_path = root / f"trial_{number:04d}.job.json"
-        job_path.write_text(json.dumps(job, indent=2), encoding="utf-8")
+        diskwrite.write_json(job_path, job)
         result.unlink(missing_ok=True)
         log = root / f"trial_{number:04d}.log"
         # TF_CPP_MIN_LOG_LEVEL=2 (what the CLI sets unless --verbose) makes the trial hide

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from harness import tracking
+from harness import diskwrite, tracking
 from harness.rundir import EXPERIMENT_FILE
 from harness.sweep.artifacts import artifact_dir
 from harness.sweep.plan import Objective, Plan, SweepError, redact
@@ -215,7 +215,8 @@ def save_plots(study: optuna.Study, objectives: Sequence[Objective], folder: Pat
             figure.set_size_inches(8, 5)
             figure.tight_layout()
             path = folder / f"{name}.png"
-            figure.savefig(path, dpi=100)
+            with diskwrite.atomic(path) as tmp:
+                figure.savefig(tmp, dpi=100)
             saved.append(path)
         except Exception:  # noqa: S112 - a plot that cannot be drawn yet is left out
             continue

@@ -31,7 +31,7 @@ from typing import Any
 import mlflow
 import optuna
 
-from harness import config, tracking
+from harness import config, diskwrite, tracking
 from harness.console import quiet_tensorflow
 from harness.errors import HarnessError
 from harness.plugin_api.registry import Registry, build_registry
@@ -222,7 +222,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as exc:  # anything: the worker records it as the trial's error
         traceback.print_exc()
         result = {"state": "fail", "error": f"{type(exc).__name__}: {exc}"}
-    tmp = Path(job["result"]).with_suffix(".tmp")
-    tmp.write_text(json.dumps(result), encoding="utf-8")
-    tmp.replace(job["result"])
+    diskwrite.write_json(job["result"], result, null=True)
     return 0

@@ -11,7 +11,6 @@ and at validations (metrics, sample grids, kept generators) are callbacks.
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from harness import diskwrite
 from harness.config import Experiment
 from harness.config.schema import PairedFolder
 from harness.data.folders import SKIMAGE, folder_label, resolve, skimage_folder
@@ -53,12 +53,6 @@ class _NullTracker:
 
     def __getattr__(self, name: str) -> Any:
         return lambda *args, **kwargs: None
-
-
-def _atomic_write(path: Path, data: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(data, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def train(
@@ -137,7 +131,7 @@ def _train(
             tags=tags,
             running=False,  # a resumed run: RUNNING once its checkpoint is restored
         )
-        _atomic_write(run_id_file, tracker.run_id + "\n")
+        diskwrite.write_text(run_id_file, tracker.run_id + "\n")
     else:
         tracker = _NullTracker()
     try:
@@ -248,7 +242,7 @@ def _run(
         _check_same_step(trainer, source)
     sources = [] if resumed else warm_start(trainer)
     if chief:
-        _atomic_write(toml_path, exp.to_toml())
+        diskwrite.write_text(toml_path, exp.to_toml())
         tracker.log_params(exp.flat_params() if params is None else params)
         tracker.log_artifact(toml_path)
         tracker.set_tags({"precision": trainer.policy, "replicas": trainer.replicas})
