@@ -128,6 +128,23 @@ def _replace_folder(tmp: Path, target: Path) -> None:
     _remove(old)
 
 
+def writable_folder(folder: str | Path, option: str) -> Path:
+    """Create ``folder`` and check that a file can be written in it, before any work whose
+    results go there; :class:`~harness.errors.HarnessError` names ``option`` otherwise."""
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = temporary(folder / "write-check")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise HarnessError(
+            f"{option} {folder}: cannot write there ({exc.strerror or exc}); give a folder you "
+            "can write in."
+        ) from None
+    return folder
+
+
 def write_bytes(target: str | Path, data: bytes, what: str = "") -> None:
     """Write ``data`` to ``target`` atomically (:func:`atomic`)."""
     with atomic(target, what) as tmp:
@@ -168,6 +185,7 @@ __all__ = [
     "temporary",
     "write_bytes",
     "write_json",
+    "writable_folder",
     "write_text",
     "writing",
 ]

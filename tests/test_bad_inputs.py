@@ -162,3 +162,53 @@ def test_the_battery_covers_every_command():
     quiet = {"plugins"}  # takes no input that can be bad
     assert covered | quiet == set(cli.commands)
     assert json.dumps(sorted(covered))  # the ids are plain names
+
+
+@pytest.mark.parametrize(
+    ("item", "said"),
+    [
+        ("losses.mse.weight=-1", "must be a finite weight >= 0, but is -1.0"),
+        ("train.beta1=nan", r"train\] .*must be in \[0, 1\)"),
+        ("train.steps=1e12", "beyond any run"),
+        ("train.batch_size=1000000000", "HR pixels per batch, over the limit"),
+        ("data.patch=4096", "16 x 4096\\^2 = 268,435,456 HR pixels per batch"),
+        ("train..steps=3", 'the key "train..steps" has an empty part'),
+        (
+            'train.learning_rate={schedule="cosine", start=1e-3, end=inf}',
+            'schedule "cosine" has end = inf',
+        ),
+        ("experiment.name=caf\udce9", r"caf\\udce9\" holds bytes that are not UTF-8"),
+    ],
+    ids=[
+        "negative-weight",
+        "nan-beta1",
+        "1e12-steps",
+        "huge-batch",
+        "huge-patch",
+        "two-dots",
+        "infinite-schedule-end",
+        "non-utf8",
+    ],
+)
+def test_a_set_value_outside_its_meaning_is_refused_when_read(item, said, registry):
+    from harness import config
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=said):
+        config.load(None, [item], registry=registry)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["data", "degrade", "{root}", "-o", "{a_file}/lr"],
+        ["report", "{root}/runs/none", "--data", "{root}", "-o", "{a_file}/report"],
+    ],
+    ids=["degrade", "report"],
+)
+def test_an_output_folder_that_cannot_be_written_is_refused_before_the_work(bad, argv):
+    names = {k: str(v) for k, v in bad.items()}
+    args = [re.sub(r"\{([^{}]+)\}", lambda m: names[m.group(1)], a) for a in argv]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert "cannot write there" in result.output
