@@ -28,6 +28,7 @@ from harness.deploy import models
 from harness.errors import HarnessError
 from harness.evaluation.tables import format_measure, text_table
 from harness.measures.bicubic import bicubic_upscaler
+from harness.measures.quality import PSNR_CAP
 from harness.measures.scoring import EvalResult, evaluate
 from harness.plugin_api.metrics import MetricProtocol, build_metric, metric_protocol
 from harness.references import ModelRef, parse_reference
@@ -183,7 +184,11 @@ class SuiteResult:
                     f"{label}  ({len(res.images)} images, scale {self.scale}, border {self.border})"
                 )
                 rows = [
-                    [s.name, *(self._cell(s.as_dict()[m], m) for m in measures)] for s in res.images
+                    [
+                        s.name + ("*" if s.capped else ""),
+                        *(self._cell(s.as_dict()[m], m) for m in measures),
+                    ]
+                    for s in res.images
                 ]
                 rows.append(["mean", *(self._cell(res.mean(m), m) for m in measures)])
                 out += [head, text_table(["image", *measures], rows), ""]
@@ -200,6 +205,12 @@ class SuiteResult:
         )
         out += [f"{name}: {protocol.describe()}" for name, protocol in self.protocols.items()]
         out.append(text_table(["data set", "images", *measures], rows))
+        capped = [f"{k}/{s.name}" for k, r in self.results.items() for s in r.images if s.capped]
+        if capped:
+            out.append(
+                f"* {', '.join(capped)}: SR equal to HR, PSNR infinite, counted as "
+                f"{PSNR_CAP:g} dB (the cap) in the means."
+            )
         return "\n".join(out)
 
     def write_json(self, path: str | Path) -> None:
