@@ -60,8 +60,9 @@ class VideoInfo:
     width: int
     height: int
     fps: Fraction
-    frames: int  # 0 when the container does not say
+    frames: int  # as the container says, else estimated from its duration; 0: unknown
     codec: str
+    estimated: bool = False  # frames is duration x fps (may be one off), not a stated count
 
 
 def is_video_file(path: str | os.PathLike[str]) -> bool:
@@ -91,12 +92,17 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not rate:
             raise VideoError(f"{path} does not state a frame rate.")
+        frames = int(stream.frames or 0)
+        estimated = not frames and bool(container.duration)
+        if estimated:  # Matroska/WebM state a duration, not a count
+            frames = round(container.duration / av.time_base * Fraction(rate))
         return VideoInfo(
             width=stream.codec_context.width,
             height=stream.codec_context.height,
             fps=Fraction(rate),
-            frames=int(stream.frames or 0),
+            frames=frames,
             codec=stream.codec_context.name,
+            estimated=estimated,
         )
     finally:
         container.close()
