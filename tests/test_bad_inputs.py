@@ -212,3 +212,15 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_the_work(bad,
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     assert "cannot write there" in result.output
+
+
+@pytest.mark.parametrize("depth", [5, 70, 900])
+def test_json_nested_too_deep_is_called_that_not_ragged(depth):
+    from harness.deploy.codecs import RequestError, parse_tensor
+
+    value: list = [0.5]
+    for _ in range(depth - 1):
+        value = [value]
+    with pytest.raises(RequestError, match="nested more than 4 lists deep") as caught:
+        parse_tensor(value, "instances")
+    assert caught.value.status == 400 and "ragged" not in caught.value.message
