@@ -224,3 +224,19 @@ def test_json_nested_too_deep_is_called_that_not_ragged(depth):
     with pytest.raises(RequestError, match="nested more than 4 lists deep") as caught:
         parse_tensor(value, "instances")
     assert caught.value.status == 400 and "ragged" not in caught.value.message
+
+
+@pytest.mark.slow  # the sweep's plan loads Optuna and MLflow
+def test_ctrl_c_on_a_sweep_says_what_was_kept_and_how_to_continue(tmp_path, monkeypatch):
+    from harness import sweep
+
+    def interrupted(p, echo=print):
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sweep, "run", interrupted)
+    file = Path(__file__).parents[1] / "experiments" / "quickstart_sweep.toml"
+    result = CliRunner().invoke(cli, ["sweep", str(file), "--storage", "sqlite:///optuna.db"])
+    assert result.exit_code == 130, result.output
+    assert "keeps every finished trial" in result.output and "To continue: " in result.output
+    assert "Aborted!" not in result.output
