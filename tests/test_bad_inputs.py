@@ -240,3 +240,21 @@ def test_ctrl_c_on_a_sweep_says_what_was_kept_and_how_to_continue(tmp_path, monk
     assert result.exit_code == 130, result.output
     assert "keeps every finished trial" in result.output and "To continue: " in result.output
     assert "Aborted!" not in result.output
+
+
+def test_a_locked_mlflow_database_is_one_error_line(monkeypatch, tmp_path):
+    import sqlite3
+
+    from harness.commands import show
+
+    def locked(*args, **kwargs):
+        try:
+            raise sqlite3.OperationalError("database is locked")
+        except sqlite3.OperationalError as exc:  # as MLflow's store wraps it
+            raise RuntimeError("(sqlite3.OperationalError) database is locked") from exc
+
+    monkeypatch.setattr(show.config, "load", locked)
+    result = CliRunner().invoke(cli, ["show"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: the MLflow tracking database is locked")
+    assert "Traceback" not in result.output
