@@ -274,3 +274,22 @@ def test_a_refused_resume_leaves_the_finished_run_finished(tmp_path, store, regi
     assert run.info.status == "FINISHED"
     assert "error" not in run.data.tags
     assert not RunDir(exp.run_dir).lock_file.exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_data_is_read_stops_at_once(tmp_path, store, monkeypatch, registry):
+    import signal
+
+    from harness.training import step as train_module
+
+    def interrupted(self, dataset=None):
+        signal.raise_signal(signal.SIGINT)  # as a user pressing Ctrl-C while the data loads
+
+    monkeypatch.setattr(train_module.Trainer, "start_data", interrupted)
+    exp = tiny(tmp_path, adversarial=None, tracking={"uri": store})
+    with pytest.raises(KeyboardInterrupt):
+        train(exp, registry=registry)
+    assert not RunDir(exp.run_dir).checkpoints.exists()  # no step trained, none saved
+    run_id = RunDir(exp.run_dir).read_run_id()
+    assert MlflowClient(store).get_run(run_id).info.status == "KILLED"
+    assert not RunDir(exp.run_dir).lock_file.exists()

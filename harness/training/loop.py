@@ -307,8 +307,14 @@ def _run(
     hooks.on_train_begin(run)
     validated = -1
     try:
+        # before the signal flag: Ctrl-C while the data is read stops at once (there is no
+        # step to finish and nothing new to save)
+        trainer.start_data()
+    except BaseException:
+        progress.close()
+        raise
+    try:
         with signals_to_flag(flag):
-            trainer.start_data()
             while trainer.step < t.steps:
                 losses = trainer.train_step()
                 step, weights = trainer.step, trainer.weights
