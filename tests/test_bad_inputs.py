@@ -258,3 +258,13 @@ def test_a_locked_mlflow_database_is_one_error_line(monkeypatch, tmp_path):
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: the MLflow tracking database is locked")
     assert "Traceback" not in result.output
+
+
+def test_data_check_flags_an_image_the_other_commands_could_not_hold(tmp_path, no_big_decodes):
+    from conftest import write_bomb_png
+
+    write_bomb_png(tmp_path / "scan.png", side=16000)  # 31 KB on disk, 768 MB as RGB
+    result = CliRunner().invoke(cli, ["data", "check", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "over the limit of 67108864 pixels" in result.output
+    assert "scan.png (16000x16000)" in result.output

@@ -212,7 +212,7 @@ def test_an_image_over_the_pixel_limit_is_refused_unread(
     result = run("upscale", bomb_png, "-o", tmp_path / "sr.png", "-m", model_file)
     assert result.exit_code == 2
     assert "error: image" in result.output and "20000x20000" in result.output
-    assert "over the limit of 268435456 pixels" in result.output
+    assert "over the limit of 67108864 pixels" in result.output
     assert "HARNESS_MAX_IMAGE_PIXELS" in result.output and not (tmp_path / "sr.png").exists()
 
 
