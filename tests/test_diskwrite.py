@@ -96,3 +96,27 @@ def test_json_is_always_standard(tmp_path):
     assert not target.exists() and _listing(tmp_path) == []
     diskwrite.write_json(target, {"psnr": float("inf"), "ssim": [float("nan"), 0.5]}, null=True)
     assert json.loads(target.read_text()) == {"psnr": None, "ssim": [None, 0.5]}
+
+
+def test_a_full_disk_while_writing_a_video_is_one_error_and_leaves_nothing(tmp_path):
+    class FullDisk:
+        """The container as it behaves when the disk fills: every write fails."""
+
+        def __init__(self, container):
+            self.container = container
+
+        def mux(self, packet):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            self.container.close()
+
+    target = tmp_path / "out.mp4"
+    frame = np.zeros((16, 16, 3), np.uint8)
+    full = r"out of disk space while writing .*video to .*out\.mp4"
+    with pytest.raises(diskwrite.DiskFullError, match=full), video.VideoWriter(target, 5) as out:
+        out.write(frame)
+        out._container = FullDisk(out._container)
+        for _ in range(3):  # the encoder holds frames back; the rest is written at the end
+            out.write(frame)
+    assert _listing(tmp_path) == []
