@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -215,7 +216,8 @@ def _read_result(process: subprocess.Popen, result: Path, log: Path) -> TrialOut
         )
     return TrialOutcome(
         state=str(data.get("state") or "fail"),
-        values=[float(v) for v in data.get("values") or []],
+        # JSON has no NaN: the trial writes a NaN objective value as null
+        values=[math.nan if v is None else float(v) for v in data.get("values") or []],
         error=str(data.get("error") or ("" if data.get("state") != "fail" else "unknown error")),
         step=data.get("step"),
         run_id=str(data.get("run_id") or ""),
