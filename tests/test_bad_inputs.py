@@ -130,6 +130,8 @@ def _cases() -> list[tuple[str, list[str]]]:
         ("evaluate-missing", ["evaluate", "--data", "{root}/nowhere"]),
         ("evaluate-unknown-metric", ["evaluate", "--data", "{root}", "--metric", "lpipz"]),
         ("evaluate-zero-scale", ["evaluate", "--data", "{root}", "--scale", "0"]),
+        ("evaluate-negative-border", ["evaluate", "--data", "{root}", "--border", "-5"]),
+        ("evaluate-negative-limit", ["evaluate", "--data", "{root}", "--limit", "-1"]),
         ("data-check-missing", ["data", "check", "{root}/nowhere"]),
         ("data-check-truncated", ["data", "check", "{truncated}"]),
         ("plugin-new-bad-name", ["plugin", "new", "9 lives!", "--dest", "{root}"]),
