@@ -131,10 +131,11 @@ def _train(
             tags=tags,
             running=False,  # a resumed run: RUNNING once its checkpoint is restored
         )
-        diskwrite.write_text(run_id_file, tracker.run_id + "\n")
     else:
         tracker = _NullTracker()
     try:
+        if chief:  # inside: a failure here ends the MLflow run too
+            diskwrite.write_text(run_id_file, tracker.run_id + "\n")
         trainer = Trainer(exp, registry=registry, strategy=strategy)
         try:
             result = _run(exp, trainer, tracker, callbacks, chief, ckpt_dir, params)
