@@ -258,7 +258,7 @@ def test_a_run_directory_in_use_is_refused_before_anything_is_written(tmp_path, 
 
 
 @pytest.mark.slow
-def test_a_refused_resume_leaves_the_finished_run_finished(tmp_path, store, registry):
+def test_a_refused_resume_leaves_the_finished_run_finished(tmp_path, store, registry, monkeypatch):
     exp = tiny(tmp_path, adversarial=None, train={"steps": 1}, tracking={"uri": store})
     run_id = train(exp, registry=registry).run_id
     changed = tiny(
@@ -274,6 +274,19 @@ def test_a_refused_resume_leaves_the_finished_run_finished(tmp_path, store, regi
     assert run.info.status == "FINISHED"
     assert "error" not in run.data.tags
     assert not RunDir(exp.run_dir).lock_file.exists()
+
+    from harness.training import loop
+
+    def read_only(path, text, what=""):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(loop.diskwrite, "write_text", read_only)
+    with pytest.raises(PermissionError):  # a run directory that cannot be written
+        train(
+            dataclasses.replace(exp, train=dataclasses.replace(exp.train, steps=2)),
+            registry=registry,
+        )
+    assert MlflowClient(store).get_run(run_id).info.status == "FINISHED"
 
 
 @pytest.mark.slow
