@@ -35,7 +35,7 @@ from harness import config, diskwrite, tracking
 from harness.console import quiet_tensorflow
 from harness.errors import HarnessError
 from harness.plugin_api.registry import Registry, build_registry
-from harness.rundir import RunDir
+from harness.rundir import RunDir, RunDirBusy
 from harness.signals import raise_interrupt
 from harness.sweep.plan import Objective, SweepError, make_pruner, params_text, redact
 from harness.sweep.storage import open_storage, quiet_optuna, trial_of
@@ -113,8 +113,11 @@ def run_trial(job: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
     except HarnessError as exc:
         return {"state": "fail", "error": f"the trial's parameters make a bad experiment: {exc}"}
     run_dir = exp.run_dir
-    with RunDir(run_dir).owned(f"harness sweep trial {number}"):
-        return _clear_and_train(job, trial, exp, registry, objectives, number)
+    try:
+        with RunDir(run_dir).owned(f"harness sweep trial {number}"):
+            return _clear_and_train(job, trial, exp, registry, objectives, number)
+    except RunDirBusy as exc:  # another process trains in the trial's folder
+        return {"state": "fail", "error": str(exc)}
 
 
 def _clear_and_train(
