@@ -120,3 +120,21 @@ def test_a_full_disk_while_writing_a_video_is_one_error_and_leaves_nothing(tmp_p
         for _ in range(3):  # the encoder holds frames back; the rest is written at the end
             out.write(frame)
     assert _listing(tmp_path) == []
+
+
+def test_a_folder_is_put_in_place_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "export"
+    with diskwrite.atomic(target) as tmp:
+        tmp.mkdir()
+        (tmp / "saved_model.pb").write_text("first")
+    assert (target / "saved_model.pb").read_text() == "first"
+    with pytest.raises(RuntimeError), diskwrite.atomic(target) as tmp:
+        tmp.mkdir()
+        (tmp / "saved_model.pb").write_text("half")
+        raise RuntimeError("interrupted export")
+    assert (target / "saved_model.pb").read_text() == "first"
+    with diskwrite.atomic(target) as tmp:
+        tmp.mkdir()
+        (tmp / "saved_model.pb").write_text("second")
+    assert (target / "saved_model.pb").read_text() == "second"
+    assert _listing(tmp_path) == ["export"]
