@@ -61,6 +61,29 @@ class _Group(click.Group):
         except HarnessError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
+        except Exception as exc:
+            if not _database_locked(exc):
+                raise
+            click.echo(
+                "error: the MLflow tracking database is locked by another process (SQLite "
+                "allows one writer at a time, and that one held it too long). Nothing is lost: "
+                "run the command again once the other run writes less (or finishes); for "
+                "several runs at once use an MLflow server: `mlflow server --backend-store-uri "
+                "sqlite:///mlflow.db` and MLFLOW_TRACKING_URI=http://127.0.0.1:5000.",
+                err=True,
+            )
+            ctx.exit(2)
+
+
+def _database_locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked", however MLflow or SQLAlchemy wrapped it."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if "database is locked" in str(exc):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 @click.group(

@@ -1,18 +1,27 @@
-"""Writing files that may not fit: a full disk becomes one message, and nothing half-written stays.
+"""Every file the harness writes: whole or not at all, and a full disk is one message.
 
-Checkpoints, models and upscaled images are written inside :func:`writing`. When the disk (or a
-quota, or a file-size limit) runs out, the partial files are removed, what was already on disk
-is left as it was, and :class:`DiskFullError` says what was being written, where, and how much
-room is left.
+:func:`atomic` is the one way to write a file: the writer fills a temporary name beside the
+target (same folder, so the rename cannot cross file systems; same suffix, so writers that pick
+a format by suffix still do), and only a complete file is renamed into place. Any failure
+removes the temporary and leaves the old file untouched. :func:`write_text`,
+:func:`write_bytes` and :func:`write_json` (always valid JSON: no ``NaN`` or ``Infinity``) are
+built on it. Checkpoint folders, which TensorFlow writes and swaps itself, use :func:`writing`.
+
+When the disk (or a quota, or a file-size limit) runs out, :class:`DiskFullError` says what was
+being written, where, and how much room is left.
 """
 
 from __future__ import annotations
 
 import errno
+import json
+import math
+import os
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from harness.errors import HarnessError
 
@@ -68,8 +77,8 @@ def writing(what: str, where: Path, partial: Iterable[Path] = (), kept: str = ""
             if any(ch in str(p) for ch in "*?["):
                 for match in folder.glob(str(p)):
                     _remove(match)
-            else:
-                _remove(p if p.is_absolute() else folder / p)
+            else:  # a bare name lies in the folder; a path with folders is taken as given
+                _remove(folder / p if len(Path(p).parts) == 1 else Path(p))
         free = free_mib(folder)
         room = f"{free:.1f} MiB free there" if free is not None else "free space unknown"
         raise DiskFullError(
@@ -79,4 +88,104 @@ def writing(what: str, where: Path, partial: Iterable[Path] = (), kept: str = ""
         ) from None
 
 
-__all__ = ["DiskFullError", "free_mib", "is_disk_full", "writing"]
+def temporary(target: Path) -> Path:
+    """The temporary name :func:`atomic` writes ``target`` under: hidden, beside it, with its
+    suffix (``out.png`` -> ``.out.png.<pid>.tmp.png``)."""
+    return target.with_name(f".{target.name}.{os.getpid()}.tmp{target.suffix}")
+
+
+@contextmanager
+def atomic(target: str | Path, what: str = "", kept: str = "") -> Iterator[Path]:
+    """Write ``target`` whole or not at all: the block writes the yielded temporary path; when
+    it ends without error the temporary replaces ``target``. On any error (or Ctrl-C) the
+    temporary is removed and ``target`` keeps its old content; out of room, the error is
+    :class:`DiskFullError` naming ``what`` (default: the file's name)."""
+    target = Path(target)
+    tmp = temporary(target)
+    try:
+        with writing(what or str(target.name), target, kept=kept):
+            yield tmp
+            if tmp.is_dir():
+                _replace_folder(tmp, target)
+            else:
+                os.replace(tmp, target)
+    finally:
+        if tmp.exists() or tmp.is_symlink():
+            _remove(tmp)
+
+
+def _replace_folder(tmp: Path, target: Path) -> None:
+    """Put a folder written whole into place (an old one is removed only after)."""
+    old = target.with_name(f".{target.name}.{os.getpid()}.old")
+    if target.exists():
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old.exists():
+            os.replace(old, target)
+        raise
+    _remove(old)
+
+
+def writable_folder(folder: str | Path, option: str) -> Path:
+    """Create ``folder`` and check that a file can be written in it, before any work whose
+    results go there; :class:`~harness.errors.HarnessError` names ``option`` otherwise."""
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = temporary(folder / "write-check")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise HarnessError(
+            f"{option} {folder}: cannot write there ({exc.strerror or exc}); give a folder you "
+            "can write in."
+        ) from None
+    return folder
+
+
+def write_bytes(target: str | Path, data: bytes, what: str = "") -> None:
+    """Write ``data`` to ``target`` atomically (:func:`atomic`)."""
+    with atomic(target, what) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(target: str | Path, text: str, what: str = "") -> None:
+    """Write ``text`` (UTF-8) to ``target`` atomically (:func:`atomic`)."""
+    write_bytes(target, text.encode("utf-8"), what)
+
+
+def write_json(
+    target: str | Path, value: Any, what: str = "", indent: int | None = 2, null: bool = False
+) -> None:
+    """Write ``value`` as standard JSON atomically. JSON has no NaN or infinity: with ``null``
+    such a number is written as ``null``, else it raises ``ValueError``."""
+    if null:
+        value = _finite_or_null(value)
+    text = json.dumps(value, indent=indent, allow_nan=False)
+    write_text(target, text + "\n", what)
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
+__all__ = [
+    "DiskFullError",
+    "atomic",
+    "free_mib",
+    "is_disk_full",
+    "temporary",
+    "write_bytes",
+    "write_json",
+    "writable_folder",
+    "write_text",
+    "writing",
+]

@@ -9,6 +9,7 @@
     discriminator.keras  the final discriminator (runs with an [adversarial] table)
     best_<metric>.keras  a kept generator: the best by a validation metric
     kept.json            step and value of each kept generator
+    run.lock             the owner (pid and host) of a run in progress: one process per folder
 
 :class:`RunDir` is a frozen value over the folder's path; it reads small files (the run id,
 the checkpoint state) but imports neither TensorFlow nor MLflow, so every wing may use it.
@@ -20,9 +21,18 @@ called.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
+import socket
+import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness.errors import HarnessError, HarnessWarning
 
 EXPERIMENT_FILE = "experiment.toml"
 RUN_ID_FILE = "mlflow_run_id"
@@ -30,6 +40,7 @@ CHECKPOINTS = "checkpoints"
 GENERATOR_FILE = "generator.keras"
 DISCRIMINATOR_FILE = "discriminator.keras"
 KEPT_FILE = "kept.json"
+LOCK_FILE = "run.lock"
 KEPT_PREFIX = "best_"
 MODEL_SUFFIX = ".keras"
 FINAL = "generator"
@@ -76,6 +87,86 @@ class RunDir:
     @property
     def kept_json(self) -> Path:
         return self.path / KEPT_FILE
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / LOCK_FILE
+
+    @contextlib.contextmanager
+    def owned(self, command: str = "harness run") -> Iterator[None]:
+        """Own the folder for the block: one process trains (or resumes) a run directory at a
+        time. Raises :class:`RunDirBusy` naming the owner; a stale lock (its process, on this
+        host, is gone) is taken over with a warning. The lock is removed on leaving."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HarnessError(
+                f"cannot create the run directory {self.path} ({exc.strerror or exc}): make "
+                "its folder writable, or point experiment.runs_dir elsewhere."
+            ) from None
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command}
+        me["started"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        created = self._acquire(me)
+        try:
+            yield
+        finally:
+            if created and self._read_lock() == me:
+                self.lock_file.unlink(missing_ok=True)
+
+    def _acquire(self, me: dict) -> bool:
+        """Take the lock for ``me``; ``False`` when this process holds it already (a sweep
+        trial owns its folder while clearing it, then trains in it)."""
+        for _ in range(3):
+            try:
+                if self._create_lock(me):
+                    return True
+            except OSError as exc:  # read-only, full, not a folder: say so before any work
+                raise HarnessError(
+                    f"cannot write in the run directory {self.path} ({exc.strerror or exc}): "
+                    "make it writable, or point experiment.runs_dir elsewhere."
+                ) from None
+            owner = self._read_lock()
+            if owner is None:  # removed meanwhile (the owner ended): try again
+                continue
+            if owner.get("pid") == me["pid"] and owner.get("host") == me["host"]:
+                return False
+            if not _stale(owner):
+                raise RunDirBusy(
+                    f"run directory {self.path} is in use by {_owner_text(owner)}: wait for it "
+                    "to end (or stop it), or give this run another experiment.name or runs_dir. "
+                    f"If that process is gone, delete {self.lock_file}."
+                )
+            warnings.warn(
+                f"{self.lock_file} was left by {_owner_text(owner)}, which is no longer "
+                "running; taking the run directory over.",
+                HarnessWarning,
+                stacklevel=4,
+            )
+            self.lock_file.unlink(missing_ok=True)
+        raise RunDirBusy(f"could not take {self.lock_file}: other processes keep taking it.")
+
+    def _create_lock(self, owner: dict) -> bool:
+        """Write the lock whole under a temporary name, then link it into place: the link fails
+        when a lock exists, so two processes cannot both create it, and none reads it half
+        written."""
+        tmp = self.path / f".{LOCK_FILE}.{owner['pid']}.tmp"
+        tmp.write_text(json.dumps(owner) + "\n", encoding="utf-8")
+        try:
+            os.link(tmp, self.lock_file)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _read_lock(self) -> dict | None:
+        try:
+            owner = json.loads(self.lock_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {"pid": 0, "host": "", "command": "an unreadable lock"}
+        return owner if isinstance(owner, dict) else {"pid": 0, "host": ""}
 
     def kept(self, name: str) -> Path:
         """The file of the kept generator ``name`` (``best_lpips``; ``generator``: the final)."""
@@ -167,6 +258,34 @@ def intact_checkpoint(directory: str | Path) -> tuple[str | None, list[str]]:
     return None, skipped
 
 
+class RunDirBusy(HarnessError):
+    """Another process owns the run directory (its ``run.lock`` names it)."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _stale(owner: dict) -> bool:
+    """A lock of this host whose process is gone (another host's lock cannot be checked)."""
+    pid = owner.get("pid")
+    if owner.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    return not _alive(pid)
+
+
+def _owner_text(owner: dict) -> str:
+    what = owner.get("command") or "a process"
+    text = f"{what} (pid {owner.get('pid', '?')} on host {owner.get('host') or '?'}"
+    return text + (f", started {owner['started']})" if owner.get("started") else ")")
+
+
 __all__ = [
     "CHECKPOINTS",
     "DISCRIMINATOR_FILE",
@@ -175,10 +294,12 @@ __all__ = [
     "GENERATOR_FILE",
     "KEPT_FILE",
     "KEPT_PREFIX",
+    "LOCK_FILE",
     "MODEL_SUFFIX",
     "RUN_ID_FILE",
     "RunDir",
     "checkpoint_readable",
     "intact_checkpoint",
+    "RunDirBusy",
     "kept_name",
 ]

@@ -173,7 +173,8 @@ class Tracker:
     When ``run_id`` names a run the store no longer has (``mlflow.db`` deleted, the run deleted,
     another store), a new run is created with a :class:`TrackingWarning` naming the old id, and
     the new run carries it as the ``harness.resumed_from_run`` tag, so the two halves of the
-    training can still be joined.
+    training can still be joined. With ``running=False`` a continued run keeps its status until
+    :meth:`mark_running` (a refused resume must not turn a FINISHED run into FAILED).
 
     All logging goes through an explicit :class:`MlflowClient`, so an active fluent run of the
     caller (a sweep's parent run, say) and MLflow's process-wide tracking URI are never touched.
@@ -187,9 +188,11 @@ class Tracker:
         parent_run_id: str | None = None,
         run_name: str | None = None,
         tags: Mapping[str, str] | None = None,
+        running: bool = True,
     ) -> None:
         self.uri = tracking_uri(exp)
         self.resumed = False
+        self.running = True  # a new run is created RUNNING
         # metric key -> the last step the run already has a point for (a resumed run replays
         # the steps after its checkpoint; those are not logged a second time)
         self._logged_through: dict[str, int] = {}
@@ -199,7 +202,11 @@ class Tracker:
             if run_id and missing is None:
                 self.run_id = run_id
                 self.resumed = True
-                self.client.update_run(run_id, status="RUNNING")
+                # running=False: marked RUNNING only by mark_running() (once training
+                # resumes), so a resume refused before that leaves the run's status as it was
+                self.running = False
+                if running:
+                    self.mark_running()
                 self._logged_through = self._last_steps(run_id)
             else:
                 extra = dict(tags or {})
@@ -428,6 +435,12 @@ class Tracker:
         self.client.delete_run(self.run_id)
         self.ended = True
 
+    def mark_running(self) -> None:
+        """A resumed run is training again: mark it RUNNING (until :meth:`end`)."""
+        if not self.running:
+            self.client.update_run(self.run_id, status="RUNNING")
+            self.running = True
+
     def end(self, status: str = "FINISHED", error: str | None = None) -> None:
         """Mark the run FINISHED, FAILED (with the error as the ``error`` tag) or KILLED.
 
@@ -437,6 +450,9 @@ class Tracker:
         if self.ended:
             return
         self._stop_system_metrics()
+        if not self.running:  # a resume that never started: the run keeps its status
+            self.ended = True
+            return
         if error:
             self.set_tag(ERROR_TAG, error)
         elif (

@@ -29,7 +29,7 @@ def shared_data() -> Path:
 
 
 BOMB_SIDE = 20000
-"""The side of :func:`bomb_png`: 400 M pixels, over the default limit of 16384 x 16384."""
+"""The side of :func:`bomb_png`: 400 M pixels, over the default limit of 8192 x 8192."""
 
 
 def write_bomb_png(path: Path, side: int = BOMB_SIDE) -> Path:

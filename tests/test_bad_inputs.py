@@ -133,6 +133,8 @@ def _cases() -> list[tuple[str, list[str]]]:
         ("evaluate-missing", ["evaluate", "--data", "{root}/nowhere"]),
         ("evaluate-unknown-metric", ["evaluate", "--data", "{root}", "--metric", "lpipz"]),
         ("evaluate-zero-scale", ["evaluate", "--data", "{root}", "--scale", "0"]),
+        ("evaluate-negative-border", ["evaluate", "--data", "{root}", "--border", "-5"]),
+        ("evaluate-negative-limit", ["evaluate", "--data", "{root}", "--limit", "-1"]),
         ("data-check-missing", ["data", "check", "{root}/nowhere"]),
         ("data-check-truncated", ["data", "check", "{truncated}"]),
         ("plugin-new-bad-name", ["plugin", "new", "9 lives!", "--dest", "{root}"]),
@@ -165,3 +167,109 @@ def test_the_battery_covers_every_command():
     quiet = {"plugins"}  # takes no input that can be bad
     assert covered | quiet == set(cli.commands)
     assert json.dumps(sorted(covered))  # the ids are plain names
+
+
+@pytest.mark.parametrize(
+    ("item", "said"),
+    [
+        ("losses.mse.weight=-1", "must be a finite weight >= 0, but is -1.0"),
+        ("train.beta1=nan", r"train\] .*must be in \[0, 1\)"),
+        ("train.steps=1e12", "beyond any run"),
+        ("train.batch_size=1000000000", "HR pixels per batch, over the limit"),
+        ("data.patch=4096", "16 x 4096\\^2 = 268,435,456 HR pixels per batch"),
+        ("train..steps=3", 'the key "train..steps" has an empty part'),
+        (
+            'train.learning_rate={schedule="cosine", start=1e-3, end=inf}',
+            'schedule "cosine" has end = inf',
+        ),
+        ("experiment.name=caf\udce9", r"caf\\udce9\" holds bytes that are not UTF-8"),
+    ],
+    ids=[
+        "negative-weight",
+        "nan-beta1",
+        "1e12-steps",
+        "huge-batch",
+        "huge-patch",
+        "two-dots",
+        "infinite-schedule-end",
+        "non-utf8",
+    ],
+)
+def test_a_set_value_outside_its_meaning_is_refused_when_read(item, said, registry):
+    from harness import config
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=said):
+        config.load(None, [item], registry=registry)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["data", "degrade", "{root}", "-o", "{a_file}/lr"],
+        ["report", "{root}/runs/none", "--data", "{root}", "-o", "{a_file}/report"],
+    ],
+    ids=["degrade", "report"],
+)
+def test_an_output_folder_that_cannot_be_written_is_refused_before_the_work(bad, argv):
+    names = {k: str(v) for k, v in bad.items()}
+    args = [re.sub(r"\{([^{}]+)\}", lambda m: names[m.group(1)], a) for a in argv]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert "cannot write there" in result.output
+
+
+@pytest.mark.parametrize("depth", [5, 70, 900])
+def test_json_nested_too_deep_is_called_that_not_ragged(depth):
+    from harness.deploy.codecs import RequestError, parse_tensor
+
+    value: list = [0.5]
+    for _ in range(depth - 1):
+        value = [value]
+    with pytest.raises(RequestError, match="nested more than 4 lists deep") as caught:
+        parse_tensor(value, "instances")
+    assert caught.value.status == 400 and "ragged" not in caught.value.message
+
+
+@pytest.mark.slow  # the sweep's plan loads Optuna and MLflow
+def test_ctrl_c_on_a_sweep_says_what_was_kept_and_how_to_continue(tmp_path, monkeypatch):
+    from harness import sweep
+
+    def interrupted(p, echo=print):
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sweep, "run", interrupted)
+    file = Path(__file__).parents[1] / "experiments" / "quickstart_sweep.toml"
+    result = CliRunner().invoke(cli, ["sweep", str(file), "--storage", "sqlite:///optuna.db"])
+    assert result.exit_code == 130, result.output
+    assert "keeps every finished trial" in result.output and "To continue: " in result.output
+    assert "Aborted!" not in result.output
+
+
+def test_a_locked_mlflow_database_is_one_error_line(monkeypatch, tmp_path):
+    import sqlite3
+
+    from harness.commands import show
+
+    def locked(*args, **kwargs):
+        try:
+            raise sqlite3.OperationalError("database is locked")
+        except sqlite3.OperationalError as exc:  # as MLflow's store wraps it
+            raise RuntimeError("(sqlite3.OperationalError) database is locked") from exc
+
+    monkeypatch.setattr(show.config, "load", locked)
+    result = CliRunner().invoke(cli, ["show"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: the MLflow tracking database is locked")
+    assert "Traceback" not in result.output
+
+
+def test_data_check_flags_an_image_the_other_commands_could_not_hold(tmp_path, no_big_decodes):
+    from conftest import write_bomb_png
+
+    write_bomb_png(tmp_path / "scan.png", side=16000)  # 31 KB on disk, 768 MB as RGB
+    result = CliRunner().invoke(cli, ["data", "check", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "over the limit of 67108864 pixels" in result.output
+    assert "scan.png (16000x16000)" in result.output

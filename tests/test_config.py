@@ -321,7 +321,7 @@ def test_every_schedule_plugin_round_trips_as_a_learning_rate(tmp_path, installe
             '{schedule = "piecewise", boundaries = [5], values = [1e-4, -1.0]}',
             "but is -1.0 at step 5",
         ),
-        ("losses.mse.weight", "nan", "must be a finite weight, but is nan"),
+        ("losses.mse.weight", "nan", "must be a finite weight >= 0, but is nan"),
     ],
 )
 def test_bad_rates_and_weights_are_refused_when_read(key, value, message, tmp_path, installed):

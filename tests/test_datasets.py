@@ -232,7 +232,7 @@ def test_cli_check_reports_an_image_over_the_pixel_limit_unread(tmp_path, bomb_p
     result = CliRunner().invoke(cli, ["data", "check", str(folder), "--min-side", "16"])
     assert result.exit_code == 1, result.output
     assert "2 images" in result.output and "problems: 1" in result.output
-    assert "over the limit of 268435456 pixels" in result.output
+    assert "over the limit of 67108864 pixels" in result.output
     assert "HARNESS_MAX_IMAGE_PIXELS=N): bomb.png (20000x20000)" in result.output
 
 

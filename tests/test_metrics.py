@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -18,7 +19,7 @@ from harness.measures.bicubic import (
     imresize,
     resize_matrix,
 )
-from harness.measures.quality import psnr, ssim
+from harness.measures.quality import PSNR_CAP, psnr, ssim
 from harness.measures.scoring import evaluate
 from harness.plugin_api.metrics import MetricProtocol, metric_protocol, rgb_to_y
 
@@ -93,7 +94,7 @@ def test_y_channel_is_bt601_studio_swing():
 
 def test_psnr_known_value_and_identity():
     a = np.zeros((4, 4))
-    assert psnr(a, a) == math.inf
+    assert psnr(a, a) == PSNR_CAP == 100.0
     assert psnr(a, a + 1.0) == pytest.approx(20 * math.log10(255.0))
 
 
@@ -165,8 +166,20 @@ def test_evaluate_scores_the_rounded_output_and_extra_metrics():
         return float(np.abs(sr.astype(int) - ref).mean())
 
     result = evaluate(perfect, [("b", hr)], 4, extra={"mae": mean_abs})
-    assert result.psnr_y == math.inf and result.ssim_y == pytest.approx(1.0)
+    assert result.psnr_y == PSNR_CAP and result.ssim_y == pytest.approx(1.0)
     assert result.mean("mae") == 0.0 and result.measures[-1] == "mae"
+
+
+def test_a_flat_image_caps_its_psnr_says_so_and_the_mean_stays_finite():
+    rng = np.random.default_rng(0)
+    flat = np.full((32, 32, 3), 128, np.uint8)  # bicubic of a flat image is the same image
+    textured = rng.integers(0, 256, (32, 32, 3), np.uint8)
+    result = evaluate(bicubic_upscaler(4), [("flat", flat), ("textured", textured)], 4)
+    capped, other = result.images
+    assert capped.psnr_y == PSNR_CAP and capped.capped == ("psnr_y", "psnr_rgb")
+    assert "capped at 100 dB" in capped.as_dict()["note"] and "note" not in other.as_dict()
+    assert result.psnr_y == pytest.approx((PSNR_CAP + other.psnr_y) / 2)
+    json.dumps(result.to_dict(), allow_nan=False)  # standard JSON: no Infinity
 
 
 def test_evaluate_rejects_a_wrong_output_shape():

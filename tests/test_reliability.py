@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,7 @@ from harness.data.folders import DataError, DataWarning
 from harness.deploy import models as inference
 from harness.deploy.export import export_saved_model
 from harness.errors import HarnessError
+from harness.rundir import RunDir, RunDirBusy
 from harness.training.loop import NonFiniteLoss, NonFiniteWeights, train
 
 
@@ -241,3 +245,64 @@ def test_steps_replayed_after_a_resume_are_not_logged_twice(tmp_path, store, cap
     run_id = (exp.run_dir / "mlflow_run_id").read_text().strip()
     history = MlflowClient(store).get_metric_history(run_id, "loss/mse")
     assert sorted(m.step for m in history) == [1, 2, 3, 4]
+
+
+def test_a_run_directory_in_use_is_refused_before_anything_is_written(tmp_path, store, registry):
+    exp = tiny(tmp_path, adversarial=None, tracking={"uri": store})
+    exp.run_dir.mkdir(parents=True)
+    owner = {"pid": os.getppid(), "host": socket.gethostname(), "command": "harness run"}
+    RunDir(exp.run_dir).lock_file.write_text(json.dumps(owner))
+    with pytest.raises(RunDirBusy, match=f"in use by harness run \\(pid {os.getppid()}"):
+        train(exp, registry=registry)
+    assert sorted(p.name for p in exp.run_dir.iterdir()) == ["run.lock"]
+
+
+@pytest.mark.slow
+def test_a_refused_resume_leaves_the_finished_run_finished(tmp_path, store, registry, monkeypatch):
+    exp = tiny(tmp_path, adversarial=None, train={"steps": 1}, tracking={"uri": store})
+    run_id = train(exp, registry=registry).run_id
+    changed = tiny(
+        tmp_path,
+        adversarial=None,
+        generator={"filters": 16},
+        train={"steps": 2},
+        tracking={"uri": store},
+    )
+    with pytest.raises(HarnessError, match="generator"):
+        train(changed, registry=registry)
+    run = MlflowClient(store).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert "error" not in run.data.tags
+    assert not RunDir(exp.run_dir).lock_file.exists()
+
+    from harness.training import loop
+
+    def read_only(path, text, what=""):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(loop.diskwrite, "write_text", read_only)
+    with pytest.raises(PermissionError):  # a run directory that cannot be written
+        train(
+            dataclasses.replace(exp, train=dataclasses.replace(exp.train, steps=2)),
+            registry=registry,
+        )
+    assert MlflowClient(store).get_run(run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_data_is_read_stops_at_once(tmp_path, store, monkeypatch, registry):
+    import signal
+
+    from harness.training import step as train_module
+
+    def interrupted(self, dataset=None):
+        signal.raise_signal(signal.SIGINT)  # as a user pressing Ctrl-C while the data loads
+
+    monkeypatch.setattr(train_module.Trainer, "start_data", interrupted)
+    exp = tiny(tmp_path, adversarial=None, tracking={"uri": store})
+    with pytest.raises(KeyboardInterrupt):
+        train(exp, registry=registry)
+    assert not RunDir(exp.run_dir).checkpoints.exists()  # no step trained, none saved
+    run_id = RunDir(exp.run_dir).read_run_id()
+    assert MlflowClient(store).get_run(run_id).info.status == "KILLED"
+    assert not RunDir(exp.run_dir).lock_file.exists()

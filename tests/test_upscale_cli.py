@@ -212,7 +212,7 @@ def test_an_image_over_the_pixel_limit_is_refused_unread(
     result = run("upscale", bomb_png, "-o", tmp_path / "sr.png", "-m", model_file)
     assert result.exit_code == 2
     assert "error: image" in result.output and "20000x20000" in result.output
-    assert "over the limit of 268435456 pixels" in result.output
+    assert "over the limit of 67108864 pixels" in result.output
     assert "HARNESS_MAX_IMAGE_PIXELS" in result.output and not (tmp_path / "sr.png").exists()
 
 
@@ -314,3 +314,31 @@ def test_a_model_of_either_training_policy_upscales_in_float32(trained, frames, 
     assert result.exit_code == 0, result.output
     want = Upscaler.from_generator(trained.float32).upscale_uint8(frames[1])
     np.testing.assert_array_equal(read_image(out), want)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "damage"),
+    [(".mkv", "cut"), (".avi", "cut"), (".mp4", "zeroed")],
+)
+def test_a_truncated_video_is_upscaled_as_far_as_it_decodes_and_reported_incomplete(
+    model_file, tmp_path, suffix, damage
+) -> None:
+    rng = np.random.default_rng(3)
+    whole = tmp_path / f"whole{suffix}"
+    with video.VideoWriter(whole, Fraction(10)) as writer:
+        for _ in range(24):
+            writer.write(rng.integers(0, 256, (16, 16, 3), np.uint8))
+    data = bytearray(whole.read_bytes())
+    if damage == "cut":  # the end of the file is missing
+        data = data[: len(data) * 2 // 3]
+    else:  # an eighth of the file, in the middle, is zeros
+        data[len(data) // 2 : len(data) // 2 + len(data) // 8] = bytes(len(data) // 8)
+    source = tmp_path / f"damaged{suffix}"
+    source.write_bytes(bytes(data))
+    out = tmp_path / f"sr{suffix}"
+    result = run("upscale", source, "-o", out, "-m", model_file, "--quiet")
+    assert result.exit_code == 2, result.output
+    assert "states 24 frames" in result.output and "but only the first" in result.output
+    assert "is incomplete" in result.output
+    decoded = len(list(video.read_frames(out)))
+    assert 0 < decoded < 24 and f"holds those {decoded} frames" in result.output

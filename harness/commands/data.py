@@ -77,7 +77,7 @@ def check_command(folders: tuple[str, ...], min_side: int, scale: int) -> None:
     """Report count, sizes, modes and problems of image folders (or "skimage").
 
     Exits 1 when any problem is listed. Images over the pixel limit ($HARNESS_MAX_IMAGE_PIXELS,
-    default 16384x16384) are reported from their header and never decoded.
+    default 8192x8192) are reported from their header and never decoded.
     """
     limit = images.max_pixels()
     failed: list[str] = []

@@ -41,9 +41,17 @@ from harness.references import ModelRef
 )
 @click.option("--scale", type=int, default=None, help="Upscaling factor (bicubic: default 4).")
 @click.option(
-    "--border", type=int, default=None, help="Pixels cropped from each border [default: scale]."
+    "--border",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Pixels cropped from each border [default: scale].",
 )
-@click.option("--limit", type=int, default=0, help="Score only the first N images of each set.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Score only the first N images of each set (0: all).",
+)
 @click.option("--tile", type=int, default=0, help="LR tile side for large images (0: whole).")
 @click.option(
     "--metric",

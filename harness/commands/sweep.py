@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+
 import click
 
 from harness.commands._options import overrides_option, registry
@@ -73,7 +76,17 @@ def command(
     if show:
         click.echo(sweeps.show(p, top=top))
         return
-    result = sweeps.run(p, echo=lambda line: click.echo(line, err=False))
+    try:
+        result = sweeps.run(p, echo=lambda line: click.echo(line, err=False))
+    except KeyboardInterrupt:
+        again = shlex.join(["harness", *sys.argv[1:]]) if sys.argv[1:] else "the same command"
+        click.echo(
+            f'interrupted: the study "{p.study_name}" in {sweeps.redact(p.storage_url)} keeps '
+            "every finished trial (and its MLflow run); the trials that were running are marked "
+            f"interrupted and run again. To continue: {again}",
+            err=True,
+        )
+        raise SystemExit(130) from None
     click.echo(
         f'sweep "{result.study_name}": {len(result.ran)} trials run here; MLflow parent run '
         f"{result.parent_run_id}; sample grids: optuna-dashboard {sweeps.redact(p.storage_url)} "

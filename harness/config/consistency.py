@@ -15,6 +15,12 @@ from harness.config.milestones import MAX_STEPS
 from harness.config.schema import Experiment, ScheduleSpec
 from harness.errors import ConfigError, HarnessError
 
+MAX_RUN_STEPS = 10**9
+"""The most train.steps a run may ask for (a larger count is a typo, not a plan)."""
+MAX_BATCH_PIXELS = 2**24
+"""HR pixels per training batch (batch_size x patch^2): 16.8 M, 114 times the SRGAN recipe's
+16 x 96^2 (a batch so large is a typo; the networks' activations grow with it)."""
+
 
 def check(exp: Experiment, where: Where) -> None:
     """Sizes and counts that only make sense together (pre-training within the run)."""
@@ -49,6 +55,18 @@ def check(exp: Experiment, where: Where) -> None:
             raise ConfigError(
                 f"{where(f'train.{key}')} is {getattr(t, key)}, beyond any run ({MAX_STEPS})."
             )
+    if t.steps > MAX_RUN_STEPS:
+        raise ConfigError(
+            f"{where('train.steps')} is {t.steps:,}: beyond any run (at 1,000 steps a second "
+            f"{MAX_RUN_STEPS:,} steps take 11 days); give at most {MAX_RUN_STEPS:,}."
+        )
+    for key in ("beta1", "beta2"):
+        if not 0.0 <= getattr(t, key) < 1.0:  # NaN fails too
+            raise ConfigError(
+                f"{where(f'train.{key}')} must be in [0, 1) (Adam's decay of its moment "
+                f"estimates), not {getattr(t, key)}."
+            )
+    check_batch_size(exp, where)
     if not 0 <= t.pretrain_steps <= t.steps:
         raise ConfigError(
             f"{where('train.pretrain_steps')} must be between 0 and train.steps ({t.steps})."
@@ -62,6 +80,22 @@ def check(exp: Experiment, where: Where) -> None:
             "table: nothing would train the generator. Give one loss a weight."
         )
     check_registration(exp, where)
+
+
+def check_batch_size(exp: Experiment, where: Where) -> None:
+    """A batch of ``batch_size`` HR patches must fit in memory with the networks' activations
+    (refused when read, not after the data has been loaded)."""
+    t, d = exp.train, exp.data
+    pixels = t.batch_size * d.patch * d.patch
+    if pixels > MAX_BATCH_PIXELS:
+        gib = pixels * 3 * 4 / 2**30
+        raise ConfigError(
+            f"{where('train.batch_size')}: train.batch_size x data.patch^2 = {t.batch_size:,} x "
+            f"{d.patch}^2 = {pixels:,} HR pixels per batch, over the limit of "
+            f"{MAX_BATCH_PIXELS:,} (the batch alone is {gib:,.1f} GiB of float32, the networks' "
+            "activations many times that). Lower train.batch_size or data.patch (the SRGAN "
+            "recipe is 16 x 96)."
+        )
 
 
 def check_registration(exp: Experiment, where: Where) -> None:
@@ -97,10 +131,17 @@ def probe_steps(spec: Any, steps: int) -> list[int]:
 def check_rates_and_weights(
     exp: Experiment, where: Where, function: Callable[[Any], Callable[[int], float]]
 ) -> None:
-    """Learning rates that are negative, NaN or infinite, and weights that are NaN or infinite,
-    at any probed step. ``function`` gives a value's built schedule."""
+    """Learning rates and weights that are negative, NaN or infinite at any probed step (a
+    negative weight would maximise its loss). ``function`` gives a value's built schedule."""
     for key, spec in schedules.values(exp):
         is_rate = not key.endswith(".weight")
+        if isinstance(spec, ScheduleSpec):
+            for name, raw in spec.params.items():
+                if isinstance(raw, float) and not math.isfinite(raw):
+                    raise ConfigError(
+                        f'{where(key)}: schedule "{spec.schedule}" has {name} = {raw}; its '
+                        "parameters must be finite numbers."
+                    )
         try:
             fn = function(spec)
         except HarnessError:
@@ -110,7 +151,7 @@ def check_rates_and_weights(
                 value = float(fn(step))
             except (TypeError, ValueError, OverflowError, ArithmeticError):
                 continue
-            if not math.isfinite(value) or (is_rate and value < 0):
-                what = "a finite learning rate >= 0" if is_rate else "a finite weight"
+            if not math.isfinite(value) or value < 0:
+                what = "a finite learning rate >= 0" if is_rate else "a finite weight >= 0"
                 at = "" if not isinstance(spec, ScheduleSpec) else f" at step {step}"
                 raise ConfigError(f"{where(key)} must be {what}, but is {value}{at}.")

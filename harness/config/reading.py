@@ -34,10 +34,23 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
+        shown = item.encode("utf-8", "backslashreplace").decode("utf-8")
         if not sep or not key:
             raise ConfigError(
-                f'--set "{item}" is not of the form table.key=value, e.g. --set train.steps=100.'
+                f'--set "{shown}" is not of the form table.key=value, e.g. --set train.steps=100.'
             )
+        if any(not part.strip() for part in key.split(".")):
+            raise ConfigError(
+                f'--set "{shown}": the key "{key}" has an empty part (two dots, or a dot at an '
+                "end); write table.key=value, e.g. --set train.steps=3."
+            )
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the terminal's encoding could not decode
+            raise ConfigError(
+                f'--set "{shown}" holds bytes that are not UTF-8 text; type the value as UTF-8 '
+                "(experiment files and MLflow parameters are UTF-8)."
+            ) from None
         out[key] = parse_value(raw.strip())
     return out
 

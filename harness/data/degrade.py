@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from harness import diskwrite
 from harness.config.checking import ParamError, check_params
 from harness.data import images as imageio
 from harness.data.folders import resolve
@@ -73,7 +74,7 @@ def degrade_folder(
         lambda hr, key: to_8bit_levels(tf.cast(degrade(hr, key), tf.float32)),
         input_signature=[tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([2], tf.int64)],
     )
-    out.mkdir(parents=True, exist_ok=True)
+    diskwrite.writable_folder(out, "-o")
     written = []
     for path in files:
         hr = imageio.modcrop(imageio.read_image(path), scale)

@@ -7,6 +7,7 @@ webm, MPEG-4 Part 2 for avi. Audio is not carried over.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from types import TracebackType
 import av
 import numpy as np
 
+from harness import diskwrite
 from harness.data.images import check_pixels, max_pixels
 from harness.errors import HarnessError
 
@@ -58,8 +60,9 @@ class VideoInfo:
     width: int
     height: int
     fps: Fraction
-    frames: int  # 0 when the container does not say
+    frames: int  # as the container says, else estimated from its duration; 0: unknown
     codec: str
+    estimated: bool = False  # frames is duration x fps (may be one off), not a stated count
 
 
 def is_video_file(path: str | os.PathLike[str]) -> bool:
@@ -89,12 +92,17 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not rate:
             raise VideoError(f"{path} does not state a frame rate.")
+        frames = int(stream.frames or 0)
+        estimated = not frames and bool(container.duration)
+        if estimated:  # Matroska/WebM state a duration, not a count
+            frames = round(container.duration / av.time_base * Fraction(rate))
         return VideoInfo(
             width=stream.codec_context.width,
             height=stream.codec_context.height,
             fps=Fraction(rate),
-            frames=int(stream.frames or 0),
+            frames=frames,
             codec=stream.codec_context.name,
+            estimated=estimated,
         )
     finally:
         container.close()
@@ -135,6 +143,10 @@ class VideoWriter:
 
         with VideoWriter("out.mp4", fps=Fraction(24000, 1001)) as out:
             out.write(frame)
+
+    The frames go to a temporary file beside ``path``, renamed into place when the block ends
+    without error; an error (a full disk: :class:`~harness.diskwrite.DiskFullError`) removes
+    it and leaves an old ``path`` as it was.
     """
 
     def __init__(self, path: str | os.PathLike[str], fps: Fraction | float) -> None:
@@ -164,7 +176,7 @@ class VideoWriter:
             )
         if self._container is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._container = av.open(str(self.path), mode="w")
+            self._container = av.open(str(self._tmp), mode="w")
             stream = self._container.add_stream(self.codec, rate=self.fps)
             stream.width, stream.height = frame.shape[1], frame.shape[0]
             stream.pix_fmt = "yuv420p"
@@ -176,18 +188,37 @@ class VideoWriter:
                 f"the video is {self._stream.width}x{self._stream.height}."
             )
         video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-        for packet in self._stream.encode(video_frame):
-            self._container.mux(packet)
+        with diskwrite.writing(f"frame {self.frames} of a video", self.path):
+            for packet in self._stream.encode(video_frame):
+                self._container.mux(packet)
         self.frames += 1
 
+    @property
+    def _tmp(self) -> Path:
+        return diskwrite.temporary(self.path)
+
     def close(self) -> None:
-        """Flush the encoder and finish the file."""
+        """Flush the encoder, finish the file and put it in place."""
         if self._container is None:
             return
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
+        try:
+            with diskwrite.writing("the end of a video", self.path):
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+                self._container.close()
+        except BaseException:
+            self.abort()
+            raise
         self._container = None
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop what was written: the temporary file goes, an old ``path`` stays."""
+        if self._container is not None:
+            with contextlib.suppress(Exception):
+                self._container.close()
+            self._container = None
+        self._tmp.unlink(missing_ok=True)
 
     def __exit__(
         self,
@@ -195,4 +226,7 @@ class VideoWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

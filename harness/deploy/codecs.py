@@ -49,6 +49,15 @@ def parse_tensor(value: Any, what: str, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     """A JSON value -> float32 ``(N, h, w, 3)`` in ``[0, 1]``, or a :class:`RequestError`."""
     if value is None:
         raise RequestError(400, f'"{what}" is missing or null.')
+    depth, inner = 0, value
+    while isinstance(inner, list) and inner and depth <= 4:  # numpy would call deeper "ragged"
+        depth, inner = depth + 1, inner[0]
+    if depth > 4:
+        raise RequestError(
+            400,
+            f'"{what}" is nested more than 4 lists deep; send a 4-D tensor [batch, height, '
+            "width, 3] (a list of HxWx3 images).",
+        )
     try:
         array = np.asarray(value, dtype=np.float32)
     except RecursionError:

@@ -197,6 +197,25 @@ class Upscaler:
 
         ``progress(n)`` is called after each tile (a ``tqdm.update``, say).
         """
+        return self._assemble(lr, np.float32, lambda out: out, progress)
+
+    def upscale_uint8(
+        self, images: np.ndarray, progress: Callable[[int], Any] | None = None
+    ) -> np.ndarray:
+        """uint8 RGB ``(h, w, 3)`` or ``(N, h, w, 3)`` -> uint8, ``scale`` times larger, rounded
+        by :func:`harness.data.images.to_uint8` (the rule evaluation scores with). Tiles are
+        rounded as they come, so the float32 output (four times the uint8 one) is never held
+        whole."""
+        lr = np.asarray(images, np.float32) / np.float32(255.0)
+        return self._assemble(lr, np.uint8, to_uint8, progress)
+
+    def _assemble(
+        self,
+        lr: np.ndarray,
+        dtype: Any,
+        convert: Callable[[np.ndarray], np.ndarray],
+        progress: Callable[[int], Any] | None,
+    ) -> np.ndarray:
         lr = np.asarray(lr, np.float32)
         single = lr.ndim == 3
         if single:
@@ -208,26 +227,19 @@ class Upscaler:
         n, h, w, _ = lr.shape
         boxes = self.tiles(h, w)
         if len(boxes) == 1:
-            sr = self._run(lr)
+            sr = convert(self._run(lr))
             if progress:
                 progress(1)
             return sr[0] if single else sr
         s, r = self.scale, self.overlap
-        sr = np.empty((n, h * s, w * s, 3), np.float32)
+        sr = np.empty((n, h * s, w * s, 3), dtype)
         for y0, y1, x0, x1 in boxes:
             ya, yb, xa, xb = max(0, y0 - r), min(h, y1 + r), max(0, x0 - r), min(w, x1 + r)
             out = self._run(lr[:, ya:yb, xa:xb])
             dy, dx = (y0 - ya) * s, (x0 - xa) * s
-            sr[:, y0 * s : y1 * s, x0 * s : x1 * s] = out[
-                :, dy : dy + (y1 - y0) * s, dx : dx + (x1 - x0) * s
-            ]
+            sr[:, y0 * s : y1 * s, x0 * s : x1 * s] = convert(
+                out[:, dy : dy + (y1 - y0) * s, dx : dx + (x1 - x0) * s]
+            )
             if progress:
                 progress(1)
         return sr[0] if single else sr
-
-    def upscale_uint8(
-        self, images: np.ndarray, progress: Callable[[int], Any] | None = None
-    ) -> np.ndarray:
-        """uint8 RGB ``(h, w, 3)`` or ``(N, h, w, 3)`` -> uint8, ``scale`` times larger, rounded
-        by :func:`harness.data.images.to_uint8` (the rule evaluation scores with)."""
-        return to_uint8(self(np.asarray(images, np.float32) / np.float32(255.0), progress))

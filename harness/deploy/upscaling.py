@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from harness import diskwrite
 from harness.data import video
 from harness.data.images import (
     ImageReadError,
@@ -68,13 +69,15 @@ def compare_path(path: Path) -> Path:
 
 def save_image(path: Path, image: np.ndarray) -> None:
     """Write a uint8 RGB image in the format ``path``'s suffix names (PNG through
-    :func:`harness.data.images.encode_png`), creating its folder."""
+    :func:`harness.data.images.encode_png`), creating its folder; whole or not at all (an old
+    file stays as it was when the write fails)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if path.suffix.lower() == ".png":
-            path.write_bytes(encode_png(image))
-        else:
-            Image.fromarray(image).save(path, **SAVE_OPTIONS.get(path.suffix.lower(), {}))
+        with diskwrite.atomic(path, f"the image {path.name}") as tmp:
+            if path.suffix.lower() == ".png":
+                tmp.write_bytes(encode_png(image))
+            else:
+                Image.fromarray(image).save(tmp, **SAVE_OPTIONS.get(path.suffix.lower(), {}))
     except (ValueError, OSError) as exc:
         raise HarnessError(f"cannot write image {path}: {exc}") from None
 
@@ -179,14 +182,39 @@ def _encode(
 
 def upscale_video(
     upscaler: Upscaler, source: Path, target: Path, compare: bool, batch: int, quiet: bool
-) -> int:
-    """A video file -> ``target`` at the same frame rate; returns the frame count."""
+) -> tuple[int, str]:
+    """A video file -> ``target`` at the same frame rate; returns the frame count and, when
+    frames failed to decode (a truncated or damaged file), what is missing ("" when none).
+
+    The frames decoded before a failure are encoded, so what could be read is not lost; the
+    caller reports the output as incomplete."""
     info = video.probe(source)
-    frames = ((str(i), f) for i, f in enumerate(video.read_frames(source)))
-    count = _encode(upscaler, frames, target, info.fps, info.frames or None, compare, batch, quiet)
+    failure: list[str] = []
+
+    def frames() -> Iterator[tuple[str, np.ndarray]]:
+        index = 0
+        try:
+            for index, frame in enumerate(video.read_frames(source)):  # noqa: B007
+                yield str(index), frame
+            index += 1
+        except video.VideoError as exc:
+            if index == 0:
+                raise
+            failure.append(str(exc).rstrip("."))
+
+    total = info.frames or None
+    count = _encode(upscaler, frames(), target, info.fps, total, compare, batch, quiet)
     if count == 0:
         raise HarnessError(f"{source} has no frames to upscale.")
-    return count
+    missing = info.frames - count - (1 if info.estimated else 0)
+    if not failure and missing <= 0:
+        return count, ""
+    said = f"{info.frames} frames" + (" (by its duration)" if info.estimated else "")
+    why = failure[0] if failure else "the file ends early (truncated or damaged)"
+    return count, (
+        f"{source} states {said} but only the first {count} decoded ({why}): {target} holds "
+        f"those {count} frames and is incomplete. Upscale an intact copy of the video."
+    )
 
 
 def upscale_frames_to_video(
@@ -327,9 +355,13 @@ class Upscaled:
     summary: str
     written: int
     skipped: list[str] = field(default_factory=list)
+    incomplete: str = ""  # a video whose later frames did not decode: what is missing
 
     def skipped_error(self) -> HarnessError | None:
-        """One error naming every unreadable image of a folder, or ``None``."""
+        """One error naming every unreadable image of a folder (or the frames of a video that
+        did not decode), or ``None``."""
+        if self.incomplete:
+            return HarnessError(self.incomplete)
         if not self.skipped:
             return None
         count = self.written
@@ -377,8 +409,9 @@ def upscale_path(
         return Upscaled(input_path, output, upscaler.scale, summary, count, skipped)
     target = output_target(input_path, output)
     if kind == "video":
-        frames = upscale_video(upscaler, input_path, target, compare, batch, quiet)
-        return Upscaled(input_path, target, upscaler.scale, f"{frames} frames -> {target}", frames)
+        frames, incomplete = upscale_video(upscaler, input_path, target, compare, batch, quiet)
+        summary = f"{frames} frames -> {target}"
+        return Upscaled(input_path, target, upscaler.scale, summary, frames, [], incomplete)
     upscale_image(upscaler, input_path, target, compare, quiet)
     summary = f"{input_path.name} -> {target}"
     return Upscaled(input_path, target, upscaler.scale, summary, 1)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from harness import diskwrite
 from harness.data.images import to_uint8
 from harness.evaluation.tables import measure_name
 from harness.measures.bicubic import bicubic_downsample
@@ -92,7 +93,8 @@ def crop_figure(tiles: Sequence[Tile], path: Path, heading: str = "", zoom: int 
                 fill="black",
                 font=font,
             )
-    canvas.save(path, format="PNG")
+    with diskwrite.atomic(path) as tmp:
+        canvas.save(tmp, format="PNG")
     return path
 
 

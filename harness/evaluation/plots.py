@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import diskwrite
+
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 BICUBIC_COLOR = "#7f7f7f"
 
@@ -97,7 +99,8 @@ def plot_curves(runs: Sequence[Curves], path: Path, perceptual: str = "lpips") -
                 color="gray",
             )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with diskwrite.atomic(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 
@@ -182,7 +185,8 @@ def plot_perception_distortion(
         "perception-distortion plane\n(filled: measured here; hollow: published)", fontsize=10
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with diskwrite.atomic(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 

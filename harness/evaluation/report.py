@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
+from harness import diskwrite
 from harness.data.images import to_uint8
 from harness.deploy.models import ModelReferenceError, load_upscaler
 from harness.evaluation import mlflow_log
@@ -260,6 +261,8 @@ def write_report(
     )
 
     now = _dt.datetime.now().astimezone()
+    folder = Path(out) if out else Path("reports") / now.strftime("%Y%m%d-%H%M%S")
+    diskwrite.writable_folder(folder, "-o")  # before the evaluation, not after it
     suites = discover(list(data), list(lr))
     runs = resolve_runs(refs, tracking_uri=tracking_uri, model_kind=model_kind, say=say)
     extra = metric_functions(registry, metrics)
@@ -279,8 +282,6 @@ def write_report(
             f"{', '.join(['bicubic', *groups])}."
         ) from None
     scale = report_scale(runs, registry)
-    folder = Path(out) if out else Path("reports") / now.strftime("%Y%m%d-%H%M%S")
-    folder.mkdir(parents=True, exist_ok=True)
 
     images = {s.label: s.images(scale) for s in suites}
     results, outputs = _measure(runs, suites, images, scale, extra, crops, progress, registry)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import diskwrite
 from harness import references as refs
 from harness.data import images
 from harness.data.folders import SKIMAGE, folder_label, resolve
@@ -28,6 +28,7 @@ from harness.deploy import models
 from harness.errors import HarnessError
 from harness.evaluation.tables import format_measure, text_table
 from harness.measures.bicubic import bicubic_upscaler
+from harness.measures.quality import PSNR_CAP
 from harness.measures.scoring import EvalResult, evaluate
 from harness.plugin_api.metrics import MetricProtocol, build_metric, metric_protocol
 from harness.references import ModelRef, parse_reference
@@ -183,7 +184,11 @@ class SuiteResult:
                     f"{label}  ({len(res.images)} images, scale {self.scale}, border {self.border})"
                 )
                 rows = [
-                    [s.name, *(self._cell(s.as_dict()[m], m) for m in measures)] for s in res.images
+                    [
+                        s.name + ("*" if s.capped else ""),
+                        *(self._cell(s.as_dict()[m], m) for m in measures),
+                    ]
+                    for s in res.images
                 ]
                 rows.append(["mean", *(self._cell(res.mean(m), m) for m in measures)])
                 out += [head, text_table(["image", *measures], rows), ""]
@@ -200,17 +205,23 @@ class SuiteResult:
         )
         out += [f"{name}: {protocol.describe()}" for name, protocol in self.protocols.items()]
         out.append(text_table(["data set", "images", *measures], rows))
+        capped = [f"{k}/{s.name}" for k, r in self.results.items() for s in r.images if s.capped]
+        if capped:
+            out.append(
+                f"* {', '.join(capped)}: SR equal to HR, PSNR infinite, counted as "
+                f"{PSNR_CAP:g} dB (the cap) in the means."
+            )
         return "\n".join(out)
 
     def write_json(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n")
+        diskwrite.write_json(path, self.to_dict(), null=True)
 
     def write_csv(self, path: str | Path) -> None:
         """One row per image, then the mean of each set, then each group's mean of clips."""
         measures = self.measures
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
+        with diskwrite.atomic(path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["dataset", "image", *measures])
             for label, res in self.results.items():

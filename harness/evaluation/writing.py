@@ -8,7 +8,6 @@ import base64
 import dataclasses
 import datetime as _dt
 import html
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import markdown
 
-from harness import __version__
+from harness import __version__, diskwrite
 from harness.evaluation.markdown import render_markdown
 from harness.evaluation.records import Report
 
@@ -53,7 +52,7 @@ def write_files(
         "protocols": {k: dataclasses.asdict(p) for k, p in protocols.items()},
         "references": dict(references),
     }
-    report.json.write_text(json.dumps(to_json(report, **head), indent=2) + "\n", encoding="utf-8")
+    diskwrite.write_json(report.json, to_json(report, **head), null=True)
     text = render_markdown(
         report,
         command=command,
@@ -64,9 +63,9 @@ def write_files(
         scale=scale,
         given_lr=given_lr,
     )
-    report.markdown.write_text(text, encoding="utf-8")
+    diskwrite.write_text(report.markdown, text)
     title = text.splitlines()[0].lstrip("# ")
-    report.html.write_text(markdown_to_html(text, report.out, title), encoding="utf-8")
+    diskwrite.write_text(report.html, markdown_to_html(text, report.out, title))
 
 
 def to_json(report: Report, **extra: Any) -> dict[str, Any]:

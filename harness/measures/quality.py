@@ -13,14 +13,21 @@ import numpy as np
 
 from harness.errors import HarnessError
 
+PSNR_CAP = 100.0
+"""The most PSNR a comparison can score, in dB. Identical images have an infinite PSNR, which
+would make a set's mean infinite (one flat image among a hundred) and is not a JSON number;
+capping it (as many SR toolkits do) keeps the mean finite and the image's weight bounded. An
+8-bit error of one level in one pixel of a 10-megapixel image is 118 dB, so the cap only ever
+meets images equal, or all but equal, to their reference."""
+
 
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
-    """Peak signal-to-noise ratio in dB (``inf`` for identical images)."""
+    """Peak signal-to-noise ratio in dB, at most :data:`PSNR_CAP` (identical images)."""
     diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     mse = float(np.mean(diff * diff))
     if mse == 0.0:
-        return math.inf
-    return 10.0 * math.log10(data_range * data_range / mse)
+        return PSNR_CAP
+    return min(10.0 * math.log10(data_range * data_range / mse), PSNR_CAP)
 
 
 SSIM_WINDOW = 11

@@ -17,7 +17,7 @@ import numpy as np
 from harness.data.images import to_uint8
 from harness.errors import HarnessError
 from harness.measures.bicubic import Upscaler, bicubic_downsample
-from harness.measures.quality import crop_border, psnr, ssim
+from harness.measures.quality import PSNR_CAP, crop_border, psnr, ssim
 from harness.plugin_api.metrics import MEASURES, metric_protocol, rgb_to_y
 
 
@@ -31,14 +31,27 @@ class ImageScore:
     psnr_rgb: float
     extra: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def capped(self) -> tuple[str, ...]:
+        """The PSNR measures at the cap: the image is (all but) identical to its HR."""
+        return tuple(k for k in ("psnr_y", "psnr_rgb") if getattr(self, k) >= PSNR_CAP)
+
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "psnr_y": self.psnr_y,
             "ssim_y": self.ssim_y,
             "psnr_rgb": self.psnr_rgb,
             **self.extra,
         }
+        if self.capped:
+            out["note"] = capped_note(self.capped)
+        return out
+
+
+def capped_note(measures: tuple[str, ...]) -> str:
+    """What a capped PSNR means, said beside the image's numbers."""
+    return f"{', '.join(measures)} capped at {PSNR_CAP:g} dB (SR equal to HR: PSNR infinite)"
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,8 @@ class EvalResult:
         return (*MEASURES, *extra)
 
     def mean(self, measure: str) -> float:
-        """The mean of ``measure`` over the images (PSNR of identical images counts as inf)."""
+        """The mean of ``measure`` over the images (PSNR of identical images counts as
+        :data:`~harness.measures.quality.PSNR_CAP`)."""
         values = [s.as_dict()[measure] for s in self.images]
         return float(np.mean(values)) if values else math.nan
 

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
+from harness import diskwrite
 from harness.errors import HarnessError
 from harness.plugin_api.registry import name_problem
 
@@ -169,5 +170,5 @@ def write_package(name: str, kind: str = "loss", dest: str | Path = ".") -> Path
     for relative, text in files.items():
         path = target / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        diskwrite.write_text(path, text)
     return target

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from typing import Any
 
 import optuna
 
-from harness import tracking
+from harness import diskwrite, tracking
 from harness.signals import handling
 from harness.sweep.artifacts import upload_grid
 from harness.sweep.parent import ParentRun, save_note
@@ -156,7 +157,7 @@ class TrialRunner:
             "result": str(result),
         }
         job_path = root / f"trial_{number:04d}.job.json"
-        job_path.write_text(json.dumps(job, indent=2), encoding="utf-8")
+        diskwrite.write_json(job_path, job)
         result.unlink(missing_ok=True)
         log = root / f"trial_{number:04d}.log"
         # TF_CPP_MIN_LOG_LEVEL=2 (what the CLI sets unless --verbose) makes the trial hide
@@ -215,7 +216,8 @@ def _read_result(process: subprocess.Popen, result: Path, log: Path) -> TrialOut
         )
     return TrialOutcome(
         state=str(data.get("state") or "fail"),
-        values=[float(v) for v in data.get("values") or []],
+        # JSON has no NaN: the trial writes a NaN objective value as null
+        values=[math.nan if v is None else float(v) for v in data.get("values") or []],
         error=str(data.get("error") or ("" if data.get("state") != "fail" else "unknown error")),
         step=data.get("step"),
         run_id=str(data.get("run_id") or ""),

@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from harness import tracking
+from harness import diskwrite, tracking
 from harness.run_context import experiment_url, run_url, ui_address, ui_command
 from harness.rundir import EXPERIMENT_FILE
 from harness.sweep.artifacts import artifact_dir
@@ -232,7 +232,8 @@ def save_plots(study: optuna.Study, objectives: Sequence[Objective], folder: Pat
             figure.set_size_inches(8, 5)
             figure.tight_layout()
             path = folder / f"{name}.png"
-            figure.savefig(path, dpi=100)
+            with diskwrite.atomic(path) as tmp:
+                figure.savefig(tmp, dpi=100)
             saved.append(path)
         except Exception:  # noqa: S112 - a plot that cannot be drawn yet is left out
             continue

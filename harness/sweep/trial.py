@@ -31,11 +31,11 @@ from typing import Any
 import mlflow
 import optuna
 
-from harness import config, tracking
+from harness import config, diskwrite, tracking
 from harness.console import QUIET_ENV, quiet_tensorflow
 from harness.errors import HarnessError
 from harness.plugin_api.registry import Registry, build_registry
-from harness.rundir import RunDir
+from harness.rundir import RunDir, RunDirBusy
 from harness.signals import raise_interrupt
 from harness.sweep.plan import Objective, SweepError, make_pruner, params_text, redact
 from harness.sweep.storage import open_storage, quiet_optuna, trial_of
@@ -143,12 +143,30 @@ def run_trial(job: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
     except HarnessError as exc:
         return {"state": "fail", "error": f"the trial's parameters make a bad experiment: {exc}"}
     run_dir = exp.run_dir
-    if run_dir.exists():  # left by an earlier study of the same name: never resume it
-        shutil.rmtree(run_dir)
+    try:
+        with RunDir(run_dir).owned(f"harness sweep trial {number}"):
+            return _clear_and_train(job, trial, exp, registry, objectives, number)
+    except RunDirBusy as exc:  # another process trains in the trial's folder
+        return {"state": "fail", "error": str(exc)}
+
+
+def _clear_and_train(
+    job: Mapping[str, Any],
+    trial: optuna.Trial,
+    exp: config.Experiment,
+    registry: Registry,
+    objectives: Sequence[Objective],
+    number: int,
+) -> dict[str, Any]:
+    """Train the trial in its (owned) run directory, cleared first."""
+    run_dir = exp.run_dir
+    for path in run_dir.iterdir():  # left by an earlier study of the same name: never resume it
+        if path != RunDir(run_dir).lock_file:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     from harness.training.loop import StopTraining, train  # TensorFlow: imported when training
 
     reporter = _Reporter(
-        trial, objectives, per_image=bool(base.sweep) and base.sweep.pruner == "wilcoxon"
+        trial, objectives, per_image=bool(exp.sweep) and exp.sweep.pruner == "wilcoxon"
     )
     tags = {
         "optuna.study": job["study"],
@@ -239,7 +257,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as exc:  # anything: the worker records it as the trial's error
         traceback.print_exc()
         result = {"state": "fail", "error": f"{type(exc).__name__}: {exc}"}
-    tmp = Path(job["result"]).with_suffix(".tmp")
-    tmp.write_text(json.dumps(result), encoding="utf-8")
-    tmp.replace(job["result"])
+    diskwrite.write_json(job["result"], result, null=True)
     return 0

@@ -174,10 +174,8 @@ class Checkpoints:
 
 
 def _save_model(model: Any, path: Path, what: str, intact: str) -> None:
-    tmp = path.with_name(path.name.removesuffix(".keras") + ".tmp.keras")
-    with diskwrite.writing(what, path, [tmp], intact):
+    with diskwrite.atomic(path, what, intact) as tmp:
         model.save(tmp)
-    os.replace(tmp, path)
 
 
 def checkpoint_objects(path: str) -> list[str]:

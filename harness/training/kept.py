@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,16 +80,12 @@ class KeptGenerators:
             if best is not None and not (value > best if higher else value < best):
                 continue
             path = RunDir(self.run_dir).kept(name)
-            tmp = path.with_name(f"{name}.tmp.keras")
-            with diskwrite.writing(f"the kept generator {name}", path, [tmp]):
+            with diskwrite.atomic(path, f"the kept generator {name}") as tmp:
                 model.save(tmp)
-            os.replace(tmp, path)
             self.state[name] = {"metric": metric, "value": float(value), "step": int(step)}
             improved.append(name)
         if improved:
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(json.dumps(self.state, indent=2) + "\n", encoding="utf-8")
-            os.replace(tmp, self.path)
+            diskwrite.write_json(self.path, self.state)
         return improved
 
     def summary(self) -> dict[str, dict[str, float]]:

@@ -10,7 +10,7 @@ and at validations (metrics, sample grids, kept generators) are callbacks.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -19,6 +19,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from harness import diskwrite
 from harness.config import Experiment
 from harness.config.schema import PairedFolder
 from harness.data.folders import SKIMAGE, folder_label, resolve, skimage_folder
@@ -55,12 +56,6 @@ class _NullTracker:
         return lambda *args, **kwargs: None
 
 
-def _atomic_write(path: Path, data: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(data, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def train(
     exp: Experiment,
     *,
@@ -95,6 +90,28 @@ def train(
         TrainingInterrupted: SIGINT/SIGTERM (checkpoint saved, MLflow run KILLED).
         StopTraining: re-raised from a callback.
     """
+    strategy = make_strategy(exp.train.strategy)
+    chief = is_chief(strategy)
+    # one process owns a run directory (the chief of a multi-worker run)
+    owned = RunDir(exp.run_dir).owned() if chief else contextlib.nullcontext()
+    with owned:
+        return _train(
+            exp, strategy, chief, registry, callbacks, parent_run_id, run_name, tags, fresh, params
+        )
+
+
+def _train(
+    exp: Experiment,
+    strategy: tf.distribute.Strategy,
+    chief: bool,
+    registry: Registry,
+    callbacks: Sequence[Callback],
+    parent_run_id: str | None,
+    run_name: str | None,
+    tags: Mapping[str, str] | None,
+    fresh: bool,
+    params: Mapping[str, Any] | None,
+) -> TrainResult:
     run_dir = exp.run_dir
     ckpt_dir = RunDir(run_dir).checkpoints
     run_id_file = RunDir(run_dir).run_id_file
@@ -106,17 +123,20 @@ def train(
     resuming = tf.train.latest_checkpoint(str(ckpt_dir)) is not None
     previous_run = run_id_file.read_text().strip() if resuming and run_id_file.exists() else None
 
-    strategy = make_strategy(exp.train.strategy)
-    chief = is_chief(strategy)
     if chief:
-        run_dir.mkdir(parents=True, exist_ok=True)
         tracker: Any = Tracker(
-            exp, run_id=previous_run, parent_run_id=parent_run_id, run_name=run_name, tags=tags
+            exp,
+            run_id=previous_run,
+            parent_run_id=parent_run_id,
+            run_name=run_name,
+            tags=tags,
+            running=False,  # a resumed run: RUNNING once its checkpoint is restored
         )
-        _atomic_write(run_id_file, tracker.run_id + "\n")
     else:
         tracker = _NullTracker()
     try:
+        if chief:  # inside: a failure here ends the MLflow run too
+            diskwrite.write_text(run_id_file, tracker.run_id + "\n")
         trainer = Trainer(exp, registry=registry, strategy=strategy)
         try:
             result = _run(exp, trainer, tracker, callbacks, chief, ckpt_dir, params)
@@ -239,7 +259,7 @@ def _run(
         _check_same_step(trainer, source)
     sources = [] if resumed else warm_start(trainer)
     if chief:
-        _atomic_write(toml_path, exp.to_toml())
+        diskwrite.write_text(toml_path, exp.to_toml())
         tracker.log_params(exp.flat_params() if params is None else params)
         tracker.log_artifact(toml_path)
         tracker.set_tags({"precision": trainer.policy, "replicas": trainer.replicas})
@@ -288,11 +308,18 @@ def _run(
         checkpoints.check_weights("at a validation")
         hooks.on_validation(step, validator(trainer.final_generator))
 
+    tracker.mark_running()
     hooks.on_train_begin(run)
     validated = -1
     try:
+        # before the signal flag: Ctrl-C while the data is read stops at once (there is no
+        # step to finish and nothing new to save)
+        trainer.start_data()
+    except BaseException:
+        progress.close()
+        raise
+    try:
         with signals_to_flag(flag):
-            trainer.start_data()
             while trainer.step < t.steps:
                 losses = trainer.train_step()
                 step, weights = trainer.step, trainer.weights
