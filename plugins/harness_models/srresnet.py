@@ -41,7 +41,9 @@ def srresnet(
         x = keras.layers.BatchNormalization(momentum=0.9, name="body_bn")(x)
     x = keras.layers.Add(name="long_skip")([head, x])
     x = upsampler(x, filters, scale, "srresnet", "prelu", "up")
-    sr = keras.layers.Conv2D(
-        3, 9, padding="same", activation="tanh", dtype="float32", name="to_rgb"
-    )(x)
+    # The 9x9 convolution to 3 channels at HR size is the step's costliest layer: it runs in
+    # the policy's compute dtype (bf16 under mixed_bfloat16, as PyTorch's autocast runs it),
+    # and the tanh in float32, so the output stays float32.
+    x = keras.layers.Conv2D(3, 9, padding="same", name="to_rgb")(x)
+    sr = keras.layers.Activation("tanh", dtype="float32", name="tanh")(x)
     return keras.Model(lr, sr, name=f"srresnet_x{scale}")
