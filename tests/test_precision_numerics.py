@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from harness_models import srresnet
+from harness_models.layers import FusedBatchNorm
 
 from harness import config
 from harness.training import precision
@@ -72,3 +73,23 @@ def test_srresnet_output_layer_computes_in_the_policy_dtype():
     _, hr = _batch()
     mse32, mse16 = np.mean((sr32 - hr) ** 2), np.mean((sr16 - hr) ** 2)
     assert mse16 == pytest.approx(mse32, rel=BF16_RTOL)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fused_batch_norm_matches_keras(policy):
+    x = np.random.default_rng(1).normal(2.0, 3.0, (4, 5, 6, 8)).astype(np.float32)
+    with precision.policy_scope(policy):
+        ours, keras_bn = FusedBatchNorm(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
+    ours.build(x.shape)
+    keras_bn.build(x.shape)
+    gamma = np.linspace(0.5, 1.5, 8).astype(np.float32)
+    for layer in (ours, keras_bn):
+        layer.set_weights([gamma, -gamma, np.zeros(8, np.float32), np.ones(8, np.float32)])
+    tol = 1e-5 if policy == "float32" else BF16_RTOL
+    for training in (True, False):
+        y1 = np.asarray(ours(x, training=training), np.float32)
+        y2 = np.asarray(keras_bn(x, training=training), np.float32)
+        assert y1.dtype == y2.dtype
+        np.testing.assert_allclose(y1, y2, rtol=tol, atol=tol)
+    for w1, w2 in zip(ours.get_weights(), keras_bn.get_weights(), strict=True):
+        np.testing.assert_allclose(w1, w2, rtol=tol, atol=tol)  # the same moving statistics
