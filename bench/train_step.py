@@ -171,7 +171,7 @@ class TorchSide:
 
 
 def spread(ms: list[float]) -> dict[str, float]:
-    """min / median / max of the step times and of the per-round medians."""
+    """min / median / max of one side's step times."""
     return {
         "min": round(min(ms), 1),
         "median": round(statistics.median(ms), 1),
