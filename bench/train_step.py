@@ -6,8 +6,10 @@ in the same process, on the same in-memory batch (so data loading is not measure
 the same networks and losses in its own interpreter (``bench/train_step_torch.py``, started with
 ``--torch-python``), channels_last, float32 or ``torch.autocast("cpu", torch.bfloat16)`` for
 ``mixed_bfloat16``. The sides alternate in rounds (harness, bare, PyTorch, harness, ...), so a
-busy machine slows them alike; each side reports min / median / max over all its steps and the
-median of each round (their spread shows how stable the step is). Cases:
+busy machine slows them alike; each side reports min / median / max over all its steps, the
+median of each round (their spread shows how stable the step is) and the process CPU time per
+step (all threads: on a shared machine it stays within a few percent where wall time does not,
+so it shows whether a change alters the work done or only the waiting). Cases:
 
 - ``mse``: SRResNet-16 (64 filters), MSE, batch 16, 96 px HR (24 px LR);
 - ``perpix``: the seed's full GAN step: SRResNet-16 + SRGAN discriminator, Per-Pix as two plain
@@ -130,13 +132,15 @@ def bare_step(exp: config.Experiment, registry: Registry) -> Callable[[tf.Tensor
         return gan_step
 
 
-def timed(fn: Callable[[], Any], steps: int) -> list[float]:
-    out = []
+def timed(fn: Callable[[], Any], steps: int) -> tuple[list[float], list[float]]:
+    """Wall and process CPU milliseconds of each of ``steps`` calls."""
+    wall, cpu = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        out.append((time.perf_counter() - t0) * 1000.0)
-    return out
+        wall.append((time.perf_counter() - t0) * 1000.0)
+        cpu.append((time.process_time() - c0) * 1000.0)
+    return wall, cpu
 
 
 class TorchSide:
@@ -158,11 +162,12 @@ class TorchSide:
             raise SystemExit(f"error: the PyTorch side ({self.proc.args[0]}) exited; see above.")
         return json.loads(line)
 
-    def round(self, steps: int) -> list[float]:
+    def round(self, steps: int) -> tuple[list[float], list[float]]:
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps({"steps": steps}) + "\n")
         self.proc.stdin.flush()
-        return self._read()["ms"]
+        out = self._read()
+        return out["ms"], out["cpu_ms"]
 
     def close(self) -> None:
         assert self.proc.stdin is not None
@@ -190,7 +195,7 @@ def bench_case(
     trainer.start_data(tf.data.Dataset.from_tensors((lr, hr)).repeat())
     trainer.step = exp.train.pretrain_steps  # the GAN phase from the first step
     bare = bare_step(exp, registry)
-    sides: dict[str, Callable[[int], list[float]]] = {
+    sides: dict[str, Callable[[int], tuple[list[float], list[float]]]] = {
         "harness": lambda n: timed(trainer.train_step, n),
         "bare": lambda n: timed(lambda: float(bare(lr, hr)), n),
     }
@@ -201,11 +206,13 @@ def bench_case(
     for name in ("harness", "bare"):
         sides[name](args.warmup)
     times: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
     medians: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(args.rounds):
         for name, side in sides.items():
-            ms = side(args.steps)
+            ms, cpu_ms = side(args.steps)
             times[name] += ms
+            cpu[name] += cpu_ms
             medians[name].append(statistics.median(ms))
     if torch_side is not None:
         torch_side.close()
@@ -219,6 +226,7 @@ def bench_case(
     for name in sides:
         out[f"{name}_ms"] = spread(times[name])
         out[f"{name}_round_medians_ms"] = [round(m, 1) for m in medians[name]]
+        out[f"{name}_cpu_ms"] = spread(cpu[name])
     h = statistics.median(times["harness"])
     out["harness_speed_vs_bare"] = round(statistics.median(times["bare"]) / h, 3)
     if torch_side is not None:

@@ -3,8 +3,8 @@
 It imports only torch and NumPy, so it runs in an interpreter of its own (PyTorch is not a
 project dependency); ``bench/train_step.py --torch-python PATH`` starts it and asks it for
 rounds of timed steps, alternating with the TensorFlow sides. Protocol: one JSON object per
-line on stdin (``{"steps": n}``), one JSON object per line on stdout (``{"ms": [...]}``); the
-first line it writes describes the run (torch version, threads).
+line on stdin (``{"steps": n}``), one per line on stdout (``{"ms": [...], "cpu_ms": [...]}``:
+wall and process CPU time per step); its first line describes the run (torch version, threads).
 
 Cases, as in ``bench/train_step.py`` (channels_last, Adam 1e-4, random init):
 
@@ -179,12 +179,13 @@ def main() -> None:
     print(json.dumps(info), flush=True)
     for line in sys.stdin:
         steps = int(json.loads(line)["steps"])
-        ms = []
+        ms, cpu_ms = [], []
         for _ in range(steps):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             once()
             ms.append((time.perf_counter() - t0) * 1000.0)
-        print(json.dumps({"ms": ms}), flush=True)
+            cpu_ms.append((time.process_time() - c0) * 1000.0)
+        print(json.dumps({"ms": ms, "cpu_ms": cpu_ms}), flush=True)
 
 
 if __name__ == "__main__":
