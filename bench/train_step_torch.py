@@ -123,7 +123,7 @@ def build(args: argparse.Namespace):
                 loss = torch.mean((g(lr).float() - hr) ** 2)
             loss.backward()
             g_opt.step()
-            return float(loss)
+            return float(loss.detach())
 
         return once
 
@@ -158,7 +158,7 @@ def build(args: argparse.Namespace):
             loss = content + 1e-3 * bce(d(sr), 1.0)
         loss.backward()
         g_opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     return once
 
