@@ -1,18 +1,23 @@
-"""Milliseconds per training step: the harness trainer against a bare ``tf.function`` step.
+"""Milliseconds per training step at equal precision: the harness trainer, a bare
+``tf.function`` step and PyTorch.
 
-Both sides train the same model with the same losses, optimizer and precision policy, in the
-same process, on the same in-memory batch (so data loading is not measured). Timings alternate
-between the two sides in rounds, and the median step of each side is compared (the target is
-harness >= 0.97x the bare speed). Cases:
+The TensorFlow sides train the same model with the same losses, optimizer and precision policy,
+in the same process, on the same in-memory batch (so data loading is not measured). PyTorch runs
+the same networks and losses in its own interpreter (``bench/train_step_torch.py``, started with
+``--torch-python``), channels_last, float32 or ``torch.autocast("cpu", torch.bfloat16)`` for
+``mixed_bfloat16``. The sides alternate in rounds (harness, bare, PyTorch, harness, ...), so a
+busy machine slows them alike; each side reports min / median / max over all its steps, the
+median of each round (their spread shows how stable the step is) and the process CPU time per
+step (all threads: on a shared machine it stays within a few percent where wall time does not,
+so it shows whether a change alters the work done or only the waiting). Cases:
 
 - ``mse``: SRResNet-16 (64 filters), MSE, batch 16, 96 px HR (24 px LR);
 - ``perpix``: the seed's full GAN step: SRResNet-16 + SRGAN discriminator, Per-Pix as two plain
   tables, ``[losses.mse]`` + ``[losses.vgg54]`` with the seed's piecewise weights (random VGG
-  weights: the same compute as ImageNet weights), ``modified`` adversarial loss;
-- ``torch``: the ``mse`` step in PyTorch (float32, channels_last), when torch is installed.
+  weights: the same compute as ImageNet weights), ``modified`` adversarial loss.
 
-    python bench/train_step.py                 # all cases
-    python bench/train_step.py --case mse --steps 20 --json /tmp/bench.json
+    python bench/train_step.py --torch-python /work/torchvenv/bin/python   # all cases, both
+    python bench/train_step.py --case mse --precision mixed_bfloat16 --rounds 8 --json out.json
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -125,137 +132,167 @@ def bare_step(exp: config.Experiment, registry: Registry) -> Callable[[tf.Tensor
         return gan_step
 
 
-def timed(fn: Callable[[], Any], steps: int) -> list[float]:
-    out = []
+def timed(fn: Callable[[], Any], steps: int) -> tuple[list[float], list[float]]:
+    """Wall and process CPU milliseconds of each of ``steps`` calls."""
+    wall, cpu = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        out.append((time.perf_counter() - t0) * 1000.0)
-    return out
+        wall.append((time.perf_counter() - t0) * 1000.0)
+        cpu.append((time.process_time() - c0) * 1000.0)
+    return wall, cpu
 
 
-def bench_tf(case: str, args: argparse.Namespace, registry: Registry) -> dict[str, Any]:
+class TorchSide:
+    """The PyTorch step in its own interpreter (``bench/train_step_torch.py``), asked for one
+    round of timed steps at a time so its rounds alternate with the TensorFlow sides."""
+
+    def __init__(self, python: str, case: str, policy: str, args: argparse.Namespace):
+        script = Path(__file__).with_name("train_step_torch.py")
+        cmd = [python, str(script), "--case", case, "--precision", policy]
+        for key in ("warmup", "batch", "patch", "blocks"):
+            cmd += [f"--{key}", str(getattr(args, key))]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.info = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"error: the PyTorch side ({self.proc.args[0]}) exited; see above.")
+        return json.loads(line)
+
+    def round(self, steps: int) -> tuple[list[float], list[float]]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"steps": steps}) + "\n")
+        self.proc.stdin.flush()
+        out = self._read()
+        return out["ms"], out["cpu_ms"]
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def spread(ms: list[float]) -> dict[str, float]:
+    """min / median / max of one side's step times."""
+    return {
+        "min": round(min(ms), 1),
+        "median": round(statistics.median(ms), 1),
+        "max": round(max(ms), 1),
+    }
+
+
+def bench_case(
+    case: str, policy: str, args: argparse.Namespace, registry: Registry
+) -> dict[str, Any]:
+    """One case at one precision: harness, bare and (if given) PyTorch, alternating rounds."""
+    args.precision = policy
     exp = experiment(case, args, registry)
     lr, hr = batch(args)
     trainer = Trainer(exp, registry=registry)
     trainer.start_data(tf.data.Dataset.from_tensors((lr, hr)).repeat())
     trainer.step = exp.train.pretrain_steps  # the GAN phase from the first step
     bare = bare_step(exp, registry)
-
-    def harness_once() -> None:
-        trainer.train_step()
-
-    def bare_once() -> None:
-        float(bare(lr, hr))
-
-    for _ in range(args.warmup):
-        harness_once()
-        bare_once()
-    times: dict[str, list[float]] = {"harness": [], "bare": []}
+    sides: dict[str, Callable[[int], tuple[list[float], list[float]]]] = {
+        "harness": lambda n: timed(trainer.train_step, n),
+        "bare": lambda n: timed(lambda: float(bare(lr, hr)), n),
+    }
+    torch_side = None
+    if args.torch_python:
+        torch_side = TorchSide(args.torch_python, case, policy, args)
+        sides["torch"] = torch_side.round
+    for name in ("harness", "bare"):
+        sides[name](args.warmup)
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    medians: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(args.rounds):
-        times["harness"] += timed(harness_once, args.steps)
-        times["bare"] += timed(bare_once, args.steps)
-    h, b = statistics.median(times["harness"]), statistics.median(times["bare"])
-    return {
+        for name, side in sides.items():
+            ms, cpu_ms = side(args.steps)
+            times[name] += ms
+            cpu[name] += cpu_ms
+            medians[name].append(statistics.median(ms))
+    if torch_side is not None:
+        torch_side.close()
+    out: dict[str, Any] = {
         "case": case,
         "precision": trainer.policy,
         "batch": args.batch,
         "patch": args.patch,
-        "harness_ms": round(h, 1),
-        "bare_ms": round(b, 1),
-        "harness_speed_vs_bare": round(b / h, 3),
         "steps_each": len(times["harness"]),
     }
+    for name in sides:
+        out[f"{name}_ms"] = spread(times[name])
+        out[f"{name}_round_medians_ms"] = [round(m, 1) for m in medians[name]]
+        out[f"{name}_cpu_ms"] = spread(cpu[name])
+    h = statistics.median(times["harness"])
+    out["harness_speed_vs_bare"] = round(statistics.median(times["bare"]) / h, 3)
+    if torch_side is not None:
+        out["torch"] = torch_side.info
+        out["harness_speed_vs_torch"] = round(statistics.median(times["torch"]) / h, 3)
+    else:
+        out["torch"] = "skipped: " + TORCH_HINT
+    return out
 
 
-def bench_torch(args: argparse.Namespace) -> dict[str, Any] | None:
-    try:
-        import torch
-        from torch import nn
-    except ImportError:
-        return None
+TORCH_HINT = (
+    "no --torch-python given (PyTorch runs in its own interpreter: python3 -m venv "
+    "/work/torchvenv && /work/torchvenv/bin/pip install torch numpy, then --torch-python "
+    "/work/torchvenv/bin/python)"
+)
 
-    class Block(nn.Module):
-        def __init__(self, f: int):
-            super().__init__()
-            self.body = nn.Sequential(
-                nn.Conv2d(f, f, 3, padding=1),
-                nn.BatchNorm2d(f, momentum=0.1),
-                nn.PReLU(f),
-                nn.Conv2d(f, f, 3, padding=1),
-                nn.BatchNorm2d(f, momentum=0.1),
-            )
 
-        def forward(self, x):
-            return x + self.body(x)
-
-    class SRResNet(nn.Module):
-        def __init__(self, blocks: int, f: int = 64):
-            super().__init__()
-            self.head = nn.Sequential(nn.Conv2d(3, f, 9, padding=4), nn.PReLU(f))
-            self.blocks = nn.Sequential(*[Block(f) for _ in range(blocks)])
-            self.body = nn.Sequential(nn.Conv2d(f, f, 3, padding=1), nn.BatchNorm2d(f))
-            up = []
-            for _ in range(2):
-                up += [nn.Conv2d(f, 4 * f, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(f)]
-            self.up = nn.Sequential(*up)
-            self.tail = nn.Conv2d(f, 3, 9, padding=4)
-
-        def forward(self, x):
-            h = self.head(x)
-            return torch.tanh(self.tail(self.up(h + self.body(self.blocks(h)))))
-
-    torch.manual_seed(0)
-    model = SRResNet(args.blocks).to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.999))
-    p = args.patch
-    lr = torch.rand(args.batch, 3, p // 4, p // 4).to(memory_format=torch.channels_last)
-    hr = (torch.rand(args.batch, 3, p, p) * 2 - 1).to(memory_format=torch.channels_last)
-
-    def once() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss = torch.mean((model(lr) - hr) ** 2)
-        loss.backward()
-        opt.step()
-        float(loss)
-
-    for _ in range(args.warmup):
-        once()
-    times = timed(once, args.steps * args.rounds)
-    return {
-        "case": "torch_mse",
-        "precision": "float32 channels_last",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "torch_ms": round(statistics.median(times), 1),
-    }
+def table(results: list[dict[str, Any]]) -> str:
+    """The results as a Markdown table: median (min-max) per side."""
+    rows = ["| case | precision | harness | bare | PyTorch | harness vs bare | vs PyTorch |"]
+    rows.append("|---|---|---|---|---|---|---|")
+    for r in results:
+        cells = []
+        for side in ("harness", "bare", "torch"):
+            s = r.get(f"{side}_ms")
+            cells.append(f"{s['median']} ({s['min']}-{s['max']})" if s else "-")
+        vs_torch = r.get("harness_speed_vs_torch", "-")
+        rows.append(
+            f"| {r['case']} | {r['precision']} | {' | '.join(cells)} | "
+            f"{r['harness_speed_vs_bare']}x | {vs_torch}{'x' if vs_torch != '-' else ''} |"
+        )
+    return "\n".join(rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--case", choices=["all", "mse", "perpix", "torch"], default="all")
-    parser.add_argument("--steps", type=int, default=8, help="timed steps per side per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--case", choices=["all", "mse", "perpix"], default="all")
+    parser.add_argument(
+        "--precision",
+        default="float32,mixed_bfloat16",
+        help="comma-separated Keras policies (PyTorch: float32 or bf16 autocast)",
+    )
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per side per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--patch", type=int, default=96)
     parser.add_argument("--blocks", type=int, default=16)
-    parser.add_argument("--precision", default="auto")
+    parser.add_argument(
+        "--torch-python", help="a Python with torch installed: adds the PyTorch column"
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
+    if args.torch_python and not Path(args.torch_python).exists():
+        raise SystemExit(f"error: --torch-python {args.torch_python} does not exist; " + TORCH_HINT)
+    if not args.torch_python:
+        print(f"note: PyTorch column skipped: {TORCH_HINT}", flush=True)
     results = []
     registry = build_registry()
     for case in ("mse", "perpix"):
-        if args.case in ("all", case):
-            results.append(bench_tf(case, args, registry))
+        if args.case not in ("all", case):
+            continue
+        for policy in args.precision.split(","):
+            results.append(bench_case(case, precision.resolve(policy.strip()), args, registry))
             print(json.dumps(results[-1]), flush=True)
-    if args.case in ("all", "torch"):
-        torch_result = bench_torch(args)
-        if torch_result is None:
-            print('{"case": "torch_mse", "skipped": "torch is not installed"}')
-        else:
-            results.append(torch_result)
-            print(json.dumps(torch_result), flush=True)
+    print(table(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from harness.errors import ConfigError
+from harness_models.layers import FusedBatchNorm
 
 
 def srgan(
@@ -45,7 +46,7 @@ def srgan(
             x
         )
         if batch_norm:
-            x = keras.layers.BatchNormalization(momentum=0.9, name=f"conv{i}_bn")(x)
+            x = FusedBatchNorm(momentum=0.9, name=f"conv{i}_bn")(x)
         x = keras.layers.LeakyReLU(leaky_slope, name=f"conv{i}_lrelu")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(dense, name="dense")(x)

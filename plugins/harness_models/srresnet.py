@@ -6,6 +6,7 @@ from __future__ import annotations
 import keras
 
 from harness_models._common import positive, upsampler
+from harness_models.layers import FusedBatchNorm
 
 
 def srresnet(
@@ -30,18 +31,20 @@ def srresnet(
     for i in range(blocks):
         y = keras.layers.Conv2D(filters, 3, padding="same", name=f"block{i}_conv1")(x)
         if batch_norm:
-            y = keras.layers.BatchNormalization(momentum=0.9, name=f"block{i}_bn1")(y)
+            y = FusedBatchNorm(momentum=0.9, name=f"block{i}_bn1")(y)
         y = keras.layers.PReLU(shared_axes=[1, 2], name=f"block{i}_prelu")(y)
         y = keras.layers.Conv2D(filters, 3, padding="same", name=f"block{i}_conv2")(y)
         if batch_norm:
-            y = keras.layers.BatchNormalization(momentum=0.9, name=f"block{i}_bn2")(y)
+            y = FusedBatchNorm(momentum=0.9, name=f"block{i}_bn2")(y)
         x = keras.layers.Add(name=f"block{i}_add")([x, y])
     x = keras.layers.Conv2D(filters, 3, padding="same", name="body_conv")(x)
     if batch_norm:
-        x = keras.layers.BatchNormalization(momentum=0.9, name="body_bn")(x)
+        x = FusedBatchNorm(momentum=0.9, name="body_bn")(x)
     x = keras.layers.Add(name="long_skip")([head, x])
     x = upsampler(x, filters, scale, "srresnet", "prelu", "up")
-    sr = keras.layers.Conv2D(
-        3, 9, padding="same", activation="tanh", dtype="float32", name="to_rgb"
-    )(x)
+    # The 9x9 convolution to 3 channels at HR size is the step's costliest layer: it runs in
+    # the policy's compute dtype (bf16 under mixed_bfloat16, as PyTorch's autocast runs it),
+    # and the tanh in float32, so the output stays float32.
+    x = keras.layers.Conv2D(3, 9, padding="same", name="to_rgb")(x)
+    sr = keras.layers.Activation("tanh", dtype="float32", name="tanh")(x)
     return keras.Model(lr, sr, name=f"srresnet_x{scale}")
