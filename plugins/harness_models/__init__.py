@@ -14,8 +14,10 @@ from harness_models.layers import Interpolate, PixelShuffle, SpectralConv2D
 from harness_models.msrresnet import msrresnet
 from harness_models.patchgan import patchgan
 from harness_models.projected import projected
+from harness_models.rrdbnet import rrdbnet
 from harness_models.srgan import srgan
 from harness_models.srresnet import srresnet
+from harness_models.srvgg_compact import srvgg_compact
 from harness_models.unet_sn import unet_sn
 from harness_models.vgg_style import vgg_style
 
@@ -27,8 +29,10 @@ __all__ = [
     "msrresnet",
     "patchgan",
     "projected",
+    "rrdbnet",
     "srgan",
     "srresnet",
+    "srvgg_compact",
     "unet_sn",
     "vgg_style",
 ]
@@ -37,6 +41,8 @@ __all__ = [
 srresnet.contract_params = {"blocks": 1, "filters": 8}
 edsr.contract_params = {"blocks": 1, "filters": 8}
 msrresnet.contract_params = {"blocks": 1, "filters": 8}
+rrdbnet.contract_params = {"blocks": 1, "filters": 8, "growth": 4}
+srvgg_compact.contract_params = {"convs": 2, "filters": 8}
 srgan.contract_params = {"filters": 8, "dense": 16}
 vgg_style.contract_params = {"filters": 8, "dense": 16}
 patchgan.contract_params = {"filters": 8}
@@ -50,7 +56,13 @@ projected.contract_params = {
 
 @hookimpl
 def harness_register_generators():
-    return {"srresnet": srresnet, "msrresnet": msrresnet, "edsr": edsr}
+    return {
+        "srresnet": srresnet,
+        "msrresnet": msrresnet,
+        "edsr": edsr,
+        "rrdbnet": rrdbnet,
+        "srvgg_compact": srvgg_compact,
+    }
 
 
 @hookimpl
