@@ -9,10 +9,17 @@ every ``[adversarial]`` loss (0: off, nothing computed), so it combines with any
 
 It is computed every discriminator step (no lazy regularisation): its cost is one more forward
 pass of the discriminator on the HR batch and a second-order backward pass.
+
+Under a strategy with several replicas, R1 on a discriminator with batch normalisation is
+refused: the extra training-mode forward pass updates the moving statistics inside the
+penalty's own gradient tape, and the replicas then issue their gradient all-reduces out of
+step (TensorFlow 2.21 aborts the step with a collective shape mismatch). Discriminators
+without batch norm (``unet_sn``, ``projected``, ``patchgan`` with ``batch_norm = false``) work.
 """
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from harness.errors import ConfigError
@@ -26,9 +33,25 @@ def check_gamma(name: str, gamma: float) -> float:
     return float(gamma)
 
 
+def _has_batch_norm(model) -> bool:
+    return any(
+        isinstance(layer, keras.layers.BatchNormalization)
+        or (isinstance(layer, keras.Model) and _has_batch_norm(layer))
+        for layer in getattr(model, "layers", [])
+    )
+
+
 def r1_penalty(discriminator, hr, gamma: float) -> tf.Tensor:
     """``gamma / 2`` times the batch mean of ``|d sum(D(hr_i)) / d hr_i|^2`` (a float32 scalar,
     differentiable with respect to the discriminator's weights)."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1 and _has_batch_norm(discriminator):
+        raise ConfigError(
+            f"adversarial.r1_gamma with a batch-normalised discriminator "
+            f'("{discriminator.name}") cannot run on {replicas} replicas. Use a discriminator '
+            "without batch norm (unet_sn, projected, patchgan with batch_norm = false), "
+            'train.strategy = "default", or r1_gamma = 0.'
+        )
     hr = tf.cast(hr, tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(hr)

@@ -117,5 +117,9 @@ def projected(
             side, i = (side + 1) // 2, i + 1
         x = keras.layers.Conv2D(1, 1, dtype="float32", name=f"{name}_logits")(x)
         logits.append(keras.layers.Flatten(dtype="float32", name=f"{name}_flat")(x))
-    out = logits[0] if len(logits) == 1 else keras.layers.Concatenate(name="logits")(logits)
+    out = (
+        logits[0]
+        if len(logits) == 1
+        else keras.layers.Concatenate(dtype="float32", name="logits")(logits)
+    )
     return keras.Model(image, out, name="projected_discriminator")
