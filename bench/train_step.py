@@ -9,10 +9,15 @@ harness >= 0.97x the bare speed). Cases:
 - ``perpix``: the seed's full GAN step: SRResNet-16 + SRGAN discriminator, Per-Pix as two plain
   tables, ``[losses.mse]`` + ``[losses.vgg54]`` with the seed's piecewise weights (random VGG
   weights: the same compute as ImageNet weights), ``modified`` adversarial loss;
-- ``torch``: the ``mse`` step in PyTorch (float32, channels_last), when torch is installed.
+- ``torch``: the ``mse`` step in PyTorch (float32, channels_last), when torch is installed;
+- ``d_<family>`` (``--case discriminators`` runs them all): the harness' GAN step alone for each
+  discriminator family with its paper's adversarial loss, the same generator (MSRResNet-16) and
+  MSE content loss, so the differences are the discriminator's and its loss' (see
+  :data:`DISCRIMINATOR_CASES`; ``projected`` uses the offline torchvision VGG16 weights).
 
     python bench/train_step.py                 # all cases
     python bench/train_step.py --case mse --steps 20 --json /tmp/bench.json
+    python bench/train_step.py --case discriminators --steps 4 --rounds 1
 """
 
 from __future__ import annotations
@@ -231,9 +236,58 @@ def bench_torch(args: argparse.Namespace) -> dict[str, Any] | None:
     }
 
 
+DISCRIMINATOR_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "d_srgan": ({"name": "srgan"}, {"name": "modified"}),
+    "d_vgg_style": ({"name": "vgg_style"}, {"name": "relativistic"}),
+    "d_vgg_style_r1": ({"name": "vgg_style"}, {"name": "vanilla", "r1_gamma": 10.0}),
+    "d_patchgan": ({"name": "patchgan"}, {"name": "vanilla"}),
+    "d_unet_sn": ({"name": "unet_sn"}, {"name": "vanilla"}),
+    "d_projected": ({"name": "projected"}, {"name": "hinge"}),
+}
+"""Case -> (``[discriminator]``, ``[adversarial]``): each family with its paper's loss."""
+
+
+def bench_discriminator(case: str, args: argparse.Namespace, registry: Registry) -> dict[str, Any]:
+    """Milliseconds per GAN step of the harness trainer for one discriminator family."""
+    discriminator, adversarial = DISCRIMINATOR_CASES[case]
+    raw: dict[str, Any] = {
+        "experiment": {"name": f"bench_{case}"},
+        "data": {"patch": args.patch},
+        "generator": {"name": "msrresnet", "blocks": args.blocks, "filters": 64},
+        "discriminator": discriminator,
+        "losses": {"mse": {}},
+        "adversarial": {**adversarial, "weight": 1e-3},
+        "train": {"batch_size": args.batch, "precision": args.precision, "steps": 10**6},
+    }
+    exp = config.from_dict(raw, registry=registry)
+    lr, hr = batch(args)
+    trainer = Trainer(exp, registry=registry)
+    trainer.start_data(tf.data.Dataset.from_tensors((lr, hr)).repeat())
+    for _ in range(args.warmup):
+        trainer.train_step()
+    times = timed(trainer.train_step, args.steps * args.rounds)
+    assert trainer.discriminator is not None
+    return {
+        "case": case,
+        "precision": trainer.policy,
+        "batch": args.batch,
+        "patch": args.patch,
+        "discriminator_params": trainer.discriminator.count_params(),
+        "discriminator_trainable": sum(
+            int(np.prod(w.shape)) for w in trainer.discriminator.trainable_weights
+        ),
+        "harness_ms": round(statistics.median(times), 1),
+        "steps": len(times),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--case", choices=["all", "mse", "perpix", "torch"], default="all")
+    parser.add_argument(
+        "--case",
+        choices=["all", "mse", "perpix", "torch", "discriminators", *DISCRIMINATOR_CASES],
+        default="all",
+    )
     parser.add_argument("--steps", type=int, default=8, help="timed steps per side per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2)
@@ -256,6 +310,10 @@ def main() -> None:
         else:
             results.append(torch_result)
             print(json.dumps(torch_result), flush=True)
+    for case in DISCRIMINATOR_CASES:
+        if args.case in ("discriminators", case):
+            results.append(bench_discriminator(case, args, registry))
+            print(json.dumps(results[-1]), flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)

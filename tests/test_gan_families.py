@@ -133,11 +133,13 @@ TWO_REPLICAS = textwrap.dedent(
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from harness import config
     from harness.plugin_api.registry import build_registry
-    from harness.training.step import Trainer
+    from harness.training.step import Trainer, make_strategy
     registry = build_registry()
+    strategy = make_strategy("mirrored")  # one for all: a second one reuses collective keys
     out = {}
     for name, raw in json.loads(sys.argv[1]).items():
-        trainer = Trainer(config.from_dict(raw, registry=registry), registry=registry)
+        exp = config.from_dict(raw, registry=registry)
+        trainer = Trainer(exp, registry=registry, strategy=strategy)
         rng = np.random.default_rng(0)
         hr = rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
         lr = rng.uniform(0, 1, (4, 8, 8, 3)).astype(np.float32)
@@ -146,7 +148,8 @@ TWO_REPLICAS = textwrap.dedent(
     # R1 on a batch-normalised discriminator is refused on several replicas, with the fix
     raw["discriminator"] = {"name": "srgan", "filters": 8, "dense": 16}
     raw["adversarial"] = {"name": "vanilla", "r1_gamma": 1.0}
-    trainer = Trainer(config.from_dict(raw, registry=registry), registry=registry)
+    exp = config.from_dict(raw, registry=registry)
+    trainer = Trainer(exp, registry=registry, strategy=strategy)
     trainer.start_data(tf.data.Dataset.from_tensors((lr, hr)).repeat())
     try:
         trainer.train_step()
