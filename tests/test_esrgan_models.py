@@ -21,6 +21,10 @@ from harness_models import (
     vgg_style,
 )
 
+from harness.deploy.export import export_saved_model
+from harness.deploy.models import load_upscaler
+from harness.deploy.onnx import check_onnx, export_onnx
+from harness.deploy.upscaler import Upscaler
 from harness.errors import ConfigError
 
 
@@ -164,11 +168,6 @@ def test_projected_trains_only_its_heads() -> None:
 def test_new_generators_export_to_saved_model_and_onnx(name, params, registry, tmp_path) -> None:
     """SavedModel (loaded back as an upscaler) and ONNX (run by ONNX Runtime) both match the
     Keras upscaler within 1e-4 on [0, 1] images, as the other generators' exports do."""
-    from harness.deploy.export import export_saved_model
-    from harness.deploy.models import load_upscaler
-    from harness.deploy.onnx import check_onnx, export_onnx
-    from harness.deploy.upscaler import Upscaler
-
     keras.utils.set_random_seed(3)
     generator = registry.factory("generator", name)(scale=4, **params)
     lr = np.random.default_rng(0).uniform(0, 1, (1, 12, 10, 3)).astype(np.float32)
