@@ -14,10 +14,15 @@ so it shows whether a change alters the work done or only the waiting). Cases:
 - ``mse``: SRResNet-16 (64 filters), MSE, batch 16, 96 px HR (24 px LR);
 - ``perpix``: the seed's full GAN step: SRResNet-16 + SRGAN discriminator, Per-Pix as two plain
   tables, ``[losses.mse]`` + ``[losses.vgg54]`` with the seed's piecewise weights (random VGG
-  weights: the same compute as ImageNet weights), ``modified`` adversarial loss.
+  weights: the same compute as ImageNet weights), ``modified`` adversarial loss;
+- ``d_<family>`` (``--case discriminators`` runs them all): the harness' GAN step alone for each
+  discriminator family with its paper's adversarial loss, the same generator (MSRResNet-16) and
+  MSE content loss, so the differences are the discriminator's and its loss' (see
+  :data:`DISCRIMINATOR_CASES`; ``projected`` uses the offline torchvision VGG16 weights).
 
     python bench/train_step.py --torch-python /work/torchvenv/bin/python   # all cases, both
     python bench/train_step.py --case mse --precision mixed_bfloat16 --rounds 8 --json out.json
+    python bench/train_step.py --case discriminators --steps 4 --rounds 1
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ def experiment(case: str, args: argparse.Namespace, registry: Registry) -> confi
         "experiment": {"name": f"bench_{case}"},
         "data": {"patch": args.patch},
         "generator": {"name": "srresnet", "blocks": args.blocks, "filters": 64},
-        "train": {"batch_size": args.batch, "precision": args.precision, "steps": 10**6},
+        "train": {"batch_size": args.batch, "precision": policy, "steps": 10**6},
     }
     if case == "mse":
         raw["losses"] = {"mse": {}}
@@ -253,17 +258,68 @@ def table(results: list[dict[str, Any]]) -> str:
         for side in ("harness", "bare", "torch"):
             s = r.get(f"{side}_ms")
             cells.append(f"{s['median']} ({s['min']}-{s['max']})" if s else "-")
-        vs_torch = r.get("harness_speed_vs_torch", "-")
-        rows.append(
-            f"| {r['case']} | {r['precision']} | {' | '.join(cells)} | "
-            f"{r['harness_speed_vs_bare']}x | {vs_torch}{'x' if vs_torch != '-' else ''} |"
-        )
+        ratios = [r.get(key, "-") for key in ("harness_speed_vs_bare", "harness_speed_vs_torch")]
+        ratios = [f"{x}x" if x != "-" else x for x in ratios]
+        rows.append(f"| {r['case']} | {r['precision']} | {' | '.join(cells + ratios)} |")
     return "\n".join(rows)
+
+
+DISCRIMINATOR_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "d_srgan": ({"name": "srgan"}, {"name": "modified"}),
+    "d_vgg_style": ({"name": "vgg_style"}, {"name": "relativistic"}),
+    "d_vgg_style_r1": ({"name": "vgg_style"}, {"name": "vanilla", "r1_gamma": 10.0}),
+    "d_patchgan": ({"name": "patchgan"}, {"name": "vanilla"}),
+    "d_unet_sn": ({"name": "unet_sn"}, {"name": "vanilla"}),
+    "d_projected": ({"name": "projected"}, {"name": "hinge"}),
+}
+"""Case -> (``[discriminator]``, ``[adversarial]``): each family with its paper's loss."""
+
+
+def bench_discriminator(
+    case: str, policy: str, args: argparse.Namespace, registry: Registry
+) -> dict[str, Any]:
+    """Milliseconds per GAN step of the harness trainer for one discriminator family."""
+    discriminator, adversarial = DISCRIMINATOR_CASES[case]
+    raw: dict[str, Any] = {
+        "experiment": {"name": f"bench_{case}"},
+        "data": {"patch": args.patch},
+        "generator": {"name": "msrresnet", "blocks": args.blocks, "filters": 64},
+        "discriminator": discriminator,
+        "losses": {"mse": {}},
+        "adversarial": {**adversarial, "weight": 1e-3},
+        "train": {"batch_size": args.batch, "precision": policy, "steps": 10**6},
+    }
+    exp = config.from_dict(raw, registry=registry)
+    lr, hr = batch(args)
+    trainer = Trainer(exp, registry=registry)
+    trainer.start_data(tf.data.Dataset.from_tensors((lr, hr)).repeat())
+    for _ in range(args.warmup):
+        trainer.train_step()
+    times, cpu = timed(trainer.train_step, args.steps * args.rounds)
+    assert trainer.discriminator is not None
+    return {
+        "case": case,
+        "precision": trainer.policy,
+        "batch": args.batch,
+        "patch": args.patch,
+        "discriminator_params": trainer.discriminator.count_params(),
+        "discriminator_trainable": sum(
+            int(np.prod(w.shape)) for w in trainer.discriminator.trainable_weights
+        ),
+        "harness_ms": spread(times),
+        "harness_cpu_ms": spread(cpu),
+        "harness_speed_vs_bare": "-",
+        "steps_each": len(times),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--case", choices=["all", "mse", "perpix"], default="all")
+    parser.add_argument(
+        "--case",
+        choices=["all", "mse", "perpix", "discriminators", *DISCRIMINATOR_CASES],
+        default="all",
+    )
     parser.add_argument(
         "--precision",
         default="float32,mixed_bfloat16",
@@ -292,6 +348,12 @@ def main() -> None:
         for policy in args.precision.split(","):
             results.append(bench_case(case, precision.resolve(policy.strip()), args, registry))
             print(json.dumps(results[-1]), flush=True)
+    for case in DISCRIMINATOR_CASES:
+        if args.case in ("discriminators", case):
+            for policy in args.precision.split(","):
+                policy = precision.resolve(policy.strip())
+                results.append(bench_discriminator(case, policy, args, registry))
+                print(json.dumps(results[-1]), flush=True)
     print(table(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

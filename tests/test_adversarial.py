@@ -6,7 +6,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from harness_adversarial import LeastSquares, Minimax, Modified, Wasserstein
+from harness_adversarial import (
+    Hinge,
+    LeastSquares,
+    Minimax,
+    Modified,
+    Relativistic,
+    Vanilla,
+    Wasserstein,
+)
 
 from harness import config
 from harness.errors import ConfigError
@@ -126,8 +134,116 @@ def test_adversarial_table_is_checked_against_the_class_signature(registry) -> N
         {"adversarial": {"name": "minimax", "label_smoothing": 0.1}}, registry=registry
     )
     assert exp.adversarial is not None
-    assert exp.adversarial.params == {"label_smoothing": 0.1, "generator_label_smoothing": 0.0}
+    assert exp.adversarial.params == {
+        "label_smoothing": 0.1,
+        "generator_label_smoothing": 0.0,
+        "r1_gamma": 0.0,
+    }
     with pytest.raises(ConfigError, match="gradient_penalty"):
         config.from_dict(
             {"adversarial": {"name": "wasserstein", "gradient_penaltyy": 10}}, registry=registry
         )
+
+
+# --------------------------------------------------------------------------- BasicSR's losses
+# Each compared with its formula written in NumPy (float64) on fixed logits, per image and as
+# 2x2 maps: tolerance rel 1e-5 (float32 arithmetic against float64).
+
+MAP_REAL = np.array([[[[1.2], [-0.3]], [[0.8], [2.5]]], [[[-1.0], [0.1]], [[0.4], [-2.2]]]])
+MAP_FAKE = np.array([[[[-0.7], [0.9]], [[-2.0], [0.3]]], [[[1.5], [-0.4]], [[0.0], [-1.1]]]])
+SHAPES = [(REAL, FAKE), (MAP_REAL.astype(np.float32), MAP_FAKE.astype(np.float32))]
+
+
+@pytest.mark.parametrize("real, fake", SHAPES, ids=["per_image", "map"])
+def test_vanilla_is_bce_with_one_sided_smoothing(real, fake) -> None:
+    assert both(Vanilla().generator_loss, fake) == pytest.approx(
+        sigmoid_ce(fake, 1.0).mean(), rel=1e-5
+    )
+    expected_d = sigmoid_ce(real, 1.0).mean() + sigmoid_ce(fake, 0.0).mean()
+    assert both(Vanilla().discriminator_loss, real, fake) == pytest.approx(expected_d, rel=1e-5)
+    smoothed = sigmoid_ce(real, 0.9).mean() + sigmoid_ce(fake, 0.0).mean()
+    value = both(Vanilla(label_smoothing=0.1).discriminator_loss, real, fake)
+    assert value == pytest.approx(smoothed, rel=1e-5)
+
+
+@pytest.mark.parametrize("real, fake", SHAPES, ids=["per_image", "map"])
+def test_hinge_matches_its_formula(real, fake) -> None:
+    relu = lambda x: np.maximum(np.asarray(x, np.float64), 0.0)  # noqa: E731
+    assert both(Hinge().generator_loss, fake) == pytest.approx(-fake.mean(), rel=1e-5)
+    expected_d = relu(1 - real).mean() + relu(1 + fake).mean()
+    assert both(Hinge().discriminator_loss, real, fake) == pytest.approx(expected_d, rel=1e-5)
+
+
+@pytest.mark.parametrize("real, fake", SHAPES, ids=["per_image", "map"])
+def test_relativistic_matches_esrgan(real, fake) -> None:
+    """ESRGAN eq. 1-2 with D_Ra(a, b) = sigmoid(C(a) - mean C(b)), as BasicSR averages its two
+    terms; the means run over batch and map."""
+    loss = Relativistic()
+    real64, fake64 = real.astype(np.float64), fake.astype(np.float64)
+    d_real, d_fake = real64 - fake64.mean(), fake64 - real64.mean()
+    expected_d = 0.5 * (sigmoid_ce(d_real, 1.0).mean() + sigmoid_ce(d_fake, 0.0).mean())
+    expected_g = 0.5 * (sigmoid_ce(d_real, 0.0).mean() + sigmoid_ce(d_fake, 1.0).mean())
+    assert both(loss.discriminator_loss, real, fake) == pytest.approx(expected_d, rel=1e-5)
+    g = both(lambda f, r: loss.generator_loss(f, real_logits=r), fake, real)
+    assert g == pytest.approx(expected_g, rel=1e-5)
+    with pytest.raises(ConfigError, match="needs the real logits"):
+        loss.generator_loss(tf.constant(fake))
+
+
+def test_relativistic_discriminator_gradient_is_basicsr_s() -> None:
+    """BasicSR backpropagates each D term through its own logits only: d/dx_i of the loss is
+    0.5 * (sigmoid(x_i - mean y) - 1) / n, with no term from the other side's mean."""
+    real, fake = tf.Variable(REAL), tf.Variable(FAKE)
+    with tf.GradientTape() as tape:
+        value = Relativistic().discriminator_loss(real, fake)
+    grad_real = tape.gradient(value, real).numpy()
+    x = REAL.astype(np.float64) - FAKE.mean()
+    expected = 0.5 * (1 / (1 + np.exp(-x)) - 1.0) / REAL.size
+    assert np.allclose(grad_real, expected, rtol=1e-5, atol=1e-7)
+
+
+def _quadratic_discriminator() -> keras.Model:
+    """D(x) = sum over pixels of a * x^2 as a 2x2 logit map: grad = 2 a x, known in closed form."""
+    image = keras.Input((2, 2, 3))
+    conv = keras.layers.Conv2D(1, 1, use_bias=False)
+    model = keras.Model(image, conv(keras.layers.Multiply()([image, image])))
+    conv.set_weights([np.array([0.5, -1.0, 2.0], np.float32).reshape(1, 1, 3, 1)])
+    return model
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        Vanilla(r1_gamma=10.0),
+        Hinge(r1_gamma=10.0),
+        Minimax(r1_gamma=10.0),
+        Wasserstein(r1_gamma=10.0),
+    ],
+    ids=lambda x: type(x).__name__,
+)
+def test_r1_penalty_matches_closed_form(loss) -> None:
+    """R1 = gamma / 2 * mean_i |grad_x sum D(x_i)|^2 (BasicSR's r1_penalty); for the quadratic
+    map D the gradient is 2 a x. Tolerance rel 1e-5, eagerly and in tf.function. The penalty's
+    gradient for the weights a (the second-order path the trainer uses) is checked against its
+    closed form too, rel 1e-4."""
+    disc = _quadratic_discriminator()
+    rng = np.random.default_rng(2)
+    hr = rng.uniform(-1, 1, (3, 2, 2, 3)).astype(np.float32)
+    a = np.array([0.5, -1.0, 2.0])
+    expected = 10.0 / 2 * np.mean(np.sum((2 * a * hr.astype(np.float64)) ** 2, axis=(1, 2, 3)))
+    for fn in (loss.penalty, tf.function(loss.penalty)):
+        assert float(fn(disc, tf.constant(hr), tf.constant(hr))) == pytest.approx(expected, 1e-5)
+    with tf.GradientTape() as tape:
+        value = loss.penalty(disc, tf.constant(hr), None)
+    grad = tape.gradient(value, disc.trainable_variables[0]).numpy().ravel()
+    # d/da_c of 5 * mean_i sum 4 a_c^2 x^2 = 40 a_c * mean_i sum_{pixels} x_c^2
+    expected_grad = 40 * a * np.mean(np.sum(hr.astype(np.float64) ** 2, axis=(1, 2)), axis=0)
+    assert np.allclose(grad, expected_grad, rtol=1e-4)
+
+
+def test_r1_is_off_by_default_and_refuses_negative_gamma() -> None:
+    assert float(Relativistic().penalty(None, None, None)) == 0.0
+    with pytest.raises(ConfigError, match="r1_gamma must be >= 0"):
+        Hinge(r1_gamma=-1.0)
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        Vanilla(label_smoothing=1.0)

@@ -89,12 +89,21 @@ def test_generator_check_catches_wrong_size_range_and_lambda() -> None:
 
 
 def test_discriminator_check_catches_wrong_logit_shape() -> None:
-    def two_logits(patch: int = 16) -> keras.Model:
+    def flat_logits(patch: int = 16) -> keras.Model:
         image = keras.Input((patch, patch, 3))
-        return keras.Model(image, keras.layers.Dense(2)(keras.layers.Flatten()(image)))
+        logits = keras.layers.Dense(1)(keras.layers.Flatten()(image))
+        return keras.Model(image, keras.layers.Flatten()(keras.layers.Dense(1)(logits))[:, 0])
 
-    with pytest.raises(ContractError, match=r"\(3, 2\), expected \(3, 1\)"):
-        contracts.check_discriminator(two_logits, name="bad")
+    with pytest.raises(ContractError, match=r"shape \(3,\) for 3 images, expected \(3, \.\.\.\)"):
+        contracts.check_discriminator(flat_logits, name="bad")
+
+
+def test_discriminator_check_accepts_a_logit_map() -> None:
+    def patch_logits(patch: int = 16) -> keras.Model:
+        image = keras.Input((patch, patch, 3))
+        return keras.Model(image, keras.layers.Conv2D(1, 4, strides=4)(image))
+
+    contracts.check_discriminator(patch_logits, name="map")
 
 
 def test_content_loss_check_catches_vectors_nans_and_no_gradient() -> None:

@@ -145,16 +145,43 @@ def check_adversarial_loss(
     factory: Callable[..., Any], params: Mapping[str, Any] | None = None, name: str = "loss"
 ) -> None:
     """``generator_loss`` and ``discriminator_loss`` give finite float32 scalars with finite
-    gradients for ``(batch, 1)`` logits, eagerly and in ``tf.function``; ``penalty``, where
-    present, gives a finite scalar with gradients for a small discriminator's weights."""
+    gradients for ``(batch, 1)`` logits and for per-patch logit maps ``(batch, h, w, 1)``,
+    eagerly and in ``tf.function``; ``penalty``, where present, gives a finite scalar with
+    gradients for a small discriminator's weights."""
     what = f'adversarial loss "{name}"'
     adv = _build(what, factory, _params(factory, params))
     for method in ("generator_loss", "discriminator_loss"):
         if not callable(getattr(adv, method, None)):
             raise _fail(what, f"has no method {method}.")
     rng = np.random.default_rng(0)
-    real = tf.Variable(rng.normal(0, 2, (4, 1)).astype(np.float32))
-    fake = tf.Variable(rng.normal(0, 2, (4, 1)).astype(np.float32))
+    for shape in ((4, 1), (4, 3, 3, 1)):
+        _check_adversarial_logits(f"{what} on logits {shape}", adv, rng, shape)
+    penalty = getattr(adv, "penalty", None)
+    if penalty is None:
+        return
+    disc = _tiny_discriminator(8)
+    hr = tf.constant(rng.uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32))
+    sr = tf.constant(rng.uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32))
+
+    def run(hr, sr):
+        with tf.GradientTape() as tape:
+            value = penalty(disc, hr, sr)
+        return value, tape.gradient(value, disc.trainable_variables)
+
+    for label, fn in (("eagerly", run), ("inside tf.function", tf.function(run))):
+        value, grads = fn(hr, sr)
+        _scalar(f"{what} penalty {label}", value)
+        if float(value) != 0.0:
+            _finite_grads(
+                f"{what} penalty {label}", grads, [v.path for v in disc.trainable_variables]
+            )
+
+
+def _check_adversarial_logits(
+    what: str, adv: Any, rng: np.random.Generator, shape: tuple[int, ...]
+) -> None:
+    real = tf.Variable(rng.normal(0, 2, shape).astype(np.float32))
+    fake = tf.Variable(rng.normal(0, 2, shape).astype(np.float32))
     wants_real = wants_real_logits(adv)
 
     def generator_loss(f: Any, r: Any) -> Any:  # called as the trainer calls it
@@ -175,25 +202,6 @@ def check_adversarial_loss(
         raise _fail(what, "generator_loss differs inside tf.function.")
     if abs(float(traced_d(real, fake)) - float(d)) > 1e-5 * max(1.0, abs(float(d))):
         raise _fail(what, "discriminator_loss differs inside tf.function.")
-    penalty = getattr(adv, "penalty", None)
-    if penalty is None:
-        return
-    disc = _tiny_discriminator(8)
-    hr = tf.constant(rng.uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32))
-    sr = tf.constant(rng.uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32))
-
-    def run(hr, sr):
-        with tf.GradientTape() as tape:
-            value = penalty(disc, hr, sr)
-        return value, tape.gradient(value, disc.trainable_variables)
-
-    for label, fn in (("eagerly", run), ("inside tf.function", tf.function(run))):
-        value, grads = fn(hr, sr)
-        _scalar(f"{what} penalty {label}", value)
-        if float(value) != 0.0:
-            _finite_grads(
-                f"{what} penalty {label}", grads, [v.path for v in disc.trainable_variables]
-            )
 
 
 def check_generator(
@@ -248,10 +256,12 @@ def check_discriminator(
     factory: Callable[..., Any],
     params: Mapping[str, Any] | None = None,
     name: str = "discriminator",
-    patch: int = 16,
+    patch: int = 32,
 ) -> None:
     """``factory(patch=...)`` maps ``(batch, patch, patch, 3)`` in ``[-1, 1]`` to finite float32
-    logits of shape ``(batch, 1)``, with finite gradients for its input."""
+    logits of shape ``(batch, ...)`` (a logit per image, per patch or per pixel), with finite
+    gradients for its input. 32 px: the smallest patch every first-party discriminator takes
+    (``vgg_style`` halves it five times)."""
     what = f'discriminator "{name}"'
     model = _build(what, factory, {**_params(factory, params), "patch": patch})
     if not isinstance(model, keras.Model):
@@ -262,8 +272,12 @@ def check_discriminator(
     with tf.GradientTape() as tape:
         logits = model(images, training=True)
         total = tf.reduce_sum(logits)
-    if tuple(logits.shape) != (3, 1):
-        raise _fail(what, f"gives logits of shape {tuple(logits.shape)}, expected (3, 1).")
+    if logits.shape.rank is None or logits.shape.rank < 2 or logits.shape[0] != 3:
+        raise _fail(
+            what,
+            f"gives logits of shape {tuple(logits.shape)} for 3 images, expected (3, ...): "
+            "(3, 1) for a logit per image, (3, h, w, 1) for a map.",
+        )
     if logits.dtype != tf.float32:
         raise _fail(what, f"gives {logits.dtype.name} logits, expected float32.")
     if not bool(tf.reduce_all(tf.math.is_finite(logits))):

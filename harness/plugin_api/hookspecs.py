@@ -54,8 +54,9 @@ def harness_register_adversarial_losses() -> Mapping[str, Factory]:
     - optionally ``penalty(discriminator, hr, sr) -> scalar``, added to the discriminator loss
       (for example a gradient penalty).
 
-    Logits are float32 tensors of shape ``(batch, 1)``: the discriminator's raw output, no
-    sigmoid applied.
+    Logits are float32 tensors of shape ``(batch, ...)``: the discriminator's raw output, no
+    sigmoid applied, a logit per image ``(batch, 1)`` or a map per patch or per pixel
+    ``(batch, h, w, 1)``. Losses reduce over all of them (a mean over batch and map).
     """
 
 
@@ -77,7 +78,8 @@ def harness_register_discriminators() -> Mapping[str, Factory]:
 
     Called once when the registry is built. Each factory is called as
     ``factory(patch=..., **params)`` and returns a ``keras.Model`` mapping an NHWC batch in
-    ``[-1, 1]`` of ``patch`` x ``patch`` pixels to float32 logits of shape ``(batch, 1)``.
+    ``[-1, 1]`` of ``patch`` x ``patch`` pixels to float32 logits of shape ``(batch, ...)``:
+    one per image ``(batch, 1)``, or a map per patch or per pixel ``(batch, h, w, 1)``.
     """
 
 
