@@ -54,7 +54,7 @@ def experiment(case: str, args: argparse.Namespace, registry: Registry) -> confi
         "experiment": {"name": f"bench_{case}"},
         "data": {"patch": args.patch},
         "generator": {"name": "srresnet", "blocks": args.blocks, "filters": 64},
-        "train": {"batch_size": args.batch, "precision": policy, "steps": 10**6},
+        "train": {"batch_size": args.batch, "precision": args.precision, "steps": 10**6},
     }
     if case == "mse":
         raw["losses"] = {"mse": {}}
