@@ -23,7 +23,7 @@ from harness.plugin_api.registry import Registry, build_registry
 from harness.training import precision
 from harness.training.loop import StopTraining, TrainResult, train
 from harness.training.step import Trainer, make_strategy
-from harness.training.validation import sample_grid
+from harness.training.validation import caption_height, sample_grid, tile_factor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -243,13 +243,16 @@ def test_sample_grid_has_four_captioned_columns():
         return np.repeat(np.repeat(lr, 4, axis=1), 4, axis=2)
 
     grid = sample_grid(upscale, [("a", hr), ("b", hr[:16])], 4)
-    band = 14  # the caption band above each row
+    k = tile_factor(40)  # a 40-px tile is enlarged (pixel repetition) so captions stay legible
+    assert k > 1
+    width, band, gap = k * 40, caption_height(k * 40), 4
     assert grid.dtype == np.uint8
-    assert grid.shape == (band + 32 + 4 + band + 16, 4 * 40 + 3 * 4, 3)
-    # the HR tile is the image itself; every caption band holds dark text
-    assert np.array_equal(grid[band : band + 32, 3 * 44 :], hr)
+    assert grid.shape == (band + k * 32 + gap + band + k * 16, 4 * width + 3 * gap, 3)
+    # the HR tile is the image itself, enlarged; every caption band holds dark text
+    hr_tile = grid[band : band + k * 32, 3 * (width + gap) :]
+    assert np.array_equal(hr_tile, np.repeat(np.repeat(hr, k, axis=0), k, axis=1))
     for col in range(4):
-        assert grid[:band, col * 44 : col * 44 + 40].min() < 128, col
+        assert grid[:band, col * (width + gap) : col * (width + gap) + width].min() < 128, col
 
 
 def test_unknown_strategy_is_a_config_error():
