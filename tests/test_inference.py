@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import new_store
 
 from harness.deploy.export import export_saved_model
 from harness.deploy.models import (
@@ -134,7 +135,7 @@ def test_mlflow_uri_and_bare_run_id(tmp_path, monkeypatch, lr, registry) -> None
     from harness import tracking
     from harness.deploy.mlflow_model import log_generator
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     client = tracking.client(uri)
     run_id = client.create_run(client.create_experiment("inference")).info.run_id

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import new_store
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from test_train import tiny
@@ -23,7 +24,7 @@ from harness.training.loop import NonFiniteLoss, NonFiniteWeights, train
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    return new_store(tmp_path_factory.mktemp("mlflow"))
 
 
 class _Poison:

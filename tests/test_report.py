@@ -13,6 +13,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from click.testing import CliRunner
+from conftest import new_store
 from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 from PIL import Image
@@ -52,7 +53,7 @@ def env(tmp_path_factory, registry):
     cwd = os.getcwd()
     os.chdir(root)  # MLflow artifacts (./mlruns) land in the temporary folder
     try:
-        store = f"sqlite:///{root / 'mlflow.db'}"
+        store = new_store(root)
         tracking = {"uri": store, "experiment": EXPERIMENT}
         base = tiny(
             root,
@@ -300,7 +301,7 @@ def test_runs_of_two_stores_are_read_from_each_and_mlflows_process_uri_stays(
     report: each is read from (and its model downloaded from) its own store, and MLflow's
     process-wide tracking URI and ``MLFLOW_TRACKING_URI`` are what they were."""
     monkeypatch.chdir(tmp_path)
-    other = f"sqlite:///{tmp_path / 'other.db'}"
+    other = new_store(tmp_path, "other.db")
     exp = tiny(
         tmp_path,
         experiment={"name": "rep_other"},
