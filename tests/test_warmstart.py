@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import new_store
 from mlflow.tracking import MlflowClient
 from test_train import tiny
 
@@ -18,18 +19,20 @@ from harness.training.warmstart import WarmStartError, lineage, warm_start
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    return new_store(tmp_path_factory.mktemp("mlflow"))
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory, store, registry):
-    """A finished tiny GAN run (generator.keras and discriminator.keras written)."""
+    """A finished tiny GAN run (generator.keras and discriminator.keras written), validated
+    with LPIPS at both steps, so it keeps its best generators too."""
     root = tmp_path_factory.mktemp("base")
     exp = tiny(
         root,
         experiment={"name": "base"},
         adversarial={"name": "modified"},
-        train={"steps": 2},
+        train={"steps": 2, "learning_rate": 1e-2},
+        validation={"every": 1, "metrics": ["lpips"]},
         tracking={"uri": store, "log_model": True},
     )
     result = train(exp, registry=registry)
@@ -142,16 +145,9 @@ def test_resuming_with_a_changed_experiment_names_the_objects_not_values(tmp_pat
     assert "numpy=" not in text and len(text) < 1200
 
 
-def test_best_generators_are_kept_and_named_by_reference(tmp_path, store, registry):
-    exp = tiny(
-        tmp_path,
-        experiment={"name": "kept"},
-        adversarial=None,
-        train={"steps": 3, "learning_rate": 1e-2},
-        validation={"every": 1, "metrics": ["lpips"]},
-        tracking={"uri": store, "log_model": True},
-    )
-    result = train(exp, registry=registry)
+def test_best_generators_are_kept_and_named_by_reference(base, store, registry):
+    exp, result = base
+    assert [int(h["step"]) for h in result.history if "val/lpips" in h] == [1, 2]
     state = json.loads((exp.run_dir / "kept.json").read_text())
     assert set(state) == {"best_psnr_y", "best_lpips"}
     psnr = {int(h["step"]): h["val/psnr_y"] for h in result.history}
