@@ -99,6 +99,7 @@ def run_compare(
     for item in [*CPU_SIZED, f'tracking.uri="{store}"']:
         args += ["--set", item]
     report = ["--data", str(bench), "-o", str(tmp_path / "report"), "--tracking-uri", store]
+    report += ["--metric", "lpips"]  # the default set (with DISTS) is test_report's
     done = CliRunner().invoke(cli, [*args, *report], obj={"registry": registry})
     assert done.exit_code == 0, done.output[-3000:]
     runs = tmp_path / "runs"
@@ -117,6 +118,7 @@ def run_compare(
     )
     # the report: every variant against bicubic, numbers equal to a direct evaluation
     tables = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert tables["measures"] == ["psnr_y", "ssim_y", "lpips"]  # --metric reaches the report
     text = (tmp_path / "report" / "report.md").read_text()
     for name in ("compare_base_mse", *finetunes):
         assert name in text
