@@ -137,6 +137,7 @@ def test_report_files_name_the_runs_and_the_shared_start(env, cli_report):
     assert "GAN fine-tune of the base" in md and "modified x 0.001" in md
     assert f"generator from `{env['base']}` = rep_base" in md  # the init source, by its label
     assert "harness report" in md and "RGB, whole image, lower is better" in md
+    assert "(`harness.measures`)" in md  # the module that holds the protocol
     assert "## Published references" in md and "SRResNet" in md and "32.05" in md
     assert "rep_ft starts from rep_base" in output
     report = json.loads((out / "report.json").read_text())
