@@ -17,6 +17,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA_ENV = "HARNESS_SHARED_DATA"
 
+pytest_plugins = ["pytester"]  # runs a pytest inside a test, in the same process
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
