@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -112,13 +113,24 @@ def test_the_fine_tune_records_its_source_in_mlflow(tmp_path, base, store, regis
     assert [m.model_id for m in run.inputs.model_inputs] == generators
 
 
-def test_init_is_not_read_when_the_run_resumes(tmp_path, base, store, registry):
-    base_exp, _ = base
-    exp = tiny(tmp_path, experiment={"name": "resumed"}, adversarial=None, train={"steps": 1})
+@pytest.fixture(scope="module")
+def one_step(tmp_path_factory, registry):
+    """The run directory of a finished one-step MSE run ``mse``; tests resume copies of it."""
+    exp = tiny(
+        tmp_path_factory.mktemp("one_step"),
+        experiment={"name": "mse"},
+        adversarial=None,
+        train={"steps": 1},
+    )
     train(exp, registry=registry)
+    return exp.run_dir
+
+
+def test_init_is_not_read_when_the_run_resumes(tmp_path, one_step, registry):
+    shutil.copytree(one_step, tmp_path / "runs" / "mse")
     bad = tiny(
         tmp_path,
-        experiment={"name": "resumed"},
+        experiment={"name": "mse"},
         generator={"init": str(tmp_path / "nowhere")},
         adversarial=None,
         train={"steps": 2},
@@ -127,12 +139,13 @@ def test_init_is_not_read_when_the_run_resumes(tmp_path, base, store, registry):
     assert train(bad, registry=registry).steps == 2
 
 
-def test_resuming_with_a_changed_experiment_names_the_objects_not_values(tmp_path, registry):
-    exp = tiny(tmp_path, experiment={"name": "grown"}, adversarial=None, train={"steps": 1})
-    train(exp, registry=registry)
+def test_resuming_with_a_changed_experiment_names_the_objects_not_values(
+    tmp_path, one_step, registry
+):
+    shutil.copytree(one_step, tmp_path / "runs" / "mse")
     grown = tiny(
         tmp_path,
-        experiment={"name": "grown"},
+        experiment={"name": "mse"},
         adversarial={"name": "modified"},
         train={"steps": 2},
     )
