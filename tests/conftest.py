@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
+import sqlite3
 import struct
+import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +18,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA_ENV = "HARNESS_SHARED_DATA"
+
+pytest_plugins = ["pytester"]  # runs a pytest inside a test, in the same process
 
 
 @pytest.fixture(scope="session")
@@ -120,3 +127,39 @@ def save_generator(folder: Path, registry, policy: str, seed: int = 7, **params)
 def trained(request, tmp_path_factory, registry) -> SavedGenerator:
     """A tiny generator saved under each training policy (tests using it run once per policy)."""
     return save_generator(tmp_path_factory.mktemp(request.param), registry, request.param)
+
+
+@functools.cache
+def _empty_store() -> Path:
+    """One empty MLflow SQLite store per test process, made by MLflow itself (creating and
+    migrating a store's tables takes seconds; copying the file takes milliseconds)."""
+    from mlflow.tracking import MlflowClient
+
+    folder = Path(tempfile.mkdtemp(prefix="harness-test-mlflow-"))
+    atexit.register(shutil.rmtree, folder, True)
+    MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+    return folder / "mlflow.db"
+
+
+def new_store(folder: Path, name: str = "mlflow.db") -> str:
+    """The URI of a new, empty MLflow SQLite store at ``folder / name``: a copy of
+    :func:`_empty_store` whose Default experiment keeps its artifacts where MLflow would have
+    put them (``./mlruns/0`` of the working directory)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    shutil.copyfile(_empty_store(), path)
+    with sqlite3.connect(path) as db:
+        location = str(Path.cwd() / "mlruns" / "0")
+        db.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", (location,)
+        )
+    return f"sqlite:///{path}"
+
+
+@functools.cache
+def scratch_store() -> str:
+    """An MLflow store for the runs of tests that do not look at MLflow (so that they log into
+    a temporary folder, not into ``./mlflow.db`` of the checkout)."""
+    folder = Path(tempfile.mkdtemp(prefix="harness-test-runs-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return new_store(folder)

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import new_store
 from PIL import Image
 
 from harness.cli import cli
@@ -38,7 +39,7 @@ batch_size = 2
 def bad(tmp_path_factory) -> dict[str, Path]:
     """A folder of bad inputs, one of each kind, by name."""
     root = tmp_path_factory.mktemp("bad")
-    out: dict[str, Path] = {"root": root}
+    out: dict[str, Path] = {"root": root, "store": Path(new_store(root).removeprefix("sqlite:///"))}
     files = {
         "latin1.toml": '[experiment]\nname = "caf\xe9"\n'.encode("latin-1"),
         "utf16.toml": '[experiment]\nname = "x"\n'.encode("utf-16"),
@@ -145,7 +146,7 @@ def _cases() -> list[tuple[str, list[str]]]:
 @pytest.mark.parametrize(("argv"), [c[1] for c in _cases()], ids=[c[0] for c in _cases()])
 def test_a_bad_input_gets_one_message_and_a_failing_exit(bad, argv, monkeypatch):
     monkeypatch.chdir(bad["root"])
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{bad['root'] / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{bad['store']}")
     names = {k: str(v) for k, v in bad.items()}
     names["missing.toml"] = str(bad["root"] / "missing.toml")
     names["missing.keras"] = str(bad["root"] / "missing.keras")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from conftest import new_store
 from mlflow.tracking import MlflowClient
 
+from harness.cli import cli
 from harness.errors import HarnessError
 from harness.evaluation import compare
 from harness.measures.scoring import evaluate
@@ -85,19 +86,22 @@ def _tiny_set(folder: Path) -> Path:
     return folder
 
 
-def run_compare(tmp_path: Path, registry, specs: list[str], finetunes: list[str]) -> None:
+def run_compare(
+    tmp_path: Path, monkeypatch, registry, specs: list[str], finetunes: list[str]
+) -> None:
     """``harness compare specs`` CPU-sized: the base, then ``finetunes`` from its generator, the
-    report over all of them, and a second call that trains nothing."""
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    report over all of them, and a second call that trains nothing. The command runs in this
+    process (each experiment still trains in a ``harness run`` process of its own)."""
+    store = new_store(tmp_path)
     bench = _tiny_set(tmp_path / "tinyset")
-    args = [sys.executable, "-m", "harness.cli", "compare", *specs]
+    monkeypatch.chdir(tmp_path)
+    args = ["compare", *specs]
     for item in [*CPU_SIZED, f'tracking.uri="{store}"']:
         args += ["--set", item]
     report = ["--data", str(bench), "-o", str(tmp_path / "report"), "--tracking-uri", store]
-    done = subprocess.run(
-        [*args, *report], cwd=tmp_path, capture_output=True, text=True, timeout=900
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report += ["--metric", "lpips"]  # the default set (with DISTS) is test_report's
+    done = CliRunner().invoke(cli, [*args, *report], obj={"registry": registry})
+    assert done.exit_code == 0, done.output[-3000:]
     runs = tmp_path / "runs"
     base_id = (runs / "compare_base_mse" / "mlflow_run_id").read_text().strip()
     client = MlflowClient(store)
@@ -114,6 +118,7 @@ def run_compare(tmp_path: Path, registry, specs: list[str], finetunes: list[str]
     )
     # the report: every variant against bicubic, numbers equal to a direct evaluation
     tables = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert tables["measures"] == ["psnr_y", "ssim_y", "lpips"]  # --metric reaches the report
     text = (tmp_path / "report" / "report.md").read_text()
     for name in ("compare_base_mse", *finetunes):
         assert name in text
@@ -130,20 +135,22 @@ def run_compare(tmp_path: Path, registry, specs: list[str], finetunes: list[str]
         assert (tmp_path / "report" / figure).stat().st_size > 1000
     assert list((tmp_path / "report").glob("crops_tinyset_*.png"))
     # a second call trains nothing: every run is finished
-    again = subprocess.run(
-        [*args, "--no-report"], cwd=tmp_path, capture_output=True, text=True, timeout=600
-    )
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stdout.count("finished, skipped") == 1 + len(finetunes)
+    again = CliRunner().invoke(cli, [*args, "--no-report"], obj={"registry": registry})
+    assert again.exit_code == 0, again.output[-2000:]
+    assert again.output.count("finished, skipped") == 1 + len(finetunes)
 
 
-def test_a_two_experiment_comparison_trains_the_fine_tune_from_the_base(tmp_path, registry):
+def test_a_two_experiment_comparison_trains_the_fine_tune_from_the_base(
+    tmp_path, monkeypatch, registry
+):
     # given fine-tune first: the comparison still trains the base before it
     specs = [str(SHIPPED / "ft_srgan.toml"), str(SHIPPED / "base_mse.toml")]
-    run_compare(tmp_path, registry, specs, ["compare_ft_srgan"])
+    run_compare(tmp_path, monkeypatch, registry, specs, ["compare_ft_srgan"])
 
 
 @pytest.mark.slow
-def test_the_cpu_sized_comparison_trains_every_variant_from_the_base(tmp_path, registry):
+def test_the_cpu_sized_comparison_trains_every_variant_from_the_base(
+    tmp_path, monkeypatch, registry
+):
     finetunes = ["compare_ft_mse", "compare_ft_srgan", "compare_ft_perpix", "compare_ft_lsgan"]
-    run_compare(tmp_path, registry, [str(SHIPPED)], finetunes)
+    run_compare(tmp_path, monkeypatch, registry, [str(SHIPPED)], finetunes)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
+from conftest import new_store
 
 from harness import config, hookimpl
 from harness.cli import cli
@@ -391,7 +392,7 @@ def test_report_on_given_lr_says_so_and_shows_no_published_figures(
         data=[str(folders["hr"])],
         lr=[str(folders["lr"])],
         metrics=[],
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        tracking_uri=new_store(tmp_path),
         crops=1,
         log_to_mlflow=False,
         say=lambda _: None,

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import new_store
 from PIL import Image
 
 import harness.deploy.models
@@ -111,7 +112,7 @@ def test_mlflow_run_reference_logs_eval_metrics(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     _frames(tmp_path / "clipset", 2, 4)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path)
     client = MlflowClient(tracking_uri=uri)
     run = client.create_run(client.create_experiment("e"))
     run_id = run.info.run_id

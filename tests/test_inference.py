@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import new_store
 
 from harness.deploy.export import export_saved_model
 from harness.deploy.models import (
@@ -129,33 +130,32 @@ def test_keras_file_and_run_dir_with_generator_keras(tmp_path, lr, registry) -> 
 
 
 def test_mlflow_uri_and_bare_run_id(tmp_path, monkeypatch, lr, registry) -> None:
-    import mlflow
-    import mlflow.tensorflow
-    from mlflow.tracking._tracking_service import utils as tracking_utils
+    """A generator logged the way a run logs it (``log_generator``) loads back from its
+    ``runs:/`` URI and its bare run id; an MLflow model without a harness generator is refused."""
+    from harness import tracking
+    from harness.deploy.mlflow_model import log_generator
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    previous = tracking_utils._tracking_uri
+    uri = new_store(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
+    client = tracking.client(uri)
+    run_id = client.create_run(client.create_experiment("inference")).info.run_id
     generator = tiny_generator(5, registry)
-    try:
-        with mlflow.start_run() as run:
-            mlflow.tensorflow.log_model(
-                generator, name="generator", pip_requirements=["tensorflow"]
-            )
-        run_id = run.info.run_id
-        for ref in (f"runs:/{run_id}/generator", run_id):
-            np.testing.assert_allclose(
-                sr(load_generator(ref, registry=registry), lr), sr(generator, lr), atol=1e-6
-            )
-        # The SavedModel exported from the run's MLflow model is the same network.
-        model = load_generator(run_id, registry=registry)
-        exported = load_upscaler(export_saved_model(model, tmp_path / "export"), registry=registry)
-        np.testing.assert_allclose(exported(lr), sr(generator, lr), atol=1e-6)
-        with pytest.raises(ModelReferenceError, match="MLflow could not load"):
-            load_generator("0" * 32, registry=registry)
-    finally:
-        mlflow.set_tracking_uri(previous)  # leave the process-wide URI as it was
+    assert log_generator(client, run_id, generator, step=0).startswith("models:/")
+    for ref in (f"runs:/{run_id}/generator", run_id):
+        np.testing.assert_allclose(
+            sr(load_generator(ref, registry=registry), lr), sr(generator, lr), atol=1e-6
+        )
+    # The SavedModel exported from the run's MLflow model is the same network.
+    model = load_generator(run_id, registry=registry)
+    exported = load_upscaler(export_saved_model(model, tmp_path / "export"), registry=registry)
+    np.testing.assert_allclose(exported(lr), sr(generator, lr), atol=1e-6)
+    with pytest.raises(ModelReferenceError, match="MLflow could not load"):
+        load_generator("0" * 32, registry=registry)
+    foreign = tmp_path / "foreign"  # an MLflow model folder that harness did not log
+    foreign.mkdir()
+    (foreign / "MLmodel").write_text("flavors: {}\n")
+    with pytest.raises(ModelReferenceError, match="no generator.keras"):
+        load_generator(foreign, registry=registry)
 
 
 @pytest.mark.parametrize(

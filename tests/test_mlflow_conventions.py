@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import new_store
 from mlflow.tracking import MlflowClient
 
 from harness import cli as cli_module
@@ -50,7 +51,7 @@ def tiny(tmp_path: Path, steps: int = 4, **extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    return new_store(tmp_path_factory.mktemp("mlflow"))
 
 
 def test_a_run_records_the_mlflow_3_conventions(tmp_path, monkeypatch, store):

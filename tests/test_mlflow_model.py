@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import new_store
 
 from harness import config
 from harness.deploy import mlflow_model
@@ -39,7 +40,7 @@ def store(tmp_path_factory):
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     folder = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    uri = new_store(folder)
     previous_env = os.environ.get("MLFLOW_TRACKING_URI")
     previous = tracking_utils._tracking_uri
     os.environ["MLFLOW_TRACKING_URI"] = uri

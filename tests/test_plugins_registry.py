@@ -76,11 +76,10 @@ def test_registry_and_scaffold_apply_one_name_rule(name: str) -> None:
         assert name in ("a__b", "ramp_", "Ramp", "2ramp")
 
 
-def test_pytest_plugin_is_declared_and_gives_its_fixtures(tmp_path: Path) -> None:
+def test_pytest_plugin_is_declared_and_gives_its_fixtures(pytester: pytest.Pytester) -> None:
     """``harness.plugin_api.testing`` is the ``pytest11`` entry point of the distribution (named
-    after its module, so ``-p`` with the module name is the same plugin, not a second one)."""
-    import subprocess
-    import sys
+    after its module, so ``-p`` with the module name is the same plugin, not a second one).
+    The inner pytest runs in this process (pytester), with the plugins it loads itself."""
     import tomllib
 
     root = Path(__file__).resolve().parents[1]
@@ -88,8 +87,8 @@ def test_pytest_plugin_is_declared_and_gives_its_fixtures(tmp_path: Path) -> Non
     assert project["entry-points"]["pytest11"] == {
         "harness.plugin_api.testing": "harness.plugin_api.testing"
     }
-    (tmp_path / "test_uses_fixtures.py").write_text(
-        "from harness import hookimpl\n"
+    pytester.makepyfile(
+        test_uses_fixtures="from harness import hookimpl\n"
         "from harness.plugin_api.testing import assert_plugin_contracts\n\n"
         "class Mine:\n"
         "    @hookimpl\n"
@@ -102,17 +101,8 @@ def test_pytest_plugin_is_declared_and_gives_its_fixtures(tmp_path: Path) -> Non
         "def test_installed(harness_registry):\n"
         "    assert 'mse' in harness_registry.names('content_loss')\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-        + ["-p", "harness.plugin_api.testing", str(tmp_path)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "2 passed" in result.stdout
+    result = pytester.runpytest("-q", "-p", "no:cacheprovider", "-p", "harness.plugin_api.testing")
+    result.assert_outcomes(passed=2)
 
 
 def test_tfgan_loader_leaves_importlib_working() -> None:

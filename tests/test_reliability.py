@@ -7,16 +7,19 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import new_store
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from test_train import tiny
 
+from harness import config
 from harness.data.folders import DataError, DataWarning
 from harness.deploy import models as inference
 from harness.deploy.export import export_saved_model
@@ -27,7 +30,7 @@ from harness.training.loop import NonFiniteLoss, NonFiniteWeights, train
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    return new_store(tmp_path_factory.mktemp("mlflow"))
 
 
 class _Poison:
@@ -106,12 +109,35 @@ def test_a_model_with_non_finite_outputs_is_refused(tmp_path, registry):
         export_saved_model(model, tmp_path / "export")
 
 
+FINISHED = {"steps": 4, "checkpoint_every": 2}
+"""The finished run of :func:`finished`: checkpoints at steps 2 and 4, no EMA."""
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, registry) -> Path:
+    """A finished tiny MSE run (:data:`FINISHED`); tests copy it to their own folder."""
+    exp = tiny(tmp_path_factory.mktemp("finished"), adversarial=None, train=FINISHED)
+    train(exp, registry=registry)
+    return exp.run_dir
+
+
+def copy_of(run_dir: Path, tmp_path: Path, **train_values) -> config.Experiment:
+    """The experiment of :func:`finished`'s run (with ``train_values``), its run directory a
+    copy of that run's in ``tmp_path``."""
+    exp = tiny(tmp_path, adversarial=None, train={**FINISHED, **train_values})
+    shutil.copytree(run_dir, exp.run_dir)
+    return exp
+
+
 @pytest.mark.parametrize("ema", [0.0, 0.9])
-def test_a_run_without_its_final_model_loads_from_its_checkpoint(tmp_path, ema, registry):
+def test_a_run_without_its_final_model_loads_from_its_checkpoint(tmp_path, ema, finished, registry):
     """A run killed before generator.keras is written is still a model reference (EMA weights
     preferred), although TF keys its variables under the optimizer's path."""
-    exp = tiny(tmp_path, adversarial=None, train={"steps": 2, "ema": ema})
-    train(exp, registry=registry)
+    if ema:
+        exp = tiny(tmp_path, adversarial=None, train={"steps": 2, "ema": ema})
+        train(exp, registry=registry)
+    else:
+        exp = copy_of(finished, tmp_path)
     final = inference.load_generator(exp.run_dir / "generator.keras", registry=registry)
     (exp.run_dir / "generator.keras").unlink()
     for ref in (exp.run_dir, exp.run_dir / "checkpoints"):
@@ -122,23 +148,22 @@ def test_a_run_without_its_final_model_loads_from_its_checkpoint(tmp_path, ema, 
 
 @pytest.mark.parametrize("damaged", [".data-00000-of-00001", ".index"])
 def test_a_corrupt_latest_checkpoint_falls_back_to_the_older_one(
-    tmp_path, damaged, capsys, registry
+    tmp_path, damaged, finished, capsys, registry
 ):
-    exp = tiny(tmp_path, adversarial=None, train={"steps": 4, "checkpoint_every": 2})
-    train(exp, registry=registry)
+    exp = copy_of(finished, tmp_path)
     latest = exp.run_dir / "checkpoints" / "ckpt-4"
     target = Path(str(latest) + damaged)
     target.write_bytes(target.read_bytes()[: max(1, target.stat().st_size // 3)])
-    longer = tiny(tmp_path, adversarial=None, train={"steps": 6, "checkpoint_every": 2})
+    longer = tiny(tmp_path, adversarial=None, train={**FINISHED, "steps": 6})
+    capsys.readouterr()
     assert train(longer, registry=registry).steps == 6
     out = capsys.readouterr().out
     assert "resuming tiny at step 2" in out
     assert "could not read ckpt-4" in out and "resumed from the older ckpt-2" in out
 
 
-def test_fresh_moves_the_old_checkpoints_aside(tmp_path, capsys, registry):
-    exp = tiny(tmp_path, adversarial=None, train={"steps": 2})
-    train(exp, registry=registry)
+def test_fresh_moves_the_old_checkpoints_aside(tmp_path, finished, capsys, registry):
+    exp = copy_of(finished, tmp_path)
     old = sorted(p.name for p in (exp.run_dir / "checkpoints").iterdir())
     train(exp, registry=registry, fresh=True)
     aside = sorted(exp.run_dir.glob("previous-*"))

@@ -13,6 +13,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from click.testing import CliRunner
+from conftest import new_store
 from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 from PIL import Image
@@ -52,7 +53,7 @@ def env(tmp_path_factory, registry):
     cwd = os.getcwd()
     os.chdir(root)  # MLflow artifacts (./mlruns) land in the temporary folder
     try:
-        store = f"sqlite:///{root / 'mlflow.db'}"
+        store = new_store(root)
         tracking = {"uri": store, "experiment": EXPERIMENT}
         base = tiny(
             root,
@@ -136,6 +137,7 @@ def test_report_files_name_the_runs_and_the_shared_start(env, cli_report):
     assert "GAN fine-tune of the base" in md and "modified x 0.001" in md
     assert f"generator from `{env['base']}` = rep_base" in md  # the init source, by its label
     assert "harness report" in md and "RGB, whole image, lower is better" in md
+    assert "(`harness.measures`)" in md  # the module that holds the protocol
     assert "## Published references" in md and "SRResNet" in md and "32.05" in md
     assert "rep_ft starts from rep_base" in output
     report = json.loads((out / "report.json").read_text())
@@ -308,7 +310,7 @@ def test_runs_of_two_stores_are_read_from_each_and_mlflows_process_uri_stays(
     report: each is read from (and its model downloaded from) its own store, and MLflow's
     process-wide tracking URI and ``MLFLOW_TRACKING_URI`` are what they were."""
     monkeypatch.chdir(tmp_path)
-    other = f"sqlite:///{tmp_path / 'other.db'}"
+    other = new_store(tmp_path, "other.db")
     exp = tiny(
         tmp_path,
         experiment={"name": "rep_other"},

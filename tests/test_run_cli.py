@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
+from conftest import new_store
 from mlflow.tracking import MlflowClient
 
 from harness import config, hookimpl
@@ -51,7 +52,7 @@ def tiny_overrides(tmp_path: Path, steps: int = 4, pretrain: int = 2) -> list[st
 
 @pytest.fixture(scope="module")
 def module_store(tmp_path_factory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    return new_store(tmp_path_factory.mktemp("mlflow"))
 
 
 @pytest.fixture

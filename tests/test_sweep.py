@@ -16,10 +16,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+from click.testing import CliRunner
+from conftest import new_store
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from harness import config, sweep
+from harness.cli import cli
 from harness.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -282,7 +285,10 @@ def _trial_runs(tmp_path: Path, study_name: str):
     return client, parents, children
 
 
-def test_sweep_through_the_cli_tracks_trials_in_mlflow(tmp_path, shared_data):
+def test_sweep_through_the_cli_tracks_trials_in_mlflow(
+    tmp_path, shared_data, monkeypatch, registry
+):
+    new_store(tmp_path)  # the store the sweep's --set names, made here in milliseconds
     cmd = [*HARNESS, "sweep", str(QUICK), "--trials", "2", "--jobs", "2"]
     cmd += _sets(shared_data, tmp_path)
     out = subprocess.run(
@@ -354,19 +360,14 @@ def test_sweep_through_the_cli_tracks_trials_in_mlflow(tmp_path, shared_data):
     assert sorted(i.run_dir.name for i in infos) == [f"trial_{t.number:04d}" for t in trials]
     assert all(i.params["data.scale"] == "4" for i in infos)
 
-    shown = subprocess.run(
-        [*HARNESS, "sweep", "--show", str(QUICK)],
-        cwd=tmp_path,
-        env=_cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.splitlines()[0].startswith(
+    # --show in this process (the sweep above was the true command line)
+    monkeypatch.chdir(tmp_path)
+    shown = CliRunner().invoke(cli, ["sweep", "--show", str(QUICK)], obj={"registry": registry})
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.splitlines()[0].startswith(
         'study "quickstart_w1_w2" in sqlite:///optuna.db'
     )
-    assert best.user_attrs[sweep.RUN_ATTR] in shown.stdout
+    assert best.user_attrs[sweep.RUN_ATTR] in shown.output
 
 
 def _processes_with(text: str) -> list[int]:

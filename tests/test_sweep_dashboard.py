@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -122,6 +123,55 @@ def test_the_preferential_gp_needs_botorch_or_says_so(tmp_path, registry):
         from optuna_dashboard.preferential.samplers.gp import PreferentialGPSampler
 
         assert isinstance(preferential.make_sampler(p), PreferentialGPSampler)
+
+
+def test_a_trial_whose_worker_died_before_its_grid_is_failed(tmp_path, registry):
+    """What a worker killed while training leaves: the companion trial of its preferential
+    trial RUNNING, its heartbeat stopped. The next look fails that preferential trial; one that
+    made its grid (awaiting its ranking) and one whose heartbeat goes on stay RUNNING."""
+    p = _plan(tmp_path, registry, *RANDOM, "sweep.heartbeat_interval=1", "sweep.grace_period=2")
+    storage = sweep.open_storage(p.storage_url)
+    study = preferential.open_preferential_study(p, storage)
+    plain = optuna.load_study(
+        study_name=p.study_name, storage=storage, sampler=optuna.samplers.RandomSampler()
+    )
+    said: list[str] = []
+    liveness = preferential.Liveness(p, plain, storage, said.append)
+    # a trial trained under the heartbeat: the companion names it while it runs, then completes
+    first = study.ask()
+    seen = liveness.run(
+        first.number, lambda: liveness.study.get_trials(states=(TrialState.RUNNING,))
+    )
+    assert [t.user_attrs[preferential.TRIAL_ATTR] for t in seen] == [first.number]
+    assert [t.state for t in liveness.study.get_trials()] == [TrialState.COMPLETE]
+    assert liveness.study.study_name == f"{p.study_name}:workers"
+
+    lost, gridded, alive = study.ask(), study.ask(), study.ask()
+    gridded.set_user_attr(artifacts.GRID_ATTR, "an-artifact-id")
+    beats = liveness.beats
+    study_id = beats.get_study_id_from_name(liveness.study.study_name)
+    ids = {}
+    for trial in (lost, gridded, alive):  # the workers' footprints: a heartbeat each
+        companion = liveness.study.ask()
+        companion.set_user_attr(preferential.TRIAL_ATTR, trial.number)
+        ids[trial.number] = beats.get_trial_id_from_study_id_trial_number(
+            study_id, companion.number
+        )
+        beats.record_heartbeat(ids[trial.number])
+    # past the grace period (2 s), which SQLite's whole-second timestamps can stretch by 1 s;
+    # only one worker lives on
+    time.sleep(3.2)
+    beats.record_heartbeat(ids[alive.number])
+    liveness.fail_lost()
+    states = {t.number: t for t in plain.get_trials()}
+    assert states[lost.number].state == TrialState.FAIL
+    assert states[lost.number].user_attrs[sweep.INTERRUPTED_ATTR] == "its worker is gone"
+    assert states[gridded.number].state == states[alive.number].state == TrialState.RUNNING
+    assert said == [
+        f"trial {lost.number}: its worker is gone (it made no sample grid); it is failed"
+    ]
+    liveness.fail_lost()  # a second look changes nothing
+    assert len(said) == 1
 
 
 def test_names_and_links(tmp_path, monkeypatch):

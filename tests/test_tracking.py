@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from conftest import new_store
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
@@ -31,8 +32,8 @@ from harness.tracking import (
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    """One SQLite store for the module (creating its tables takes seconds)."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    """One SQLite store for the module (a copy of an empty one)."""
+    return new_store(tmp_path_factory.mktemp("mlflow"))
 
 
 @functools.cache

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import new_store, scratch_store
 from mlflow.tracking import MlflowClient
 
 from harness import config, hookimpl
@@ -30,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    """One SQLite MLflow store for the module (creating its tables takes seconds)."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    """One SQLite MLflow store for the module (a copy of an empty one)."""
+    return new_store(tmp_path_factory.mktemp("mlflow"))
 
 
 @functools.cache
@@ -42,7 +43,8 @@ def installed() -> Registry:
 
 
 def tiny(tmp_path: Path, **tables: dict) -> config.Experiment:
-    """A tiny experiment: a 1-block, 8-filter SRResNet on 32 px skimage patches."""
+    """A tiny experiment: a 1-block, 8-filter SRResNet on 32 px skimage patches, logged to a
+    scratch MLflow store unless ``tracking`` names one."""
     raw: dict = {
         "experiment": {"name": "tiny", "runs_dir": str(tmp_path / "runs")},
         "data": {"patch": 32, "val_limit": 1, "val_max_side": 32},
@@ -51,7 +53,7 @@ def tiny(tmp_path: Path, **tables: dict) -> config.Experiment:
         "losses": {"mse": {}},
         "train": {"steps": 3, "batch_size": 2, "quiet": True, "precision": "float32"},
         "validation": {"every": 0, "samples": 1},
-        "tracking": {"log_model": False},
+        "tracking": {"log_model": False, "uri": scratch_store()},
     }
     for table, values in tables.items():
         if values is None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
+from conftest import new_store
 from mlflow.tracking import MlflowClient
 from test_train import tiny
 
@@ -18,18 +20,20 @@ from harness.training.warmstart import WarmStartError, lineage, warm_start
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    return new_store(tmp_path_factory.mktemp("mlflow"))
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory, store, registry):
-    """A finished tiny GAN run (generator.keras and discriminator.keras written)."""
+    """A finished tiny GAN run (generator.keras and discriminator.keras written), validated
+    with LPIPS at both steps, so it keeps its best generators too."""
     root = tmp_path_factory.mktemp("base")
     exp = tiny(
         root,
         experiment={"name": "base"},
         adversarial={"name": "modified"},
-        train={"steps": 2},
+        train={"steps": 2, "learning_rate": 1e-2},
+        validation={"every": 1, "metrics": ["lpips"]},
         tracking={"uri": store, "log_model": True},
     )
     result = train(exp, registry=registry)
@@ -109,13 +113,24 @@ def test_the_fine_tune_records_its_source_in_mlflow(tmp_path, base, store, regis
     assert [m.model_id for m in run.inputs.model_inputs] == generators
 
 
-def test_init_is_not_read_when_the_run_resumes(tmp_path, base, store, registry):
-    base_exp, _ = base
-    exp = tiny(tmp_path, experiment={"name": "resumed"}, adversarial=None, train={"steps": 1})
+@pytest.fixture(scope="module")
+def one_step(tmp_path_factory, registry):
+    """The run directory of a finished one-step MSE run ``mse``; tests resume copies of it."""
+    exp = tiny(
+        tmp_path_factory.mktemp("one_step"),
+        experiment={"name": "mse"},
+        adversarial=None,
+        train={"steps": 1},
+    )
     train(exp, registry=registry)
+    return exp.run_dir
+
+
+def test_init_is_not_read_when_the_run_resumes(tmp_path, one_step, registry):
+    shutil.copytree(one_step, tmp_path / "runs" / "mse")
     bad = tiny(
         tmp_path,
-        experiment={"name": "resumed"},
+        experiment={"name": "mse"},
         generator={"init": str(tmp_path / "nowhere")},
         adversarial=None,
         train={"steps": 2},
@@ -124,12 +139,13 @@ def test_init_is_not_read_when_the_run_resumes(tmp_path, base, store, registry):
     assert train(bad, registry=registry).steps == 2
 
 
-def test_resuming_with_a_changed_experiment_names_the_objects_not_values(tmp_path, registry):
-    exp = tiny(tmp_path, experiment={"name": "grown"}, adversarial=None, train={"steps": 1})
-    train(exp, registry=registry)
+def test_resuming_with_a_changed_experiment_names_the_objects_not_values(
+    tmp_path, one_step, registry
+):
+    shutil.copytree(one_step, tmp_path / "runs" / "mse")
     grown = tiny(
         tmp_path,
-        experiment={"name": "grown"},
+        experiment={"name": "mse"},
         adversarial={"name": "modified"},
         train={"steps": 2},
     )
@@ -142,16 +158,9 @@ def test_resuming_with_a_changed_experiment_names_the_objects_not_values(tmp_pat
     assert "numpy=" not in text and len(text) < 1200
 
 
-def test_best_generators_are_kept_and_named_by_reference(tmp_path, store, registry):
-    exp = tiny(
-        tmp_path,
-        experiment={"name": "kept"},
-        adversarial=None,
-        train={"steps": 3, "learning_rate": 1e-2},
-        validation={"every": 1, "metrics": ["lpips"]},
-        tracking={"uri": store, "log_model": True},
-    )
-    result = train(exp, registry=registry)
+def test_best_generators_are_kept_and_named_by_reference(base, store, registry):
+    exp, result = base
+    assert [int(h["step"]) for h in result.history if "val/lpips" in h] == [1, 2]
     state = json.loads((exp.run_dir / "kept.json").read_text())
     assert set(state) == {"best_psnr_y", "best_lpips"}
     psnr = {int(h["step"]): h["val/psnr_y"] for h in result.history}

@@ -198,23 +198,17 @@ def _load_mlflow(
     folder: Path | None = None,
     tracking_uri: str | None = None,
 ) -> Any:
-    """The generator of the MLflow model ``uri`` (in ``folder`` when already downloaded): its
-    ``generator.keras`` artifact, or (a model logged with the ``tensorflow`` flavour by earlier
-    versions) the flavour's model."""
+    """The generator of the MLflow model ``uri`` (in ``folder`` when already downloaded): the
+    ``generator.keras`` artifact that :func:`harness.deploy.mlflow_model.log_generator` logs."""
     folder = _mlflow_folder(uri, ref, tracking_uri) if folder is None else folder
     keras_file = folder / "artifacts" / GENERATOR_FILE
-    if keras_file.is_file():
-        return load_keras_file(keras_file, registry=registry)
-    import mlflow.tensorflow  # heavy: MLflow and TensorFlow, a models:/ reference only
-
-    try:
-        return mlflow.tensorflow.load_model(str(folder))
-    except Exception as exc:
+    if not keras_file.is_file():
         raise _bad_ref(
             ref,
-            f"MLflow could not load {uri} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
-            "it is not a generator logged by harness",
-        ) from exc
+            f"the MLflow model {uri} has no {GENERATOR_FILE} artifact; it is not a generator "
+            "logged by harness (a run logs one with [tracking] log_model = true)",
+        )
+    return load_keras_file(keras_file, registry=registry)
 
 
 def _is_saved_model(path: Path) -> bool:

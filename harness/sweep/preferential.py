@@ -9,10 +9,14 @@ are neither marked worst nor skipped, the sweep waits for rankings. The default 
 preferential GP (``PreferentialGPSampler``, which needs BoTorch); ``sampler = "random"`` samples
 at random and records the rankings all the same.
 
-Its trials get no heartbeat: a trial awaiting its ranking stays RUNNING with no process behind
-it, and Optuna's stale-trial check would fail it (heartbeats are for ``study.optimize`` only,
-optuna/optuna#3293, and no trial can be exempted). A trial whose worker died before it made its
-grid is therefore left RUNNING; skip it on the dashboard's feedback page.
+A trial awaiting its ranking stays RUNNING with no process behind it, so it cannot have a
+heartbeat of its own: Optuna's stale-trial check would fail it (heartbeats are for
+``study.optimize`` only, optuna/optuna#3293, and no trial can be exempted). While it trains, a
+trial is covered by :class:`Liveness`: a one-trial ``study.optimize`` of a companion study
+(``<study>:workers``) whose heartbeat lasts as long as the training. When that heartbeat goes
+stale (the worker died), ``fail_stale_trials`` fails the companion trial and its callback fails
+the preferential trial it names, unless the trial already made its grid (then it still awaits
+its ranking). A failed trial does not count; the sweep generates another.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from harness.sweep.storage import (
     RUN_ATTR,
     WORKER_ATTR,
     open_storage,
+    trial_of,
     worker_id,
 )
 
@@ -47,6 +52,9 @@ NEEDS_DASHBOARD = (
     '[sweep] mode = "preferential" needs optuna-dashboard: pip install "srgan-harness[dashboard]".'
 )
 WAIT_S = 2.0  # between looks at the study while every generated trial awaits a ranking
+WORKERS_SUFFIX = ":workers"  # the companion study whose trials carry the heartbeats
+TRIAL_ATTR = "preferential_trial"  # a companion trial: the number of the trial it trains
+LOST = "its worker is gone"  # the interrupted note of a trial failed by its stale heartbeat
 
 
 def make_sampler(p: Plan) -> BaseSampler:
@@ -97,6 +105,56 @@ def open_preferential_study(p: Plan, storage: Any) -> PreferentialStudy:
     return study
 
 
+class Liveness:
+    """Optuna's heartbeat for the preferential trials while they train.
+
+    :meth:`run` trains inside a one-trial ``study.optimize`` of the companion study
+    ``<study>:workers`` (heartbeats on), its trial naming the preferential one;
+    :meth:`fail_lost` runs ``fail_stale_trials`` there, and the storage's stale-trial callback
+    fails each named preferential trial that is still RUNNING without a grid.
+    """
+
+    def __init__(
+        self, p: Plan, plain: optuna.Study, storage: Any, echo: Callable[[str], Any] = print
+    ) -> None:
+        self.plain, self.storage, self.echo = plain, storage, echo
+        self.beats = open_storage(p.storage_url, p.sweep, stale=self._stale)  # heartbeats on
+        self.study = optuna.create_study(
+            storage=self.beats,
+            study_name=p.study_name + WORKERS_SUFFIX,
+            sampler=optuna.samplers.RandomSampler(),
+            load_if_exists=True,
+        )
+
+    def run(self, number: int, work: Callable[[], Any]) -> Any:
+        """``work()`` (training preferential trial ``number``) under a heartbeat; its result."""
+        done: list[Any] = []
+
+        def objective(trial: optuna.Trial) -> float:
+            trial.set_user_attr(TRIAL_ATTR, number)
+            done.append(work())
+            return 0.0
+
+        self.study.optimize(objective, n_trials=1)  # re-raises what work() raised
+        return done[0]
+
+    def fail_lost(self) -> None:
+        """Fail the preferential trials whose worker died before they made their grid."""
+        optuna.storages.fail_stale_trials(self.study)
+
+    def _stale(self, study: optuna.Study, companion: optuna.trial.FrozenTrial) -> None:
+        number = companion.user_attrs.get(TRIAL_ATTR)
+        found = [t for t in self.plain.get_trials(deepcopy=False) if t.number == number]
+        if not found or found[0].state != TrialState.RUNNING or GRID_ATTR in found[0].user_attrs:
+            return  # ranked, failed already, or awaiting its ranking with its grid
+        trial_of(self.plain, self.storage, number).set_user_attr(INTERRUPTED_ATTR, LOST)
+        try:
+            self.plain.tell(number, state=TrialState.FAIL)
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+            return  # another worker failed it first
+        self.echo(f"trial {number}: {LOST} (it made no sample grid); it is failed")
+
+
 def dashboard_command(p: Plan) -> str:
     """The optuna-dashboard command that shows the study with its sample grids."""
     return f"optuna-dashboard {redact(p.storage_url)} --artifact-dir {artifact_dir(p)}"
@@ -105,12 +163,14 @@ def dashboard_command(p: Plan) -> str:
 def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
     """Generate trials until the study holds ``p.trials`` (failed ones aside) or the timeout;
     wait for rankings while ``n_generate`` trials are neither marked worst nor skipped."""
-    # no heartbeats: a generated trial stays RUNNING until someone ranks it
+    # no heartbeats here: a generated trial stays RUNNING until someone ranks it (Liveness
+    # covers its training)
     storage = open_storage(p.storage_url)
     study = open_preferential_study(p, storage)
     plain = optuna.load_study(
         study_name=p.study_name, storage=storage, sampler=optuna.samplers.RandomSampler()
     )
+    liveness = Liveness(p, plain, storage, echo)
     parent = ParentRun(p, study)
     parent.link(p, study)
     p.trial_root.mkdir(parents=True, exist_ok=True)
@@ -126,6 +186,7 @@ def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
     try:
         with interrupts_stop(runner):
             while True:
+                liveness.fail_lost()
                 made = study.get_trials(
                     deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE)
                 )
@@ -142,7 +203,7 @@ def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
                     time.sleep(WAIT_S)
                     continue
                 waiting = False
-                _generate(study, plain, runner, space)
+                _generate(study, plain, runner, space, liveness)
     except BaseException:
         status = "KILLED"
         raise
@@ -166,15 +227,19 @@ def run(p: Plan, echo: Callable[[str], Any] = print) -> SweepResult:
     )
 
 
-def _generate(study: Any, plain: optuna.Study, runner: TrialRunner, space: Any) -> None:
-    """One trial: sampled, trained, its grid uploaded; left RUNNING for its ranking (or FAIL).
+def _generate(
+    study: Any, plain: optuna.Study, runner: TrialRunner, space: Any, liveness: Liveness
+) -> None:
+    """One trial: sampled, trained (under ``liveness``'s heartbeat), its grid uploaded; left
+    RUNNING for its ranking (or FAIL).
 
     ``plain`` is the same study as an ``optuna.Study`` (a preferential study has no ``tell``).
     """
     trial = study.ask()
     trial.set_user_attr(WORKER_ATTR, worker_id())
     try:
-        outcome = runner.train(trial, suggest(trial, space))
+        params = suggest(trial, space)
+        outcome = liveness.run(trial.number, lambda: runner.train(trial, params))
     except BaseException:
         trial.set_user_attr(INTERRUPTED_ATTR, "the sweep was interrupted")
         plain.tell(trial.number, state=TrialState.FAIL)

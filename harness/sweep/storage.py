@@ -86,11 +86,16 @@ def _begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
 
 
 def open_storage(
-    url: str, sweep: SweepConfig | None = None, on_lost: Callable[[int], Any] | None = None
+    url: str,
+    sweep: SweepConfig | None = None,
+    on_lost: Callable[[int], Any] | None = None,
+    *,
+    stale: Callable[[optuna.Study, FrozenTrial], Any] | None = None,
 ) -> optuna.storages.RDBStorage:
     """An Optuna RDB storage for ``url``; with ``sweep``, heartbeats are on (a worker's view):
     ``study.optimize`` records them for its trials and fails stale ones, which :class:`RetryLost`
-    queues again (``on_lost`` hears their numbers)."""
+    queues again (``on_lost`` hears their numbers), or which ``stale`` (the storage's stale-trial
+    callback instead) handles."""
     quiet_optuna()
     if not url.startswith(("sqlite:", "postgresql", "mysql")):
         raise ConfigError(
@@ -108,7 +113,7 @@ def open_storage(
         beat = {
             "heartbeat_interval": sweep.heartbeat_interval,
             "grace_period": grace_period(sweep),
-            "heartbeat_stale_trial_callback": RetryLost(on_lost),
+            "heartbeat_stale_trial_callback": stale or RetryLost(on_lost),
         }
     try:
         for attempt in range(3):
