@@ -9,10 +9,18 @@ harness >= 0.97x the bare speed). Cases:
 - ``perpix``: the seed's full GAN step: SRResNet-16 + SRGAN discriminator, Per-Pix as two plain
   tables, ``[losses.mse]`` + ``[losses.vgg54]`` with the seed's piecewise weights (random VGG
   weights: the same compute as ImageNet weights), ``modified`` adversarial loss;
-- ``torch``: the ``mse`` step in PyTorch (float32, channels_last), when torch is installed.
+- ``torch``: the ``mse`` step in PyTorch (float32, channels_last), when torch is installed;
+- ``losses``: the GAN step of ``perpix`` (SRResNet-16, SRGAN discriminator, ``modified``) with
+  each content loss alone (``--loss`` picks some), the cost table of docs/plugins-builtin.md;
+  frozen networks with random weights (the same compute as the real ones);
+- ``shared_vgg``: ``perceptual`` (VGG16, Real-ESRGAN's five layers) + ``lpips`` (vgg) in one
+  GAN step, their VGG16 run once per image (shared) against once per term (not shared).
+  Neither is in ``all``.
 
-    python bench/train_step.py                 # all cases
+    python bench/train_step.py                 # mse, perpix, torch
     python bench/train_step.py --case mse --steps 20 --json /tmp/bench.json
+    python bench/train_step.py --case losses --loss l1,ssim --steps 3 --rounds 1 --warmup 1
+    python bench/train_step.py --case shared_vgg --steps 3 --rounds 2 --warmup 1
 """
 
 from __future__ import annotations
@@ -231,9 +239,126 @@ def bench_torch(args: argparse.Namespace) -> dict[str, Any] | None:
     }
 
 
+# --------------------------------------------------------------------------- content losses
+
+LOSS_CASES: dict[str, dict[str, Any]] = {
+    "mse": {"mse": {}},
+    "l1": {"l1": {}},
+    "charbonnier": {"charbonnier": {}},
+    "gradient": {"gradient": {}},
+    "ssim": {"ssim": {}},
+    "ms_ssim": {"ms_ssim": {"weights": [0.0448, 0.2856, 0.3001]}},  # 3 scales fit 96 px
+    "focal_frequency": {"focal_frequency": {}},
+    "ldl": {"ldl": {}},
+    "vgg54": {"vgg54": {"weights": "none"}},
+    "perceptual_vgg19": {"perceptual": {"weights": "none", "network": "vgg19"}},
+    "perceptual_vgg16": {"perceptual": {"weights": "none", "network": "vgg16"}},
+    "lpips_vgg": {"lpips": {"weights": "none", "net": "vgg"}},
+    "lpips_alex": {"lpips": {"weights": "none", "net": "alex"}},
+    "dists": {"dists": {"weights": "none"}},
+}
+"""One ``[losses]`` recipe per row of the cost table (weights "none": random networks)."""
+
+REAL_ESRGAN_LAYERS = {
+    "conv1_2": 0.1,
+    "conv2_2": 0.1,
+    "conv3_3": 1.0,
+    "conv4_3": 1.0,
+    "conv5_3": 1.0,
+}
+
+
+def _gan_experiment(
+    name: str, losses: dict[str, Any], args: argparse.Namespace, registry: Registry
+) -> config.Experiment:
+    raw: dict[str, Any] = {
+        "experiment": {"name": f"bench_{name}"},
+        "data": {"patch": args.patch},
+        "generator": {"name": "srresnet", "blocks": args.blocks, "filters": 64},
+        "discriminator": {"name": "srgan"},
+        "adversarial": {"name": "modified", "weight": 1e-3},
+        "losses": losses,
+        "train": {"batch_size": args.batch, "precision": args.precision, "steps": 10**6},
+    }
+    if "ldl" in losses:
+        raw["train"]["ema"] = 0.999  # ldl reads the EMA generator
+    return config.from_dict(raw, registry=registry)
+
+
+def _gan_trainer(exp: config.Experiment, args: argparse.Namespace, registry: Registry) -> Trainer:
+    trainer = Trainer(exp, registry=registry)
+    trainer.start_data(tf.data.Dataset.from_tensors(batch(args)).repeat())
+    for _ in range(args.warmup):
+        trainer.train_step()  # the first traces the step
+    return trainer
+
+
+def bench_losses(args: argparse.Namespace, registry: Registry) -> list[dict[str, Any]]:
+    """Median ms per GAN step with each content loss alone (``--loss``: some of them)."""
+    names = args.loss.split(",") if args.loss else list(LOSS_CASES)
+    out = []
+    for name in names:
+        trainer = _gan_trainer(
+            _gan_experiment(name, LOSS_CASES[name], args, registry), args, registry
+        )
+        times = timed(trainer.train_step, args.steps * args.rounds)
+        out.append(
+            {
+                "case": f"loss:{name}",
+                "precision": trainer.policy,
+                "batch": args.batch,
+                "patch": args.patch,
+                "gan_step_ms": round(statistics.median(times), 1),
+                "steps": len(times),
+            }
+        )
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
+def bench_shared_vgg(args: argparse.Namespace, registry: Registry) -> dict[str, Any]:
+    """``perceptual`` + ``lpips`` on one VGG16: the trunk's features shared between the terms
+    (one pass per image per step) against each term running its own (two)."""
+    from harness.data import backbones  # the trunk the two terms share (random weights)
+
+    losses = {
+        "perceptual": {"weights": "none", "network": "vgg16", "layer_weights": REAL_ESRGAN_LAYERS},
+        "lpips": {"weights": "none", "net": "vgg"},
+    }
+    trunk = backbones.vgg("vgg16", "none")
+    trainers, passes = {}, {}
+    for label, share in (("shared", True), ("not_shared", False)):
+        trunk.share = share  # read when the step is traced, in the warm-up
+        before = trunk.passes
+        trainers[label] = _gan_trainer(
+            _gan_experiment(label, losses, args, registry), args, registry
+        )
+        passes[label] = trunk.passes - before
+    trunk.share = True
+    times: dict[str, list[float]] = {label: [] for label in trainers}
+    for _ in range(args.rounds):
+        for label, trainer in trainers.items():
+            times[label] += timed(trainer.train_step, args.steps)
+    ms = {label: statistics.median(t) for label, t in times.items()}
+    return {
+        "case": "shared_vgg",
+        "precision": trainers["shared"].policy,
+        "batch": args.batch,
+        "patch": args.patch,
+        "vgg16_passes_per_trace": passes,
+        "shared_ms": round(ms["shared"], 1),
+        "not_shared_ms": round(ms["not_shared"], 1),
+        "saved_ms": round(ms["not_shared"] - ms["shared"], 1),
+        "steps_each": len(times["shared"]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--case", choices=["all", "mse", "perpix", "torch"], default="all")
+    parser.add_argument(
+        "--case", choices=["all", "mse", "perpix", "torch", "losses", "shared_vgg"], default="all"
+    )
+    parser.add_argument("--loss", help=f"losses case: some of {', '.join(LOSS_CASES)}")
     parser.add_argument("--steps", type=int, default=8, help="timed steps per side per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2)
@@ -256,6 +381,11 @@ def main() -> None:
         else:
             results.append(torch_result)
             print(json.dumps(torch_result), flush=True)
+    if args.case == "losses":
+        results += bench_losses(args, registry)
+    if args.case == "shared_vgg":
+        results.append(bench_shared_vgg(args, registry))
+        print(json.dumps(results[-1]), flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
