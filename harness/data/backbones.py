@@ -10,7 +10,10 @@ the forward pass where the first stopped. So ``perceptual`` and ``lpips`` (vgg) 
 experiment cost one VGG16 pass per image per step, not two. The cache holds only the most recent
 inputs; it is keyed by the graph (a ``tf.cond`` branch is its own graph, so a scheduled term
 computes its own), the input preprocessing and the compute dtype, and it is off in eager mode
-(where an array may change between calls).
+(where an array may change between calls). A pass is recorded by the gradient tapes active when it
+was built: features taken under ``tape.stop_recording()`` (a discriminator update, say) must be
+of another tensor (``tf.stop_gradient(sr)``) than the one a recorded term differentiates, as the
+trainer's discriminator update already does.
 
 Layers are named as torchvision / BasicSR name them: ``conv<b>_<c>`` is the convolution's
 output before its ReLU (ESRGAN's perceptual loss uses ``conv5_4``), ``relu<b>_<c>`` after it,
