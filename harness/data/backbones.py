@@ -129,6 +129,10 @@ class VGG:
             )
         return layer
 
+    # Plain Python over static shapes and names: AutoGraph has nothing to convert here, and a
+    # benchmark process that had traced several steps once failed inside the converted method
+    # with a wrong argument count.
+    @tf.autograph.experimental.do_not_convert
     def _run(self, p: _Pass, upto: int, dtype: str) -> None:
         """Continue the pass ``p`` up to op index ``upto`` (inclusive)."""
         if p.h is None:
@@ -145,6 +149,7 @@ class VGG:
                 p.taps[names[0]] = p.h
         p.done = max(p.done, upto + 1)
 
+    @tf.autograph.experimental.do_not_convert
     def features(
         self,
         images: Any,
