@@ -87,7 +87,6 @@ def test_perceptual_is_the_weighted_feature_distance(keras_vgg16, criterion, inp
     assert float(loss(HR, HR)) == 0.0
 
 
-@pytest.mark.slow  # builds and saves a VGG19: about 5 s
 def test_perceptual_on_a_keras_vgg19_file_uses_caffe_input(tmp_path) -> None:
     """Keras' VGG19 weights (here a random file in Keras' format) are read into the trunk and
     fed Keras' "caffe" input (BGR, 0..255, mean subtracted); ESRGAN's default layer conv5_4
@@ -192,7 +191,6 @@ def _photos(n: int = 2, side: int = 48) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(noisy, 0, 255).round().astype(np.uint8), hr
 
 
-@pytest.mark.slow  # loads the real weights: a few seconds
 @pytest.mark.parametrize("net", ["vgg", "alex"])
 def test_lpips_loss_equals_the_registered_lpips_metric(net: str) -> None:
     """The value a run minimises is the value a report measures: the ``lpips`` loss on images
@@ -216,7 +214,6 @@ def test_dists_loss_is_the_dists_metric_class() -> None:
     assert float(loss(x0 * 2 - 1, x1 * 2 - 1)) == pytest.approx(want, rel=1e-6)
 
 
-@pytest.mark.slow  # loads the real weights: a few seconds
 def test_dists_loss_equals_the_registered_dists_metric() -> None:
     """The ``dists`` loss on images in [-1, 1] equals the mean of the ``dists`` metric on the
     same uint8 images, real weights; relative tolerance 1e-5."""
