@@ -18,11 +18,19 @@ so it shows whether a change alters the work done or only the waiting). Cases:
 - ``d_<family>`` (``--case discriminators`` runs them all): the harness' GAN step alone for each
   discriminator family with its paper's adversarial loss, the same generator (MSRResNet-16) and
   MSE content loss, so the differences are the discriminator's and its loss' (see
-  :data:`DISCRIMINATOR_CASES`; ``projected`` uses the offline torchvision VGG16 weights).
+  :data:`DISCRIMINATOR_CASES`; ``projected`` uses the offline torchvision VGG16 weights);
+- ``losses``: the GAN step of ``perpix`` (SRResNet-16, SRGAN discriminator, ``modified``) with
+  each content loss alone (``--loss`` picks some), the cost table of docs/plugins-builtin.md;
+  frozen networks with random weights (the same compute as the real ones);
+- ``shared_vgg``: ``perceptual`` (VGG16, Real-ESRGAN's five layers) + ``lpips`` (vgg) in one
+  GAN step, their VGG16 run once per image (shared) against once per term (not shared).
+  Only ``mse`` and ``perpix`` are in ``all``.
 
     python bench/train_step.py --torch-python /work/torchvenv/bin/python   # all cases, both
     python bench/train_step.py --case mse --precision mixed_bfloat16 --rounds 8 --json out.json
     python bench/train_step.py --case discriminators --steps 4 --rounds 1
+    python bench/train_step.py --case losses --loss l1,ssim --steps 3 --rounds 1 --warmup 1
+    python bench/train_step.py --case shared_vgg --steps 3 --rounds 2 --warmup 1
 """
 
 from __future__ import annotations
@@ -313,13 +321,136 @@ def bench_discriminator(
     }
 
 
+# --------------------------------------------------------------------------- content losses
+
+LOSS_CASES: dict[str, dict[str, Any]] = {
+    "mse": {"mse": {}},
+    "l1": {"l1": {}},
+    "charbonnier": {"charbonnier": {}},
+    "gradient": {"gradient": {}},
+    "ssim": {"ssim": {}},
+    "ms_ssim": {"ms_ssim": {"weights": [0.0448, 0.2856, 0.3001]}},  # 3 scales fit 96 px
+    "focal_frequency": {"focal_frequency": {}},
+    "ldl": {"ldl": {}},
+    "vgg54": {"vgg54": {"weights": "none"}},
+    "perceptual_vgg19": {"perceptual": {"weights": "none", "network": "vgg19"}},
+    "perceptual_vgg16": {"perceptual": {"weights": "none", "network": "vgg16"}},
+    "lpips_vgg": {"lpips": {"weights": "none", "net": "vgg"}},
+    "lpips_alex": {"lpips": {"weights": "none", "net": "alex"}},
+    "dists": {"dists": {"weights": "none"}},
+}
+"""One ``[losses]`` recipe per row of the cost table (weights "none": random networks)."""
+
+REAL_ESRGAN_LAYERS = {
+    "conv1_2": 0.1,
+    "conv2_2": 0.1,
+    "conv3_3": 1.0,
+    "conv4_3": 1.0,
+    "conv5_3": 1.0,
+}
+
+
+def _gan_experiment(
+    name: str, losses: dict[str, Any], args: argparse.Namespace, registry: Registry
+) -> config.Experiment:
+    raw: dict[str, Any] = {
+        "experiment": {"name": f"bench_{name}"},
+        "data": {"patch": args.patch},
+        "generator": {"name": "srresnet", "blocks": args.blocks, "filters": 64},
+        "discriminator": {"name": "srgan"},
+        "adversarial": {"name": "modified", "weight": 1e-3},
+        "losses": losses,
+        "train": {"batch_size": args.batch, "precision": args.precision, "steps": 10**6},
+    }
+    if "ldl" in losses:
+        raw["train"]["ema"] = 0.999  # ldl reads the EMA generator
+    return config.from_dict(raw, registry=registry)
+
+
+def _gan_trainer(exp: config.Experiment, args: argparse.Namespace, registry: Registry) -> Trainer:
+    trainer = Trainer(exp, registry=registry)
+    trainer.start_data(tf.data.Dataset.from_tensors(batch(args)).repeat())
+    for _ in range(args.warmup):
+        trainer.train_step()  # the first traces the step
+    return trainer
+
+
+def bench_losses(args: argparse.Namespace, registry: Registry) -> list[dict[str, Any]]:
+    """Median ms per GAN step with each content loss alone (``--loss``: some of them)."""
+    names = args.loss.split(",") if args.loss else list(LOSS_CASES)
+    out = []
+    for name in names:
+        trainer = _gan_trainer(
+            _gan_experiment(name, LOSS_CASES[name], args, registry), args, registry
+        )
+        times, _ = timed(trainer.train_step, args.steps * args.rounds)
+        out.append(
+            {
+                "case": f"loss:{name}",
+                "precision": trainer.policy,
+                "batch": args.batch,
+                "patch": args.patch,
+                "gan_step_ms": round(statistics.median(times), 1),
+                "steps": len(times),
+            }
+        )
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
+def bench_shared_vgg(args: argparse.Namespace, registry: Registry) -> dict[str, Any]:
+    """``perceptual`` + ``lpips`` on one VGG16: the trunk's features shared between the terms
+    (one pass per image per step) against each term running its own (two)."""
+    from harness.data import backbones  # the trunk the two terms share (random weights)
+
+    losses = {
+        "perceptual": {"weights": "none", "network": "vgg16", "layer_weights": REAL_ESRGAN_LAYERS},
+        "lpips": {"weights": "none", "net": "vgg"},
+    }
+    trunk = backbones.vgg("vgg16", "none")
+    trainers, passes = {}, {}
+    for label, share in (("shared", True), ("not_shared", False)):
+        trunk.share = share  # read when the step is traced, in the warm-up
+        before = trunk.passes
+        trainers[label] = _gan_trainer(
+            _gan_experiment(label, losses, args, registry), args, registry
+        )
+        passes[label] = trunk.passes - before
+    trunk.share = True
+    times: dict[str, list[float]] = {label: [] for label in trainers}
+    for _ in range(args.rounds):
+        for label, trainer in trainers.items():
+            times[label] += timed(trainer.train_step, args.steps)[0]
+    ms = {label: statistics.median(t) for label, t in times.items()}
+    return {
+        "case": "shared_vgg",
+        "precision": trainers["shared"].policy,
+        "batch": args.batch,
+        "patch": args.patch,
+        "vgg16_passes_per_trace": passes,
+        "shared_ms": round(ms["shared"], 1),
+        "not_shared_ms": round(ms["not_shared"], 1),
+        "saved_ms": round(ms["not_shared"] - ms["shared"], 1),
+        "steps_each": len(times["shared"]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--case",
-        choices=["all", "mse", "perpix", "discriminators", *DISCRIMINATOR_CASES],
+        choices=[
+            "all",
+            "mse",
+            "perpix",
+            "discriminators",
+            *DISCRIMINATOR_CASES,
+            "losses",
+            "shared_vgg",
+        ],
         default="all",
     )
+    parser.add_argument("--loss", help=f"losses case: some of {', '.join(LOSS_CASES)}")
     parser.add_argument(
         "--precision",
         default="float32,mixed_bfloat16",
@@ -342,19 +473,28 @@ def main() -> None:
         print(f"note: PyTorch column skipped: {TORCH_HINT}", flush=True)
     results = []
     registry = build_registry()
+    policies = [p.strip() for p in args.precision.split(",")]  # bench_case sets args.precision
     for case in ("mse", "perpix"):
         if args.case not in ("all", case):
             continue
-        for policy in args.precision.split(","):
+        for policy in policies:
             results.append(bench_case(case, precision.resolve(policy.strip()), args, registry))
             print(json.dumps(results[-1]), flush=True)
     for case in DISCRIMINATOR_CASES:
         if args.case in ("discriminators", case):
-            for policy in args.precision.split(","):
+            for policy in policies:
                 policy = precision.resolve(policy.strip())
                 results.append(bench_discriminator(case, policy, args, registry))
                 print(json.dumps(results[-1]), flush=True)
-    print(table(results))
+    for policy in policies if args.case in ("losses", "shared_vgg") else []:
+        args.precision = precision.resolve(policy.strip())
+        if args.case == "losses":
+            results += bench_losses(args, registry)
+        else:
+            results.append(bench_shared_vgg(args, registry))
+            print(json.dumps(results[-1]), flush=True)
+    if args.case in ("all", "mse", "perpix", "discriminators", *DISCRIMINATOR_CASES):
+        print(table(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)

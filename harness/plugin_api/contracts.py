@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from harness.errors import HarnessError
-from harness.plugin_api.losses import wants_real_logits
+from harness.plugin_api.losses import wants_ema_sr, wants_real_logits
 from harness.plugin_api.metrics import metric_protocol, rgb_to_y
 from harness.plugin_api.registry import Entry, Registry
 from harness.rundir import GENERATOR_FILE
@@ -105,17 +105,24 @@ def _check_schedule_fn(what: str, schedule: Callable[[int], float]) -> None:
             raise _fail(what, f"at step {step} gave {value!r}, expected a finite float.")
 
 
-def _check_loss_fn(what: str, loss: Callable[[Any, Any], Any], shape: tuple[int, ...]) -> None:
+def _check_loss_fn(what: str, loss: Callable[..., Any], shape: tuple[int, ...]) -> None:
     rng = np.random.default_rng(0)
     sr = tf.Variable(rng.uniform(-1, 1, shape).astype(np.float32))
     hr = tf.constant(rng.uniform(-1, 1, shape).astype(np.float32))
+    extra: dict[str, Any] = {}
+    if wants_ema_sr(loss):  # called as the trainer calls it
+        extra["ema_sr"] = tf.constant(rng.uniform(-1, 1, shape).astype(np.float32))
     with tf.GradientTape() as tape:
-        value = loss(sr, hr)
+        value = loss(sr, hr, **extra)
     _scalar(what, value)
     _finite_grads(what, [tape.gradient(value, sr)], ["sr"])
     # Under mixed precision the inputs may be bfloat16: the loss must still give float32.
-    _scalar(f"{what} on bfloat16 inputs", loss(tf.cast(sr, tf.bfloat16), tf.cast(hr, tf.bfloat16)))
-    traced = tf.function(lambda a, b: loss(a, b))
+    bf16 = {k: tf.cast(v, tf.bfloat16) for k, v in extra.items()}
+    _scalar(
+        f"{what} on bfloat16 inputs",
+        loss(tf.cast(sr, tf.bfloat16), tf.cast(hr, tf.bfloat16), **bf16),
+    )
+    traced = tf.function(lambda a, b: loss(a, b, **extra))
     _scalar(f"{what} inside tf.function", traced(sr, hr))
 
 
@@ -126,7 +133,8 @@ def check_content_loss(
     shape: tuple[int, int, int, int] = (2, 16, 16, 3),
 ) -> None:
     """``loss(sr, hr)`` gives a finite float32 scalar with a finite gradient for ``sr`` (also
-    for bfloat16 inputs and inside ``tf.function``)."""
+    for bfloat16 inputs and inside ``tf.function``); a loss declaring ``ema_sr`` gets a third
+    batch, as from the trainer."""
     what = f'content loss "{name}"'
     loss = _build(what, factory, _params(factory, params))
     if not callable(loss):

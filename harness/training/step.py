@@ -40,7 +40,7 @@ from harness.config import Experiment, schedules
 from harness.data import pipeline as data
 from harness.data.folders import DataError
 from harness.errors import ConfigError
-from harness.plugin_api.losses import wants_real_logits
+from harness.plugin_api.losses import wants_ema_sr, wants_real_logits
 from harness.plugin_api.registry import Registry
 from harness.training import precision
 
@@ -55,6 +55,7 @@ class _Term:
     variable: tf.Variable
     scheduled: bool = True  # its weight is 0 at some steps: skipped while it is 0
     last: float = float("nan")
+    ema: bool = False  # the loss declares ema_sr: it gets the EMA generator's output
 
     def assign(self, step: int) -> float:
         value = float(self.weight(step))
@@ -224,11 +225,17 @@ class Trainer:
             if zero == "always":
                 continue  # switched off for the whole run: the loss is never built
             loss = self.registry.factory("content_loss", cfg.plugin)(**cfg.params)
+            ema = wants_ema_sr(loss)
+            if ema and self.ema_generator is None:
+                raise ConfigError(
+                    f'[losses.{cfg.key}] ("{cfg.plugin}") compares with the EMA generator\'s '
+                    "output, and [train] ema is 0. Set [train] ema = 0.999 (say)."
+                )
             # Only a term whose weight is 0 at some step is wrapped in a tf.cond that skips it
             # then: the cond costs a few percent of a step.
             scheduled = zero == "sometimes"
             var = tf.Variable(0.0, trainable=False, name="weight_" + cfg.key)
-            terms.append(_Term(cfg.key, loss, weight, var, scheduled))
+            terms.append(_Term(cfg.key, loss, weight, var, scheduled, ema=ema))
         if not terms and self.adversarial is None:
             raise ConfigError(
                 f"every [losses.*] weight is 0 for all {self.exp.train.steps} steps of "
@@ -263,19 +270,27 @@ class Trainer:
         grads = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(grads, variables, strict=True))
 
-    def _content(self, sr: tf.Tensor, hr: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    def _content(self, sr: Any, hr: Any, lr: Any) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         """Unweighted content losses and their weighted sum. A scheduled term whose weight is
-        0 now (VGG54 during MSE pre-training, say) is not computed: it reads as 0."""
+        0 now (VGG54 during MSE pre-training, say) is not computed: it reads as 0. The EMA
+        generator runs once, for the terms that declare ``ema_sr``."""
         losses = {}
+        ema_sr = None
+        if any(t.ema for t in self.terms):  # the trainer refused these without an EMA
+            ema_sr = tf.stop_gradient(self.ema_generator(lr, training=False))  # type: ignore
+
+        def value(t: _Term) -> tf.Tensor:
+            return _float32(t.loss(sr, hr, ema_sr=ema_sr) if t.ema else t.loss(sr, hr))
+
         for t in self.terms:
             if t.scheduled:
                 losses[t.name] = tf.cond(
                     tf.not_equal(t.variable, 0.0),
-                    lambda t=t: _float32(t.loss(sr, hr)),
+                    lambda t=t: value(t),
                     lambda: tf.constant(0.0, tf.float32),
                 )
             else:
-                losses[t.name] = _float32(t.loss(sr, hr))
+                losses[t.name] = value(t)
         if not self.terms:
             return losses, tf.constant(0.0, tf.float32)
         total = tf.add_n([t.variable * losses[t.name] for t in self.terms])
@@ -284,7 +299,7 @@ class Trainer:
     def _content_replica(self, lr: tf.Tensor, hr: tf.Tensor) -> dict[str, tf.Tensor]:
         with tf.GradientTape() as tape:
             sr = self.generator(lr, training=True)
-            losses, total = self._content(sr, hr)
+            losses, total = self._content(sr, hr, lr)
             scaled = self._scaled(total, self.g_optimizer)
         self._apply(self.g_optimizer, tape, scaled, self.generator)
         return {**losses, "g_total": total}
@@ -321,7 +336,7 @@ class Trainer:
             sr = self.generator(lr, training=True)
             with tape.stop_recording():
                 d_loss = self._d_update(hr, tf.stop_gradient(sr))
-            losses, content_total = self._content(sr, hr)
+            losses, content_total = self._content(sr, hr, lr)
             fake = _float32(self.discriminator(sr, training=True))
             if self.adv_wants_real:  # relativistic losses compare fake with real logits
                 real = tf.stop_gradient(_float32(self.discriminator(hr, training=True)))

