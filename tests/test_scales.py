@@ -145,9 +145,12 @@ def test_upscale_command(run, registry, tmp_path) -> None:
     assert side.shape == (20 * scale, 2 * 26 * scale, 3)
     bicubic = to_uint8(bicubic_upscaler(scale)(image.astype(np.float32)[None] / 255)[0])
     np.testing.assert_array_equal(side[:, : 26 * scale], bicubic)
-    # tiles of 8 LR pixels with the measured overlap give the whole-image result
+    # tiles of 8 LR pixels with the measured overlap give the whole-image result, up to
+    # float32 summation order (oneDNN picks kernels by input size): a value on a rounding
+    # boundary may land one level apart, nothing more
     invoke(registry, "upscale", source, "-o", tiled, "-m", folder, "--tile", "8", "-q")
-    np.testing.assert_array_equal(read_image(tiled), sr)
+    diff = np.abs(read_image(tiled).astype(int) - sr.astype(int))
+    assert diff.max() <= 1 and np.count_nonzero(diff) <= diff.size // 1000, diff.max()
 
 
 @pytest.fixture(scope="module")
