@@ -26,7 +26,7 @@ so it shows whether a change alters the work done or only the waiting). Cases:
   GAN step, their VGG16 run once per image (shared) against once per term (not shared).
   Only ``mse`` and ``perpix`` are in ``all``.
 
-    python bench/train_step.py --torch-python /work/torchvenv/bin/python   # all cases, both
+    python bench/train_step.py --torch-python ~/.venvs/torch/bin/python   # all cases, both
     python bench/train_step.py --case mse --precision mixed_bfloat16 --rounds 8 --json out.json
     python bench/train_step.py --case discriminators --steps 4 --rounds 1
     python bench/train_step.py --case losses --loss l1,ssim --steps 3 --rounds 1 --warmup 1
@@ -252,8 +252,8 @@ def bench_case(
 
 TORCH_HINT = (
     "no --torch-python given (PyTorch runs in its own interpreter: python3 -m venv "
-    "/work/torchvenv && /work/torchvenv/bin/pip install torch numpy, then --torch-python "
-    "/work/torchvenv/bin/python)"
+    "~/.venvs/torch && ~/.venvs/torch/bin/pip install torch numpy, then --torch-python "
+    "~/.venvs/torch/bin/python)"
 )
 
 

@@ -19,7 +19,7 @@ from harness.plugin_api.overlay import OverlayEnv
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "harness-charbonnier"
 NAMES = {
-    ("charbonnier", "content_loss"),
+    ("lapsrn_charbonnier", "content_loss"),
     ("relativistic_average", "adversarial_loss"),
     ("sigmoid_rampup", "schedule"),
     ("charbonnier_error", "metric"),
@@ -55,11 +55,11 @@ def test_experiment_uses_every_registered_piece(env: OverlayEnv, tmp_path: Path)
     experiment = tmp_path / "charbonnier.toml"
     experiment.write_text(
         """
-[losses.charbonnier]
+[losses.lapsrn_charbonnier]
 weight = 1.0
 
-[losses.charbonnier_coarse]
-name = "charbonnier"
+[losses.lapsrn_charbonnier_coarse]
+name = "lapsrn_charbonnier"
 weight = { schedule = "sigmoid_rampup", end = 0.5, steps = 100 }
 eps = 0.01
 
@@ -72,18 +72,20 @@ weight = { schedule = "sigmoid_rampup", end = 1e-3, begin = 10, steps = 40 }
         "show", str(experiment), "--flat", "--set", "adversarial.label_smoothing=0.1"
     ).stdout.splitlines()
     for line in (
-        "losses.charbonnier.name = charbonnier",
-        "losses.charbonnier.eps = 0.001",  # the factory's default
-        "losses.charbonnier_coarse.name = charbonnier",
-        "losses.charbonnier_coarse.eps = 0.01",
-        "losses.charbonnier_coarse.weight.schedule = sigmoid_rampup",
-        "losses.charbonnier_coarse.weight.end = 0.5",
+        "losses.lapsrn_charbonnier.name = lapsrn_charbonnier",
+        "losses.lapsrn_charbonnier.eps = 0.001",  # the factory's default
+        "losses.lapsrn_charbonnier_coarse.name = lapsrn_charbonnier",
+        "losses.lapsrn_charbonnier_coarse.eps = 0.01",
+        "losses.lapsrn_charbonnier_coarse.weight.schedule = sigmoid_rampup",
+        "losses.lapsrn_charbonnier_coarse.weight.end = 0.5",
         "adversarial.name = relativistic_average",
         "adversarial.label_smoothing = 0.1",
         "adversarial.weight.begin = 10",
     ):
         assert line in flat, (line, flat)
-    bad = env.harness("show", str(experiment), "--set", "losses.charbonnier.eps=tiny", check=False)
+    bad = env.harness(
+        "show", str(experiment), "--set", "losses.lapsrn_charbonnier.eps=tiny", check=False
+    )
     assert bad.returncode == 2
     assert 'key "eps"' in bad.stderr and "must be a number" in bad.stderr
 

@@ -2,7 +2,7 @@
 
 It shows every hook a loss author needs, each in its own module:
 
-- ``harness_register_content_losses``: ``charbonnier`` (:mod:`.losses`);
+- ``harness_register_content_losses``: ``lapsrn_charbonnier`` (:mod:`.losses`);
 - ``harness_register_adversarial_losses``: ``relativistic_average`` (:mod:`.adversarial`);
 - ``harness_register_schedules``: ``sigmoid_rampup`` (:mod:`.schedules`), for a weight that
   fades in;
@@ -22,13 +22,13 @@ from harness_charbonnier.losses import charbonnier
 from harness_charbonnier.metrics import charbonnier_error
 from harness_charbonnier.schedules import sigmoid_rampup
 
-__all__ = ["RelativisticAverage", "charbonnier", "charbonnier_error", "sigmoid_rampup"]
+__all__ = ["RelativisticAverage", "lapsrn_charbonnier", "charbonnier_error", "sigmoid_rampup"]
 
 
 @hookimpl
 def harness_register_content_losses():
-    """Content losses, used as ``[losses.charbonnier]`` in an experiment."""
-    return {"charbonnier": charbonnier}
+    """Content losses, used as ``[losses.lapsrn_charbonnier]`` in an experiment."""
+    return {"lapsrn_charbonnier": charbonnier}
 
 
 @hookimpl

@@ -26,7 +26,7 @@ def test_contracts() -> None:
     """Everything this package registers passes the checks srgan-harness runs on plugins."""
     names = {(e.kind, e.name) for e in assert_plugin_contracts("harness-charbonnier")}
     assert names == {
-        ("content_loss", "charbonnier"),
+        ("content_loss", "lapsrn_charbonnier"),
         ("adversarial_loss", "relativistic_average"),
         ("schedule", "sigmoid_rampup"),
         ("metric", "charbonnier_error"),
