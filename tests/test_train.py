@@ -557,6 +557,7 @@ def _gan_losses(exp: config.Experiment, registry: Registry, steps: int) -> list[
     return [trainer.train_step() for _ in range(steps)]
 
 
+@pytest.mark.slow  # the fast tier's GAN-phase test covers pre-training as the weight's schedule
 def test_pretraining_is_the_adversarial_weight_schedule(tmp_path, registry):
     """``pretrain_steps = 2`` and an adversarial weight that is 0 for two steps are one schedule:
     the same losses, bit for bit, and the discriminator idle while the weight is 0."""
@@ -600,6 +601,7 @@ def test_trainer_reuses_the_schedules_built_when_the_file_was_read(tmp_path, spy
     assert trainer.terms[0].weight is built
 
 
+@pytest.mark.slow  # an older checkpoint format: the fast tier resumes current ones
 def test_a_checkpoint_with_a_phase_number_resumes(tmp_path, registry):
     """Checkpoints written while pre-training was a phase hold a ``phase`` variable; they
     restore and train on as the run would have."""
