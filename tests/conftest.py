@@ -163,3 +163,29 @@ def scratch_store() -> str:
     folder = Path(tempfile.mkdtemp(prefix="harness-test-runs-"))
     atexit.register(shutil.rmtree, folder, True)
     return new_store(folder)
+
+
+def tiny_overrides(tmp_path: Path, steps: int = 4, pretrain: int = 2) -> list[str]:
+    """--set overrides that shrink the quickstart to a few seconds."""
+    sets = {
+        "experiment.runs_dir": f'"{tmp_path / "runs"}"',
+        "data.patch": "32",
+        "data.val_limit": "1",
+        "data.val_max_side": "32",
+        "generator.blocks": "1",
+        "generator.filters": "8",
+        "discriminator.filters": "8",
+        "discriminator.dense": "16",
+        "train.steps": str(steps),
+        "train.pretrain_steps": str(pretrain),
+        "train.batch_size": "2",
+        "train.log_every": "1",
+        "train.checkpoint_every": "2",
+        "train.learning_rate": "1e-4",
+        "validation.every": "2",
+        "validation.samples": "1",
+    }
+    out = []
+    for key, value in sets.items():
+        out += ["--set", f"{key}={value}"]
+    return out

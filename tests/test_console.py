@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import tiny_overrides
 
 from harness.console import NoiseFilter, drop_noise
 
@@ -74,24 +75,8 @@ def test_the_filter_process_drops_noise_from_fd_2_and_keeps_a_crashs_last_words(
 @pytest.mark.slow
 def test_harness_run_prints_no_tensorflow_log_lines(tmp_path):
     """The default console of a real (tiny) run, with and without a user's log level."""
-    sets = {
-        "experiment.runs_dir": f'"{tmp_path / "runs"}"',
-        "data.patch": "32",
-        "data.val_limit": "1",
-        "data.val_max_side": "32",
-        "generator.blocks": "1",
-        "generator.filters": "8",
-        "discriminator.filters": "8",
-        "discriminator.dense": "16",
-        "train.steps": "2",
-        "train.pretrain_steps": "1",
-        "train.batch_size": "2",
-        "validation.every": "2",
-        "validation.samples": "1",
-        "tracking.log_model": "false",
-        "tracking.system_metrics": "false",
-    }
-    args = [arg for key, value in sets.items() for arg in ("--set", f"{key}={value}")]
+    args = tiny_overrides(tmp_path, steps=2, pretrain=1)
+    args += ["--set", "tracking.log_model=false", "--set", "tracking.system_metrics=false"]
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = subprocess.run(

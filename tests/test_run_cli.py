@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
-from conftest import new_store
+from conftest import new_store, tiny_overrides
 from mlflow.tracking import MlflowClient
 
 from harness import config, hookimpl
@@ -22,32 +22,6 @@ from harness.training.loop import StopTraining, train
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
-
-
-def tiny_overrides(tmp_path: Path, steps: int = 4, pretrain: int = 2) -> list[str]:
-    """--set overrides that shrink the quickstart to a few seconds."""
-    sets = {
-        "experiment.runs_dir": f'"{tmp_path / "runs"}"',
-        "data.patch": "32",
-        "data.val_limit": "1",
-        "data.val_max_side": "32",
-        "generator.blocks": "1",
-        "generator.filters": "8",
-        "discriminator.filters": "8",
-        "discriminator.dense": "16",
-        "train.steps": str(steps),
-        "train.pretrain_steps": str(pretrain),
-        "train.batch_size": "2",
-        "train.log_every": "1",
-        "train.checkpoint_every": "2",
-        "train.learning_rate": "1e-4",
-        "validation.every": "2",
-        "validation.samples": "1",
-    }
-    out = []
-    for key, value in sets.items():
-        out += ["--set", f"{key}={value}"]
-    return out
 
 
 @pytest.fixture(scope="module")
