@@ -204,6 +204,7 @@ def test_two_workers_agree_and_match_one_process(tmp_path, store):
     # only the chief wrote into the run directory and the MLflow store
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "checkpoints",
+        "console.log",
         "experiment.toml",
         "generator.keras",
         "mlflow_run_id",
