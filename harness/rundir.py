@@ -41,6 +41,9 @@ GENERATOR_FILE = "generator.keras"
 DISCRIMINATOR_FILE = "discriminator.keras"
 KEPT_FILE = "kept.json"
 LOCK_FILE = "run.lock"
+CONSOLE_LOG = "console.log"
+"""The run's messages (validations, kept models, resumes), appended to by each attempt and
+logged as the MLflow artifact of that name."""
 KEPT_PREFIX = "best_"
 MODEL_SUFFIX = ".keras"
 FINAL = "generator"
@@ -287,6 +290,7 @@ def _owner_text(owner: dict) -> str:
 
 
 __all__ = [
+    "CONSOLE_LOG",
     "CHECKPOINTS",
     "DISCRIMINATOR_FILE",
     "EXPERIMENT_FILE",

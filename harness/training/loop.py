@@ -26,7 +26,7 @@ from harness.data.folders import SKIMAGE, folder_label, resolve, skimage_folder
 from harness.errors import HarnessError, HarnessWarning
 from harness.plugin_api.registry import Registry
 from harness.run_context import image_folder_dataset
-from harness.rundir import RunDir
+from harness.rundir import CONSOLE_LOG, RunDir
 from harness.signals import signals_to_flag
 from harness.tracking import Tracker
 from harness.training import callbacks as cb
@@ -195,11 +195,6 @@ def _log_data_inputs(exp: Experiment, tracker: Any) -> None:
                 name = folder_label(spec) + suffix
                 datasets.append(image_folder_dataset(name, folder, resolve(spec), context))
         tracker.log_datasets(datasets, context)
-
-
-CONSOLE_LOG = "console.log"
-"""The run's messages (validations, kept models, resumes), appended to by each attempt in the
-run directory and logged as the MLflow artifact of that name."""
 
 
 def _log_console(run_dir: Path, lines: Sequence[str], tracker: Any) -> None:
