@@ -10,16 +10,12 @@ failed write or check removes the temporary, so a rerun never finds a half-writt
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness import diskwrite
 from harness.deploy.precision import BFLOAT16, FLOAT32, with_precision
 from harness.deploy.upscaler import Upscaler, generator_sr
 from harness.errors import HarnessError
@@ -68,30 +64,6 @@ def export_saved_model(generator: Any, out_dir: str | Path) -> Path:
     return out_dir
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def staged(target: Path) -> Iterator[Path]:
-    """A new temporary path beside ``target`` (same folder, so the rename is atomic) to write
-    into; renamed to ``target`` when the block ends normally, removed when it raises."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    tmp.rmdir()  # the writer creates it (a file or a folder)
-    try:
-        yield tmp
-        if target.is_dir() and not any(target.iterdir()):
-            target.rmdir()  # an empty folder given as the target (TF Serving's version folder)
-        os.replace(tmp, target)
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
 def _compare(got: np.ndarray, want: np.ndarray, what: str, tolerance: float, lr: Any) -> float:
     if got.shape != want.shape:
         raise ExportCheckError(f"{what} returns shape {got.shape}, TensorFlow {want.shape}.")
@@ -126,7 +98,8 @@ def export_checked(
     Upscaler.from_generator(reference)  # a model that is no upscaler is refused before writing
     model = with_precision(reference, precision)
     tolerance = TOLERANCE[precision]
-    with staged(target) as tmp:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with diskwrite.atomic(target) as tmp:
         if fmt == "onnx":
             onnx.export_onnx(model, tmp)
             return onnx.check_onnx(tmp, reference, lr, tolerance)
@@ -140,5 +113,4 @@ __all__ = [
     "check_saved_model",
     "export_checked",
     "export_saved_model",
-    "staged",
 ]
