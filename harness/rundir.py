@@ -9,7 +9,7 @@
     discriminator.keras  the final discriminator (runs with an [adversarial] table)
     best_<metric>.keras  a kept generator: the best by a validation metric
     kept.json            step and value of each kept generator
-    run.lock             the owner (pid and host) of a run in progress: one process per folder
+    run.lock             held (flock) by the process that owns the folder; names it (pid, host)
 
 :class:`RunDir` is a frozen value over the folder's path; it reads small files (the run id,
 the checkpoint state) but imports neither TensorFlow nor MLflow, so every wing may use it.
@@ -22,6 +22,7 @@ called.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -99,7 +100,13 @@ class RunDir:
     def owned(self, command: str = "harness run") -> Iterator[None]:
         """Own the folder for the block: one process trains (or resumes) a run directory at a
         time. Raises :class:`RunDirBusy` naming the owner; a stale lock (its process, on this
-        host, is gone) is taken over with a warning. The lock is removed on leaving."""
+        host, is gone) is taken over with a warning. The lock is removed on leaving.
+
+        The ownership itself is the kernel's: an exclusive ``flock`` on ``run.lock``, which the
+        kernel releases when its process ends however it ends, so of several processes that
+        find the same stale lock exactly one takes it over. The pid and host written in the
+        file only name the owner in the refusal (and hold off a live owner that took the
+        folder without a kernel lock)."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -109,67 +116,93 @@ class RunDir:
             ) from None
         me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command}
         me["started"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        created = self._acquire(me)
+        fd = self._acquire(me)
         try:
             yield
         finally:
-            if created and self._read_lock() == me:
-                self.lock_file.unlink(missing_ok=True)
+            if fd is not None:
+                self._release(fd)
 
-    def _acquire(self, me: dict) -> bool:
-        """Take the lock for ``me``; ``False`` when this process holds it already (a sweep
-        trial owns its folder while clearing it, then trains in it)."""
+    def _acquire(self, me: dict) -> int | None:
+        """Take the lock for ``me``: the open, locked lock file, or ``None`` when this process
+        holds it already (a sweep trial owns its folder while clearing it, then trains in it)."""
         for _ in range(3):
             try:
-                if self._create_lock(me):
-                    return True
+                fd = self._open_lock()
             except OSError as exc:  # read-only, full, not a folder: say so before any work
-                raise HarnessError(
-                    f"cannot write in the run directory {self.path} ({exc.strerror or exc}): "
-                    "make it writable, or point experiment.runs_dir elsewhere."
-                ) from None
-            owner = self._read_lock()
-            if owner is None:  # removed meanwhile (the owner ended): try again
+                raise self._unwritable(exc) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # held: by this process (another descriptor) or another
+                owner = _owner(fd, wait=True)
+                os.close(fd)
+                if owner.get("pid") == me["pid"] and owner.get("host") == me["host"]:
+                    return None
+                raise self._busy(owner) from None
+            if not self._same_file(fd):  # its owner removed it as we opened it: open again
+                os.close(fd)
                 continue
-            if owner.get("pid") == me["pid"] and owner.get("host") == me["host"]:
-                return False
-            if not _stale(owner):
-                raise RunDirBusy(
-                    f"run directory {self.path} is in use by {_owner_text(owner)}: wait for it "
-                    "to end (or stop it), or give this run another experiment.name or runs_dir. "
-                    f"If that process is gone, delete {self.lock_file}."
-                )
+            try:
+                self._take_over(fd, me)
+            except BaseException:
+                os.close(fd)  # the kernel lock goes with the descriptor
+                raise
+            return fd
+        raise RunDirBusy(f"could not take {self.lock_file}: other processes keep taking it.")
+
+    def _take_over(self, fd: int, me: dict) -> None:
+        """With the kernel lock held, check what the file says and write ``me`` into it."""
+        owner = _owner(fd)
+        if owner and (owner.get("pid"), owner.get("host")) != (me["pid"], me["host"]):
+            if not _stale(owner):  # another host's lock, or a live owner without a kernel lock
+                raise self._busy(owner)
             warnings.warn(
                 f"{self.lock_file} was left by {_owner_text(owner)}, which is no longer "
                 "running; taking the run directory over.",
                 HarnessWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
-            self.lock_file.unlink(missing_ok=True)
-        raise RunDirBusy(f"could not take {self.lock_file}: other processes keep taking it.")
-
-    def _create_lock(self, owner: dict) -> bool:
-        """Write the lock whole under a temporary name, then link it into place: the link fails
-        when a lock exists, so two processes cannot both create it, and none reads it half
-        written."""
-        tmp = self.path / f".{LOCK_FILE}.{owner['pid']}.tmp"
-        tmp.write_text(json.dumps(owner) + "\n", encoding="utf-8")
         try:
-            os.link(tmp, self.lock_file)
-            return True
-        except FileExistsError:
-            return False
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(me) + "\n").encode("utf-8"), 0)
+        except OSError as exc:  # a full disk
+            raise self._unwritable(exc) from None
+
+    def _release(self, fd: int) -> None:
+        """Remove the lock file while still holding it, then let the lock go: a process that
+        opened the removed file meanwhile finds it is no longer ``run.lock`` and opens again."""
+        try:
+            if self._same_file(fd):
+                self.lock_file.unlink(missing_ok=True)
         finally:
-            tmp.unlink(missing_ok=True)
+            os.close(fd)
 
-    def _read_lock(self) -> dict | None:
+    def _open_lock(self) -> int:
+        """Open (create) ``run.lock`` without emptying it: its inode is what is locked, so the
+        file is never replaced while it exists."""
+        return os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    def _same_file(self, fd: int) -> bool:
+        """Whether ``fd`` is still the file named ``run.lock``."""
         try:
-            owner = json.loads(self.lock_file.read_text(encoding="utf-8"))
+            named = os.stat(self.lock_file)
         except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            return {"pid": 0, "host": "", "command": "an unreadable lock"}
-        return owner if isinstance(owner, dict) else {"pid": 0, "host": ""}
+            return False
+        held = os.fstat(fd)
+        return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
+
+    def _busy(self, owner: dict) -> RunDirBusy:
+        return RunDirBusy(
+            f"run directory {self.path} is in use by {_owner_text(owner)}: wait for it "
+            "to end (or stop it), or give this run another experiment.name or runs_dir. "
+            f"If that process is gone, delete {self.lock_file}."
+        )
+
+    def _unwritable(self, exc: OSError) -> HarnessError:
+        return HarnessError(
+            f"cannot write in the run directory {self.path} ({exc.strerror or exc}): "
+            "make it writable, or point experiment.runs_dir elsewhere."
+        )
 
     def kept(self, name: str) -> Path:
         """The file of the kept generator ``name`` (``best_lpips``; ``generator``: the final)."""
@@ -263,6 +296,25 @@ def intact_checkpoint(directory: str | Path) -> tuple[str | None, list[str]]:
 
 class RunDirBusy(HarnessError):
     """Another process owns the run directory (its ``run.lock`` names it)."""
+
+
+def _owner(fd: int, wait: bool = False) -> dict:
+    """The owner written in the open lock file ``fd`` (``{}`` when it is empty). With ``wait``
+    (the file is locked by another process), give an owner that has just taken the kernel lock
+    a moment to write its name over the empty file or the dead owner's name it found."""
+    owner: dict | None = None
+    for _ in range(100 if wait else 1):
+        raw = os.pread(fd, 4096, 0)
+        try:
+            owner = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+        except ValueError:  # half written, or not a lock of ours
+            owner = None
+        if not isinstance(owner, dict):
+            owner = None
+        elif not wait or (owner and not _stale(owner)):
+            return owner
+        time.sleep(0.01)
+    return owner or {"pid": 0, "host": "", "command": "an unreadable lock"}
 
 
 def _alive(pid: int) -> bool:
