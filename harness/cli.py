@@ -4,9 +4,9 @@ Subcommands live in :mod:`harness.commands`, one module each, each exposing ``co
 CLI adds the ones named in :data:`COMMANDS`.
 A :class:`~harness.errors.HarnessError` is printed as one line (``error: ...``) with exit code 2,
 never as a traceback; a :class:`~harness.errors.HarnessWarning` as one ``warning: ...`` line.
-Process-wide settings (TensorFlow's start-up messages hidden unless ``--verbose``, Pillow's pixel
-limit, how warnings print) are made by :func:`configure_process`, which :func:`main` calls;
-importing this module changes nothing.
+Process-wide settings (TensorFlow's start-up messages and MLflow's store set-up lines hidden
+unless ``--verbose``, Pillow's pixel limit, how warnings print) are made by
+:func:`configure_process`, which :func:`main` calls; importing this module changes nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from harness.commands import (
     sweep,
     upscale,
 )
-from harness.console import quiet_tensorflow
+from harness.console import quiet_mlflow, quiet_tensorflow
 from harness.data.images import use_own_pixel_limit
 from harness.errors import HarnessError, HarnessWarning
 
@@ -94,7 +94,8 @@ def _database_locked(exc: BaseException) -> bool:
 @click.option(
     "--verbose",
     is_flag=True,
-    help="Show TensorFlow's C++ log lines (oneDNN, CUDA, XLA, Grappler), hidden by default.",
+    help="Show TensorFlow's C++ log lines (oneDNN, CUDA, XLA, Grappler) and MLflow's store "
+    "set-up lines (creating and updating its database tables), hidden by default.",
 )
 def cli(verbose: bool) -> None:
     """Train, sweep, evaluate and serve GAN super-resolution models.
@@ -138,12 +139,14 @@ def wants_verbose(argv: list[str]) -> bool:
 def configure_process(verbose: bool = False) -> None:
     """The process-wide settings of a command line run, made before any command imports
     TensorFlow: its C++ log noise hidden (:func:`quiet_tensorflow`, which keeps a
-    ``TF_CPP_MIN_LOG_LEVEL`` the user set) unless ``verbose``, the harness's own image pixel
+    ``TF_CPP_MIN_LOG_LEVEL`` the user set) and MLflow's store set-up lines
+    (:func:`quiet_mlflow`) unless ``verbose``, the harness's own image pixel
     limit in place of Pillow's (:func:`harness.data.images.use_own_pixel_limit`) and warnings
     printed as one ``warning: ...`` line."""
 
     if not verbose:
         quiet_tensorflow()
+        quiet_mlflow()
     use_own_pixel_limit()
     warnings.showwarning = _show_harness_warning
 

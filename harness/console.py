@@ -1,6 +1,7 @@
 """The process's console: TensorFlow's C++ log noise (CUDA probing, oneDNN, CPU features,
 absl's preamble, Grappler's remapper) dropped from standard error, for the CLI and the sweep's
-trial processes alike. Importing this module changes nothing; :func:`quiet_tensorflow` does.
+trial processes alike, and MLflow's store set-up lines (:func:`quiet_mlflow`). Importing this
+module changes nothing; :func:`quiet_tensorflow` and :func:`quiet_mlflow` do.
 
 TensorFlow's C++ code writes to file descriptor 2 directly, at import and while training, so
 a filter on Python's ``sys.stderr`` never sees it. :func:`filter_stderr` points descriptor 2 at
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import re
 import select
@@ -194,12 +196,32 @@ def quiet_tensorflow() -> None:
     filter_stderr()
 
 
+MLFLOW_NOISE = ("mlflow.store", "alembic")
+"""The loggers of MLflow's store set-up: on a new SQLite store, ``mlflow.store.db.utils`` says
+"Creating initial MLflow database tables..." and "Updating database tables" (INFO), and the
+migrations it runs are alembic's (``Context impl SQLiteImpl.``, ``Running upgrade ...``)."""
+
+
+def quiet_mlflow() -> None:
+    """MLflow's store set-up lines (:data:`MLFLOW_NOISE`) off the console: those loggers at
+    WARNING, so a first run starts with the run's own lines; their warnings and errors print.
+
+    MLflow gives its ``mlflow`` logger a console handler at INFO when imported (and sets
+    ``alembic`` to WARNING there unless ``MLFLOW_LOGGING_LEVEL`` says otherwise); a level set
+    on a logger below ``mlflow`` is left alone by that, so this works before or after the
+    import."""
+    for name in MLFLOW_NOISE:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 __all__ = [
+    "MLFLOW_NOISE",
     "QUIET_ENV",
     "TF_NOISE",
     "NoiseFilter",
     "drop_noise",
     "filter_stderr",
     "filtered_stderr",
+    "quiet_mlflow",
     "quiet_tensorflow",
 ]

@@ -1,5 +1,6 @@
-"""TensorFlow's C++ log noise kept off the console: the stream filter, the forked process that
-applies it to file descriptor 2, and a real ``harness run`` whose standard error has none."""
+"""TensorFlow's C++ log noise and MLflow's store set-up lines kept off the console: the stream
+filter, the forked process that applies it to file descriptor 2, and a real ``harness run`` on a
+new MLflow store whose console has none of them."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ REMAPPER = (
 )
 BAR = b"\rtrain:   0%|          | 0/4 [00:00<?, ?step/s]"
 ABSL_LINE = re.compile(r"^[EWI]0000 ", re.MULTILINE)
+MLFLOW_SETUP = ("Creating initial MLflow database tables", "Updating database tables", "alembic")
+"""What MLflow and alembic print while a new SQLite store's tables are made."""
 
 
 def test_noise_glued_to_a_progress_bar_is_dropped_and_the_bar_kept():
@@ -93,3 +96,34 @@ def test_harness_run_prints_no_tensorflow_log_lines(tmp_path):
     assert not ABSL_LINE.findall(out.stderr), out.stderr
     for marker in ("oneDNN", "remapper", "absl::InitializeLog", "cuda", "cpu_feature_guard"):
         assert marker not in out.stderr
+    for marker in MLFLOW_SETUP:  # the store was new: its tables were made by this run
+        assert marker not in out.stdout + out.stderr, out.stderr
+
+
+NEW_STORE = """
+import sys
+from harness.cli import configure_process
+configure_process(verbose=sys.argv[1] == "verbose")
+from harness.tracking.store import client
+client(sys.argv[2]).search_experiments()
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["default", "verbose"])
+def test_mlflow_store_set_up_lines_print_only_with_verbose(tmp_path, verbose):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mode = "verbose" if verbose else "default"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_LOGGING_LEVEL"}
+    out = subprocess.run(
+        [sys.executable, "-c", NEW_STORE, mode, uri],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert (tmp_path / "mlflow.db").is_file()
+    console = out.stdout + out.stderr
+    assert ("Creating initial MLflow database tables" in console) is verbose, console
+    assert ("Updating database tables" in console) is verbose, console
