@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.config import DataConfig
+from harness.config import DataConfig, PairedFolder
 from harness.data import folders, images
 from harness.data import pipeline as data
 from harness.errors import HarnessError
@@ -293,3 +293,31 @@ def test_training_and_validation_skip_an_image_over_the_limit_unread(
     with pytest.warns(folders.DataWarning, match="bomb.png"):
         loaded = data.load_folder(str(folder), 4)
     assert [name for name, _ in loaded] == ["img00", "img01"]
+
+
+def test_a_patch_no_training_image_can_give_is_refused_from_the_headers(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    plain = _folder(tmp_path / "plain", [(40, 36), (64, 53), (20, 20)])  # (h, w)
+    hr = _folder(tmp_path / "hr", [(96, 96)])
+    lr = _folder(tmp_path / "lr", [(24, 24)])
+
+    def decoded(*args, **kwargs):
+        raise AssertionError("an image was decoded")
+
+    monkeypatch.setattr(images, "read_image", decoded)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", decoded)
+    refused = (
+        r"data.patch = 128 is larger than every training image: the largest, plain/img01.png "
+        r"\(53x64\), gives at most a 52 px patch at scale 4\. To train, give data.patch at most "
+        r"52 \(--set data.patch=52\), or add images of at least 128 px a side to \[data\] train\."
+    )
+    with pytest.raises(folders.DataError, match=refused):
+        data.check_patch(_cfg(plain, patch=128))
+    data.check_patch(_cfg(plain, patch=52))  # one image gives it: the others, a warning later
+    pair = PairedFolder(hr=str(hr), lr=str(lr))
+    paired = dataclasses.replace(_cfg(plain, patch=128), train=(str(plain), pair))
+    with pytest.raises(folders.DataError, match=r"the largest, lr/img00.png \(24x24 LR\), .*96"):
+        data.check_patch(paired)
+    data.check_patch(dataclasses.replace(paired, patch=96))
+    data.check_patch(_cfg(tmp_path / "missing", patch=128))  # left to the pipeline's errors

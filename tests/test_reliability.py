@@ -231,6 +231,48 @@ def test_training_on_only_undecodable_images_is_one_clear_error(tmp_path, regist
         train(exp, registry=registry)
 
 
+def test_a_patch_larger_than_every_image_is_one_error_before_anything_is_built(
+    tmp_path, store, registry, monkeypatch
+):
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+    from harness.training import step as train_module
+
+    folder = tmp_path / "small"
+    folder.mkdir()
+    for i, (h, w) in enumerate([(48, 64), (40, 40)]):
+        Image.fromarray(np.full((h, w, 3), 100 + i, np.uint8)).save(folder / f"{i}.png")
+
+    def built(self, *args, **kwargs):  # the networks for the patch: GBs for a 4096 px one
+        raise AssertionError("the networks were built")
+
+    monkeypatch.setattr(train_module.Trainer, "__init__", built)
+    client = MlflowClient(store)
+    runs = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
+    exp = tiny(
+        tmp_path,
+        data={"train": [str(folder)], "patch": 1024},
+        train={"batch_size": 1},
+        tracking={"uri": store},
+    )
+    refused = r"data.patch = 1024 is larger than every training image: the largest, small/0.png"
+    with pytest.raises(DataError, match=refused + r" \(64x48\), gives at most a 48 px patch"):
+        train(exp, registry=registry)
+    assert not exp.run_dir.exists()  # no lock, no file
+    assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == runs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    sets = {"data.train": f'["{folder}"]', "data.patch": "4096", "train.batch_size": "1"}
+    args = [item for key, value in sets.items() for item in ("--set", f"{key}={value}")]
+    result = CliRunner().invoke(cli, ["run", *args])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: data.patch = 4096"), result.output
+    assert "--set data.patch=48" in lines[0]
+
+
 def test_a_truncated_jpeg_in_an_evaluation_folder_is_skipped_with_a_warning(tmp_path):
     from harness.data.pipeline import load_folder
 

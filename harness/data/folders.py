@@ -99,6 +99,16 @@ def _probe(path: Path, limit: int) -> ImageInfo | imageio.ImageReadError:
     return ImageInfo(path, w, h, mode)
 
 
+def probe_all(
+    paths: Sequence[Path], limit: int | None = None
+) -> list[ImageInfo | imageio.ImageReadError]:
+    """Each file's header facts, or the error that says why it cannot be read (over the pixel
+    ``limit``, default :func:`harness.data.images.max_pixels`, included); nothing is decoded."""
+    limit = imageio.max_pixels() if limit is None else limit
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        return list(pool.map(lambda p: _probe(p, limit), paths))
+
+
 def scan(specs: Sequence[str], min_side: int, purpose: str = "training") -> list[ImageInfo]:
     """The readable images of ``specs`` with both sides at least ``min_side``.
 
@@ -112,8 +122,7 @@ def scan(specs: Sequence[str], min_side: int, purpose: str = "training") -> list
     for spec in specs:
         paths.extend(resolve(spec))
     limit = imageio.max_pixels()
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-        probed = list(pool.map(lambda p: _probe(p, limit), paths))
+    probed = probe_all(paths, limit)
     usable: list[ImageInfo] = []
     unreadable: list[str] = []
     large: list[str] = []

@@ -22,8 +22,17 @@ import numpy as np
 
 from harness.config import DataConfig, PairedFolder
 from harness.data import images as imageio
-from harness.data.folders import DataError, DataWarning, ImageInfo, cache_path, folder_label, scan
-from harness.data.pairs import decoded_pairs, load_pairs, paired_patch
+from harness.data.folders import (
+    DataError,
+    DataWarning,
+    ImageInfo,
+    cache_path,
+    folder_label,
+    probe_all,
+    resolve,
+    scan,
+)
+from harness.data.pairs import decoded_pairs, load_pairs, match, paired_patch
 from harness.errors import HarnessError
 from harness.plugin_api.registry import build_registry
 
@@ -106,6 +115,49 @@ def degradation(data: DataConfig, registry: Registry | None = None) -> Degrade:
             f'degradation "{cfg.name}" cannot be built with scale {data.scale} and '
             f"{cfg.params}: {type(exc).__name__}: {exc}. Check [data.degradation]."
         ) from exc
+
+
+def check_patch(data: DataConfig) -> None:
+    """Refuse a ``data.patch`` that no training image can give, from the image headers alone:
+    before any image is decoded and before the networks are built for that patch (they grow
+    with it: the SRGAN discriminator of a 4096 px patch is tens of GB). A few images smaller
+    than the patch are left to :func:`training_dataset`'s warning, and folders that cannot be
+    read to its errors."""
+    scale, best, largest = data.scale, 0, ""
+    for spec in data.train:
+        label = folder_label(spec.lr if isinstance(spec, PairedFolder) else spec)
+        try:
+            if isinstance(spec, PairedFolder):
+                hr = [i.path for i in probe_all(resolve(spec.hr)) if isinstance(i, ImageInfo)]
+                sizes = [
+                    (
+                        min(p.lr_width, p.lr_height) * scale,
+                        f"{label}/{p.lr.name} ({p.lr_width}x{p.lr_height} LR)",
+                    )
+                    for p in match(hr, spec.hr, spec.lr, scale)
+                ]
+            else:
+                sizes = [
+                    (
+                        min(i.width, i.height) // scale * scale,
+                        f"{label}/{i.path.name} ({i.width}x{i.height})",
+                    )
+                    for i in probe_all(resolve(spec))
+                    if isinstance(i, ImageInfo)
+                ]
+        except HarnessError:
+            continue
+        for side, name in sizes:
+            if side > best or not largest:
+                best, largest = side, name
+    if not largest or best >= data.patch:
+        return
+    fix = f"give data.patch at most {best} (--set data.patch={best}), or add" if best else "add"
+    raise DataError(
+        f"data.patch = {data.patch} is larger than every training image: the largest, "
+        f"{largest}, gives at most a {best} px patch at scale {scale}. To train, {fix} images "
+        f"of at least {data.patch} px a side to [data] train."
+    )
 
 
 def training_dataset(

@@ -23,6 +23,7 @@ from harness import diskwrite
 from harness.config import Experiment
 from harness.config.schema import PairedFolder
 from harness.data.folders import SKIMAGE, folder_label, resolve, skimage_folder
+from harness.data.pipeline import check_patch
 from harness.errors import HarnessError, HarnessWarning
 from harness.plugin_api.registry import Registry
 from harness.run_context import image_folder_dataset
@@ -89,7 +90,11 @@ def train(
         NonFiniteWeights: the weights became NaN/inf (the MLflow run is FAILED).
         TrainingInterrupted: SIGINT/SIGTERM (checkpoint saved, MLflow run KILLED).
         StopTraining: re-raised from a callback.
+        DataError: no training image can give ``data.patch`` (from the image headers, before
+            anything is built or logged).
     """
+    # from the image headers, before anything is built for a patch no image can give
+    check_patch(exp.data)
     strategy = make_strategy(exp.train.strategy)
     chief = is_chief(strategy)
     # one process owns a run directory (the chief of a multi-worker run)
