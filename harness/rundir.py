@@ -117,10 +117,12 @@ class RunDir:
         me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command}
         me["started"] = time.strftime("%Y-%m-%d %H:%M:%S")
         fd = self._acquire(me)
+        if fd is not None:
+            _HELD[fd] = self
         try:
             yield
         finally:
-            if fd is not None:
+            if fd is not None and _HELD.pop(fd, None) is not None:  # unless released already
                 self._release(fd)
 
     def _acquire(self, me: dict) -> int | None:
@@ -294,6 +296,20 @@ def intact_checkpoint(directory: str | Path) -> tuple[str | None, list[str]]:
     return None, skipped
 
 
+_HELD: dict[int, RunDir] = {}
+"""The lock files this process holds (descriptor -> run directory); whoever pops one releases it."""
+
+
+def release_owned() -> None:
+    """Release every run directory this process owns now: for a process about to end at once
+    (``os._exit`` skips the ``owned`` blocks' own clean-up; the kernel would let the locks go,
+    but their files would stay behind to be taken over with a warning)."""
+    for fd in list(_HELD):
+        run = _HELD.pop(fd, None)
+        if run is not None:
+            run._release(fd)
+
+
 class RunDirBusy(HarnessError):
     """Another process owns the run directory (its ``run.lock`` names it)."""
 
@@ -356,6 +372,7 @@ __all__ = [
     "RunDir",
     "checkpoint_readable",
     "intact_checkpoint",
+    "release_owned",
     "RunDirBusy",
     "kept_name",
 ]

@@ -11,6 +11,7 @@ and at validations (metrics, sample grids, kept generators) are callbacks.
 from __future__ import annotations
 
 import contextlib
+import signal
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,7 @@ from harness.data.pipeline import check_patch
 from harness.errors import HarnessError, HarnessWarning
 from harness.plugin_api.registry import Registry
 from harness.run_context import image_folder_dataset
-from harness.rundir import CONSOLE_LOG, RunDir
+from harness.rundir import CONSOLE_LOG, RunDir, release_owned
 from harness.signals import signals_to_flag
 from harness.tracking import Tracker
 from harness.training import callbacks as cb
@@ -88,7 +89,8 @@ def train(
     Raises:
         NonFiniteLoss: a loss became NaN/inf (the MLflow run is FAILED).
         NonFiniteWeights: the weights became NaN/inf (the MLflow run is FAILED).
-        TrainingInterrupted: SIGINT/SIGTERM (checkpoint saved, MLflow run KILLED).
+        TrainingInterrupted: SIGINT/SIGTERM (checkpoint saved, MLflow run KILLED); a second
+            one ends the process at once (:func:`harness.signals.signals_to_flag`).
         StopTraining: re-raised from a callback.
         DataError: no training image can give ``data.patch`` (from the image headers, before
             anything is built or logged).
@@ -318,8 +320,13 @@ def _run(
     except BaseException:
         progress.close()
         raise
+
+    def abort(signum: int) -> None:  # a second signal, maybe inside a step: nothing is saved
+        tracker.end("KILLED", error=f"{signal.Signals(signum).name} twice: stopped inside a step")
+        release_owned()
+
     try:
-        with signals_to_flag(flag):
+        with signals_to_flag(flag, say, abort):
             while trainer.step < t.steps:
                 losses = trainer.train_step()
                 step, weights = trainer.step, trainer.weights
