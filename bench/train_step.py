@@ -9,7 +9,11 @@ the same networks and losses in its own interpreter (``bench/train_step_torch.py
 busy machine slows them alike; each side reports min / median / max over all its steps, the
 median of each round (their spread shows how stable the step is) and the process CPU time per
 step (all threads: on a shared machine it stays within a few percent where wall time does not,
-so it shows whether a change alters the work done or only the waiting). Cases:
+so it shows whether a change alters the work done or only the waiting). Beside each round's
+median it records what else the machine did meanwhile (Linux ``/proc/stat``): the CPU time of
+every other process and the time the hypervisor stole, each as a percentage of all cores over
+the round, so a slow round can be told apart: other load or steal (the machine), or neither
+(the step itself). Cases:
 
 - ``mse``: SRResNet-16 (64 filters), MSE, batch 16, 96 px HR (24 px LR);
 - ``perpix``: the seed's full GAN step: SRResNet-16 + SRGAN discriminator, Per-Pix as two plain
@@ -145,6 +149,36 @@ def bare_step(exp: config.Experiment, registry: Registry) -> Callable[[tf.Tensor
         return gan_step
 
 
+def cpu_counters() -> tuple[float, float] | None:
+    """Seconds of busy and of stolen CPU time of the whole machine since boot, summed over cores
+    (the ``cpu`` line of ``/proc/stat``); None where there is no such file."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields)
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
+def round_load(
+    before: tuple[float, float] | None,
+    after: tuple[float, float] | None,
+    wall_s: float,
+    own_cpu_s: float,
+) -> dict[str, float]:
+    """What the rest of the machine did during one round: the CPU time of other processes and
+    the time stolen by the hypervisor, each in percent of all cores over the round's wall time."""
+    if before is None or after is None or wall_s <= 0:
+        return {}
+    capacity = wall_s * (os.cpu_count() or 1)
+    others = max(0.0, after[0] - before[0] - own_cpu_s)
+    return {
+        "others_pct": round(100.0 * others / capacity, 1),
+        "steal_pct": round(100.0 * (after[1] - before[1]) / capacity, 1),
+    }
+
+
 def timed(fn: Callable[[], Any], steps: int) -> tuple[list[float], list[float]]:
     """Wall and process CPU milliseconds of each of ``steps`` calls."""
     wall, cpu = [], []
@@ -221,9 +255,13 @@ def bench_case(
     times: dict[str, list[float]] = {name: [] for name in sides}
     cpu: dict[str, list[float]] = {name: [] for name in sides}
     medians: dict[str, list[float]] = {name: [] for name in sides}
+    loads: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
     for _ in range(args.rounds):
         for name, side in sides.items():
+            before, t0 = cpu_counters(), time.perf_counter()
             ms, cpu_ms = side(args.steps)
+            wall_s = time.perf_counter() - t0
+            loads[name].append(round_load(before, cpu_counters(), wall_s, sum(cpu_ms) / 1000.0))
             times[name] += ms
             cpu[name] += cpu_ms
             medians[name].append(statistics.median(ms))
@@ -239,6 +277,10 @@ def bench_case(
     for name in sides:
         out[f"{name}_ms"] = spread(times[name])
         out[f"{name}_round_medians_ms"] = [round(m, 1) for m in medians[name]]
+        out[f"{name}_round_spread_pct"] = round(
+            100.0 * (max(medians[name]) / min(medians[name]) - 1), 1
+        )
+        out[f"{name}_round_load"] = loads[name]
         out[f"{name}_cpu_ms"] = spread(cpu[name])
     h = statistics.median(times["harness"])
     out["harness_speed_vs_bare"] = round(statistics.median(times["bare"]) / h, 3)
@@ -259,8 +301,11 @@ TORCH_HINT = (
 
 def table(results: list[dict[str, Any]]) -> str:
     """The results as a Markdown table: median (min-max) per side."""
-    rows = ["| case | precision | harness | bare | PyTorch | harness vs bare | vs PyTorch |"]
-    rows.append("|---|---|---|---|---|---|---|")
+    rows = [
+        "| case | precision | harness | bare | PyTorch | harness vs bare | vs PyTorch "
+        "| harness round medians: spread (others' CPU, steal) |"
+    ]
+    rows.append("|---|---|---|---|---|---|---|---|")
     for r in results:
         cells = []
         for side in ("harness", "bare", "torch"):
@@ -268,8 +313,22 @@ def table(results: list[dict[str, Any]]) -> str:
             cells.append(f"{s['median']} ({s['min']}-{s['max']})" if s else "-")
         ratios = [r.get(key, "-") for key in ("harness_speed_vs_bare", "harness_speed_vs_torch")]
         ratios = [f"{x}x" if x != "-" else x for x in ratios]
-        rows.append(f"| {r['case']} | {r['precision']} | {' | '.join(cells + ratios)} |")
+        rows.append(
+            f"| {r['case']} | {r['precision']} | {' | '.join(cells + ratios)} | {rounds(r)} |"
+        )
     return "\n".join(rows)
+
+
+def rounds(result: dict[str, Any]) -> str:
+    """The harness side's round medians as 'spread%: median (others%, steal%) ...'."""
+    medians, loads = result.get("harness_round_medians_ms"), result.get("harness_round_load")
+    if not medians:
+        return "-"
+    parts = [
+        f"{m:.0f}" + (f" ({load['others_pct']:.0f}%, {load['steal_pct']:.0f}%)" if load else "")
+        for m, load in zip(medians, loads or [{}] * len(medians), strict=True)
+    ]
+    return f"{result['harness_round_spread_pct']}%: " + ", ".join(parts)
 
 
 DISCRIMINATOR_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
