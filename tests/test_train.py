@@ -359,16 +359,19 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, store, variant):
 
 
 class _SignalAt:
-    def __init__(self, step: int):
-        self.step = step
+    def __init__(self, step: int, signum: int = signal.SIGINT):
+        self.step, self.signum = step, signum
 
     def on_validation(self, step: int, metrics: dict[str, float]) -> None:
         if step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), self.signum)
 
 
-def test_sigint_checkpoints_after_the_step_and_kills_the_run(tmp_path, store, registry):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_checkpoints_after_the_step_and_kills_the_run(tmp_path, store, registry, signum):
     from harness.training.loop import TrainingInterrupted
+
+    name = signal.Signals(signum).name
 
     exp = tiny(
         tmp_path,
@@ -377,10 +380,11 @@ def test_sigint_checkpoints_after_the_step_and_kills_the_run(tmp_path, store, re
         validation={"every": 2},
         tracking={"uri": store},
     )
-    previous = signal.getsignal(signal.SIGINT)
-    with pytest.raises(TrainingInterrupted, match="SIGINT at step 3: checkpoint saved"):
-        train(exp, registry=registry, callbacks=[_SignalAt(2)])
-    assert signal.getsignal(signal.SIGINT) is previous  # handler restored
+    previous = signal.getsignal(signum)
+    with pytest.raises(TrainingInterrupted, match=f"{name} at step 3: checkpoint saved") as raised:
+        train(exp, registry=registry, callbacks=[_SignalAt(2, signum)])
+    assert raised.value.signum == signum  # `harness run` exits with 128 + it (130, 143)
+    assert signal.getsignal(signum) is previous  # handler restored
     ckpt = tf.train.latest_checkpoint(str(exp.run_dir / "checkpoints"))
     assert ckpt.endswith("-3")
     run_id = (exp.run_dir / "mlflow_run_id").read_text().strip()

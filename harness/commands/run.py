@@ -118,7 +118,7 @@ def command(
         result = train(exp, registry=plugins, fresh=fresh)
     except TrainingInterrupted as exc:
         click.echo(f"interrupted: {exc}", err=True)
-        raise SystemExit(130) from None
+        raise SystemExit(128 + exc.signum) from None  # 130 for SIGINT, 143 for SIGTERM
     except StopTraining as exc:
         click.echo(f"stopped: {exc}", err=True)
         raise SystemExit(1) from None

@@ -101,7 +101,7 @@ class TrialRunner:
                 _stop(process)
             self._forget(process)
             process.stdin.close()
-        interrupted = process.returncode in (130, -signal.SIGINT, -signal.SIGTERM)
+        interrupted = process.returncode in (130, 143, -signal.SIGINT, -signal.SIGTERM)
         if self.stopping.is_set() or (interrupted and not result.is_file()):
             self._give_up(trial)
         outcome = _read_result(process, result, log)

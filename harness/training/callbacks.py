@@ -54,7 +54,12 @@ class NonFiniteLoss(HarnessError):
 
 
 class TrainingInterrupted(HarnessError):
-    """SIGINT or SIGTERM: the checkpoint was saved and ``harness run`` resumes the run."""
+    """SIGINT or SIGTERM: the checkpoint was saved and ``harness run`` resumes the run.
+    ``signum`` is the signal's number (the command exits with 128 + it, as a shell does)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 class Callback(Protocol):
@@ -341,7 +346,8 @@ class StopOnSignal:
             name = signal.Signals(self.flag["signal"]).name
             raise TrainingInterrupted(
                 f"{name} at step {step}: checkpoint saved in {self.checkpoints.directory}. "
-                f"`harness run {self.source}` resumes this run."
+                f"`harness run {self.source}` resumes this run.",
+                signum=self.flag["signal"],
             )
 
 
