@@ -97,7 +97,8 @@ def temporary(target: Path) -> Path:
 @contextmanager
 def atomic(target: str | Path, what: str = "", kept: str = "") -> Iterator[Path]:
     """Write ``target`` whole or not at all: the block writes the yielded temporary path; when
-    it ends without error the temporary replaces ``target``. On any error (or Ctrl-C) the
+    it ends without error the temporary replaces ``target`` (a folder written into an existing
+    empty folder fills it: :func:`_replace_folder`). On any error (or Ctrl-C) the
     temporary is removed and ``target`` keeps its old content; out of room, the error is
     :class:`DiskFullError` naming ``what`` (default: the file's name)."""
     target = Path(target)
@@ -115,7 +116,15 @@ def atomic(target: str | Path, what: str = "", kept: str = "") -> Iterator[Path]
 
 
 def _replace_folder(tmp: Path, target: Path) -> None:
-    """Put a folder written whole into place (an old one is removed only after)."""
+    """Put a folder written whole into place (an old one is removed only after).
+
+    An existing empty folder is kept and receives the new entries, one rename each: its
+    permissions, the links to it and a shell inside it keep working (a swap would leave a
+    shell in a deleted folder). Sub-folders go first, so a reader that waits for a file (a
+    SavedModel's ``saved_model.pb``) finds the rest in place."""
+    if target.is_dir() and not any(target.iterdir()):
+        _move_entries(tmp, target)
+        return
     old = target.with_name(f".{target.name}.{os.getpid()}.old")
     if target.exists():
         os.replace(target, old)
@@ -126,6 +135,20 @@ def _replace_folder(tmp: Path, target: Path) -> None:
             os.replace(old, target)
         raise
     _remove(old)
+
+
+def _move_entries(tmp: Path, target: Path) -> None:
+    """Move ``tmp``'s entries into the empty folder ``target``; on failure, move them back."""
+    moved: list[str] = []
+    try:
+        for entry in sorted(tmp.iterdir(), key=lambda p: (not p.is_dir(), p.name)):
+            os.replace(entry, target / entry.name)
+            moved.append(entry.name)
+    except BaseException:
+        for name in reversed(moved):
+            os.replace(target / name, tmp / name)
+        raise
+    tmp.rmdir()
 
 
 def writable_folder(folder: str | Path, option: str) -> Path:

@@ -126,7 +126,7 @@ def test_a_failed_check_leaves_nothing_and_a_rerun_does_not_say_exists(registry,
         and "Traceback" not in result.output
     )
     assert "cannot run" in result.output and "not kept" in result.output
-    assert not target.exists() and list(target.parent.iterdir()) == []
+    assert not target.parent.exists()  # the folder made for it too
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
 

@@ -123,12 +123,35 @@ def test_the_openapi_document_describes_the_api_as_it_answers(server) -> None:
         assert error == {"$ref": "#/components/schemas/Error"}
     assert "422" not in str(schema) and "HTTPValidationError" not in str(schema)
     assert schema["components"]["schemas"]["Error"]["required"] == ["error"]
+    for route in ("/v1/models/{model}", "/v1/models/{model}/metadata"):  # an unknown name
+        error = paths[route]["get"]["responses"]["404"]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/Error"}
     # the description is for users: what to send, not the module's docstring
     description = schema["info"]["description"]
     assert "[0, 1]" in description and "``" not in description and ":mod:" not in description
     # the 400 the document promises is what a bad request gets
     bad = server.post("/v1/models/srgan:predict", json={"instances": [[[[2.0, 0, 0]]]]})
     assert bad.status_code == 400 and list(bad.json()) == ["error"]
+
+
+def test_every_operation_answers_its_documented_example(server) -> None:
+    """What Swagger UI's "Try it out" sends when nothing is edited: each path parameter's
+    example and the JSON body's example (tests/test_swagger_browser.py clicks it in a browser)."""
+    document = server.get("/openapi.json").json()
+    for path, operations in document["paths"].items():
+        for method, spec in operations.items():
+            url = path
+            for parameter in spec.get("parameters", []):
+                examples = list(parameter.get("examples", {}).values())
+                assert examples, f"{method} {path}: {parameter['name']} has no example"
+                url = url.replace(f"{{{parameter['name']}}}", examples[0]["value"])
+            body = None
+            if "requestBody" in spec:
+                body = spec["requestBody"]["content"]["application/json"]["example"]
+            response = server.request(method, url, json=body)
+            assert response.status_code == 200, (method, url, response.text)
+            expected = list(spec["responses"]["200"]["content"])
+            assert response.headers["content-type"].split(";")[0] in expected
 
 
 def test_swagger_ui_is_served_without_internet(server) -> None:

@@ -8,10 +8,9 @@ import click
 
 from harness.commands._options import MODEL, registry
 from harness.deploy import onnx
-from harness.deploy.export import TOLERANCE, export_checked
+from harness.deploy.export import TOLERANCE, export_checked, export_target
 from harness.deploy.models import load_generator
 from harness.deploy.precision import FLOAT32, PRECISIONS
-from harness.errors import HarnessError
 from harness.references import ModelRef
 
 
@@ -23,7 +22,7 @@ from harness.references import ModelRef
     required=True,
     type=click.Path(path_type=Path),
     help="New (or empty) folder for the SavedModel; with --format onnx a new .onnx file, or a "
-    "folder to write model.onnx in.",
+    "folder to write model.onnx in. Nothing that exists there is replaced.",
 )
 @click.option(
     "--format",
@@ -78,20 +77,7 @@ def command(
     RUN is any model reference the other commands take (a run directory, a .keras file, a
     checkpoint, an MLflow URI or run id, models:/NAME@ALIAS).
     """
-    base = output / str(model_version) if model_version else output
-    if fmt == "onnx":
-        target = base if base.suffix == ".onnx" else base / "model.onnx"
-        if target.exists():
-            raise HarnessError(f"{target} exists; give a new file name (or remove it).")
-    else:
-        target = base
-        if base.is_file():
-            raise HarnessError(f"-o {base} is a file; give a new folder for the SavedModel.")
-        if base.is_dir() and any(base.iterdir()):
-            raise HarnessError(
-                f"export folder {base} is not empty; give a new folder (TF Serving expects "
-                "<model_base_path>/<version>/, e.g. models/srgan/1)."
-            )
+    target = export_target(output, fmt, model_version)  # a taken -o: refused before loading
     generator = load_generator(run, registry=registry())
     lr = onnx.check_image(check_image)
     diff = export_checked(generator, target, fmt, lr, precision)

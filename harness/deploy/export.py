@@ -5,11 +5,18 @@ or an ONNX file; written beside the target, checked against TensorFlow float32, 
 precision (:mod:`harness.deploy.precision`, float32 by default whatever it was trained in), the
 export is written under a temporary name in the target's folder, run on a real image and
 compared with the float32 network in TensorFlow, and renamed into place only when it agrees. A
-failed write or check removes the temporary, so a rerun never finds a half-written export.
+failed write or check removes the temporary (and the folders the export created), so a rerun
+never finds a half-written export.
+
+:func:`export_target` is where an export may go: a new path; for a SavedModel, an empty folder
+too; for ONNX, a folder to write ``model.onnx`` in. Anything else that exists there is refused
+before any work, and again just before the rename, and is never changed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,56 @@ class ExportCheckError(HarnessError):
     """The export disagrees with TensorFlow float32 (or cannot run); nothing was kept."""
 
 
+ONNX_FILE = "model.onnx"
+"""The file an ONNX export writes in a folder given as the output (Triton's default name)."""
+SAVEDMODEL_LAYOUT = "TF Serving expects <model_base_path>/<version>/, e.g. models/srgan/1"
+
+
+def export_target(output: Path, fmt: str, version: int | None = None) -> Path:
+    """The path an export of format ``fmt`` to ``output`` (``--version``: into
+    ``output/<version>``) writes, checked with :func:`check_target`."""
+    base = output / str(version) if version else output
+    target = base if fmt != "onnx" or base.suffix == ".onnx" else base / ONNX_FILE
+    check_target(target, fmt)
+    return target
+
+
+def check_target(target: Path, fmt: str) -> None:
+    """A :class:`HarnessError` naming the path and the fix unless ``target`` can take an export
+    without changing anything that exists: it is new, or (SavedModel) an empty folder."""
+    for folder in target.parents:
+        if folder.is_symlink() or folder.exists():
+            if not folder.is_dir():
+                raise HarnessError(
+                    f"cannot export to {target}: {folder} is a file, not a folder; give another "
+                    f"-o (or remove {folder})."
+                )
+            break
+    if target.is_symlink() and not target.exists():
+        raise HarnessError(
+            f"-o {target} is a link to {os.readlink(target)}, which does not exist; remove the "
+            "link or give another -o."
+        )
+    if fmt == "onnx":
+        if target.is_dir():
+            raise HarnessError(
+                f"-o {target} is a folder; give a new .onnx file name (or remove the folder)."
+            )
+        if target.exists():
+            raise HarnessError(f"{target} exists; give a new file name (or remove it).")
+    elif target.is_dir():
+        if any(target.iterdir()):
+            raise HarnessError(
+                f"export folder {target} is not empty; give a new or empty folder "
+                f"({SAVEDMODEL_LAYOUT}), or remove {target}."
+            )
+    elif target.exists():
+        raise HarnessError(
+            f"-o {target} is a file; give a new (or empty) folder for the SavedModel, or remove "
+            "the file."
+        )
+
+
 def export_saved_model(generator: Any, out_dir: str | Path) -> Path:
     """Write ``generator`` as a TensorFlow SavedModel TF Serving loads as is.
 
@@ -42,11 +99,7 @@ def export_saved_model(generator: Any, out_dir: str | Path) -> Path:
     import tensorflow as tf  # heavy: the deploy wing imports without TensorFlow
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise HarnessError(
-            f"export folder {out_dir} is not empty; give a new folder (TF Serving expects "
-            "<model_base_path>/<version>/, e.g. models/srgan/1)."
-        )
+    check_target(out_dir, "savedmodel")
     scale = Upscaler.from_generator(generator).scale
     module = tf.Module()
     module.generator = generator
@@ -91,26 +144,45 @@ def export_checked(
     generator: Any, target: Path, fmt: str, lr: np.ndarray, precision: str = FLOAT32
 ) -> float:
     """Export ``generator`` to ``target`` (``fmt``: ``savedmodel`` or ``onnx``) computing in
-    ``precision``, checked on ``lr`` against the float32 network; the largest difference."""
+    ``precision``, checked on ``lr`` against the float32 network; the largest difference.
+
+    ``target`` must pass :func:`check_target`. An empty folder keeps its identity (permissions,
+    links to it, a shell inside it) and receives the SavedModel's files. On any failure nothing
+    is left: not the temporary, nor the folders made for ``target``."""
     from harness.deploy import onnx  # tf2onnx and ONNX Runtime: only an ONNX export needs them
 
+    check_target(target, fmt)
+    target = Path(os.path.abspath(target))  # "-o ." has no name to put a temporary beside
     reference = with_precision(generator, FLOAT32)
     Upscaler.from_generator(reference)  # a model that is no upscaler is refused before writing
     model = with_precision(reference, precision)
     tolerance = TOLERANCE[precision]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with diskwrite.atomic(target) as tmp:
-        if fmt == "onnx":
-            onnx.export_onnx(model, tmp)
-            return onnx.check_onnx(tmp, reference, lr, tolerance)
-        export_saved_model(model, tmp)
-        return check_saved_model(tmp, reference, lr, tolerance)
+    made = [f for f in reversed(target.parents) if not (f.exists() or f.is_symlink())]
+    try:
+        diskwrite.writable_folder(target.parent, "-o")
+        with diskwrite.atomic(target) as tmp:
+            if fmt == "onnx":
+                onnx.export_onnx(model, tmp)
+                diff = onnx.check_onnx(tmp, reference, lr, tolerance)
+            else:
+                export_saved_model(model, tmp)
+                diff = check_saved_model(tmp, reference, lr, tolerance)
+            check_target(target, fmt)  # nothing appeared there while the export ran
+    except BaseException:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if still empty
+        raise
+    return diff
 
 
 __all__ = [
+    "ONNX_FILE",
     "TOLERANCE",
     "ExportCheckError",
     "check_saved_model",
+    "check_target",
     "export_checked",
     "export_saved_model",
+    "export_target",
 ]

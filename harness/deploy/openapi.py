@@ -52,6 +52,12 @@ _IMAGE = {
 }
 _TENSOR = {"type": "array", "description": "a batch [N, height, width, 3] in [0, 1]"}
 _TINY = [[[0.5, 0.5, 0.5], [0.2, 0.4, 0.6]], [[0.9, 0.1, 0.0], [1.0, 1.0, 1.0]]]
+_TINY_PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAQAAAADCAIAAAA7ljmRAAAAG0lEQVR42mM4oaGhcUJDQ+PEs2fPmBiQAAoHALt9Bf8Q"
+    "U7K+AAAAAElFTkSuQmCC"
+)
+"""A 4x3 PNG (red, green, blue and white columns) in base64: the JSON upload's example, so that
+Swagger UI's "Try it out" sends an image that decodes."""
 
 
 def _json_body(schema: dict, example: dict) -> dict:
@@ -98,9 +104,16 @@ UPSCALE_BODY = {
             "application/json": {
                 "schema": {
                     "type": "object",
-                    "properties": {"image": {"type": "string", "format": "byte"}},
+                    "properties": {
+                        "image": {
+                            "type": "string",
+                            "format": "byte",
+                            "description": "the PNG or JPEG file in base64 (a data: URL too)",
+                        }
+                    },
                     "required": ["image"],
-                }
+                },
+                "example": {"image": _TINY_PNG},
             },
         },
     }

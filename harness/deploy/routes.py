@@ -18,7 +18,7 @@ import numpy as np
 
 # module level: FastAPI resolves the handlers' annotations (postponed by the __future__
 # import) in this module's namespace when it builds /openapi.json
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -35,7 +35,14 @@ from harness.deploy.codecs import (
     parse_tensor,
     tensor_json,
 )
-from harness.deploy.openapi import INVOCATIONS_BODY, PNG, PREDICT_BODY, PREDICTIONS, UPSCALE_BODY
+from harness.deploy.openapi import (
+    ERRORS,
+    INVOCATIONS_BODY,
+    PNG,
+    PREDICT_BODY,
+    PREDICTIONS,
+    UPSCALE_BODY,
+)
 from harness.deploy.upscaler import Upscaler
 from harness.errors import HarnessError
 
@@ -111,15 +118,33 @@ def tensor_input(payload: dict, key: str) -> Any:
 def tf_serving_routes(served: Served) -> APIRouter:
     """TF Serving's REST API: model status, metadata and ``:predict``."""
     router = APIRouter()
+    # the served name as each path parameter's example, so Swagger UI's "Try it out" has a
+    # request that works (a parameter with no value is not sent at all)
+    model_name = Path(
+        description="the served model's name (`harness serve --name`)",
+        openapi_examples={"served": {"summary": "the served model", "value": served.name}},
+    )
+    predict_target = Path(
+        description="`NAME:predict` or `NAME/versions/N:predict`",
+        openapi_examples={
+            "served": {"summary": "the served model", "value": f"{served.name}:predict"}
+        },
+    )
 
-    @router.get("/v1/models/{model}")
-    def model_status(model: str) -> dict:
+    unknown = {404: ERRORS[404]}
+
+    @router.get("/v1/models/{model}", summary="The model's status (TF Serving)", responses=unknown)
+    def model_status(model: str = model_name) -> dict:
         served.check_name(model)
         ok = {"error_code": "OK", "error_message": ""}
         return {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": ok}]}
 
-    @router.get("/v1/models/{model}/metadata")
-    def model_metadata(model: str) -> dict:
+    @router.get(
+        "/v1/models/{model}/metadata",
+        summary="The model's signature and scale (TF Serving)",
+        responses=unknown,
+    )
+    def model_metadata(model: str = model_name) -> dict:
         served.check_name(model)
         return tf_serving_metadata(served)
 
@@ -133,7 +158,7 @@ def tf_serving_routes(served: Served) -> APIRouter:
         responses=PREDICTIONS,
         response_class=Response,
     )
-    async def tf_serving_predict(target: str, request: Request) -> Response:
+    async def tf_serving_predict(request: Request, target: str = predict_target) -> Response:
         model, sep, verb = target.rpartition(":")
         if not sep:
             raise RequestError(
@@ -183,7 +208,11 @@ def mlflow_routes(served: Served) -> APIRouter:
     """MLflow's scoring protocol: ``/invocations`` and the ``/ping`` health check."""
     router = APIRouter()
 
-    @router.get("/ping", response_class=PlainTextResponse)
+    @router.get(
+        "/ping",
+        summary="Health check (MLflow, SageMaker): 200 once the model is loaded",
+        response_class=PlainTextResponse,
+    )
     def ping() -> PlainTextResponse:
         return PlainTextResponse("\n")
 
@@ -231,7 +260,8 @@ def upscale_routes(served: Served) -> APIRouter:
         summary="Upscale one PNG or JPEG image; answers a PNG",
         description="Send the image as a multipart upload (any file field; `image` here), as "
         "the raw body with Content-Type image/png or image/jpeg, or as JSON "
-        '`{"image": "<base64>"}`.',
+        '`{"image": "<base64>"}`. In Swagger UI, press *Reset* after choosing another request '
+        "content type: it keeps the last one's value until then.",
         openapi_extra=UPSCALE_BODY,
         responses=PNG,
         response_class=Response,
