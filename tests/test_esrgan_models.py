@@ -153,7 +153,8 @@ def test_spectral_conv_divides_by_the_largest_singular_value() -> None:
 def test_projected_trains_only_its_heads() -> None:
     model = projected(patch=32, weights="none", width=8, layers=("block1_conv2", "block3_conv3"))
     features = model.get_layer("vgg16_features")
-    assert not features.trainable_weights and features.weights
+    assert features.weights == []  # the shared frozen trunk is constants, not weights
+    assert all("vgg16_features" not in w.path for w in model.weights)
     # heads: project 1x1 (64->8, 256->8), 4x4/2 downs while the map is over 8 px, 1x1 logits
     assert model.output.shape[1:] == (8 * 8 + 8 * 8,)
     with pytest.raises(ConfigError, match="known: block1_conv1"):

@@ -103,8 +103,8 @@ def test_each_family_trains_eagerly_under_mixed_bfloat16(name, registry) -> None
 def test_one_gan_step_under_mixed_bfloat16(name, registry) -> None:
     """The trainer's compiled step (12-50 s to trace on a loaded 2-core CPU, hence the slow
     tier) updates every discriminator kernel (a bias may rightly stay: the hinge loss' bias
-    gradient is 0 while every margin is active; for ``projected`` only its heads: the VGG16
-    features stay frozen) and gives finite losses."""
+    gradient is 0 while every margin is active; for ``projected`` only its heads: its VGG16 is
+    the shared frozen trunk, no weights of the model) and gives finite losses."""
     exp = config.from_dict(family(name), registry=registry)
     trainer = Trainer(exp, registry=registry)
     assert trainer.policy == "mixed_bfloat16"
@@ -112,17 +112,13 @@ def test_one_gan_step_under_mixed_bfloat16(name, registry) -> None:
     d = trainer.discriminator
     kernels = [w for w in d.trainable_weights if w.path.endswith("kernel")]
     before = [w.numpy().copy() for w in kernels]
-    features = d.get_layer("vgg16_features").weights if name == "projected" else []
-    frozen = [w.numpy().copy() for w in features]
     out = trainer.train_step()
     assert set(out) >= {"mse", "adversarial", "d", "g_total"}
     assert all(np.isfinite(v) for v in out.values()), out
     same = [w.path for b, w in zip(before, kernels, strict=True) if np.array_equal(b, w.numpy())]
     assert not same, same
-    assert all(np.array_equal(b, w.numpy()) for b, w in zip(frozen, features, strict=True))
-    if name == "projected":
-        # block1_conv1 .. block2_conv2: four convolutions, kernel and bias each
-        assert len(features) == 8 and not any(w.trainable for w in features)
+    if name == "projected":  # its VGG16 is the shared trunk's constants, no weight to train
+        assert d.get_layer("vgg16_features").weights == []
 
 
 TWO_REPLICAS = textwrap.dedent(

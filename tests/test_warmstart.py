@@ -1,4 +1,5 @@
-"""Warm starts (``[generator] init``), kept best generators, and the resume-mismatch message."""
+"""Warm starts (``[generator] init``, ``[discriminator] init``), kept best generators, and the
+resume-mismatch message."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from mlflow.tracking import MlflowClient
 from test_train import tiny
 
 from harness.deploy import models as inference
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessWarning
+from harness.training.checkpoints import Checkpoints
 from harness.training.loop import train
 from harness.training.step import Trainer
-from harness.training.warmstart import WarmStartError, lineage, warm_start
+from harness.training.warmstart import WarmStartError, lineage, load_discriminator, warm_start
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +177,48 @@ def test_best_generators_are_kept_and_named_by_reference(base, store, registry):
         inference.load_generator(f"{exp.run_dir}@best_dists", registry=registry)
     run = MlflowClient(store).get_run(result.run_id)
     assert run.data.tags["best_lpips_model_uri"].startswith("models:/")
+
+
+def test_discriminator_init_skips_a_truncated_latest_checkpoint(tmp_path, registry):
+    """A run killed while writing its newest checkpoint (zero-length .data, no
+    discriminator.keras): ``[discriminator] init`` loads the older intact checkpoint with a
+    warning naming the skipped one, as the generator's init and a resumed run do; naming the
+    broken checkpoint itself, or a folder with none readable, is one clear error."""
+    gan = {"name": "modified"}
+    exp = tiny(tmp_path, experiment={"name": "killed"}, adversarial=gan)
+    trainer = Trainer(exp, registry=registry)
+    saver = Checkpoints(trainer, exp.run_dir / "checkpoints")
+    kept = {}
+    for step in (2, 4):
+        for w in trainer.discriminator.trainable_weights:
+            w.assign(np.random.default_rng(step).normal(0, 1, w.shape).astype(np.float32))
+        trainer.step = step
+        saver.save()
+        kept[step] = _weights(trainer.discriminator)
+    latest = exp.run_dir / "checkpoints" / "ckpt-4.data-00000-of-00001"
+    latest.write_bytes(b"")
+
+    init = {"init": str(exp.run_dir)}
+    fine_tune = tiny(tmp_path, experiment={"name": "ft"}, discriminator=init, adversarial=gan)
+    target = Trainer(fine_tune, registry=registry)
+    with pytest.warns(HarnessWarning, match="could not read ckpt-4.*loaded the older ckpt-2"):
+        warm_start(target)
+    for mine, theirs in zip(_weights(target.discriminator), kept[2], strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+    def build():
+        return registry.factory("discriminator", "srgan")(patch=32, filters=8, dense=16)
+
+    for ref, message in (
+        (exp.run_dir / "checkpoints" / "ckpt-4", "ckpt-4 cannot be read"),
+        (_only_broken(exp.run_dir, tmp_path / "broken"), "no checkpoint in .* can be read"),
+    ):
+        with pytest.raises(WarmStartError, match=message):
+            load_discriminator(str(ref), build, registry)
+
+
+def _only_broken(run_dir, copy):
+    """A copy of ``run_dir`` whose checkpoints are all unreadable."""
+    shutil.copytree(run_dir, copy)
+    (copy / "checkpoints" / "ckpt-2.data-00000-of-00001").write_bytes(b"")
+    return copy

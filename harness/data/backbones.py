@@ -13,7 +13,9 @@ computes its own), the input preprocessing and the compute dtype, and it is off 
 (where an array may change between calls). A pass is recorded by the gradient tapes active when it
 was built: features taken under ``tape.stop_recording()`` (a discriminator update, say) must be
 of another tensor (``tf.stop_gradient(sr)``) than the one a recorded term differentiates, as the
-trainer's discriminator update already does.
+trainer's discriminator update already does; likewise a gradient with respect to the images
+themselves, taken by a tape opened after their pass was built (R1 on a discriminator holding the
+trunk), needs a new tensor (``tf.identity(hr)``), as ``harness_adversarial.r1`` does.
 
 Layers are named as torchvision / BasicSR name them: ``conv<b>_<c>`` is the convolution's
 output before its ReLU (ESRGAN's perceptual loss uses ``conv5_4``), ``relu<b>_<c>`` after it,
@@ -60,6 +62,13 @@ def layer_names(network: str) -> list[str]:
             names += [f"conv{b}_{c}", f"relu{b}_{c}"]
         names.append(f"pool{b}")
     return names
+
+
+def from_keras(layer: str) -> str:
+    """A ``keras.applications`` VGG convolution's name -> the trunk's: ``block<b>_conv<c>``
+    (Keras' convolution includes its ReLU) is ``relu<b>_<c>``."""
+    block, conv = layer.split("_")
+    return f"relu{block.removeprefix('block')}_{conv.removeprefix('conv')}"
 
 
 def preprocess(images: Any, mode: str) -> tf.Tensor:

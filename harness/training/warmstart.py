@@ -7,15 +7,18 @@ start afresh. A resumed run restores its own checkpoint instead and never reads 
 
 A source is any model reference (:func:`harness.references.parse_reference`): a run directory,
 with ``@best_psnr_y`` or another kept generator after it, a checkpoint, a ``.keras`` file or an
-MLflow model. For a discriminator, a run directory (its ``discriminator.keras``, else its latest
-checkpoint), a checkpoint or a ``.keras`` file. The shapes must agree weight by weight; a
+MLflow model. For a discriminator, a run directory (its ``discriminator.keras``, else its newest
+readable checkpoint: a truncated newer one is skipped with a warning, as for the generator), a
+checkpoint or a ``.keras`` file. The shapes must agree weight by weight; a
 mismatch is one error naming both models. :func:`lineage` says which MLflow run a source came
 from, so the comparison of several fine-tunes can show that they share a start.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
@@ -23,9 +26,15 @@ import tensorflow as tf
 from harness import references as refs
 from harness.deploy import models
 from harness.deploy.models import load_keras_file
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessWarning
 from harness.references import ModelRef, ModelReferenceError, parse_reference
-from harness.rundir import CHECKPOINTS, DISCRIMINATOR_FILE, RunDir
+from harness.rundir import (
+    CHECKPOINTS,
+    DISCRIMINATOR_FILE,
+    RunDir,
+    checkpoint_readable,
+    intact_checkpoint,
+)
 from harness.training import precision
 from harness.training.step import config_text
 
@@ -91,6 +100,30 @@ def load_generator(ref: str | ModelRef, registry: Registry, tracking_uri: str | 
         raise WarmStartError(f"[generator] init: {exc}") from None
 
 
+def _intact_prefix(path: Path, ref: str | ModelRef) -> str | None:
+    """The newest readable checkpoint of the run directory or checkpoint folder ``path``, as
+    the generator's ``init`` and a resumed run choose it: an unreadable newer one is skipped
+    with a warning; none readable is an error; ``None`` when there is no checkpoint."""
+    for directory in (RunDir(path).checkpoints, path):
+        prefix, skipped = intact_checkpoint(directory)
+        if prefix is None and skipped:
+            raise WarmStartError(
+                f'[discriminator] init: no checkpoint in {directory} ("{ref}") can be read '
+                f"({', '.join(skipped)}: truncated or corrupt) and the run has no "
+                f"{DISCRIMINATOR_FILE}. Give another source, or drop [discriminator] init."
+            )
+        if skipped:
+            warnings.warn(
+                f"[discriminator] init: could not read {', '.join(skipped)} in {directory} "
+                f"(truncated or corrupt); loaded the older {Path(prefix).name}",
+                HarnessWarning,
+                stacklevel=4,
+            )
+        if prefix is not None:
+            return prefix
+    return None
+
+
 def load_discriminator(ref: str | ModelRef, build: Any, registry: Registry) -> Any:
     """The discriminator ``ref`` names; ``build()`` makes an empty one to restore a checkpoint
     into."""
@@ -106,10 +139,14 @@ def load_discriminator(ref: str | ModelRef, build: Any, registry: Registry) -> A
         return load_keras_file(RunDir(path).discriminator, registry=registry)
     if parsed.kind == refs.CHECKPOINT and not folder:
         prefix = str(path)
+        if not checkpoint_readable(prefix):
+            raise WarmStartError(
+                f"[discriminator] init: checkpoint {prefix} cannot be read (truncated or "
+                "corrupt); give the run directory or its checkpoints/ folder to load the newest "
+                "intact one."
+            )
     elif folder:
-        prefix = tf.train.latest_checkpoint(
-            str(RunDir(path).checkpoints)
-        ) or tf.train.latest_checkpoint(str(path))
+        prefix = _intact_prefix(path, ref)
     if prefix is None:
         raise WarmStartError(
             f'[discriminator] init: "{ref}" is neither a run directory (with '

@@ -52,7 +52,10 @@ def r1_penalty(discriminator, hr, gamma: float) -> tf.Tensor:
             "without batch norm (unet_sn, projected, patchgan with batch_norm = false), "
             'train.strategy = "default", or r1_gamma = 0.'
         )
-    hr = tf.cast(hr, tf.float32)
+    # A new tensor, not the batch itself: a frozen trunk inside the discriminator (projected)
+    # reuses the features of a tensor it has already run this step, and that earlier pass was
+    # not recorded by this tape, so the gradient would be None.
+    hr = tf.identity(tf.cast(hr, tf.float32))
     with tf.GradientTape() as tape:
         tape.watch(hr)
         logits = tf.cast(discriminator(hr, training=True), tf.float32)

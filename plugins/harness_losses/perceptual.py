@@ -23,7 +23,7 @@ from harness_metrics import lpips as lpips_metric
 
 from harness.data import backbones
 from harness.errors import ConfigError
-from harness_losses.vgg import imagenet_file
+from harness_losses.vgg import trunk
 
 ESRGAN_LAYERS = {"conv5_4": 1.0}
 """ESRGAN's perceptual loss: VGG19 conv5_4 before its ReLU, weight 1."""
@@ -71,8 +71,7 @@ class PerceptualLoss:
             )
         if network == "auto":
             network = "vgg16" if weights == backbones.TORCHVISION else "vgg19"
-        source = imagenet_file(network) if weights == "imagenet" else weights
-        self.vgg = backbones.vgg(network, source)
+        self.vgg = trunk(network, weights, "perceptual")
         layers = dict(ESRGAN_LAYERS if layer_weights is None else layer_weights)
         if not layers:
             raise ConfigError("perceptual: layer_weights is empty; name at least one layer.")

