@@ -206,12 +206,14 @@ def test_lpips_loss_equals_the_registered_lpips_metric(net: str) -> None:
 
 def test_dists_loss_is_the_dists_metric_class() -> None:
     """With the same (random) weights, the dists loss on [-1, 1] equals the batch mean of the
-    metric class's compiled distance on [0, 1]; relative tolerance 1e-6."""
+    metric class's compiled distance on [0, 1]; relative tolerance 5e-6 (the loss maps [-1, 1]
+    back to [0, 1] and runs in a separately compiled graph: 1.6e-6 apart on an AVX2-only CPU,
+    closer with AVX-512 kernels)."""
     sr, hr = _photos()
     loss = dists(weights="none")
     x0, x1 = sr.astype(np.float32) / 255, hr.astype(np.float32) / 255
     want = float(np.mean(loss.model(x0, x1)))
-    assert float(loss(x0 * 2 - 1, x1 * 2 - 1)) == pytest.approx(want, rel=1e-6)
+    assert float(loss(x0 * 2 - 1, x1 * 2 - 1)) == pytest.approx(want, rel=5e-6)
 
 
 def test_dists_loss_equals_the_registered_dists_metric() -> None:
