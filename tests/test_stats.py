@@ -136,6 +136,18 @@ def test_seeds_of_one_recipe_split_in_two_groups_are_not_different():
     assert "over 3 and 3 seeds and 20 images" in sentence(c, None)
 
 
+def test_with_two_seeds_a_side_the_interval_is_as_wide_as_the_t_test_leaves_it():
+    """Two seeds resample to three values: a bootstrap over seeds and images alone excludes 0
+    for two groups of one recipe whose runs happen to sit apart; Welch's t interval (df about
+    1.5) does not, and the report's interval spans both."""
+    rows = _seeds("a", [0.0, 0.001], spread=0.0005) + _seeds("b", [0.004, 0.006], 2, spread=0.0005)
+    (c,) = stats.compare_all(rows, [("b", "a")], {"lpips": False})
+    assert c.test == stats.WELCH and c.p > stats.ALPHA
+    assert 0 < c.boot_low < c.boot_high  # the bootstrap alone would say "different"
+    assert c.t_low < 0 < c.t_high and (c.low, c.high) == (c.t_low, c.t_high)
+    assert not c.significant
+
+
 def test_replicated_recipes_that_differ_are_marked_by_welchs_test():
     rows = _seeds("srgan", [0.0, 0.002, -0.002]) + _seeds("perpix", [-0.012, -0.013, -0.011])
     out = stats.compare_all(rows, [("perpix", "srgan")], {"lpips": False, "psnr_y": True})
@@ -214,6 +226,7 @@ def recompute(statistics, rows, sets):
         if c["resampled"] == "images":
             ci = sps.bootstrap((d,), np.mean, rng=rng).confidence_interval  # BCa, 9999
             p = {"wilcoxon": c["p_images"], "": float("nan")}[c["test"]]
+            assert (c["low"], c["high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
         else:
             # resampled runs (rows) of each trained side, then the same resampled images
             # (columns) for both sides: one (resamples,) mean per side
@@ -222,7 +235,7 @@ def recompute(statistics, rows, sets):
                 return np.take_along_axis(picked, columns[:, None, :], axis=2).mean(axis=(1, 2))
 
             if c["test"] == "welch":
-                p = sps.ttest_ind(a.mean(axis=1), b.mean(axis=1), equal_var=False).pvalue
+                t = sps.ttest_ind(a.mean(axis=1), b.mean(axis=1), equal_var=False)
 
                 def mean_of(sa, sb, im, axis=-1, a=a, b=b):
                     return side(a, sa, im) - side(b, sb, im)
@@ -231,7 +244,7 @@ def recompute(statistics, rows, sets):
             else:
                 assert c["test"] == "one-sample t"
                 trained, fixed, sign = (b, a, -1) if c["run_fixed"] else (a, b, 1)
-                p = sps.ttest_1samp(trained.mean(axis=1), fixed.mean()).pvalue
+                t = sps.ttest_1samp(sign * (trained.mean(axis=1) - fixed.mean()), 0)
 
                 def mean_of(s, im, axis=-1, trained=trained, fixed=fixed, sign=sign):
                     fixed_mean = fixed.mean(axis=0)[im].mean(axis=-1)
@@ -241,7 +254,11 @@ def recompute(statistics, rows, sets):
             ci = sps.bootstrap(
                 data, mean_of, vectorized=True, method="percentile", batch=500, rng=rng
             ).confidence_interval
-        assert (c["low"], c["high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
+            p, t_ci = t.pvalue, t.confidence_interval(0.95)
+            assert (c["boot_low"], c["boot_high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
+            assert (c["t_low"], c["t_high"]) == pytest.approx((t_ci.low, t_ci.high), rel=1e-9)
+            span = (min(ci.low, t_ci.low), max(ci.high, t_ci.high))  # the interval spans both
+            assert (c["low"], c["high"]) == pytest.approx(span, rel=1e-9)
         assert _number(c["p"]) == pytest.approx(p, nan_ok=True)
     tested = sorted((c for c in statistics if c["p"] is not None), key=lambda c: c["p"])
     running = 0.0
@@ -270,6 +287,11 @@ def test_every_kind_of_test_equals_scipy_on_the_written_scores_csv(tmp_path):
     recompute(statistics, back, ["Set5", "Set14"])
     assert {c["test"] for c in statistics} == {"welch", "one-sample t", "wilcoxon", ""}
     assert {c["run_fixed"] for c in statistics if c["test"] == "one-sample t"} == {True, False}
+    (welch5,) = [c for c in out if (c.test, c.set, c.measure) == ("welch", "Set5", "lpips")]
+    assert welch5.too_small and not welch5.significant  # Set5: too few images at any level
+    assert sentence(welch5, None).startswith("Set5 is too small to tell b from a on images like")
+    words = f"Welch p = {welch5.p_holm:.3f} over the seeds, on these 5 images only)."
+    assert words in sentence(welch5, None)
 
 
 def test_holm_is_the_step_down_and_ignores_nan():

@@ -3,9 +3,9 @@ two sides can answer.
 
 For a run (or a group of replicates) against a baseline, per measure, per set and pooled over
 all sets, the report gives the mean difference ``run - baseline`` (over runs and images), a 95%
-bootstrap interval (:func:`scipy.stats.bootstrap`) and a p-value; Holm's correction runs across
-every test of one report. What the test is depends on what varies between the two sides (the
-unit of replication):
+interval (bootstraps: :func:`scipy.stats.bootstrap`) and a p-value; Holm's correction runs
+across every test of one report. What the test is depends on what varies between the two sides
+(the unit of replication):
 
 - **model** (a side has no training seed: bicubic, a model with no recorded experiment, or the
   start every run of the other side was fine-tuned from; the other side is one model): the
@@ -16,13 +16,17 @@ unit of replication):
   more seeds on every trained side): the question is "does recipe A beat recipe B?", and a
   second seed of one recipe is a different model. Seeds are the unit of the test: Welch's t over
   the runs' means (:func:`scipy.stats.ttest_ind`, ``equal_var=False``, as replicate studies in
-  ML do), or a one-sample t of the runs' means against a fixed side's
-  (:func:`scipy.stats.ttest_1samp`), conditional on the benchmark's images; the interval (a
-  percentile bootstrap) resamples the seeds within each side and, independently, the images
-  (every run is scored on the same images: a crossed design), so it spans both variances. A
-  Wilcoxon over the images of the seed-averaged differences sees none of the seed-to-seed
-  variance (two seeds of one experiment differ that way with p < 0.001); it is kept as
-  ``p_images``, an image-level consistency figure, never as the verdict.
+  ML do), or a one-sample t of the runs' differences from a fixed side's mean
+  (:func:`scipy.stats.ttest_1samp`), conditional on the benchmark's images. The interval spans
+  two: the t-test's own interval over the runs' means (the seed-to-seed spread, as wide as few
+  seeds leave it) and a percentile bootstrap resampling the seeds within each side and,
+  independently, the images (every run is scored on the same images: a crossed design), which
+  adds the images' variation. Neither alone will do: two seeds resample to three values, so the
+  bootstrap alone shows too little of the seed-to-seed spread (two seed pairs of one MSRResNet
+  experiment: bootstrap [+0.001, +0.015] dB, Welch p = 0.27), and the t interval holds the
+  images fixed. A Wilcoxon over the images of the seed-averaged differences sees none of the
+  seed-to-seed variance (the same two pairs: p = 0.0001); it is kept as ``p_images``, an
+  image-level consistency figure, never as the verdict.
 - With one run on a trained side no seed-level test exists (Welch's t needs two runs a side):
   the difference between the two models is shown with its images-only interval, unmarked.
 
@@ -83,7 +87,11 @@ class Comparison:
     baseline_seeds: int = 1
     level: str = MODEL
     test: str = WILCOXON  # "" when no test is possible (too few seeds)
-    resampled: str = "images"  # what the interval resamples: "images" or "seeds and images"
+    resampled: str = "images"  # what the bootstrap resamples: "images" or "seeds and images"
+    t_low: float = math.nan  # recipe level: the t-test's interval, over the runs' means
+    t_high: float = math.nan
+    boot_low: float = math.nan  # recipe level: the bootstrap's, over seeds and images
+    boot_high: float = math.nan
     p_images: float = math.nan  # Wilcoxon over the images of the seed-averaged differences
     run_fixed: bool = False  # a side with no training seed (or the other side's start)
     baseline_fixed: bool = False
@@ -214,19 +222,26 @@ def wilcoxon_p(per_image: np.ndarray) -> float:
         return float(stats.wilcoxon(per_image).pvalue)
 
 
-def seed_test(run_means: np.ndarray, baseline_means: np.ndarray, fixed: str = "") -> float:
-    """The two-sided p that the runs' means (one per seed) of the two sides differ: Welch's t,
-    or a one-sample t of the trained side against a ``fixed`` side's mean (1 when every mean
-    is equal; nan when the runs agree exactly but the sides differ: t is undefined)."""
+def seed_test(
+    run_means: np.ndarray, baseline_means: np.ndarray, fixed: str = ""
+) -> tuple[float, float, float]:
+    """``(p, low, high)``: the two-sided p that the runs' means (one per seed) of the two sides
+    differ, and the interval of ``run - baseline`` of the same test: Welch's t, or a one-sample
+    t of the differences of the trained side's runs from a ``fixed`` side's mean. ``p`` is 1
+    when every mean is equal, nan when the runs of each side agree exactly but the sides
+    differ (t is undefined); the interval is nan where SciPy's is."""
     if np.all(run_means == run_means[0]) and np.all(baseline_means == run_means[0]):
-        return 1.0
+        return 1.0, math.nan, math.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # zero variance: SciPy warns and returns nan
         if fixed == "baseline":
-            return float(stats.ttest_1samp(run_means, baseline_means.mean()).pvalue)
-        if fixed == "run":
-            return float(stats.ttest_1samp(baseline_means, run_means.mean()).pvalue)
-        return float(stats.ttest_ind(run_means, baseline_means, equal_var=False).pvalue)
+            result = stats.ttest_1samp(run_means - baseline_means.mean(), 0.0)
+        elif fixed == "run":
+            result = stats.ttest_1samp(run_means.mean() - baseline_means, 0.0)
+        else:
+            result = stats.ttest_ind(run_means, baseline_means, equal_var=False)
+        low, high = result.confidence_interval(CONFIDENCE)
+    return float(result.pvalue), float(low), float(high)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -293,10 +308,13 @@ def compare(
     if at == RECIPE and min(n for n, is_fixed in sides if not is_fixed) >= MIN_SEEDS:
         side = "baseline" if baseline_fixed else "run" if run_fixed else ""
         out.test = ONE_SAMPLE if side else WELCH
-        out.p = seed_test(a.mean(axis=1), b.mean(axis=1), side)
+        out.p, out.t_low, out.t_high = seed_test(a.mean(axis=1), b.mean(axis=1), side)
         out.resampled = "seeds and images"
         if a.shape[1] > 1:
-            out.low, out.high = seed_interval(a, b, side)
+            out.boot_low, out.boot_high = seed_interval(a, b, side)
+            # the span of both (nan, where the t interval is undefined, is left out)
+            out.low = float(np.nanmin([out.t_low, out.boot_low]))
+            out.high = float(np.nanmax([out.t_high, out.boot_high]))
         return out
     out.test = WILCOXON if at == MODEL else ""
     out.p = out.p_images if at == MODEL else math.nan

@@ -102,10 +102,12 @@ def sentence(c: Comparison, protocol: MetricProtocol | None) -> str:
     difference = f"{_signed(c.difference, protocol)} {_interval(c, protocol)}"
     if c.too_small:
         numbers = f"{_signed(c.difference, protocol)}, {_p(c)}" if c.test else difference
+        if c.level != MODEL and c.test:
+            numbers += f" over the seeds, on these {c.images} images only"
         return (
-            f"{c.set} is too small to tell {c.run} from {c.baseline} (not 'no difference'): "
-            f"with {c.images} images no two-sided Wilcoxon p can be below {c.min_p:.4f} "
-            f"({name}: {numbers})."
+            f"{c.set} is too small to tell {c.run} from {c.baseline} on images like these (not "
+            f"'no difference'): with {c.images} images no two-sided Wilcoxon p can be below "
+            f"{c.min_p:.4f} ({name}: {numbers})."
         )
     if c.one_run_a_side:
         return (
@@ -168,12 +170,13 @@ def level_line(c: Comparison) -> str:
         trained, fixed = (c.baseline, c.run) if c.run_fixed else (c.run, c.baseline)
         return (
             f"Seeds are the unit: the {_seeds(c)} of {trained} against the fixed model {fixed} "
-            "by a one-sample t over the runs' means; the interval resamples the seeds and "
-            "the images."
+            "by a one-sample t over the runs' means; the interval spans the t-test's and a "
+            "bootstrap's over the seeds and the images."
         )
     return (
         f"Seeds are the unit: the recipes compared by Welch's t over the runs' means "
-        f"({_seeds(c)}); the interval resamples each side's seeds and the images."
+        f"({_seeds(c)}); the interval spans the t-test's and a bootstrap's over each side's "
+        "seeds and the images."
     )
 
 
@@ -192,8 +195,8 @@ def statistics_lines(
     )
     lines += [
         "Each cell: the mean difference (run minus baseline, over runs and images) with its "
-        f"{CONFIDENCE:.0%} bootstrap interval ({N_RESAMPLES} resamples, `scipy.stats.bootstrap`) "
-        f"and {corrected}. What is tested follows what varies between the two sides:",
+        f"{CONFIDENCE:.0%} interval and {corrected}. What is tested follows what varies "
+        f"between the two sides (bootstraps: `scipy.stats.bootstrap`, {N_RESAMPLES} resamples):",
         "",
         "- a side is a fixed model (bicubic, a model with no training seed, or the start the "
         "other side was fine-tuned from) and the other is one model: images are the unit, a "
@@ -201,8 +204,10 @@ def statistics_lines(
         "differences (`scipy.stats.wilcoxon`), BCa interval over the images.",
         f"- trained runs with at least {MIN_SEEDS} seeds on every trained side: seeds are the "
         "unit, a statement about the recipes. Welch's t over the runs' means "
-        "(`scipy.stats.ttest_ind`, `equal_var=False`; `ttest_1samp` against a fixed side), "
-        "percentile interval resampling each side's seeds and, independently, the images.",
+        "(`scipy.stats.ttest_ind`, `equal_var=False`; `ttest_1samp` against a fixed side); the "
+        "interval spans the t-test's own (the seed-to-seed spread, as wide as few seeds leave "
+        "it) and a percentile bootstrap resampling each side's seeds and, independently, the "
+        "images (their variation).",
         "- one trained run on a side: the difference between the models is shown with its "
         "interval over the images, unmarked; one run cannot separate the recipe from the seed.",
         "",
