@@ -15,11 +15,18 @@ from test_compare import CPU_SIZED, SHIPPED, _tiny_set
 
 from harness.evaluation import compare
 from harness.evaluation.records import RunInfo
-from harness.evaluation.replicates import group_curves, grouped_tables, has_replicates
+from harness.evaluation.replicates import (
+    group_curves,
+    grouped_tables,
+    has_replicates,
+    shared_starts,
+)
 
 
-def _run(label, group="", seed="", history=None):
-    return RunInfo(ref=label, label=label, group=group, seed=seed, history=history or {})
+def _run(label, group="", seed="", history=None, init=""):
+    return RunInfo(
+        ref=label, label=label, group=group, seed=seed, history=history or {}, init_label=init
+    )
 
 
 def test_groups_show_the_mean_and_spread_of_their_runs():
@@ -45,6 +52,22 @@ def test_groups_show_the_mean_and_spread_of_their_runs():
     assert ft.label == "ft (mean of 2 seeds)"
     assert ft.history["val/psnr_y"] == [(1, 21.0), (2, 23.0)]  # the steps both validated
     assert ft.band["val/psnr_y"] == [(1, 20.0, 22.0), (2, 21.0, 25.0)]
+
+
+def test_a_fine_tunes_shared_start_is_known_per_group():
+    """The start every replicate of a group was fine-tuned from (one run of the report) is a
+    fixed model for that group's statistics; a group whose runs start from different runs,
+    or from one not reported, has none."""
+    runs = [
+        _run("base", seed="0"),
+        _run("ft-seed0", "ft", "0", init="base"),
+        _run("ft-seed1", "ft", "1", init="base"),
+        _run("mixed-seed0", "mixed", "0", init="base"),
+        _run("mixed-seed1", "mixed", "1", init="ft-seed0"),
+        _run("away", seed="0", init="elsewhere (not in this report)"),
+        _run("scratch", seed="0"),
+    ]
+    assert shared_starts(runs) == {"ft": "base"}
 
 
 def test_seeds_replicate_the_fine_tunes_and_keep_the_base_shared(registry):
@@ -109,3 +132,13 @@ def test_compare_with_two_seeds_resumes_and_reports_the_groups(tmp_path, registr
     assert data["grouped"]["runs"]["compare_ft_srgan"] == 2
     assert {r["group"] for r in data["runs"]} == {"compare_base_mse", "compare_ft_srgan"}
     assert {c["seeds"] for c in data["statistics"]} == {2}
+    # the fine-tune's two seeds against the start they share: a one-sample t over seeds
+    assert {(c["test"], c["baseline_fixed"]) for c in data["statistics"]} == {
+        ("one-sample t", True)
+    }
+    from test_stats import recompute
+
+    from harness.evaluation.per_image import read_csv
+
+    rows, _ = read_csv(tmp_path / "report" / "scores.csv")
+    recompute(data["statistics"], rows, list(data["sets"]))

@@ -105,8 +105,11 @@ def command(
     @best_lpips (or another kept generator) to evaluate that one instead of the final one. The
     folder gets report.md, report.html, report.json, scores.csv (every per-image score),
     curves.png, perception_distortion.png and crops_<set>_<image>.png, and is logged to MLflow
-    as a run named "report". Each run is compared with --baseline image by image (bootstrap
-    interval and Wilcoxon p, Holm-corrected).
+    as a run named "report". Each run (or group of seeds) is compared with --baseline:
+    image by image against a fixed model (bicubic, a model with no seed, a fine-tune's start),
+    seed by seed between groups of replicates (Welch's t), and without a verdict between two
+    single trained runs (train replicates: harness compare --seeds N); bootstrap intervals,
+    Holm-corrected.
 
     \b
       harness report runs/compare_base_mse runs/compare_ft_srgan -o reports/losses
@@ -146,9 +149,18 @@ def command(
         ]
         click.echo(text_table(["", *(measure_name(k) for k in result.measures)], rows))
     click.echo("")
+    unmarked = {}
     for comparison in result.comparisons:
         if comparison.significant:
             click.echo(sentence(comparison, result.protocols.get(comparison.measure)))
+        elif comparison.too_few_seeds:
+            why = "no verdict: one run a side" if comparison.one_run_a_side else "too few seeds"
+            unmarked.setdefault((comparison.run, comparison.baseline), why)
+    for (run, baseline), verdict in unmarked.items():
+        click.echo(
+            f"{run} against {baseline}: {verdict}, differences shown unmarked (replicates: "
+            "harness compare --seeds N)"
+        )
     click.echo("")
     for run in result.runs:
         if run.init_label:

@@ -4,7 +4,8 @@
 (:mod:`harness.evaluation.stats`) are computed from, so anyone can redo them: read it back with
 :func:`read_csv` and take the arrays with :func:`matrix`. ``run`` is the report's row label,
 ``group`` the experiment its replicates share (the run's own label when it has none) and
-``seed`` the replicate's seed (empty when unknown).
+``seed`` the run's training seed, empty for bicubic and for a model with no recorded experiment:
+the statistics treat a group without seeds as a fixed model (images are the unit).
 """
 
 from __future__ import annotations

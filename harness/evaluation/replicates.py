@@ -31,6 +31,21 @@ def has_replicates(runs: Sequence[RunInfo]) -> bool:
     return any(len(m) > 1 for m in members(runs).values())
 
 
+def shared_starts(runs: Sequence[RunInfo]) -> dict[str, str]:
+    """Group label -> the group every one of its runs was fine-tuned from, when that start is
+    one run of the report (one fixed model for the group's statistics: its seed is shared)."""
+    groups = members(runs)
+    group_of = {r.label: r.group_label for r in runs}
+    out = {}
+    for group, rs in groups.items():
+        starts = {group_of.get(r.init_label) for r in rs}
+        if len(starts) == 1:
+            (start,) = starts
+            if start is not None and start != group and len(groups[start]) == 1:
+                out[group] = start
+    return out
+
+
 @dataclass
 class GroupedTables:
     """Per set and row (bicubic or a group): the mean, the spread and the number of runs."""
@@ -87,4 +102,11 @@ def group_curves(runs: Sequence[RunInfo]) -> list[Curves]:
     return out
 
 
-__all__ = ["GroupedTables", "group_curves", "grouped_tables", "has_replicates", "members"]
+__all__ = [
+    "GroupedTables",
+    "group_curves",
+    "grouped_tables",
+    "has_replicates",
+    "members",
+    "shared_starts",
+]

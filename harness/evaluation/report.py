@@ -34,7 +34,12 @@ from harness.evaluation.interpolation import interpolation_curves
 from harness.evaluation.per_image import columns, score_rows, write_csv
 from harness.evaluation.plots import plot_perception_distortion, run_curves
 from harness.evaluation.records import FINAL, Report, ReportError, RunInfo
-from harness.evaluation.replicates import group_curves, grouped_tables, has_replicates
+from harness.evaluation.replicates import (
+    group_curves,
+    grouped_tables,
+    has_replicates,
+    shared_starts,
+)
 from harness.evaluation.runs import resolve_runs
 from harness.evaluation.stats import compare_all, pairs_against
 from harness.evaluation.suite import DEFAULT_METRICS, discover, metric_functions
@@ -242,7 +247,9 @@ def write_report(
     (default: the registered ones of :data:`DEFAULT_METRICS`); ``crops`` images per set get a
     crop figure. ``lr`` (one folder per ``data`` folder) gives LR images to upscale instead of
     bicubic LR. Each run (or group of replicates) is compared with ``baseline`` (a run or group
-    label, or ``bicubic``; default: the first) by :mod:`harness.evaluation.stats`. With
+    label, or ``bicubic``; default: the first) by :mod:`harness.evaluation.stats`: image by
+    image against a fixed model (bicubic, a model with no seed, a fine-tune's start), seed by
+    seed between replicated recipes, with no verdict between single trained runs. With
     ``interpolate`` K, each fine-tune's network interpolation with its base is scored at K
     alphas (:mod:`harness.evaluation.interpolation`) and drawn on the plane. The report
     says it was made with :func:`command_line` of these arguments."""
@@ -294,7 +301,7 @@ def write_report(
     )
     write_csv(folder / SCORES, scores, measures)
     directions = {m: protocols[m].higher_is_better for m in measures}
-    comparisons = compare_all(scores, pairs, directions)
+    comparisons = compare_all(scores, pairs, directions, shared_starts(runs))
     given_lr = {s.label: s.lr for s in suites if s.lr}
     # published figures are measured on bicubic LR: not comparable with given LR images
     references = {"sources": {}, "methods": {}} if given_lr else load_references(scale)
