@@ -23,7 +23,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from harness import config
 from harness.data import backbones
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError, HarnessWarning
 from harness.training.step import Trainer
 
 RNG = np.random.default_rng(3)
@@ -107,7 +107,8 @@ def test_perceptual_on_a_keras_vgg19_file_uses_caffe_input(tmp_path) -> None:
 
 
 def test_perceptual_checks_its_layers_and_maps_vgg19_names_onto_vgg16() -> None:
-    with pytest.warns(UserWarning, match="conv5_3"):
+    # a HarnessWarning: the CLI prints it as one "warning: ..." line, not Python's file:line form
+    with pytest.warns(HarnessWarning, match="conv5_3"):
         loss = perceptual({"conv5_4": 1.0}, network="vgg16", weights="none")
     assert loss.layer_weights == {"conv5_3": 1.0}
     with pytest.raises(ConfigError, match='unknown layer "block5_conv4"'):

@@ -22,7 +22,7 @@ from harness_metrics import dists as dists_metric
 from harness_metrics import lpips as lpips_metric
 
 from harness.data import backbones
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessWarning
 from harness_losses.vgg import trunk
 
 ESRGAN_LAYERS = {"conv5_4": 1.0}
@@ -92,7 +92,7 @@ class PerceptualLoss:
             nearest = layer[:-1] + "3"
             warnings.warn(
                 f"VGG16 has no {layer}; the perceptual loss uses {nearest}.",
-                UserWarning,
+                HarnessWarning,
                 stacklevel=4,
             )
             return nearest

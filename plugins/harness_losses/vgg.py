@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from harness.data import backbones, fetch
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError, HarnessWarning
 
 IMAGENET_FILES = {
     "vgg19": (
@@ -47,7 +47,7 @@ def _warn_once(key: str, message: str) -> None:
     if key in _warned:
         return
     _warned.add(key)
-    warnings.warn(message, UserWarning, stacklevel=4)
+    warnings.warn(message, HarnessWarning, stacklevel=4)
 
 
 def keras_cache_path(net: str) -> Path:

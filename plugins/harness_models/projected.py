@@ -15,7 +15,7 @@ from typing import Literal
 import keras
 
 from harness.data import backbones
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessWarning
 from harness_models.layers import PACKAGE, SpectralConv2D
 
 VGG16_LAYERS = tuple(
@@ -143,7 +143,7 @@ def projected(
         warnings.warn(
             'discriminator "projected" with weights = "none": random features, meaningful '
             "only in tests.",
-            UserWarning,
+            HarnessWarning,
             stacklevel=2,
         )
     ordered = tuple(sorted(set(layers), key=VGG16_LAYERS.index))
