@@ -52,6 +52,8 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# oneDNN kernels on, as importing harness does (harness.ONEDNN_ENV); here TensorFlow loads first
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

@@ -50,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# oneDNN kernels on, as importing harness does (harness.ONEDNN_ENV); here TensorFlow loads first
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -530,6 +532,12 @@ def main() -> None:
         raise SystemExit(f"error: --torch-python {args.torch_python} does not exist; " + TORCH_HINT)
     if not args.torch_python:
         print(f"note: PyTorch column skipped: {TORCH_HINT}", flush=True)
+    onednn = precision.onednn_enabled()
+    print(
+        f"TensorFlow {tf.__version__}, oneDNN CPU kernels {'on' if onednn else 'off'} "
+        f"(TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', '')})",
+        flush=True,
+    )
     results = []
     registry = build_registry()
     policies = [p.strip() for p in args.precision.split(",")]  # bench_case sets args.precision
@@ -554,6 +562,8 @@ def main() -> None:
             print(json.dumps(results[-1]), flush=True)
     if args.case in ("all", "mse", "perpix", "discriminators", *DISCRIMINATOR_CASES):
         print(table(results))
+    for result in results:
+        result["onednn"] = onednn
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)

@@ -91,6 +91,7 @@ def test_a_run_records_the_mlflow_3_conventions(tmp_path, monkeypatch, store):
     else:
         assert "mlflow.source.git.commit" not in tags
     experiment = client.get_experiment(run.info.experiment_id)
+    assert tags["onednn"] == "True"  # importing harness turned it on: see test_onednn.py
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert "experiment quickstart (x4" in experiment.tags["mlflow.note.content"]
     # what the run said, as the artifact console.log

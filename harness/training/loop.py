@@ -41,6 +41,7 @@ from harness.training.callbacks import (
 )
 from harness.training.checkpoints import Checkpoints, NonFiniteWeights, move_aside
 from harness.training.kept import KeptGenerators
+from harness.training.precision import onednn_advice, onednn_enabled
 from harness.training.step import Trainer, is_chief, make_strategy
 from harness.training.validation import Validator
 from harness.training.warmstart import warm_start
@@ -264,7 +265,13 @@ def _run(
         diskwrite.write_text(toml_path, exp.to_toml())
         tracker.log_params(exp.flat_params() if params is None else params)
         tracker.log_artifact(toml_path)
-        tracker.set_tags({"precision": trainer.policy, "replicas": trainer.replicas})
+        tracker.set_tags(
+            {
+                "precision": trainer.policy,
+                "replicas": trainer.replicas,
+                "onednn": onednn_enabled(),
+            }
+        )
         if not tracker.resumed:
             tracker.log_context(exp)
             _log_data_inputs(exp, tracker)
@@ -290,6 +297,9 @@ def _run(
         if checkpoints.note:
             say(checkpoints.note)
     say(f"precision {trainer.policy}, {trainer.replicas} replica(s); run dir {run_dir}")
+    advice = onednn_advice()
+    if advice and chief:
+        warnings.warn(advice, HarnessWarning, stacklevel=2)
 
     validator = Validator(exp, trainer.registry)
     if validator.images:

@@ -23,12 +23,15 @@ thread (about 5% more CPU time per step).
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
 from collections.abc import Iterator
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from harness import ONEDNN_ENV
 from harness.errors import ConfigError
 
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -68,6 +71,35 @@ def auto_policy(
     if any(flag in flags for flag in BF16_CPU_FLAGS):
         return "mixed_bfloat16"
     return "float32"
+
+
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs its oneDNN CPU kernels in this process (decided when it loaded:
+    see :data:`harness.ONEDNN_ENV`); ``False`` where the build cannot say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # no public API says it
+    except ImportError:  # pragma: no cover - a build without the module
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def onednn_advice() -> str | None:
+    """A warning for a CPU run whose TensorFlow left oneDNN off although nobody asked for that:
+    TensorFlow was imported before ``harness`` (which sets :data:`harness.ONEDNN_ENV`), on an
+    x86-64 Linux CPU where oneDNN is not TensorFlow's default. ``None`` when oneDNN is on, when
+    the user turned it off, with a GPU, or where TensorFlow's builds have no oneDNN."""
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    if os.environ.get(ONEDNN_ENV, "1").strip().lower() in ("0", "false"):
+        return None
+    if tf.config.list_physical_devices("GPU") or onednn_enabled():
+        return None
+    return (
+        "TensorFlow's oneDNN CPU kernels are off (TensorFlow was imported before harness, which "
+        f"turns them on): a training step on this CPU takes about twice as long. Import harness "
+        f"before tensorflow or keras, or export {ONEDNN_ENV}=1 ({ONEDNN_ENV}=0 to keep them off "
+        "without this warning)."
+    )
 
 
 def resolve(precision: str) -> str:
