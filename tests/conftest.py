@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+import harness  # noqa: F401  # before TensorFlow loads: oneDNN on, as in the CLI's processes
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA_ENV = "HARNESS_SHARED_DATA"
 
@@ -189,3 +191,15 @@ def tiny_overrides(tmp_path: Path, steps: int = 4, pretrain: int = 2) -> list[st
     for key, value in sets.items():
         out += ["--set", f"{key}={value}"]
     return out
+
+
+def tiny_benchmark_set(folder: Path) -> Path:
+    """Two 64x64 crops of scikit-image photographs: a benchmark folder for reports."""
+    from PIL import Image
+
+    from harness.data import pipeline as data
+
+    folder.mkdir(parents=True)
+    for name, hr in data.load_folder("skimage", 4, limit=2):
+        Image.fromarray(hr[:64, :64]).save(folder / f"{name}.png")
+    return folder

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import new_store
+from conftest import new_store, tiny_benchmark_set
 from mlflow.tracking import MlflowClient
 
 from harness.cli import cli
@@ -74,18 +74,6 @@ def test_a_cycle_of_init_sources_is_refused(tmp_path, registry):
         compare.plan([str(tmp_path)], registry=registry)
 
 
-def _tiny_set(folder: Path) -> Path:
-    """Two 64x64 crops of scikit-image photographs: a benchmark folder for the report."""
-    from PIL import Image
-
-    from harness.data import pipeline as data
-
-    folder.mkdir(parents=True)
-    for name, hr in data.load_folder("skimage", 4, limit=2):
-        Image.fromarray(hr[:64, :64]).save(folder / f"{name}.png")
-    return folder
-
-
 def run_compare(
     tmp_path: Path, monkeypatch, registry, specs: list[str], finetunes: list[str]
 ) -> None:
@@ -93,7 +81,7 @@ def run_compare(
     report over all of them, and a second call that trains nothing. The command runs in this
     process (each experiment still trains in a ``harness run`` process of its own)."""
     store = new_store(tmp_path)
-    bench = _tiny_set(tmp_path / "tinyset")
+    bench = tiny_benchmark_set(tmp_path / "tinyset")
     monkeypatch.chdir(tmp_path)
     args = ["compare", *specs]
     for item in [*CPU_SIZED, f'tracking.uri="{store}"']:
