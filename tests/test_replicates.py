@@ -11,7 +11,8 @@ import sys
 import time
 
 import pytest
-from test_compare import CPU_SIZED, SHIPPED, _tiny_set
+from conftest import tiny_benchmark_set
+from test_compare import CPU_SIZED, SHIPPED
 
 from harness.evaluation import compare
 from harness.evaluation.records import RunInfo
@@ -95,7 +96,7 @@ def test_compare_with_two_seeds_resumes_and_reports_the_groups(tmp_path, registr
     """``harness compare --seeds 2``, interrupted once the first replicate is written, then run
     again: finished runs are skipped and the report groups the fine-tune's two seeds."""
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    bench = _tiny_set(tmp_path / "tinyset")
+    bench = tiny_benchmark_set(tmp_path / "tinyset")
     specs = [str(SHIPPED / "base_mse.toml"), str(SHIPPED / "ft_srgan.toml")]
     args = [sys.executable, "-m", "harness.cli", "compare", *specs, "--seeds", "2"]
     for item in [*CPU_SIZED, f'tracking.uri="{store}"']:

@@ -1,0 +1,97 @@
+"""The budget comparison (experiments/budget): every variant fine-tunes the committed MSE base,
+and the whole comparison runs CPU-sized through the real CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import new_store, tiny_benchmark_set
+
+from harness.cli import cli
+from harness.deploy.models import load_keras_file
+from harness.evaluation import compare
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGET = ROOT / "experiments" / "budget"
+BASE_FILE = "models/msrresnet16_mse_x4.keras"
+FINETUNES = {
+    "budget_ft_mse",
+    "budget_ft_ledig",
+    "budget_ft_perpix",
+    "budget_ft_lpips_projected",
+}
+
+CPU_SIZED = [
+    'data.train=["skimage"]',
+    'data.val=["skimage"]',
+    "data.val_limit=1",
+    "data.val_max_side=48",
+    "data.patch=32",
+    "generator.blocks=1",
+    "generator.filters=8",
+    "train.batch_size=2",
+    'train.precision="float32"',
+    "validation.samples=1",
+    "tracking.log_model=false",
+]
+"""The shipped files made tiny: the same losses and discriminators, a 1-block generator."""
+
+
+def test_every_variant_fine_tunes_the_committed_base(registry):
+    planned = compare.plan([str(BUDGET)], registry=registry)
+    assert {p.exp.experiment.name for p in planned} == FINETUNES  # _base_mse.toml is a base
+    for p in planned:
+        assert p.exp.generator.init == BASE_FILE
+    by_name = {p.exp.experiment.name: p.exp for p in planned}
+    assert by_name["budget_ft_mse"].adversarial is None
+    assert by_name["budget_ft_lpips_projected"].discriminator.name == "projected"
+    assert {c.key for c in by_name["budget_ft_lpips_projected"].losses if c.weight != 0} == {
+        "l1",
+        "lpips",
+    }
+    # the committed file is the base's network: every weight fits the planned generator
+    exp = planned[0].exp
+    factory = registry.factory("generator", exp.generator.name)
+    generator = factory(scale=exp.data.scale, **exp.generator.params)
+    base = load_keras_file(ROOT / BASE_FILE, registry=registry)
+    assert [w.shape for w in base.weights] == [w.shape for w in generator.weights]
+    assert not np.allclose(base.get_weights()[0], generator.get_weights()[0])  # trained
+
+
+def test_the_readme_states_the_committed_models_size_and_checksum():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in (BASE_FILE,):
+        data = (ROOT / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() in readme, name
+        assert f"{len(data) / 1e6:.1f} MB" in readme, name
+
+
+@pytest.mark.slow
+def test_the_cpu_sized_budget_comparison_runs_with_replicates(tmp_path, monkeypatch, registry):
+    store = new_store(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    tracking = [f'tracking.uri="{store}"']
+    sets = [arg for item in [*CPU_SIZED, *tracking] for arg in ("--set", item)]
+    # a tiny base in place of the committed one (whose 16 blocks the tiny runs do not have)
+    base = ["run", str(BUDGET / "_base_mse.toml"), *sets, "--set", "train.steps=2"]
+    done = CliRunner().invoke(cli, base, obj={"registry": registry})
+    assert done.exit_code == 0, done.output[-3000:]
+    init = tmp_path / "runs" / "budget_base_mse" / "generator.keras"
+    sets += ["--set", f'generator.init="{init}"', "--set", "train.steps=2"]
+    sets += ["--set", "validation.every=1"]
+    report = ["--data", str(tmp_path / "tinyset"), "-o", str(tmp_path / "report")]
+    tiny_benchmark_set(tmp_path / "tinyset")
+    args = ["compare", str(BUDGET), *sets, "--seeds", "2", "--metric", "lpips", *report]
+    done = CliRunner().invoke(cli, [*args, "--tracking-uri", store], obj={"registry": registry})
+    assert done.exit_code == 0, done.output[-3000:]
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    for name in FINETUNES:  # two seeds each
+        assert sum(r.startswith(name) for r in runs) == 2, runs
+    tables = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert tables["measures"] == ["psnr_y", "ssim_y", "lpips"]
+    assert "budget_ft_lpips_projected" in (tmp_path / "report" / "report.md").read_text()
