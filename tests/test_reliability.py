@@ -9,6 +9,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -356,19 +358,42 @@ def test_a_refused_resume_leaves_the_finished_run_finished(tmp_path, store, regi
     assert MlflowClient(store).get_run(run_id).info.status == "FINISHED"
 
 
+CTRL_C_WHILE_READING = """
+import signal, sys
+from harness import config
+from harness.plugin_api.registry import build_registry
+from harness.training import step
+from harness.training.loop import train
+
+def interrupted(self, dataset=None):
+    signal.raise_signal(signal.SIGINT)  # as a user pressing Ctrl-C while the data loads
+
+step.Trainer.start_data = interrupted
+registry = build_registry()
+try:
+    train(config.load(sys.argv[1], registry=registry), registry=registry)
+except KeyboardInterrupt:
+    sys.exit(42)
+"""
+
+
 @pytest.mark.slow
-def test_ctrl_c_while_the_data_is_read_stops_at_once(tmp_path, store, monkeypatch, registry):
-    import signal
-
-    from harness.training import step as train_module
-
-    def interrupted(self, dataset=None):
-        signal.raise_signal(signal.SIGINT)  # as a user pressing Ctrl-C while the data loads
-
-    monkeypatch.setattr(train_module.Trainer, "start_data", interrupted)
+def test_ctrl_c_while_the_data_is_read_stops_at_once(tmp_path, store):
+    # in a process of its own, as a run is: the signal handlers of this test process are
+    # whatever the tests before it left
     exp = tiny(tmp_path, adversarial=None, tracking={"uri": store})
-    with pytest.raises(KeyboardInterrupt):
-        train(exp, registry=registry)
+    file = tmp_path / "exp.toml"
+    file.write_text(exp.to_toml(), encoding="utf-8")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", CTRL_C_WHILE_READING, str(file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 42, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "stopping after the current step" not in done.stdout  # at once, not after a step
     assert not RunDir(exp.run_dir).checkpoints.exists()  # no step trained, none saved
     run_id = RunDir(exp.run_dir).read_run_id()
     assert MlflowClient(store).get_run(run_id).info.status == "KILLED"
