@@ -360,6 +360,12 @@ def test_a_refused_resume_leaves_the_finished_run_finished(tmp_path, store, regi
 
 CTRL_C_WHILE_READING = """
 import signal, sys
+# a process started from a terminal: SIGINT neither ignored nor blocked, whatever the process
+# that started this one had (a child inherits both); what it inherited is said for a failure
+print("inherited SIGINT", signal.getsignal(signal.SIGINT),
+      "blocked", sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])), file=sys.stderr)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
 from harness import config
 from harness.plugin_api.registry import build_registry
 from harness.training import step
