@@ -84,3 +84,10 @@ def test_the_cpu_sized_budget_comparison_runs_with_replicates(tmp_path, monkeypa
     tables = json.loads((tmp_path / "report" / "report.json").read_text())
     assert tables["measures"] == ["psnr_y", "ssim_y", "lpips"]
     assert "budget_ft_lpips_projected" in (tmp_path / "report" / "report.md").read_text()
+    # the start every fine-tune names (a .keras file, not a run of the comparison) is reported
+    # first, and each replicated fine-tune is tested against it as a fixed model
+    (start,) = [r for r in tables["runs"] if r["label"] == "generator"]
+    assert start["model"] == str(init) and tables["baseline"] == "generator"
+    fixed = [c for c in tables["statistics"] if c["baseline"] == "generator"]
+    assert {c["run"] for c in fixed} == FINETUNES
+    assert all(c["baseline_fixed"] and c["seeds"] == 2 for c in fixed)

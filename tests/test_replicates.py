@@ -143,3 +143,22 @@ def test_compare_with_two_seeds_resumes_and_reports_the_groups(tmp_path, registr
 
     rows, _ = read_csv(tmp_path / "report" / "scores.csv")
     recompute(data["statistics"], rows, list(data["sets"]))
+
+
+def test_a_groups_interpolation_curve_is_its_runs_mean_alpha_by_alpha():
+    from harness.evaluation.interpolation import group_means
+
+    def curve(*points):
+        pairs = zip((0.0, 1.0), points, strict=True)
+        return {"set5": [{"alpha": a, "psnr_y": p, "lpips": lp} for a, (p, lp) in pairs]}
+
+    curves = {
+        "a-seed0": curve((30.0, 0.20), (28.0, 0.10)),
+        "a-seed1": curve((30.0, 0.20), (26.0, 0.14)),
+        "b": curve((30.0, 0.20), (29.0, 0.18)),
+    }
+    out = group_means(curves, {"a-seed0": "a", "a-seed1": "a", "b": "b"})
+    assert set(out) == {"a", "b"}
+    assert out["a"]["set5"][1] == pytest.approx({"alpha": 1.0, "psnr_y": 27.0, "lpips": 0.12})
+    assert out["a"]["set5"][0] == pytest.approx({"alpha": 0.0, "psnr_y": 30.0, "lpips": 0.20})
+    assert out["b"] == curves["b"]

@@ -385,9 +385,25 @@ def test_statistics_equal_scipy_on_the_per_image_table_the_report_wrote(env, cli
 
 
 @pytest.mark.slow
-def test_interpolation_curves_end_at_the_base_and_the_fine_tune(env, registry, tmp_path):
+def test_interpolation_curves_end_at_the_base_and_the_fine_tune(
+    env, registry, tmp_path, monkeypatch
+):
     """``--interpolate 3``: the fine-tune's curve starts at its base's scores (alpha 0) and
-    ends at its own (alpha 1); the base, with no base of its own, gets none."""
+    ends at its own (alpha 1), reused from the table (the ends are those two models exactly);
+    only the midpoint is evaluated, and it is the blend ``harness interpolate`` writes. The
+    base, with no base of its own, gets none."""
+    from harness.deploy.interpolate import blend
+    from harness.deploy.models import load_generator
+    from harness.deploy.upscaler import Upscaler
+    from harness.evaluation import interpolation
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[1])
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(interpolation, "evaluate", counted)
     report = write_report(
         [str(env["base"]), str(env["ft"])],
         tmp_path / "interp",
@@ -408,5 +424,56 @@ def test_interpolation_curves_end_at_the_base_and_the_fine_tune(env, registry, t
     for point, row in ((points[0], "rep_base"), (points[-1], "rep_ft")):
         for measure in ("psnr_y", "ssim_y"):
             assert point[measure] == pytest.approx(table[row][measure], abs=1e-9), (row, measure)
+    assert len(calls) == 1  # alpha 0.5 on set5; alpha 0 and 1 are the table's rows
+    base = load_generator(env["base"], registry=registry)
+    tuned = load_generator(env["ft"], registry=registry)
+    base.set_weights(blend(base.get_weights(), tuned.get_weights(), 0.5))
+    mid = evaluate(Upscaler.from_generator(base), load_folder(env["data"][0], 4), 4)
+    assert points[1]["psnr_y"] == pytest.approx(mid.mean("psnr_y"), abs=1e-9)
+    assert points[1]["psnr_y"] != pytest.approx(points[0]["psnr_y"], abs=1e-6)
     assert "Network interpolation (ESRGAN): rep_ft" in report.markdown.read_text()
     assert "--interpolate 3" in report.markdown.read_text()
+
+
+def test_a_model_file_is_a_fixed_model_and_the_start_of_the_runs_that_name_it(
+    env, registry, tmp_path
+):
+    """A ``.keras`` file (a committed base) is reported as one fixed model, labelled by its
+    name; a run whose ``generator.init`` names the file is its fine-tune, measured against it
+    image by image."""
+    base_file = tmp_path / "models" / "base_x4.keras"
+    base_file.parent.mkdir()
+    shutil.copy(env["base"] / "generator.keras", base_file)
+    ft = tmp_path / "runs" / "ft_of_file"
+    ft.mkdir(parents=True)
+    shutil.copy(env["ft"] / "generator.keras", ft / "generator.keras")
+    toml = (env["ft"] / "experiment.toml").read_text()
+    assert str(env["base"]) in toml
+    (ft / "experiment.toml").write_text(toml.replace(str(env["base"]), str(base_file)))
+    report = write_report(
+        [str(base_file), str(ft)],
+        tmp_path / "out",
+        registry=registry,
+        data=env["data"][:1],
+        metrics=[],
+        crops=0,
+        log_to_mlflow=False,
+        say=lambda _: None,
+        progress=False,
+    )
+    by_label = {r.label: r for r in report.runs}
+    assert set(by_label) == {"base_x4", "ft_of_file"}
+    assert by_label["base_x4"].model_ref == str(base_file) and not by_label["base_x4"].seed
+    assert by_label["ft_of_file"].init_label == "base_x4"
+    assert report.baseline == "base_x4"
+    upscale = load_upscaler(base_file, registry=registry)
+    direct = evaluate(upscale, load_folder(env["data"][0], 4), 4)
+    assert report.tables["set5"]["base_x4"]["psnr_y"] == pytest.approx(direct.mean("psnr_y"))
+    (psnr,) = [c for c in report.comparisons if c.measure == "psnr_y" and c.run == "ft_of_file"]
+    assert psnr.baseline == "base_x4" and psnr.baseline_fixed and not psnr.run_fixed
+    assert "generator from `" in report.markdown.read_text()
+    with pytest.raises(ReportError, match="keeps no other generators"):
+        resolve_runs([f"{base_file}@best_lpips"], say=lambda _: None)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ReportError, match="not a .keras generator"):
+        resolve_runs([str(tmp_path / "notes.txt")], say=lambda _: None)

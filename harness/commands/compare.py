@@ -70,7 +70,8 @@ def command(
     tracking_uri: str | None,
 ) -> None:
     """Train every experiment of DIR (its *.toml files; _*.toml are shared bases) or the FILEs
-    given, each after the runs its [generator] init names, then `harness report` them.
+    given, each after the runs its [generator] init names, then `harness report` them (with
+    the .keras files they start from, such as a committed base, first).
 
     Each experiment trains in its own process; running the command again skips finished runs
     and resumes an interrupted one. With --seeds N each experiment trains N times and the
@@ -94,7 +95,7 @@ def command(
 
     folder = Path(out) if out else Path("reports") / Path(experiments[0]).stem
     result = write_report(
-        [str(p.run_dir) for p in planned],
+        [*compare.start_files(planned), *(str(p.run_dir) for p in planned)],
         folder,
         registry=registry(),
         data=list(data_specs) or list(DEFAULT_DATA),

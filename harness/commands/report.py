@@ -100,9 +100,10 @@ def command(
 ) -> None:
     """Evaluate RUNs and bicubic afresh on benchmark sets and write a comparison report.
 
-    A RUN is a run directory (or a folder of them), an MLflow run id (a sweep's parent run: all
-    its trials), or an MLflow experiment name or id (all its runs), tried in that order; add
-    @best_lpips (or another kept generator) to evaluate that one instead of the final one. The
+    A RUN is a run directory (or a folder of them), a .keras generator file (a fixed model,
+    e.g. the committed base its fine-tunes start from), an MLflow run id (a sweep's parent run:
+    all its trials), or an MLflow experiment name or id (all its runs), tried in that order;
+    add @best_lpips (or another kept generator) to evaluate that one instead of the final one. The
     folder gets report.md, report.html, report.json, scores.csv (every per-image score),
     curves.png, perception_distortion.png and crops_<set>_<image>.png, and is logged to MLflow
     as a run named "report". Each run (or group of seeds) is compared with --baseline:

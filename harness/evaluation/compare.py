@@ -162,6 +162,22 @@ def plan(
     return out
 
 
+def start_files(planned: Sequence[Planned]) -> list[str]:
+    """The ``.keras`` files (not runs of the comparison) that the planned experiments'
+    generators start from, e.g. a committed base: the report scores them first, so that each
+    fine-tune is measured against its start."""
+    out: list[str] = []
+    for p in planned:
+        ref = p.exp.generator.init
+        try:
+            local = parse_reference(ref).path if ref else None
+        except ModelReferenceError:  # training said what is wrong with it
+            continue
+        if local is not None and local.is_file() and local.suffix == ".keras" and ref not in out:
+            out.append(ref)
+    return out
+
+
 def finished(p: Planned) -> bool:
     """The run reached ``train.steps`` and wrote its final generator."""
     import tensorflow as tf  # heavy: only reading a run's checkpoint state needs TensorFlow
@@ -207,4 +223,5 @@ __all__ = [
     "replicate",
     "replicate_overrides",
     "run_all",
+    "start_files",
 ]

@@ -36,11 +36,20 @@ def interpolation_curves(
     points: int,
     registry: Registry,
     say: Callable[[str], Any] = print,
+    measured: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
 ) -> dict[str, Curve]:
     """Run label -> its interpolation curve, for each run with a loadable base of its own
-    architecture (the others are skipped with a message)."""
+    architecture (the others are skipped with a message).
+
+    The ends are the two models themselves (alpha 0 is the base's weights exactly, alpha 1 the
+    run's): where ``measured`` (set -> row -> means, the report's tables) already scored them,
+    as the run and its base when that is reported too, those scores are used; a base outside
+    the report is scored once for all the runs that start from it. So K points cost K - 2
+    evaluations per run when the base is reported."""
     out: dict[str, Curve] = {}
     alphas = np.linspace(0.0, 1.0, max(points, 2)).tolist()
+    known = measured or {}
+    starts: dict[str, dict[str, dict[str, float]]] = {}  # init_ref -> set -> alpha-0 means
     for run in runs:
         if not run.init_ref:
             continue
@@ -54,14 +63,39 @@ def interpolation_curves(
             continue
         upscale = Upscaler.from_generator(base)  # reads the weights set below at each call
         weights_base, weights_run = base.get_weights(), tuned.get_weights()
+        start = starts.setdefault(run.init_ref, {})
         curve: Curve = {label: [] for label in images}
         for alpha in alphas:
-            base.set_weights(blend(weights_base, weights_run, alpha))
+            row = run.label if alpha == 1.0 else run.init_label if alpha == 0.0 else ""
+            done = {label: known.get(label, {}).get(row) for label in images}
+            if alpha == 0.0:
+                done = {label: done[label] or start.get(label) for label in images}
+            if not all(done.values()):
+                base.set_weights(blend(weights_base, weights_run, alpha))
             for label, items in images.items():
-                means = evaluate(upscale, items, scale, extra=extra).means()
+                means = done[label] or evaluate(upscale, items, scale, extra=extra).means()
+                if alpha == 0.0:
+                    start[label] = dict(means)
                 curve[label].append({"alpha": alpha, **means})
         out[run.label] = curve
     return out
 
 
-__all__ = ["Curve", "interpolation_curves"]
+def group_means(curves: Mapping[str, Curve], group_of: Mapping[str, str]) -> dict[str, Curve]:
+    """Group label -> the mean curve of its runs' (``group_of``: run label -> group label), alpha
+    by alpha: a replicated recipe's trade-off, drawn beside its mean point."""
+    members: dict[str, list[Curve]] = {}
+    for label, curve in curves.items():
+        members.setdefault(group_of.get(label, label), []).append(curve)
+    out: dict[str, Curve] = {}
+    for group, found in members.items():
+        out[group] = {}
+        for label in found[0]:
+            rows = list(zip(*(c[label] for c in found), strict=True))  # one tuple per alpha
+            out[group][label] = [
+                {k: float(np.mean([p[k] for p in row])) for k in row[0]} for row in rows
+            ]
+    return out
+
+
+__all__ = ["Curve", "group_means", "interpolation_curves"]

@@ -39,7 +39,12 @@ def _interpolation_note(report: Any) -> list[str]:
     if not curves:
         return []
     points = len(next(iter(next(iter(curves.values())).values())))
-    where = "drawn as dotted lines" if report.grouped is None else "in `report.json` only"
+    where = (
+        "drawn as dotted lines"
+        if report.grouped is None
+        else "drawn as dotted lines, each group's the mean of its runs' curves (every run's is in "
+        "`report.json`)"
+    )
     return [
         f"Network interpolation (ESRGAN): {', '.join(curves)}, each with its base, at "
         f"{points} alphas from 0 (the base) to 1 (the run), {where}; every point is a model "

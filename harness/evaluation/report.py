@@ -30,7 +30,7 @@ from harness.deploy.models import ModelReferenceError, load_upscaler
 from harness.evaluation import mlflow_log
 from harness.evaluation.crops import report_crops
 from harness.evaluation.heldout import mark_runs
-from harness.evaluation.interpolation import interpolation_curves
+from harness.evaluation.interpolation import group_means, interpolation_curves
 from harness.evaluation.per_image import columns, score_rows, write_csv
 from harness.evaluation.plots import plot_perception_distortion, run_curves
 from harness.evaluation.records import FINAL, Report, ReportError, RunInfo
@@ -308,7 +308,7 @@ def write_report(
     perceptual = "lpips" if "lpips" in extra else next(iter(extra), "ssim_y")
     grouped = grouped_tables(tables, runs) if has_replicates(runs) else None
     curves = (
-        interpolation_curves(runs, images, scale, extra, interpolate, registry, say)
+        interpolation_curves(runs, images, scale, extra, interpolate, registry, say, tables)
         if interpolate
         else {}
     )
@@ -320,7 +320,7 @@ def write_report(
             folder / "perception_distortion.png",
             perceptual,
             protocols,
-            None if grouped else curves,
+            group_means(curves, {r.label: r.group_label for r in runs}) if grouped else curves,
         ),
         *report_crops(folder, images, results, outputs, scale, perceptual),
     ]

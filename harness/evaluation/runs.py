@@ -3,7 +3,9 @@
 Each RUN is resolved in this order (:func:`resolve_runs`):
 
 1. an existing folder: a run directory (``experiment.toml``, ``generator.keras`` or
-   ``mlflow_run_id`` inside), or a folder of run directories (``runs/``: all of them);
+   ``mlflow_run_id`` inside), or a folder of run directories (``runs/``: all of them); an
+   existing ``.keras`` file: that generator, a fixed model (the committed base a fine-tune's
+   ``generator.init`` names, say);
 2. ``runs:/<id>/...`` or a 32-hex MLflow run id: that run, or, when other runs name it as their
    ``mlflow.parentRunId`` (a sweep), all its child runs;
 3. an MLflow experiment name, then an experiment id: all its runs (sweep parents and earlier
@@ -43,7 +45,8 @@ class _Resolver:
 
     def resolve(self, ref: str) -> list[RunInfo]:
         parsed, kind = parse_reference(ref), self.kind
-        if parsed.kind == refs.KEPT:
+        asked_kept = parsed.kind == refs.KEPT  # RUN@best_lpips, not --model-kind
+        if asked_kept:
             parsed, kind = parse_reference(parsed.base), parsed.name
         text = parsed.text
         kind = FINAL if kind in (FINAL, FINAL_KEPT) else kind
@@ -59,8 +62,10 @@ class _Resolver:
                     "runs/<name> as written by `harness run`."
                 )
             return _present([self.from_dir(p, kind, str(p), strict=False) for p in subs])
+        if path is not None and path.is_file():
+            return [self.from_file(path, ref, kind == FINAL or not asked_kept)]
         if path is not None and path.exists():
-            raise ReportError(f'"{ref}" is a file; give the run directory that holds it.')
+            raise ReportError(f'"{ref}" is not a file or folder a model can be read from.')
         uri = self.uri()
         run_id = parsed.run_id
         if run_id:
@@ -102,6 +107,22 @@ class _Resolver:
             f"name or id in {uri}; give runs/<name>, a run id or an experiment name, and "
             "--tracking-uri if the runs were logged to another store."
         )
+
+    def from_file(self, path: Path, ref: str, final: bool) -> RunInfo:
+        """A model file (a committed base, say): one fixed model with no experiment, seed or
+        curves, labelled by its file name; the runs whose ``generator.init`` names it are its
+        fine-tunes. ``final`` is false when ``@<kept>`` was asked of the file itself
+        (``--model-kind`` picks among runs' generators; a file has one)."""
+        if path.suffix != ".keras":
+            raise ReportError(
+                f'"{ref}" is a file but not a .keras generator; give a .keras file or the run '
+                "directory that holds the model."
+            )
+        if not final:
+            raise ReportError(
+                f'"{ref}": a model file keeps no other generators; give the file alone.'
+            )
+        return RunInfo(ref=ref, label=path.stem, model_ref=str(path))
 
     def from_dir(self, path: Path, kind: str, ref: str, strict: bool = True) -> RunInfo | None:
         params = _read_params(RunDir(path).experiment_toml)
@@ -193,6 +214,13 @@ class _Resolver:
         self.say(f"skipping {info.label}: no {what} model ({why})")
 
 
+def _model_file(info: RunInfo) -> Path | None:
+    """The model file a run of the report is (:meth:`_Resolver.from_file`), else ``None``."""
+    if info.run_dir is not None or info.run_id or not info.model_ref:
+        return None
+    return Path(info.model_ref).resolve()
+
+
 def _present(infos: list[RunInfo | None]) -> list[RunInfo]:
     """The runs with a model (those without one were skipped with a message)."""
     return [i for i in infos if i is not None]
@@ -233,7 +261,8 @@ def resolve_runs(
     seen: set[tuple[str, str]] = set()
     for ref in refs:
         for info in resolver.resolve(str(ref)):
-            key = (info.run_id or str(info.run_dir.resolve() if info.run_dir else ""), info.kind)
+            where = info.run_dir or (None if info.run_id else Path(info.model_ref))
+            key = (info.run_id or str(where.resolve() if where else ""), info.kind)
             if key not in seen:
                 seen.add(key)
                 runs.append(info)
@@ -246,7 +275,7 @@ def resolve_runs(
     labels = [r.label for r in runs]
     for info in runs:
         if labels.count(info.label) > 1 or info.label == "bicubic":
-            info.label = f"{info.label} ({info.run_id[:8] or info.run_dir})"
+            info.label = f"{info.label} ({info.run_id[:8] or info.run_dir or info.model_ref})"
     for info in runs:
         _name_source(info, runs, resolver)
     scales = sorted({r.scale for r in runs if r.scale is not None})
@@ -276,6 +305,7 @@ def _name_source(info: RunInfo, runs: Sequence[RunInfo], resolver: _Resolver) ->
         and (
             (info.init_run and o.run_id == info.init_run)
             or (src_dir is not None and o.run_dir is not None and o.run_dir.resolve() == src_dir)
+            or (src_dir is not None and _model_file(o) == src_dir)
         )
     ]
     if candidates:
