@@ -471,7 +471,9 @@ def test_a_model_file_is_a_fixed_model_and_the_start_of_the_runs_that_name_it(
     assert report.tables["set5"]["base_x4"]["psnr_y"] == pytest.approx(direct.mean("psnr_y"))
     (psnr,) = [c for c in report.comparisons if c.measure == "psnr_y" and c.run == "ft_of_file"]
     assert psnr.baseline == "base_x4" and psnr.baseline_fixed and not psnr.run_fixed
-    assert "generator from `" in report.markdown.read_text()
+    md = report.markdown.read_text()
+    assert f"generator from `{base_file}` = base_x4" in md
+    assert "### base_x4\n\n- a model with no recorded experiment" in md and "step ?" not in md
     with pytest.raises(ReportError, match="keeps no other generators"):
         resolve_runs([f"{base_file}@best_lpips"], say=lambda _: None)
     (tmp_path / "notes.txt").write_text("x")

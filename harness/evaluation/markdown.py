@@ -179,7 +179,7 @@ def render_markdown(
             r.init_label or "-",
             "-" if r.steps is None else str(r.steps),
             _duration(r.wall_s),
-            f"{r.kind} (step {'?' if r.model_step is None else r.model_step})",
+            r.kind if r.model_step is None else f"{r.kind} (step {r.model_step})",
         ]
         for r in runs
     ]
@@ -201,12 +201,15 @@ def render_markdown(
         lines += [f"### {r.label}", ""]
         if r.params.get("experiment.description"):
             lines.append(f"- description: {r.params['experiment.description']}")
-        lines += [
-            f"- generator: {r.generator}",
-            f"- losses: {r.losses}; adversarial: {r.adversarial}",
-            *_held_out(r, report.measures),
-            f"- evaluated: `{r.model_ref}`",
-        ]
+        if r.params:
+            lines += [
+                f"- generator: {r.generator}",
+                f"- losses: {r.losses}; adversarial: {r.adversarial}",
+                *_held_out(r, report.measures),
+            ]
+        else:
+            lines.append("- a model with no recorded experiment: how it was trained is not known")
+        lines.append(f"- evaluated: `{r.model_ref}`")
         if r.run_dir:
             lines.append(f"- run directory: `{r.run_dir}`")
         if r.run_id:
