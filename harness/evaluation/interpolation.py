@@ -67,9 +67,8 @@ def interpolation_curves(
         curve: Curve = {label: [] for label in images}
         for alpha in alphas:
             row = run.label if alpha == 1.0 else run.init_label if alpha == 0.0 else ""
-            done = {label: known.get(label, {}).get(row) for label in images}
-            if alpha == 0.0:
-                done = {label: done[label] or start.get(label) for label in images}
+            scored = start if alpha == 0.0 else {}
+            done = {k: known.get(k, {}).get(row) or scored.get(k) for k in images}
             if not all(done.values()):
                 base.set_weights(blend(weights_base, weights_run, alpha))
             for label, items in images.items():

@@ -63,7 +63,7 @@ class _Resolver:
                 )
             return _present([self.from_dir(p, kind, str(p), strict=False) for p in subs])
         if path is not None and path.is_file():
-            return [self.from_file(path, ref, kind == FINAL or not asked_kept)]
+            return [self.from_file(path, ref, kind if asked_kept else FINAL)]
         if path is not None and path.exists():
             raise ReportError(f'"{ref}" is not a file or folder a model can be read from.')
         uri = self.uri()
@@ -108,17 +108,17 @@ class _Resolver:
             "--tracking-uri if the runs were logged to another store."
         )
 
-    def from_file(self, path: Path, ref: str, final: bool) -> RunInfo:
+    def from_file(self, path: Path, ref: str, kind: str) -> RunInfo:
         """A model file (a committed base, say): one fixed model with no experiment, seed or
         curves, labelled by its file name; the runs whose ``generator.init`` names it are its
-        fine-tunes. ``final`` is false when ``@<kept>`` was asked of the file itself
-        (``--model-kind`` picks among runs' generators; a file has one)."""
+        fine-tunes. ``kind`` is what ``@<kept>`` asked of the file itself (``--model-kind``
+        picks among runs' generators; a file has one)."""
         if path.suffix != ".keras":
             raise ReportError(
                 f'"{ref}" is a file but not a .keras generator; give a .keras file or the run '
                 "directory that holds the model."
             )
-        if not final:
+        if kind != FINAL:
             raise ReportError(
                 f'"{ref}": a model file keeps no other generators; give the file alone.'
             )
@@ -214,9 +214,12 @@ class _Resolver:
         self.say(f"skipping {info.label}: no {what} model ({why})")
 
 
-def _model_file(info: RunInfo) -> Path | None:
-    """The model file a run of the report is (:meth:`_Resolver.from_file`), else ``None``."""
-    if info.run_dir is not None or info.run_id or not info.model_ref:
+def _place(info: RunInfo) -> Path | None:
+    """Where a run of the report lives on disk, resolved: its run directory, or the model file
+    it is (:meth:`_Resolver.from_file`); ``None`` for a run known only to MLflow."""
+    if info.run_dir is not None:
+        return info.run_dir.resolve()
+    if info.run_id or not info.model_ref:
         return None
     return Path(info.model_ref).resolve()
 
@@ -261,8 +264,7 @@ def resolve_runs(
     seen: set[tuple[str, str]] = set()
     for ref in refs:
         for info in resolver.resolve(str(ref)):
-            where = info.run_dir or (None if info.run_id else Path(info.model_ref))
-            key = (info.run_id or str(where.resolve() if where else ""), info.kind)
+            key = (info.run_id or str(_place(info) or ""), info.kind)
             if key not in seen:
                 seen.add(key)
                 runs.append(info)
@@ -304,8 +306,7 @@ def _name_source(info: RunInfo, runs: Sequence[RunInfo], resolver: _Resolver) ->
         if o is not info
         and (
             (info.init_run and o.run_id == info.init_run)
-            or (src_dir is not None and o.run_dir is not None and o.run_dir.resolve() == src_dir)
-            or (src_dir is not None and _model_file(o) == src_dir)
+            or (src_dir is not None and _place(o) == src_dir)
         )
     ]
     if candidates:
