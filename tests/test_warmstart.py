@@ -113,6 +113,14 @@ def test_the_fine_tune_records_its_source_in_mlflow(tmp_path, base, store, regis
     ]
     assert len(generators) == 1
     assert [m.model_id for m in run.inputs.model_inputs] == generators
+    # the validation curves start at step 0 with the warm-started generator: the base's final
+    # validation, as the same generator on the same images; a run from scratch has no step 0
+    start = {m.step: m.value for m in client.get_metric_history(result.run_id, "val/psnr_y")}
+    assert sorted(start) == [0, 1]
+    assert start[0] == pytest.approx(base_result.final_metrics["val/psnr_y"], abs=1e-3)
+    assert start[1] != pytest.approx(start[0], abs=1e-6)  # a trained step, not the start again
+    base_steps = [m.step for m in client.get_metric_history(base_result.run_id, "val/psnr_y")]
+    assert base_steps == [1, 2]
 
 
 @pytest.fixture(scope="module")

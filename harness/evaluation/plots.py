@@ -51,16 +51,28 @@ def plot_curves(runs: Sequence[Curves], path: Path, perceptual: str = "lpips") -
     run, each run's bicubic PSNR-Y on its validation set as a dashed line (Ledig et al. Figs.
     6-8 style)."""
     plt = _pyplot()
+    fig = curves_figure(runs, perceptual)
+    with diskwrite.atomic(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def curves_figure(runs: Sequence[Curves], perceptual: str = "lpips") -> Any:
+    """The figure :func:`plot_curves` saves (the caller closes it)."""
+    plt = _pyplot()
     from matplotlib.ticker import MaxNLocator  # matplotlib: loaded by _pyplot, as a figure is drawn
 
     keys = ["val/psnr_y"]
     if any(r.history.get(f"val/{perceptual}") for r in runs):
         keys.append(f"val/{perceptual}")
     fig, axes = plt.subplots(1, len(keys), figsize=(6.0 * len(keys), 4.2), squeeze=False)
-    bases = [r.bicubic_psnr_y for r in runs]
-    shared = len({round(b, 6) for b in bases if b is not None}) == 1 and None not in bases
+    # one bicubic line when every run that logged one validated on the same images (a model
+    # file in the report has no validation, so no line of its own)
+    bases = {round(r.bicubic_psnr_y, 6) for r in runs if r.bicubic_psnr_y is not None}
+    shared = len(bases) == 1
     for ax, key in zip(axes[0], keys, strict=True):
-        drawn = False
+        drawn = bicubic_drawn = False
         for i, run in enumerate(runs):
             points = sorted(run.history.get(key, ()))
             if points:
@@ -75,8 +87,9 @@ def plot_curves(runs: Sequence[Curves], path: Path, perceptual: str = "lpips") -
             if key != "val/psnr_y" or base is None or not math.isfinite(base):
                 continue
             if shared:
-                if i == 0:
+                if not bicubic_drawn:
                     ax.axhline(base, ls="--", lw=1, color=BICUBIC_COLOR, label="bicubic")
+                    bicubic_drawn = True
             else:
                 ax.axhline(base, ls="--", lw=1, color=color(i), label=f"bicubic ({run.label})")
             drawn = True
@@ -99,10 +112,7 @@ def plot_curves(runs: Sequence[Curves], path: Path, perceptual: str = "lpips") -
                 color="gray",
             )
     fig.tight_layout()
-    with diskwrite.atomic(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 # --------------------------------------------------------------------------- perception-distortion
@@ -231,6 +241,7 @@ def run_curves(
 __all__ = [
     "Curves",
     "color",
+    "curves_figure",
     "plot_curves",
     "plot_perception_distortion",
     "reference_key",

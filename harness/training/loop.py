@@ -311,6 +311,15 @@ def _run(
             "bicubic on the validation set: "
             + ", ".join(f"{k.split('_', 1)[1]} {x:.4g}" for k, x in result.bicubic_metrics.items())
         )
+        if any(s.network == "generator" for s in sources):
+            # where a fine-tune starts, so that its validation curves begin at step 0 (logged
+            # only: the kept generators, early stopping and sweep pruning judge trained steps)
+            start = validator(trainer.final_generator)
+            tracker.log_metrics(start, step=0)
+            say(
+                "the warm-started generator on the validation set: "
+                + ", ".join(f"{k.split('/', 1)[1]} {x:.4g}" for k, x in start.items())
+            )
     run = cb.Run(exp, trainer, tracker, checkpoints, kept, validator, result, say, chief)
     flag: dict[str, int] = {}
     hooks = cb.CallbackList([*cb.builtin_callbacks(run, progress, flag), *callbacks])
