@@ -76,6 +76,8 @@ def test_the_cpu_sized_budget_comparison_runs_with_replicates(tmp_path, monkeypa
     report = ["--data", str(tmp_path / "tinyset"), "-o", str(tmp_path / "report")]
     tiny_benchmark_set(tmp_path / "tinyset")
     args = ["compare", str(BUDGET), *sets, "--seeds", "2", "--metric", "lpips", *report]
+    # the seed's claims: every recipe against the start and against Per-Pix (two baselines)
+    args += ["--baseline", "generator", "--baseline", "budget_ft_perpix"]
     done = CliRunner().invoke(cli, [*args, "--tracking-uri", store], obj={"registry": registry})
     assert done.exit_code == 0, done.output[-3000:]
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
@@ -87,7 +89,14 @@ def test_the_cpu_sized_budget_comparison_runs_with_replicates(tmp_path, monkeypa
     # the start every fine-tune names (a .keras file, not a run of the comparison) is reported
     # first, and each replicated fine-tune is tested against it as a fixed model
     (start,) = [r for r in tables["runs"] if r["label"] == "generator"]
-    assert start["model"] == str(init) and tables["baseline"] == "generator"
+    assert start["model"] == str(init)
+    assert tables["baselines"] == ["generator", "budget_ft_perpix"]
     fixed = [c for c in tables["statistics"] if c["baseline"] == "generator"]
     assert {c["run"] for c in fixed} == FINETUNES
     assert all(c["baseline_fixed"] and c["seeds"] == 2 for c in fixed)
+    # between two replicated recipes seeds are the unit (Welch's t over 2 + 2 runs); Per-Pix
+    # against the start is tested once, as one of the fine-tunes above
+    recipes = [c for c in tables["statistics"] if c["baseline"] == "budget_ft_perpix"]
+    assert {c["run"] for c in recipes} == FINETUNES - {"budget_ft_perpix"}
+    assert all(c["test"] == "welch" and c["seeds"] == c["baseline_seeds"] == 2 for c in recipes)
+    assert not any(c["run"] == "generator" for c in tables["statistics"])

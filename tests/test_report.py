@@ -240,6 +240,18 @@ def test_unknown_run_is_one_line_error(env):
     assert "--tracking-uri" in lines[0] and "Traceback" not in result.output
 
 
+def test_an_unknown_baseline_is_one_line_error_before_any_evaluation(env, tmp_path):
+    out = tmp_path / "never"
+    args = ["report", str(env["base"]), str(env["ft"]), "--baseline", "rep_base"]
+    args += ["--baseline", "rep_nope", "--data", env["data"][0], "--no-mlflow", "-o", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--tracking-uri", env["store"]])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: --baseline "rep_nope" is none of')
+    assert "bicubic, rep_base, rep_ft" in lines[0]
+    assert not any(out.iterdir())  # nothing evaluated, nothing written
+
+
 def test_missing_data_and_missing_model_are_clear_errors(env, tmp_path):
     result = CliRunner().invoke(
         cli, ["report", str(env["base"]), "--data", str(tmp_path / "set5"), "--no-mlflow"]
@@ -365,7 +377,7 @@ def test_statistics_equal_scipy_on_the_per_image_table_the_report_wrote(env, cli
             mine = [r for r in rows if r["set"] == s and r["run"] == run]
             assert [r["psnr_y"] for r in mine] == [i["psnr_y"] for i in result["images"]]
     statistics = report["statistics"]
-    assert report["baseline"] == "rep_base"
+    assert report["baselines"] == ["rep_base"]
     assert {(c["run"], c["baseline"]) for c in statistics} == {("rep_ft", "rep_base")}
     assert {c["set"] for c in statistics} == {"set5", "set14", "all sets"}
     recompute(statistics, rows, list(report["sets"]))
@@ -465,7 +477,7 @@ def test_a_model_file_is_a_fixed_model_and_the_start_of_the_runs_that_name_it(
     assert set(by_label) == {"base_x4", "ft_of_file"}
     assert by_label["base_x4"].model_ref == str(base_file) and not by_label["base_x4"].seed
     assert by_label["ft_of_file"].init_label == "base_x4"
-    assert report.baseline == "base_x4"
+    assert report.baselines == ["base_x4"]
     upscale = load_upscaler(base_file, registry=registry)
     direct = evaluate(upscale, load_folder(env["data"][0], 4), 4)
     assert report.tables["set5"]["base_x4"]["psnr_y"] == pytest.approx(direct.mean("psnr_y"))

@@ -300,11 +300,34 @@ def test_holm_is_the_step_down_and_ignores_nan():
 
 
 def test_the_baseline_defaults_to_the_first_group_or_bicubic():
-    assert stats.pairs_against(["a", "b", "c"]) == ("a", [("b", "a"), ("c", "a")])
-    assert stats.pairs_against(["a"]) == ("bicubic", [("a", "bicubic")])
+    assert stats.pairs_against(["a", "b", "c"]) == (["a"], [("b", "a"), ("c", "a")])
+    assert stats.pairs_against(["a"]) == (["bicubic"], [("a", "bicubic")])
     assert stats.pairs_against(["a", "b"], "bicubic")[1] == [("a", "bicubic"), ("b", "bicubic")]
     with pytest.raises(KeyError):
         stats.pairs_against(["a", "b"], "zz")
+
+
+def test_several_baselines_compare_each_pair_once():
+    """Every group against each baseline in the order given; two baselines once (the later
+    against the earlier); a repeated baseline counts once; an unknown one is named."""
+    groups = ["base", "ft_a", "ft_b", "ft_c"]
+    baselines, pairs = stats.pairs_against(groups, ["base", "ft_b", "base"])
+    assert baselines == ["base", "ft_b"]
+    assert pairs == [
+        ("ft_a", "base"),
+        ("ft_b", "base"),
+        ("ft_c", "base"),
+        ("ft_a", "ft_b"),
+        ("ft_c", "ft_b"),
+    ]
+    assert stats.pairs_against(groups, ["bicubic", "base"])[1] == [
+        *((g, "bicubic") for g in groups),
+        ("ft_a", "base"),
+        ("ft_b", "base"),
+        ("ft_c", "base"),
+    ]
+    with pytest.raises(KeyError, match="zz"):
+        stats.pairs_against(groups, ["base", "zz"])
 
 
 def test_scores_csv_round_trips_at_full_precision(tmp_path):

@@ -48,9 +48,11 @@ from harness.evaluation import compare
 )
 @click.option(
     "--baseline",
-    default=None,
+    "baselines",
+    multiple=True,
     metavar="NAME",
-    help="The experiment the report compares the others with [default: the first].",
+    help="An experiment (or a .keras start file's stem) the report compares the others with; "
+    "repeat it for several [default: the first start file, else the first experiment].",
 )
 @click.option("--report/--no-report", default=True, help="Write the report after training.")
 @click.option(
@@ -65,7 +67,7 @@ def command(
     data_specs: tuple[str, ...],
     metric_names: tuple[str, ...],
     seeds: int | None,
-    baseline: str | None,
+    baselines: tuple[str, ...],
     report: bool,
     tracking_uri: str | None,
 ) -> None:
@@ -81,6 +83,8 @@ def command(
       harness compare experiments/compare --data ../shared/data/set5 --data ../shared/data/set14
       harness compare experiments/compare --no-report
       harness compare experiments/compare --seeds 3 --baseline compare_ft_srgan
+      harness compare experiments/budget --seeds 2 --baseline msrresnet16_mse_x4 \\
+        --baseline budget_ft_perpix
     """
     planned = compare.plan(experiments, overrides, registry=registry(), seeds=seeds)
     click.echo("the comparison, in order:")
@@ -102,6 +106,6 @@ def command(
         metrics=list(metric_names) or None,
         tracking_uri=tracking_uri,
         say=click.echo,
-        baseline=baseline,
+        baseline=baselines,
     )
     click.echo(f"report: {result.markdown}")

@@ -58,10 +58,12 @@ from harness.evaluation.tables import format_measure, measure_name, text_table
 )
 @click.option(
     "--baseline",
-    default=None,
+    "baselines",
+    multiple=True,
     metavar="RUN",
-    help="The run (a label of the report, or bicubic) every other run is compared with, per "
-    "image [default: the first run; bicubic when there is one].",
+    help="A run (a label or group of the report, or bicubic) every other run is compared with; "
+    "repeat it to compare with several (two baselines are compared once) [default: the first "
+    "run; bicubic when there is only one].",
 )
 @click.option(
     "--interpolate",
@@ -92,7 +94,7 @@ def command(
     metrics: tuple[str, ...],
     crops: int,
     model_kind: str,
-    baseline: str | None,
+    baselines: tuple[str, ...],
     interpolate: int,
     tracking_uri: str | None,
     use_mlflow: bool,
@@ -106,7 +108,7 @@ def command(
     add @best_lpips (or another kept generator) to evaluate that one instead of the final one. The
     folder gets report.md, report.html, report.json, scores.csv (every per-image score),
     curves.png, perception_distortion.png and crops_<set>_<image>.png, and is logged to MLflow
-    as a run named "report". Each run (or group of seeds) is compared with --baseline:
+    as a run named "report". Each run (or group of seeds) is compared with each --baseline:
     image by image against a fixed model (bicubic, a model with no seed, a fine-tune's start),
     seed by seed between groups of replicates (Welch's t), and without a verdict between two
     single trained runs (train replicates: harness compare --seeds N); bootstrap intervals,
@@ -139,7 +141,7 @@ def command(
         log_to_mlflow=use_mlflow,
         say=click.echo,
         progress=not quiet,
-        baseline=baseline,
+        baseline=baselines,
         interpolate=interpolate,
     )
     for label, table in result.tables.items():

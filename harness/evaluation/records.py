@@ -136,7 +136,7 @@ class Report:
     mlflow_run_id: str = ""
     scores: list[dict[str, Any]] = field(default_factory=list)  # scores.csv's rows
     comparisons: list[Any] = field(default_factory=list)  # harness.evaluation.stats.Comparison
-    baseline: str = ""
+    baselines: list[str] = field(default_factory=list)  # what every run was compared with
     grouped: Any = None  # harness.evaluation.replicates.GroupedTables when runs have replicates
     interpolation: dict[str, Any] = field(default_factory=dict)  # run -> set -> alpha points
 

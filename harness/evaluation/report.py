@@ -196,7 +196,7 @@ def command_line(
     crops: int = 2,
     model_kind: str = FINAL,
     log_to_mlflow: bool = True,
-    baseline: str | None = None,
+    baseline: str | Sequence[str] = (),
     interpolate: int = 0,
 ) -> str:
     """The ``harness report`` command line that writes this report (what it says it was made
@@ -214,8 +214,8 @@ def command_line(
         args += ["--crops", str(crops)]
     if model_kind != FINAL:
         args += ["--model-kind", model_kind]
-    if baseline:
-        args += ["--baseline", baseline]
+    for name in [baseline] if isinstance(baseline, str) else baseline:
+        args += ["--baseline", name]
     if interpolate:
         args += ["--interpolate", str(interpolate)]
     if tracking_uri:
@@ -239,17 +239,17 @@ def write_report(
     log_to_mlflow: bool = True,
     say: Callable[[str], Any] = print,
     progress: bool = True,
-    baseline: str | None = None,
+    baseline: str | Sequence[str] = (),
     interpolate: int = 0,
 ) -> Report:
     """Evaluate each run of ``refs`` and bicubic on ``data`` and write the report to ``out``
     (default ``reports/<date-time>``). ``metrics`` are metric plugin names of ``registry``
     (default: the registered ones of :data:`DEFAULT_METRICS`); ``crops`` images per set get a
     crop figure. ``lr`` (one folder per ``data`` folder) gives LR images to upscale instead of
-    bicubic LR. Each run (or group of replicates) is compared with ``baseline`` (a run or group
-    label, or ``bicubic``; default: the first) by :mod:`harness.evaluation.stats`: image by
-    image against a fixed model (bicubic, a model with no seed, a fine-tune's start), seed by
-    seed between replicated recipes, with no verdict between single trained runs. With
+    bicubic LR. Each run (or group of replicates) is compared with each of ``baseline`` (run or
+    group labels, or ``bicubic``; default: the first run) by :mod:`harness.evaluation.stats`:
+    image by image against a fixed model (bicubic, a model with no seed, a fine-tune's start),
+    seed by seed between replicated recipes, with no verdict between single trained runs. With
     ``interpolate`` K, each fine-tune's network interpolation with its base is scored at K
     alphas (:mod:`harness.evaluation.interpolation`) and drawn on the plane. The report
     says it was made with :func:`command_line` of these arguments."""
@@ -280,12 +280,13 @@ def write_report(
     }
     measures = tuple(protocols)
     groups = list(dict.fromkeys(r.group_label for r in runs))
+    by_label = {r.label: r.group_label for r in runs}
+    asked = [baseline] if isinstance(baseline, str) else list(baseline)
     try:
-        by_label = {r.label: r.group_label for r in runs}
-        baseline, pairs = pairs_against(groups, by_label.get(baseline or "", baseline))
-    except KeyError:
+        baselines, pairs = pairs_against(groups, [by_label.get(b, b) for b in asked])
+    except KeyError as unknown:
         raise ReportError(
-            f'--baseline "{baseline}" is none of the reported runs; give one of: '
+            f'--baseline "{unknown.args[0]}" is none of the reported runs; give one of: '
             f"{', '.join(['bicubic', *groups])}."
         ) from None
     scale = report_scale(runs, registry)
@@ -337,7 +338,7 @@ def write_report(
         protocols=protocols,
         scores=scores,
         comparisons=comparisons,
-        baseline=baseline,
+        baselines=baselines,
         grouped=grouped,
         interpolation=curves,
     )

@@ -343,15 +343,21 @@ def fixed_sides(
 
 
 def pairs_against(
-    groups: Sequence[str], baseline: str | None = None, bicubic: str = "bicubic"
-) -> tuple[str, list[tuple[str, str]]]:
-    """``(baseline, pairs)``: every group against ``baseline`` (default: the first group, or
-    ``bicubic`` when there is one group only). An unknown ``baseline`` raises ``KeyError``."""
-    if baseline is None:
+    groups: Sequence[str], baseline: str | Sequence[str] | None = None, bicubic: str = "bicubic"
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """``(baselines, pairs)``: every group against each of ``baseline`` (one name or several;
+    default: the first group, or ``bicubic`` when there is one group only), in that order; two
+    baselines are compared once, the later against the earlier. An unknown baseline raises
+    ``KeyError``."""
+    if not baseline:
         baseline = groups[0] if len(groups) > 1 else bicubic
-    if baseline != bicubic and baseline not in groups:
-        raise KeyError(baseline)
-    return baseline, [(g, baseline) for g in groups if g != baseline]
+    baselines = list(dict.fromkeys([baseline] if isinstance(baseline, str) else baseline))
+    pairs: list[tuple[str, str]] = []
+    for b in baselines:
+        if b != bicubic and b not in groups:
+            raise KeyError(b)
+        pairs += [(g, b) for g in groups if g != b and (b, g) not in pairs]
+    return baselines, pairs
 
 
 def unseeded_groups(rows: Sequence[Mapping[str, Any]]) -> list[str]:

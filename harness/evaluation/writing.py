@@ -82,7 +82,7 @@ def to_json(report: Report, **extra: Any) -> dict[str, Any]:
         },
         "figures": [p.name for p in report.figures],
         "scores": "scores.csv",
-        "baseline": report.baseline,
+        "baselines": report.baselines,
         "grouped": report.grouped.to_dict() if report.grouped else None,
         "interpolation": report.interpolation,
         "statistics": [c.to_dict() for c in report.comparisons],
