@@ -15,7 +15,6 @@ from conftest import tiny_benchmark_set
 from test_compare import CPU_SIZED, SHIPPED
 
 from harness.evaluation import compare
-from harness.evaluation.plots import Curves, curves_figure
 from harness.evaluation.records import RunInfo
 from harness.evaluation.replicates import (
     group_curves,
@@ -54,29 +53,6 @@ def test_groups_show_the_mean_and_spread_of_their_runs():
     assert ft.label == "ft (mean of 2 seeds)"
     assert ft.history["val/psnr_y"] == [(1, 21.0), (2, 23.0)]  # the steps both validated
     assert ft.band["val/psnr_y"] == [(1, 20.0, 22.0), (2, 21.0, 25.0)]
-
-
-def test_the_curves_draw_one_bicubic_line_for_runs_on_the_same_images():
-    """A model file in the report (no validation, no bicubic line) does not split the runs'
-    shared bicubic line into one per run; runs validated on different images get one each."""
-    history = {"val/psnr_y": [(0, 30.0), (100, 29.0)], "val/lpips": [(0, 0.2), (100, 0.15)]}
-    runs = [
-        Curves("base.keras", {}),
-        Curves("ft-a", history, 28.4314),
-        Curves("ft-b", history, 28.4314),
-    ]
-    fig = curves_figure(runs)
-    import matplotlib.pyplot as plt  # loaded (with the Agg backend) by curves_figure
-
-    labels = fig.axes[0].get_legend_handles_labels()[1]
-    plt.close(fig)
-    assert labels == ["ft-a", "bicubic", "ft-b"]
-    fig = curves_figure([*runs[1:], Curves("ft-c", history, 26.1)])
-    labels = fig.axes[0].get_legend_handles_labels()[1]
-    lpips_labels = fig.axes[1].get_legend_handles_labels()[1]
-    plt.close(fig)
-    assert labels.count("bicubic (ft-a)") == labels.count("bicubic (ft-c)") == 1
-    assert lpips_labels == ["ft-a", "ft-b", "ft-c"]
 
 
 def test_a_fine_tunes_shared_start_is_known_per_group():

@@ -133,6 +133,24 @@ def plot_perception_distortion(
     its PSNR-Y). ``curves`` (row -> set -> points with ``alpha``) are drawn as dotted lines in
     the row's colour, each point labelled with its alpha (network interpolation)."""
     plt = _pyplot()
+    fig = plane_figure(tables, references, y, y_label, lower_is_better, curves)
+    with diskwrite.atomic(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plane_figure(
+    tables: Mapping[str, Mapping[str, Mapping[str, float]]],
+    references: Mapping[str, Mapping[str, Mapping[str, float]]],
+    y: str = "lpips",
+    y_label: str = "LPIPS",
+    lower_is_better: bool = True,
+    curves: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]] | None = None,
+) -> Any:
+    """The figure :func:`plot_perception_distortion` saves (the caller closes it): one legend
+    for all panels, below them, so that no panel's points hide under it."""
+    plt = _pyplot()
     sets = list(tables)
     cols = min(3, max(1, len(sets)))
     rows = math.ceil(len(sets) / cols) or 1
@@ -190,15 +208,25 @@ def plot_perception_distortion(
         ax.set_xlabel("PSNR-Y (dB), higher is better")
         ax.set_ylabel(f"{y_label}, {'lower' if lower_is_better else 'higher'} is better")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+    legend: dict[str, Any] = {}  # label -> handle, in the order the panels drew them
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
     fig.suptitle(
         "perception-distortion plane\n(filled: measured here; hollow: published)", fontsize=10
     )
     fig.tight_layout()
-    with diskwrite.atomic(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    if legend:
+        fig.legend(
+            legend.values(),
+            legend.keys(),
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(4, len(legend)),
+            fontsize=8,
+            frameon=False,
+        )
+    return fig
 
 
 def _interpolation(ax: Any, points: Sequence[Mapping[str, float]], y: str, hue: str) -> None:
@@ -243,6 +271,7 @@ __all__ = [
     "color",
     "curves_figure",
     "plot_curves",
+    "plane_figure",
     "plot_perception_distortion",
     "reference_key",
     "run_curves",
