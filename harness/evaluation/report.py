@@ -196,7 +196,7 @@ def command_line(
     crops: int = 2,
     model_kind: str = FINAL,
     log_to_mlflow: bool = True,
-    baseline: str | Sequence[str] = (),
+    baselines: Sequence[str] = (),
     interpolate: int = 0,
 ) -> str:
     """The ``harness report`` command line that writes this report (what it says it was made
@@ -214,7 +214,7 @@ def command_line(
         args += ["--crops", str(crops)]
     if model_kind != FINAL:
         args += ["--model-kind", model_kind]
-    for name in [baseline] if isinstance(baseline, str) else baseline:
+    for name in baselines:
         args += ["--baseline", name]
     if interpolate:
         args += ["--interpolate", str(interpolate)]
@@ -253,6 +253,7 @@ def write_report(
     ``interpolate`` K, each fine-tune's network interpolation with its base is scored at K
     alphas (:mod:`harness.evaluation.interpolation`) and drawn on the plane. The report
     says it was made with :func:`command_line` of these arguments."""
+    asked = [baseline] if isinstance(baseline, str) else list(baseline)
     command = command_line(
         refs,
         out,
@@ -263,7 +264,7 @@ def write_report(
         crops=crops,
         model_kind=model_kind,
         log_to_mlflow=log_to_mlflow,
-        baseline=baseline,
+        baselines=asked,
         interpolate=interpolate,
     )
 
@@ -281,7 +282,6 @@ def write_report(
     measures = tuple(protocols)
     groups = list(dict.fromkeys(r.group_label for r in runs))
     by_label = {r.label: r.group_label for r in runs}
-    asked = [baseline] if isinstance(baseline, str) else list(baseline)
     try:
         baselines, pairs = pairs_against(groups, [by_label.get(b, b) for b in asked])
     except KeyError as unknown:
