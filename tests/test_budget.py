@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from conftest import new_store, tiny_benchmark_set
 from test_compare import CPU_SIZED as COMPARE_SIZED
 
+from harness import config
 from harness.cli import cli
 from harness.deploy.models import load_keras_file
 from harness.evaluation import compare
@@ -20,6 +21,9 @@ from harness.evaluation import compare
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET = ROOT / "experiments" / "budget"
 BASE_FILE = "models/msrresnet16_mse_x4.keras"
+GAN_FILE = "models/msrresnet16_lpips_gan_x4.keras"
+"""The budget's best recipe (experiments/budget_long/ft_lpips_projected.toml), fine-tuned from
+BASE_FILE."""
 FINETUNES = {
     "budget_ft_mse",
     "budget_ft_ledig",
@@ -53,9 +57,29 @@ def test_every_variant_fine_tunes_the_committed_base(registry):
     assert not np.allclose(base.get_weights()[0], generator.get_weights()[0])  # trained
 
 
+def test_the_committed_gan_generator_is_the_long_run_of_the_base(registry):
+    exp = config.load(
+        ROOT / "experiments" / "budget_long" / "ft_lpips_projected.toml", registry=registry
+    )
+    assert exp.generator.init == BASE_FILE
+    assert exp.discriminator.name == "projected"
+    base = load_keras_file(ROOT / BASE_FILE, registry=registry)
+    gan = load_keras_file(ROOT / GAN_FILE, registry=registry)
+    assert [w.shape for w in gan.weights] == [w.shape for w in base.weights]
+    moved = [
+        np.abs(g - b).max() for g, b in zip(gan.get_weights(), base.get_weights(), strict=True)
+    ]
+    assert max(moved) > 1e-3  # trained further than the base
+    # and its output differs from the base's
+    lr = np.random.default_rng(0).uniform(0, 1, (1, 12, 12, 3)).astype("float32")
+    a, b = np.asarray(base(lr)), np.asarray(gan(lr))
+    assert a.shape == b.shape == (1, 48, 48, 3)
+    assert np.abs(a - b).mean() > 1e-3
+
+
 def test_the_readme_states_the_committed_models_size_and_checksum():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for name in (BASE_FILE,):
+    for name in (BASE_FILE, GAN_FILE):
         data = (ROOT / name).read_bytes()
         assert hashlib.sha256(data).hexdigest() in readme, name
         assert f"{len(data) / 1e6:.1f} MB" in readme, name
