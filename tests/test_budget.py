@@ -15,6 +15,7 @@ from test_compare import CPU_SIZED as COMPARE_SIZED
 
 from harness import config
 from harness.cli import cli
+from harness.config import schedules
 from harness.deploy.models import load_keras_file
 from harness.evaluation import compare
 
@@ -63,6 +64,24 @@ def test_the_committed_gan_generator_is_the_long_run_of_the_base(registry):
     )
     assert exp.generator.init == BASE_FILE
     assert exp.discriminator.name == "projected"
+    # the three stages the README's table gives: hinge 5e-3, 0.05 from 700, 5e-3 from 1064 with
+    # both learning rates decaying to 1e-5 at the last step
+    fns = schedules.functions(exp, registry)
+    hinge, lr, d_lr = (
+        fns[k] for k in (schedules.ADVERSARIAL, "train.learning_rate", "train.d_learning_rate")
+    )
+    assert [hinge(s) for s in (0, 699, 700, 1063, 1064, exp.train.steps)] == [
+        5e-3,
+        5e-3,
+        0.05,
+        0.05,
+        5e-3,
+        5e-3,
+    ]
+    for rate in (lr, d_lr):
+        assert rate(0) == rate(1064) == pytest.approx(1e-4)
+        assert rate(1500) < 1e-4
+        assert rate(exp.train.steps) == pytest.approx(1e-5)
     base = load_keras_file(ROOT / BASE_FILE, registry=registry)
     gan = load_keras_file(ROOT / GAN_FILE, registry=registry)
     assert [w.shape for w in gan.weights] == [w.shape for w in base.weights]
