@@ -90,8 +90,8 @@ def test_the_committed_gan_generator_is_the_long_run_of_the_base(registry):
     ]
     assert max(moved) > 1e-3  # trained further than the base
     # and its output differs from the base's
-    lr = np.random.default_rng(0).uniform(0, 1, (1, 12, 12, 3)).astype("float32")
-    a, b = np.asarray(base(lr)), np.asarray(gan(lr))
+    image = np.random.default_rng(0).uniform(0, 1, (1, 12, 12, 3)).astype("float32")
+    a, b = np.asarray(base(image)), np.asarray(gan(image))
     assert a.shape == b.shape == (1, 48, 48, 3)
     assert np.abs(a - b).mean() > 1e-3
 
